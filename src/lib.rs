@@ -1,0 +1,15 @@
+//! # dcengine
+//!
+//! A data-channel engine that media servers embed: one-way, ACS-style
+//! DataChannel senders and receivers carried over SCTP over UDP (RFC 6951).
+//!
+//! The layers, bottom up (see `docs/architecture.md`):
+//! - [`wire`]: the engine's own framing inside SCTP user messages.
+//! - [`proto`]: the sans-IO node: one SCTP endpoint and its associations,
+//!   driven by datagrams and time given by the caller.
+//! - [`sim`]: a deterministic in-memory network that drives nodes with
+//!   seeded loss, reordering, duplication, latency and rate limits.
+
+pub mod proto;
+pub mod sim;
+pub mod wire;

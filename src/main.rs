@@ -1,0 +1,2 @@
+//! The `dcengine` command.
+fn main() {}

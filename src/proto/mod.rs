@@ -1,0 +1,2 @@
+//! The sans-IO node.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Deterministic network harness.
+#![forbid(unsafe_code)]
