@@ -1,2 +1,32 @@
-//! The sans-IO node.
+//! The sans-IO node: one SCTP endpoint (sctp-proto) and its associations,
+//! carrying [`crate::wire`] messages.
+//!
+//! Nothing here opens a socket, reads a clock, spawns a thread or uses
+//! `unsafe`: datagrams and time come in through [`Node`]'s `handle_*`
+//! methods, datagrams and events go out through its `poll_*` methods. The
+//! runtime (or the [`crate::sim`] network in tests) moves them.
 #![forbid(unsafe_code)]
+
+mod config;
+mod node;
+
+pub use config::NodeConfig;
+pub use node::{
+    AssocId, CloseReason, ConnectError, Delivery, Event, Node, NodeStats, SendError, Transmit,
+};
+
+/// SCTP stream carrying control frames and Durable data: ordered, reliable.
+///
+/// The engine's streams are pre-agreed by both ends (like a WebRTC channel
+/// created with `negotiated: true`), so no DCEP exchange is needed to use
+/// them; channels opened in-band with DCEP (RFC 8832, PPID 50) will use
+/// other stream ids.
+pub const STREAM_RELIABLE: u16 = 0;
+
+/// SCTP stream carrying Lossy data and keep-alives: unordered, partially
+/// reliable (abandoned after [`NodeConfig::lossy_lifetime`]).
+pub const STREAM_LOSSY: u16 = 1;
+
+/// Payload protocol identifier of engine messages: WebRTC Binary (RFC 8831).
+/// An encoded message is never empty, so the "empty" PPID 57 is not needed.
+pub const PPID_BINARY: u32 = 53;

@@ -1,2 +1,428 @@
-//! Deterministic network harness.
+//! A deterministic in-memory network for testing nodes (and anything built
+//! on them) without sockets or a real clock.
+//!
+//! [`Network`] holds hosts (anything that implements [`Host`], such as a
+//! [`crate::proto::Node`]), gives each an address, and routes the datagrams
+//! they emit through links with seeded loss, duplication, reordering,
+//! latency with jitter and a rate limit. Virtual time jumps straight to the
+//! next delivery or host timeout, so a minute of traffic runs in however long
+//! the computation takes, and a run is repeatable for a given seed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use dcengine::proto::{Node, NodeConfig};
+//! use dcengine::sim::{LinkConfig, Network};
+//!
+//! let mut net = Network::new(7, LinkConfig::default());
+//! let server = net.add_host(Node::new(NodeConfig::server()));
+//! let client = net.add_host(Node::new(NodeConfig::client()));
+//! let (now, to) = (net.now(), net.addr(server));
+//! net.host_mut(client).connect(now, to).unwrap();
+//! net.run_for(Duration::from_secs(1));
+//! assert_eq!(net.host(client).association_count(), 1);
+//! ```
 #![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::proto::{Node, Transmit};
+
+/// Something the network can drive: a sans-IO endpoint.
+pub trait Host {
+    /// A datagram arrived.
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes);
+    /// The time from [`Host::poll_timeout`] arrived.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// When [`Host::handle_timeout`] should next be called.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+impl Host for Node {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        Node::handle_datagram(self, now, from, datagram);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Node::handle_timeout(self, now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Node::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Node::poll_timeout(self)
+    }
+}
+
+/// Index of a host in its [`Network`].
+pub type HostId = usize;
+
+/// The behaviour of a one-way link. All probabilities are per datagram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    /// Base one-way delay.
+    pub latency: Duration,
+    /// Extra delay drawn uniformly from `0..=jitter` per datagram (reorders
+    /// datagrams closer together than the jitter).
+    pub jitter: Duration,
+    /// Probability a datagram is lost.
+    pub loss: f64,
+    /// Probability a datagram is delivered twice (the copy gets its own
+    /// delay).
+    pub duplicate: f64,
+    /// Probability a datagram is held back by [`LinkConfig::reorder_delay`]
+    /// more, so later ones overtake it.
+    pub reorder: f64,
+    /// The hold-back for reordered datagrams.
+    pub reorder_delay: Duration,
+    /// Link rate in bits per second; `None` is unlimited. Datagrams queue
+    /// behind each other at this rate.
+    pub rate_bps: Option<u64>,
+    /// With a rate, most bytes that may wait in the link's queue; beyond it
+    /// datagrams are dropped (tail drop).
+    pub queue_bytes: usize,
+}
+
+impl Default for LinkConfig {
+    /// 10 ms latency, nothing else.
+    fn default() -> Self {
+        Self {
+            latency: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::from_millis(20),
+            rate_bps: None,
+            queue_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl LinkConfig {
+    /// A perfect link with `latency`.
+    pub fn with_latency(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+}
+
+/// Counters of one link (or of all links summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// Datagrams offered to the link.
+    pub sent: u64,
+    /// Datagrams lost at random.
+    pub lost: u64,
+    /// Extra copies delivered.
+    pub duplicated: u64,
+    /// Datagrams held back to be reordered.
+    pub reordered: u64,
+    /// Datagrams dropped because the rate-limited queue was full.
+    pub queue_dropped: u64,
+    /// Datagrams handed to the receiving host.
+    pub delivered: u64,
+    /// Datagrams dropped because an end was down or unknown.
+    pub unroutable: u64,
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    config: Option<LinkConfig>,
+    /// When the rate-limited link finishes sending what is queued.
+    busy_until: Option<Instant>,
+    stats: LinkStats,
+}
+
+struct InFlight {
+    from: SocketAddr,
+    to: HostId,
+    payload: Bytes,
+}
+
+struct Slot<H> {
+    host: H,
+    addr: SocketAddr,
+    up: bool,
+}
+
+/// N hosts, the links between them and virtual time. See the module docs.
+pub struct Network<H = Node> {
+    now: Instant,
+    rng: ChaCha8Rng,
+    default_link: LinkConfig,
+    hosts: Vec<Slot<H>>,
+    by_addr: HashMap<SocketAddr, HostId>,
+    links: HashMap<(HostId, HostId), LinkState>,
+    /// Datagrams on the wire, by delivery time then a sequence number (so
+    /// equal times keep their sending order).
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    in_flight: HashMap<u64, InFlight>,
+    seq: u64,
+    unroutable: u64,
+}
+
+impl<H: Host> Network<H> {
+    /// An empty network whose random choices come from `seed`, with
+    /// `default_link` between any two hosts unless set otherwise.
+    ///
+    /// Virtual time starts at the real `Instant::now()` of this call (an
+    /// `Instant` cannot be made otherwise) and then moves only when the
+    /// network steps.
+    pub fn new(seed: u64, default_link: LinkConfig) -> Self {
+        Self {
+            now: Instant::now(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            default_link,
+            hosts: Vec::new(),
+            by_addr: HashMap::new(),
+            links: HashMap::new(),
+            queue: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            seq: 0,
+            unroutable: 0,
+        }
+    }
+
+    /// Adds a host; it gets the address `127.H.L.1:5000` where `H.L` is its
+    /// index (loopback range: never routed anywhere, only named).
+    pub fn add_host(&mut self, host: H) -> HostId {
+        let id = self.hosts.len();
+        let [_, _, hi, lo] = (id as u32).to_be_bytes();
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, hi, lo, 1)), 5000);
+        self.hosts.push(Slot {
+            host,
+            addr,
+            up: true,
+        });
+        self.by_addr.insert(addr, id);
+        id
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The address of host `id`.
+    pub fn addr(&self, id: HostId) -> SocketAddr {
+        self.hosts[id].addr
+    }
+
+    /// Host `id`.
+    pub fn host(&self, id: HostId) -> &H {
+        &self.hosts[id].host
+    }
+
+    /// Host `id`, to give it commands (at [`Network::now`]). Its output is
+    /// collected at the next step.
+    pub fn host_mut(&mut self, id: HostId) -> &mut H {
+        &mut self.hosts[id].host
+    }
+
+    /// Number of hosts.
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Sets the link from `from` to `to` (one direction).
+    pub fn set_link(&mut self, from: HostId, to: HostId, config: LinkConfig) {
+        self.links.entry((from, to)).or_default().config = Some(config);
+    }
+
+    /// Sets the links between `a` and `b`, both directions.
+    pub fn set_links(&mut self, a: HostId, b: HostId, config: LinkConfig) {
+        self.set_link(a, b, config.clone());
+        self.set_link(b, a, config);
+    }
+
+    /// Takes host `id` off the network (it vanished: a crash or a cut
+    /// cable) or puts it back. A down host receives nothing, its datagrams
+    /// are dropped and its timers do not run.
+    pub fn set_up(&mut self, id: HostId, up: bool) {
+        self.hosts[id].up = up;
+    }
+
+    /// Counters of the link from `from` to `to`.
+    pub fn link_stats(&self, from: HostId, to: HostId) -> LinkStats {
+        self.links
+            .get(&(from, to))
+            .map(|l| l.stats)
+            .unwrap_or_default()
+    }
+
+    /// All links' counters summed (plus datagrams to unknown addresses).
+    pub fn total_stats(&self) -> LinkStats {
+        let mut t = LinkStats {
+            unroutable: self.unroutable,
+            ..LinkStats::default()
+        };
+        for l in self.links.values() {
+            let s = l.stats;
+            t.sent += s.sent;
+            t.lost += s.lost;
+            t.duplicated += s.duplicated;
+            t.reordered += s.reordered;
+            t.queue_dropped += s.queue_dropped;
+            t.delivered += s.delivered;
+            t.unroutable += s.unroutable;
+        }
+        t
+    }
+
+    /// When the next thing happens: a delivery or a host's timeout.
+    pub fn next_event_time(&self) -> Option<Instant> {
+        let delivery = self.queue.peek().map(|Reverse((at, _))| *at);
+        let timeout = self
+            .hosts
+            .iter()
+            .filter(|s| s.up)
+            .filter_map(|s| s.host.poll_timeout())
+            .min();
+        [delivery, timeout].into_iter().flatten().min()
+    }
+
+    /// Collects what hosts want to send, then advances to the next event (if
+    /// it is no later than `limit`) and runs it. Returns `false` when nothing
+    /// happens up to `limit` (time then stands at `limit`).
+    pub fn step(&mut self, limit: Instant) -> bool {
+        self.collect_transmits();
+        let Some(at) = self.next_event_time().filter(|&at| at <= limit) else {
+            self.now = self.now.max(limit);
+            return false;
+        };
+        self.now = self.now.max(at);
+        let now = self.now;
+        // Every delivery due now, in order.
+        while let Some(&Reverse((due, seq))) = self.queue.peek() {
+            if due > now {
+                break;
+            }
+            self.queue.pop();
+            if let Some(d) = self.in_flight.remove(&seq) {
+                let slot = &mut self.hosts[d.to];
+                if slot.up {
+                    slot.host.handle_datagram(now, d.from, d.payload);
+                    self.link_mut_by_addr(d.from, d.to).stats.delivered += 1;
+                } else {
+                    self.link_mut_by_addr(d.from, d.to).stats.unroutable += 1;
+                }
+            }
+        }
+        // Every host timeout due now.
+        for slot in self.hosts.iter_mut().filter(|s| s.up) {
+            if slot.host.poll_timeout().is_some_and(|t| t <= now) {
+                slot.host.handle_timeout(now);
+            }
+        }
+        self.collect_transmits();
+        true
+    }
+
+    /// Runs until `cond` holds (checked before each step) or `max` of
+    /// virtual time passes. Returns whether `cond` held.
+    pub fn run_until(&mut self, max: Duration, mut cond: impl FnMut(&mut Self) -> bool) -> bool {
+        let limit = self.now + max;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if !self.step(limit) {
+                return cond(self);
+            }
+        }
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let limit = self.now + d;
+        while self.step(limit) {}
+    }
+
+    fn link_mut_by_addr(&mut self, from: SocketAddr, to: HostId) -> &mut LinkState {
+        let from = self.by_addr.get(&from).copied().unwrap_or(usize::MAX);
+        self.links.entry((from, to)).or_default()
+    }
+
+    /// Moves every datagram the hosts emit onto its link.
+    fn collect_transmits(&mut self) {
+        for from in 0..self.hosts.len() {
+            while let Some(t) = self.hosts[from].host.poll_transmit() {
+                self.route(from, t);
+            }
+        }
+    }
+
+    fn route(&mut self, from: HostId, t: Transmit) {
+        let Some(&to) = self.by_addr.get(&t.destination) else {
+            self.unroutable += 1;
+            return;
+        };
+        let from_addr = self.hosts[from].addr;
+        let sender_up = self.hosts[from].up;
+        let link = self.links.entry((from, to)).or_default();
+        let config = link
+            .config
+            .clone()
+            .unwrap_or_else(|| self.default_link.clone());
+        link.stats.sent += 1;
+        if !sender_up {
+            link.stats.unroutable += 1;
+            return;
+        }
+        if self.rng.random_bool(config.loss.clamp(0.0, 1.0)) {
+            link.stats.lost += 1;
+            return;
+        }
+        // Serialisation at the link rate, behind what is already queued.
+        let mut depart = self.now;
+        if let Some(rate) = config.rate_bps.filter(|&r| r > 0) {
+            let start = link.busy_until.unwrap_or(self.now).max(self.now);
+            let backlog_bytes = (start - self.now).as_secs_f64() * rate as f64 / 8.0;
+            if backlog_bytes + t.payload.len() as f64 > config.queue_bytes as f64 {
+                link.stats.queue_dropped += 1;
+                return;
+            }
+            let tx = Duration::from_secs_f64(t.payload.len() as f64 * 8.0 / rate as f64);
+            depart = start + tx;
+            link.busy_until = Some(depart);
+        }
+        let copies = if self.rng.random_bool(config.duplicate.clamp(0.0, 1.0)) {
+            link.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut at = depart + config.latency;
+            if !config.jitter.is_zero() {
+                at += config.jitter.mul_f64(self.rng.random::<f64>());
+            }
+            if self.rng.random_bool(config.reorder.clamp(0.0, 1.0)) {
+                link.stats.reordered += 1;
+                at += config.reorder_delay;
+            }
+            let seq = self.seq;
+            self.seq += 1;
+            self.queue.push(Reverse((at, seq)));
+            self.in_flight.insert(
+                seq,
+                InFlight {
+                    from: from_addr,
+                    to,
+                    payload: t.payload.clone(),
+                },
+            );
+        }
+    }
+}

@@ -1111,7 +1111,10 @@ mod tests {
                 participant_id: s("bob"),
             }
             .into(),
-            ParticipantLeft { member: MemberId(9) }.into(),
+            ParticipantLeft {
+                member: MemberId(9),
+            }
+            .into(),
             SenderOpened {
                 channel: 10000,
                 session: 3,
@@ -1184,8 +1187,8 @@ mod tests {
         assert_eq!(
             encode_checked(&d),
             [
-                0x0a, 0x03, 0x12, 0x34, 1, 2, 3, 4, 0x0a, 0x0b, 0x0c, 0x0d, 0x11, 0x22, 0x33,
-                0x44, 0x55, 0x66, 2, b'h', b'i'
+                0x0a, 0x03, 0x12, 0x34, 1, 2, 3, 4, 0x0a, 0x0b, 0x0c, 0x0d, 0x11, 0x22, 0x33, 0x44,
+                0x55, 0x66, 2, b'h', b'i'
             ]
         );
     }

@@ -320,7 +320,10 @@ pub(crate) mod test_util {
         let mut out = vec![0xa5u8; len];
         let mut slice = &mut out[..];
         value.encode(&mut slice);
-        assert!(slice.is_empty(), "encode wrote fewer than encoded_len bytes");
+        assert!(
+            slice.is_empty(),
+            "encode wrote fewer than encoded_len bytes"
+        );
         out
     }
 

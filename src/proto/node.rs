@@ -1,0 +1,792 @@
+//! [`Node`]: the sans-IO core over one sctp-proto endpoint.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use sctp_proto::{
+    Association, AssociationError, AssociationHandle, ClientConfig, DatagramEvent, Endpoint,
+    EndpointConfig, EndpointEvent, Event as SctpEvent, Payload, PayloadProtocolIdentifier,
+    ReliabilityType, ServerConfig, StreamEvent,
+};
+
+use super::{NodeConfig, STREAM_LOSSY, STREAM_RELIABLE};
+use crate::wire::{Codec, DecodeError, Frame, KeepAlive, Message};
+
+/// Names one association of a [`Node`] for its whole life. Never reused by
+/// the same node (unlike sctp-proto's handles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssocId(u64);
+
+impl std::fmt::Display for AssocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "assoc-{}", self.0)
+    }
+}
+
+/// Which of the engine's two SCTP streams a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// Ordered and reliable ([`super::STREAM_RELIABLE`]): control frames
+    /// and Durable data.
+    Reliable,
+    /// Unordered, abandoned after [`NodeConfig::lossy_lifetime`]
+    /// ([`super::STREAM_LOSSY`]): Lossy data and keep-alives.
+    Lossy,
+}
+
+impl Delivery {
+    fn stream(self) -> u16 {
+        match self {
+            Self::Reliable => STREAM_RELIABLE,
+            Self::Lossy => STREAM_LOSSY,
+        }
+    }
+}
+
+/// A datagram to send: its payload is one SCTP packet (RFC 6951).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The UDP payload.
+    pub payload: Bytes,
+}
+
+/// Why an association ended.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// This node closed it ([`Node::close`]).
+    #[error("closed locally")]
+    Local,
+    /// The peer closed it gracefully.
+    #[error("closed by the peer")]
+    PeerClosed,
+    /// The peer aborted it or restarted.
+    #[error("aborted by the peer")]
+    Aborted,
+    /// Nothing was received for [`NodeConfig::idle_timeout`] (the peer
+    /// vanished or the path is down), or the handshake did not finish in it.
+    #[error("timed out: nothing received within the idle timeout")]
+    TimedOut,
+    /// The SCTP handshake failed.
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(String),
+    /// The peer broke the SCTP or engine protocol.
+    #[error("protocol violation: {0}")]
+    ProtocolViolation(String),
+    /// The peer filled the receive buffer with data that cannot be read.
+    #[error("receive buffer exhausted")]
+    ReceiveBufferExhausted,
+}
+
+impl CloseReason {
+    fn from_sctp(e: &AssociationError) -> Self {
+        match e {
+            AssociationError::HandshakeFailed(e) => Self::HandshakeFailed(e.to_string()),
+            AssociationError::TransportError => {
+                Self::ProtocolViolation("SCTP transport error".into())
+            }
+            AssociationError::ReceiveBufferExhausted => Self::ReceiveBufferExhausted,
+            AssociationError::ApplicationClosed => Self::PeerClosed,
+            AssociationError::TimedOut => Self::TimedOut,
+            AssociationError::LocallyClosed => Self::Local,
+            _ => Self::Aborted,
+        }
+    }
+}
+
+/// What a [`Node`] reports, from [`Node::poll_event`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The association's handshake completed; it can carry messages.
+    Connected {
+        /// Which association.
+        assoc: AssocId,
+        /// The peer's address.
+        remote: SocketAddr,
+    },
+    /// A frame arrived (frames of a batch arrive as one event each, in order).
+    Frame {
+        /// From which association.
+        assoc: AssocId,
+        /// On which stream.
+        delivery: Delivery,
+        /// The frame.
+        frame: Frame,
+    },
+    /// An SCTP message arrived that is not a valid engine message. It was
+    /// dropped; nothing else was affected.
+    Malformed {
+        /// From which association.
+        assoc: AssocId,
+        /// Why it could not be decoded.
+        error: DecodeError,
+    },
+    /// The association ended; its id is no longer valid.
+    Closed {
+        /// Which association.
+        assoc: AssocId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// [`Node::connect`] failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The node already holds [`NodeConfig::max_associations`].
+    #[error("too many associations")]
+    TooManyAssociations,
+    /// sctp-proto refused (e.g. port 0).
+    #[error("cannot start an association: {0}")]
+    Sctp(String),
+}
+
+/// [`Node::send`] failed; nothing was queued.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No such association (never existed, or already closed).
+    #[error("unknown association")]
+    UnknownAssociation,
+    /// The handshake has not completed yet.
+    #[error("association not connected yet")]
+    NotConnected,
+    /// The association is closing.
+    #[error("association is closing")]
+    Closing,
+    /// The encoded message is larger than [`NodeConfig::max_sctp_message_size`].
+    #[error("message of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// sctp-proto refused the write.
+    #[error("SCTP refused the message: {0}")]
+    Sctp(String),
+}
+
+/// Counters since the node was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Datagrams given to [`Node::handle_datagram`].
+    pub datagrams_received: u64,
+    /// Datagrams that belonged to no association and started none, or were
+    /// not valid SCTP.
+    pub datagrams_dropped: u64,
+    /// Datagrams returned by [`Node::poll_transmit`].
+    pub datagrams_sent: u64,
+    /// Engine messages (SCTP user messages) sent.
+    pub messages_sent: u64,
+    /// Engine messages received and decoded.
+    pub messages_received: u64,
+    /// Messages received that did not decode (reported as [`Event::Malformed`]).
+    pub messages_malformed: u64,
+    /// Messages on streams or with PPIDs the engine does not use (dropped).
+    pub messages_ignored: u64,
+    /// Incoming associations refused because the node was full.
+    pub associations_refused: u64,
+}
+
+struct Assoc {
+    handle: AssociationHandle,
+    sctp: Association,
+    remote: SocketAddr,
+    connected: bool,
+    /// Set by [`Node::close`]: a graceful close is under way since then.
+    closing_since: Option<Instant>,
+    /// The SCTP shutdown has been started (it waits for queued data first).
+    shutdown_started: bool,
+    /// The reason to report, decided by the node before SCTP reports loss.
+    close_reason: Option<CloseReason>,
+    last_rx: Instant,
+    last_keepalive: Instant,
+    /// The deadline this association has in the timer heap, if any.
+    scheduled: Option<Instant>,
+    /// Waiting in `Node::dirty` to have its output gathered.
+    dirty: bool,
+}
+
+/// The sans-IO core: one SCTP endpoint (over UDP, RFC 6951) and its
+/// associations, carrying engine [`Message`]s on two streams.
+///
+/// The node performs no I/O and reads no clock: every input carries the
+/// current time, every output is polled.
+///
+/// # Methods
+/// - Getters: [`Node::stats`], [`Node::association_count`],
+///   [`Node::is_connected`], [`Node::remote`], [`Node::buffered_amount`].
+/// - Inputs: [`Node::handle_datagram`] (a UDP datagram arrived) and
+///   [`Node::handle_timeout`] (the time from [`Node::poll_timeout`] came).
+/// - Commands: [`Node::connect`], [`Node::send`], [`Node::send_encoded`],
+///   [`Node::close`].
+/// - Outputs: [`Node::poll_transmit`], [`Node::poll_event`],
+///   [`Node::poll_timeout`].
+///
+/// # Contract
+/// After any input or command, drain the outputs in this order:
+/// 1. [`Node::poll_transmit`] until `None`, sending each datagram;
+/// 2. [`Node::poll_event`] until `None`, handling each event (handling may
+///    issue commands: then start again at 1);
+/// 3. [`Node::poll_timeout`], and call [`Node::handle_timeout`] when that
+///    instant arrives (calling early or late is harmless; spurious wake-ups
+///    are no-ops).
+///
+/// Time must not go backwards: an `Instant` earlier than one already given
+/// is treated as the latest one seen. Sends are gathered lazily, so many
+/// [`Node::send`]s followed by one drain of `poll_transmit` share packets.
+///
+/// No input can make the node panic or fail as a whole: a datagram that is
+/// not SCTP, or not for a known association, is counted and dropped; an SCTP
+/// message that is not a valid engine message becomes [`Event::Malformed`]
+/// and affects nothing else.
+pub struct Node {
+    config: NodeConfig,
+    endpoint: Endpoint,
+    client_config: ClientConfig,
+    server_config: Option<Arc<ServerConfig>>,
+    /// Whether the endpoint currently has its server config (it is taken
+    /// away while the node is full, so new INITs create nothing).
+    accepting: bool,
+    assocs: HashMap<AssocId, Assoc>,
+    by_handle: HashMap<AssociationHandle, AssocId>,
+    next_id: u64,
+    timers: BinaryHeap<Reverse<(Instant, AssocId)>>,
+    dirty: Vec<AssocId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    now: Option<Instant>,
+    stats: NodeStats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("associations", &self.assocs.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node with `config`.
+    pub fn new(config: NodeConfig) -> Self {
+        let transport = config.transport();
+        let server_config = config.accept_incoming.then(|| {
+            let mut s = ServerConfig::new();
+            s.transport = transport.clone();
+            Arc::new(s)
+        });
+        let mut client_config = ClientConfig::new();
+        client_config.transport = transport;
+        let endpoint = Endpoint::new(Arc::new(EndpointConfig::new()), server_config.clone());
+        Self {
+            accepting: server_config.is_some(),
+            config,
+            endpoint,
+            client_config,
+            server_config,
+            assocs: HashMap::new(),
+            by_handle: HashMap::new(),
+            next_id: 0,
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            now: None,
+            stats: NodeStats::default(),
+        }
+    }
+
+    // ---- Getters --------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Associations currently held (connecting, open or closing).
+    pub fn association_count(&self) -> usize {
+        self.assocs.len()
+    }
+
+    /// Whether `assoc` exists and has completed its handshake.
+    pub fn is_connected(&self, assoc: AssocId) -> bool {
+        self.assocs.get(&assoc).is_some_and(|a| a.connected)
+    }
+
+    /// The peer address of `assoc`.
+    pub fn remote(&self, assoc: AssocId) -> Option<SocketAddr> {
+        self.assocs.get(&assoc).map(|a| a.remote)
+    }
+
+    /// Bytes queued in SCTP on `delivery`'s stream of `assoc` and not yet
+    /// acknowledged (0 for an unknown association).
+    pub fn buffered_amount(&mut self, assoc: AssocId, delivery: Delivery) -> usize {
+        self.assocs
+            .get_mut(&assoc)
+            .and_then(|a| {
+                a.sctp
+                    .stream(delivery.stream())
+                    .ok()?
+                    .buffered_amount()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
+    // ---- Inputs ---------------------------------------------------------
+
+    /// A UDP datagram from `remote` arrived at `now`.
+    pub fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: Bytes) {
+        let now = self.advance(now);
+        self.stats.datagrams_received += 1;
+        match self.endpoint.handle(now, remote, None, None, datagram) {
+            None => self.stats.datagrams_dropped += 1,
+            Some((handle, DatagramEvent::NewAssociation(sctp))) => {
+                if self.assocs.len() >= self.config.max_associations {
+                    self.stats.associations_refused += 1;
+                    self.endpoint.handle_event(handle, EndpointEvent::drained());
+                    self.update_accepting();
+                } else {
+                    let id = self.insert(handle, sctp, remote, now);
+                    self.drive(id, now);
+                }
+            }
+            Some((handle, DatagramEvent::AssociationEvent(event))) => {
+                match self.by_handle.get(&handle).copied() {
+                    Some(id) => {
+                        if let Some(a) = self.assocs.get_mut(&id) {
+                            a.last_rx = now;
+                            a.sctp.handle_event(event);
+                        }
+                        self.drive(id, now);
+                    }
+                    None => self.stats.datagrams_dropped += 1,
+                }
+            }
+        }
+        self.drain_endpoint_transmits();
+    }
+
+    /// The time returned by [`Node::poll_timeout`] arrived (or later).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(a) = self.assocs.get_mut(&id) else {
+                continue;
+            };
+            if a.scheduled != Some(at) {
+                continue; // Superseded by an earlier deadline already handled.
+            }
+            a.scheduled = None;
+            a.sctp.handle_timeout(now);
+            let cfg = &self.config;
+            if a.closing_since
+                .is_some_and(|since| now >= since + cfg.close_timeout)
+            {
+                force_close(a, CloseReason::Local);
+            } else if now >= a.last_rx + cfg.idle_timeout {
+                force_close(a, CloseReason::TimedOut);
+            } else if a.connected
+                && a.closing_since.is_none()
+                && now >= a.last_rx + cfg.keepalive_interval
+                && now >= a.last_keepalive + cfg.keepalive_interval
+            {
+                a.last_keepalive = now;
+                // Best effort: if it cannot be queued, the idle timeout decides.
+                let _ = write(a, Delivery::Lossy, &KeepAlive::ASSOCIATION.to_bytes());
+            }
+            self.drive(id, now);
+        }
+    }
+
+    // ---- Commands -------------------------------------------------------
+
+    /// Starts an association to `remote` (client role). Its
+    /// [`Event::Connected`] follows when the handshake completes, or
+    /// [`Event::Closed`] if it fails.
+    pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<AssocId, ConnectError> {
+        let now = self.advance(now);
+        if self.assocs.len() >= self.config.max_associations {
+            return Err(ConnectError::TooManyAssociations);
+        }
+        let (handle, sctp) = self
+            .endpoint
+            .connect(self.client_config.clone(), remote)
+            .map_err(|e| ConnectError::Sctp(e.to_string()))?;
+        let id = self.insert(handle, sctp, remote, now);
+        self.drive(id, now);
+        Ok(id)
+    }
+
+    /// Encodes `message` and queues it on `assoc`.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        delivery: Delivery,
+        message: &Message,
+    ) -> Result<(), SendError> {
+        self.send_encoded(now, assoc, delivery, message.to_bytes())
+    }
+
+    /// Queues an already encoded message (one encoded [`Message`]) on
+    /// `assoc`; a server fanning one message out encodes it once and sends
+    /// the same `Bytes` to every target.
+    pub fn send_encoded(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        delivery: Delivery,
+        encoded: Bytes,
+    ) -> Result<(), SendError> {
+        self.advance(now);
+        let limit = self.config.max_sctp_message_size as usize;
+        let a = self
+            .assocs
+            .get_mut(&assoc)
+            .ok_or(SendError::UnknownAssociation)?;
+        if !a.connected {
+            return Err(SendError::NotConnected);
+        }
+        if a.closing_since.is_some() || a.close_reason.is_some() {
+            return Err(SendError::Closing);
+        }
+        if encoded.len() > limit {
+            return Err(SendError::TooLarge {
+                size: encoded.len(),
+                limit,
+            });
+        }
+        write(a, delivery, &encoded)?;
+        self.stats.messages_sent += 1;
+        if !a.dirty {
+            a.dirty = true;
+            self.dirty.push(assoc);
+        }
+        Ok(())
+    }
+
+    /// Closes `assoc` gracefully: queued data is delivered first, then the
+    /// SCTP shutdown runs; after [`NodeConfig::close_timeout`] the close is
+    /// forced. [`Event::Closed`] with [`CloseReason::Local`] follows.
+    pub fn close(&mut self, now: Instant, assoc: AssocId) {
+        let now = self.advance(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        if a.closing_since.is_some() {
+            return;
+        }
+        a.closing_since = Some(now);
+        if !a.connected {
+            force_close(a, CloseReason::Local);
+        }
+        self.drive(assoc, now);
+    }
+
+    // ---- Outputs --------------------------------------------------------
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() && !self.dirty.is_empty() {
+            let now = self.now?;
+            for id in std::mem::take(&mut self.dirty) {
+                if let Some(a) = self.assocs.get_mut(&id) {
+                    a.dirty = false;
+                }
+                self.drive(id, now);
+            }
+        }
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_sent += 1;
+        Some(t)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    // ---- Internals ------------------------------------------------------
+
+    /// Clamps `now` so time never goes backwards, and remembers it.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.now.map_or(now, |last| last.max(now));
+        self.now = Some(now);
+        now
+    }
+
+    fn insert(
+        &mut self,
+        handle: AssociationHandle,
+        sctp: Association,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> AssocId {
+        let id = AssocId(self.next_id);
+        self.next_id += 1;
+        self.assocs.insert(
+            id,
+            Assoc {
+                handle,
+                sctp,
+                remote,
+                connected: false,
+                closing_since: None,
+                shutdown_started: false,
+                close_reason: None,
+                last_rx: now,
+                last_keepalive: now,
+                scheduled: None,
+                dirty: false,
+            },
+        );
+        self.by_handle.insert(handle, id);
+        self.update_accepting();
+        id
+    }
+
+    /// Gives the endpoint its server config only while there is room, so a
+    /// full node creates no state for new INITs.
+    fn update_accepting(&mut self) {
+        let want = self.server_config.is_some() && self.assocs.len() < self.config.max_associations;
+        if want != self.accepting {
+            self.accepting = want;
+            self.endpoint
+                .set_server_config(want.then(|| self.server_config.clone()).flatten());
+        }
+    }
+
+    fn drain_endpoint_transmits(&mut self) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            push_datagrams(&mut self.transmits, t);
+        }
+    }
+
+    /// Runs `id`'s association after an input: collects its events and
+    /// datagrams, removes it if it ended, and re-arms its timer.
+    fn drive(&mut self, id: AssocId, now: Instant) {
+        let Self {
+            assocs,
+            events,
+            transmits,
+            stats,
+            config,
+            ..
+        } = self;
+        let Some(a) = assocs.get_mut(&id) else {
+            return;
+        };
+        let mut lost = None;
+        while let Some(event) = a.sctp.poll() {
+            match event {
+                SctpEvent::Connected => {
+                    a.connected = true;
+                    a.last_keepalive = now;
+                    open_streams(a, config);
+                    events.push_back(Event::Connected {
+                        assoc: id,
+                        remote: a.remote,
+                    });
+                }
+                SctpEvent::HandshakeFailed { reason } | SctpEvent::AssociationLost { reason } => {
+                    lost.get_or_insert(CloseReason::from_sctp(&reason));
+                }
+                SctpEvent::Stream(StreamEvent::Readable { id: sid }) => {
+                    read_stream(a, id, sid, events, stats);
+                }
+                SctpEvent::Stream(StreamEvent::Opened { id: sid }) => {
+                    while a.sctp.accept_stream().is_some() {}
+                    if sid >= config.streams {
+                        force_close(
+                            a,
+                            CloseReason::ProtocolViolation(format!(
+                                "data on stream {sid}, beyond the {} negotiated",
+                                config.streams
+                            )),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        // sctp-proto's shutdown only waits for data in flight, not for data
+        // still queued, so the node starts it once every queue is empty.
+        if a.closing_since.is_some() && !a.shutdown_started && a.close_reason.is_none() {
+            let queued: usize = [STREAM_RELIABLE, STREAM_LOSSY]
+                .into_iter()
+                .filter_map(|sid| a.sctp.stream(sid).ok()?.buffered_amount().ok())
+                .sum();
+            if queued == 0 {
+                a.shutdown_started = true;
+                if a.sctp.shutdown().is_err() {
+                    force_close(a, CloseReason::Local);
+                }
+            }
+        }
+        // The node tells the endpoint an association is drained itself, once,
+        // when it removes it: sctp-proto's own "drained" from `shutdown()`
+        // comes too early (the peer's SHUTDOWN-ACK could no longer be routed).
+        while a.sctp.poll_endpoint_event().is_some() {}
+        while let Some(t) = a.sctp.poll_transmit(now) {
+            push_datagrams(transmits, t);
+        }
+        // A reason set by the node (idle timeout, forced close) wins over what
+        // SCTP reports; sctp-proto reports nothing when it closes an
+        // association that never got past the handshake, so that alone ends it.
+        if let Some(reason) = a.close_reason.take().or(lost) {
+            let reason = match (reason, a.closing_since) {
+                // A graceful close we started ends with the peer's SHUTDOWN-COMPLETE.
+                (CloseReason::Aborted | CloseReason::PeerClosed, Some(_)) => CloseReason::Local,
+                (r, _) => r,
+            };
+            let handle = a.handle;
+            assocs.remove(&id);
+            self.by_handle.remove(&handle);
+            self.endpoint.handle_event(handle, EndpointEvent::drained());
+            self.events.push_back(Event::Closed { assoc: id, reason });
+            self.update_accepting();
+            return;
+        }
+        let deadline = [
+            a.sctp.poll_timeout(),
+            Some(a.last_rx + config.idle_timeout),
+            a.connected
+                .then(|| a.last_rx.max(a.last_keepalive) + config.keepalive_interval),
+            a.closing_since.map(|since| since + config.close_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        // Only an earlier deadline needs a new heap entry: a later one is
+        // found when the current entry fires (a harmless early wake-up).
+        if let Some(at) = deadline {
+            if a.scheduled.is_none_or(|s| at < s) {
+                a.scheduled = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
+        }
+    }
+}
+
+/// Writes one encoded message on `delivery`'s stream.
+fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {
+    let mut stream = a
+        .sctp
+        .stream(delivery.stream())
+        .map_err(|e| SendError::Sctp(e.to_string()))?;
+    stream
+        .write_sctp(encoded, PayloadProtocolIdentifier::Binary)
+        .map_err(|e| SendError::Sctp(e.to_string()))?;
+    Ok(())
+}
+
+/// Ends `a` now with `reason` (SCTP reports the loss on the next poll).
+fn force_close(a: &mut Assoc, reason: CloseReason) {
+    a.close_reason.get_or_insert(reason);
+    let _ = a.sctp.close();
+}
+
+/// Opens (or adopts, if the peer's data already created them) the engine's
+/// two streams and sets their sending reliability.
+fn open_streams(a: &mut Assoc, config: &NodeConfig) {
+    let lifetime_ms = u32::try_from(config.lossy_lifetime.as_millis()).unwrap_or(u32::MAX);
+    for (sid, unordered, rel, value) in [
+        (STREAM_RELIABLE, false, ReliabilityType::Reliable, 0),
+        (STREAM_LOSSY, true, ReliabilityType::Timed, lifetime_ms),
+    ] {
+        let stream = match a.sctp.stream(sid) {
+            Ok(s) => Ok(s),
+            Err(_) => a.sctp.open_stream(sid, PayloadProtocolIdentifier::Binary),
+        };
+        if let Ok(mut s) = stream {
+            let _ = s.set_default_payload_type(PayloadProtocolIdentifier::Binary);
+            let _ = s.set_reliability_params(unordered, rel, value);
+        }
+    }
+}
+
+/// Reads every complete message waiting on stream `sid` and turns it into
+/// events.
+fn read_stream(
+    a: &mut Assoc,
+    id: AssocId,
+    sid: u16,
+    events: &mut VecDeque<Event>,
+    stats: &mut NodeStats,
+) {
+    let delivery = match sid {
+        STREAM_RELIABLE => Some(Delivery::Reliable),
+        STREAM_LOSSY => Some(Delivery::Lossy),
+        _ => None,
+    };
+    let Ok(mut stream) = a.sctp.stream(sid) else {
+        return;
+    };
+    while let Ok(Some(chunks)) = stream.read_sctp() {
+        let Some(delivery) = delivery.filter(|_| chunks.ppi == PayloadProtocolIdentifier::Binary)
+        else {
+            stats.messages_ignored += 1;
+            continue;
+        };
+        let mut buf = BytesMut::zeroed(chunks.len());
+        if chunks.read(&mut buf).is_err() {
+            stats.messages_malformed += 1;
+            continue;
+        }
+        match Message::decode_exact(buf.freeze()) {
+            Ok(message) => {
+                stats.messages_received += 1;
+                for frame in message.into_frames() {
+                    if frame == Frame::KeepAlive(KeepAlive::ASSOCIATION) {
+                        continue; // Liveness only: its arrival already counted.
+                    }
+                    events.push_back(Event::Frame {
+                        assoc: id,
+                        delivery,
+                        frame,
+                    });
+                }
+            }
+            Err(error) => {
+                stats.messages_malformed += 1;
+                events.push_back(Event::Malformed { assoc: id, error });
+            }
+        }
+    }
+}
+
+fn push_datagrams(out: &mut VecDeque<Transmit>, t: sctp_proto::Transmit) {
+    if let Payload::RawEncode(datagrams) = t.payload {
+        out.extend(datagrams.into_iter().map(|payload| Transmit {
+            destination: t.remote,
+            payload,
+        }));
+    }
+}
