@@ -957,8 +957,10 @@ pub struct Batch {
     pub frames: Vec<Frame>,
 }
 
-/// The shortest possible frame ([`ParticipantLeft`]), used to bound counts.
-const MIN_FRAME_LEN: usize = 5;
+/// The shortest possible frame (a [`JoinRejected`], [`Leave`] or
+/// [`ErrorFrame`] with an empty reason: type, code, reason length), used to
+/// bound counts.
+const MIN_FRAME_LEN: usize = 4;
 
 impl Codec for Batch {
     fn decode(buf: &mut impl Buf) -> Result<Self, DecodeError> {
@@ -972,7 +974,7 @@ impl Codec for Batch {
                 max,
             });
         }
-        // `count <= remaining / 5`, so it fits in usize and the reservation
+        // `count <= remaining / 4`, so it fits in usize and the reservation
         // is justified by the input.
         let mut frames = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -1246,6 +1248,31 @@ mod tests {
             Message::decode_exact(&[0x0fu8, 0x3f, 0, 0, 0, 0, 0][..]),
             Err(DecodeError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn batch_of_shortest_frames_decodes() {
+        // A code/reason frame with an empty reason is 4 bytes; a batch of
+        // only such frames used to fail the count bound (it assumed 5).
+        let short = ErrorFrame {
+            code: ErrorCode::NONE,
+            reason: s(""),
+        };
+        assert_eq!(encode_checked(&short).len(), MIN_FRAME_LEN);
+        for n in [1, 2, 5, 64] {
+            roundtrip(&Batch {
+                frames: vec![short.clone().into(); n],
+            });
+        }
+        // The bound still rejects a count the input cannot hold.
+        assert_eq!(
+            Message::decode_exact(&[0x0fu8, 2, 0x0b, 0, 0, 0, 0, 0, 0][..]),
+            Err(DecodeError::TooLong {
+                what: "batch count",
+                len: 2,
+                max: 1
+            })
+        );
     }
 
     #[test]
