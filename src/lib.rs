@@ -13,3 +13,8 @@
 pub mod proto;
 pub mod sim;
 pub mod wire;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -30,3 +30,6 @@ pub const STREAM_LOSSY: u16 = 1;
 /// Payload protocol identifier of engine messages: WebRTC Binary (RFC 8831).
 /// An encoded message is never empty, so the "empty" PPID 57 is not needed.
 pub const PPID_BINARY: u32 = 53;
+
+#[cfg(test)]
+mod tests;

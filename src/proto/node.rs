@@ -19,7 +19,7 @@ use crate::wire::{Codec, DecodeError, Frame, KeepAlive, Message};
 /// Names one association of a [`Node`] for its whole life. Never reused by
 /// the same node (unlike sctp-proto's handles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AssocId(u64);
+pub struct AssocId(pub(crate) u64);
 
 impl std::fmt::Display for AssocId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,9 +254,7 @@ pub struct Node {
     config: NodeConfig,
     endpoint: Endpoint,
     client_config: ClientConfig,
-    server_config: Option<Arc<ServerConfig>>,
-    /// Whether the endpoint currently has its server config (it is taken
-    /// away while the node is full, so new INITs create nothing).
+    /// Whether the endpoint has a server config (accepts INITs).
     accepting: bool,
     assocs: HashMap<AssocId, Assoc>,
     by_handle: HashMap<AssociationHandle, AssocId>,
@@ -295,7 +293,6 @@ impl Node {
             config,
             endpoint,
             client_config,
-            server_config,
             assocs: HashMap::new(),
             by_handle: HashMap::new(),
             next_id: 0,
@@ -356,13 +353,19 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: Bytes) {
         let now = self.advance(now);
         self.stats.datagrams_received += 1;
+        // sctp-proto panics on an INIT that reaches an endpoint without a
+        // server config; a node that does not accept never needs one.
+        if !self.accepting && datagram.get(COMMON_HEADER_LEN) == Some(&CHUNK_INIT) {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
         match self.endpoint.handle(now, remote, None, None, datagram) {
             None => self.stats.datagrams_dropped += 1,
             Some((handle, DatagramEvent::NewAssociation(sctp))) => {
                 if self.assocs.len() >= self.config.max_associations {
+                    // Full: forget it before it answers, so it holds nothing.
                     self.stats.associations_refused += 1;
                     self.endpoint.handle_event(handle, EndpointEvent::drained());
-                    self.update_accepting();
                 } else {
                     let id = self.insert(handle, sctp, remote, now);
                     self.drive(id, now);
@@ -568,19 +571,7 @@ impl Node {
             },
         );
         self.by_handle.insert(handle, id);
-        self.update_accepting();
         id
-    }
-
-    /// Gives the endpoint its server config only while there is room, so a
-    /// full node creates no state for new INITs.
-    fn update_accepting(&mut self) {
-        let want = self.server_config.is_some() && self.assocs.len() < self.config.max_associations;
-        if want != self.accepting {
-            self.accepting = want;
-            self.endpoint
-                .set_server_config(want.then(|| self.server_config.clone()).flatten());
-        }
     }
 
     fn drain_endpoint_transmits(&mut self) {
@@ -671,7 +662,6 @@ impl Node {
             self.by_handle.remove(&handle);
             self.endpoint.handle_event(handle, EndpointEvent::drained());
             self.events.push_back(Event::Closed { assoc: id, reason });
-            self.update_accepting();
             return;
         }
         let deadline = [
@@ -694,6 +684,11 @@ impl Node {
         }
     }
 }
+
+/// Bytes of the SCTP common header; the first chunk's type follows.
+const COMMON_HEADER_LEN: usize = 12;
+/// SCTP chunk type INIT (RFC 9260).
+const CHUNK_INIT: u8 = 1;
 
 /// Writes one encoded message on `delivery`'s stream.
 fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {

@@ -1,0 +1,192 @@
+//! Node unit tests: error paths and bad input, through the simulator.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::sim::{HostId, LinkConfig, Network};
+use crate::wire::{Data, Frame, Message};
+
+fn pair(config: NodeConfig) -> (Network, HostId, HostId, AssocId, AssocId) {
+    let mut net = Network::new(9, LinkConfig::default());
+    let server = net.add_host(Node::new(config));
+    let client = net.add_host(Node::new(NodeConfig::client()));
+    let (now, to) = (net.now(), net.addr(server));
+    let c = net.host_mut(client).connect(now, to).expect("connect");
+    let mut s = None;
+    assert!(net.run_until(Duration::from_secs(5), |net| {
+        while let Some(e) = net.host_mut(server).poll_event() {
+            if let Event::Connected { assoc, .. } = e {
+                s = Some(assoc);
+            }
+        }
+        s.is_some() && net.host(client).is_connected(c)
+    }));
+    while net.host_mut(client).poll_event().is_some() {}
+    (net, server, client, s.expect("server assoc"), c)
+}
+
+fn small_data() -> Message {
+    Message::Frame(Frame::Data(Data {
+        channel: 1,
+        session: 1,
+        seq: 1,
+        origin: None,
+        epoch: None,
+        payload: Bytes::from_static(b"x"),
+    }))
+}
+
+#[test]
+fn send_errors_are_typed_and_queue_nothing() {
+    let mut net: Network = Network::new(1, LinkConfig::default());
+    let server = net.add_host(Node::new(NodeConfig::server()));
+    let client = net.add_host(Node::new(NodeConfig::client()));
+    let (now, to) = (net.now(), net.addr(server));
+    let node = net.host_mut(client);
+    assert_eq!(
+        node.send(now, AssocId(77), Delivery::Reliable, &small_data()),
+        Err(SendError::UnknownAssociation)
+    );
+    let c = node.connect(now, to).expect("connect");
+    assert_eq!(
+        node.send(now, c, Delivery::Reliable, &small_data()),
+        Err(SendError::NotConnected)
+    );
+    net.run_until(Duration::from_secs(5), |net| {
+        net.host(client).is_connected(c)
+    });
+    let limit = NodeConfig::default().max_sctp_message_size as usize;
+    let huge = Bytes::from(vec![0; limit + 1]);
+    assert_eq!(
+        net.host_mut(client)
+            .send_encoded(now, c, Delivery::Reliable, huge),
+        Err(SendError::TooLarge {
+            size: limit + 1,
+            limit
+        })
+    );
+    assert_eq!(net.host(client).stats().messages_sent, 0);
+}
+
+#[test]
+fn garbage_datagrams_are_counted_and_harm_nothing() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let now = net.now();
+    let from = net.addr(client);
+    let node = net.host_mut(server);
+    for junk in [&b""[..], b"x", &[0u8; 12], &[0xffu8; 200]] {
+        node.handle_datagram(now, from, Bytes::copy_from_slice(junk));
+    }
+    assert_eq!(node.stats().datagrams_dropped, 4);
+    assert!(node.is_connected(s));
+    // The association still works.
+    net.host_mut(client)
+        .send(now, c, Delivery::Reliable, &small_data())
+        .expect("send");
+    net.run_for(Duration::from_millis(200));
+    assert!(
+        std::iter::from_fn(|| net.host_mut(server).poll_event())
+            .any(|e| matches!(e, Event::Frame { .. }))
+    );
+}
+
+#[test]
+fn malformed_message_is_reported_and_the_association_survives() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let now = net.now();
+    let node = net.host_mut(client);
+    node.send_encoded(
+        now,
+        c,
+        Delivery::Reliable,
+        Bytes::from_static(&[0x7f, 1, 2]),
+    )
+    .expect("send");
+    node.send(now, c, Delivery::Reliable, &small_data())
+        .expect("send");
+    net.run_for(Duration::from_millis(200));
+    let events: Vec<_> = std::iter::from_fn(|| net.host_mut(server).poll_event()).collect();
+    assert_eq!(
+        events[0],
+        Event::Malformed {
+            assoc: s,
+            error: crate::wire::DecodeError::UnknownFrameType(0x7f)
+        }
+    );
+    assert!(matches!(
+        &events[1],
+        Event::Frame {
+            frame: Frame::Data(_),
+            ..
+        }
+    ));
+    assert_eq!(net.host(server).stats().messages_malformed, 1);
+    assert!(net.host(server).is_connected(s));
+}
+
+#[test]
+fn a_full_node_refuses_new_associations() {
+    let config = NodeConfig {
+        max_associations: 1,
+        ..NodeConfig::server()
+    };
+    let (mut net, server, _client, _s, _c) = pair(config);
+    let late = net.add_host(Node::new(NodeConfig::client()));
+    let (now, to) = (net.now(), net.addr(server));
+    let l = net.host_mut(late).connect(now, to).expect("connect");
+    let idle = NodeConfig::default().idle_timeout;
+    let mut reason = None;
+    net.run_until(idle * 2, |net| {
+        while let Some(e) = net.host_mut(late).poll_event() {
+            if let Event::Closed { assoc, reason: r } = e {
+                assert_eq!(assoc, l);
+                reason = Some(r);
+            }
+        }
+        reason.is_some()
+    });
+    assert_eq!(reason, Some(CloseReason::TimedOut));
+    assert_eq!(net.host(server).association_count(), 1);
+}
+
+#[test]
+fn time_going_backwards_is_clamped() {
+    let (mut net, server, client, _s, c) = pair(NodeConfig::server());
+    let now = net.now();
+    let past = now - Duration::from_secs(1);
+    let node = net.host_mut(client);
+    node.handle_timeout(past);
+    node.send(past, c, Delivery::Reliable, &small_data())
+        .expect("send");
+    net.run_for(Duration::from_millis(200));
+    assert!(
+        std::iter::from_fn(|| net.host_mut(server).poll_event())
+            .any(|e| matches!(e, Event::Frame { .. }))
+    );
+}
+
+#[test]
+fn keepalives_hold_an_idle_association_open() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let idle = NodeConfig::default().idle_timeout;
+    net.run_for(idle * 4);
+    assert!(net.host(client).is_connected(c));
+    assert!(net.host(server).is_connected(s));
+    // Keep-alives are consumed by the node, never surfaced as frames.
+    assert!(net.host_mut(server).poll_event().is_none());
+}
+
+#[test]
+fn an_init_sent_to_a_client_node_is_dropped_not_a_panic() {
+    let mut a = Node::new(NodeConfig::client());
+    let mut b = Node::new(NodeConfig::client());
+    let now = std::time::Instant::now();
+    let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    a.connect(now, addr(2)).expect("connect");
+    let init = a.poll_transmit().expect("INIT");
+    b.handle_datagram(now, addr(1), init.payload);
+    assert_eq!(b.stats().datagrams_dropped, 1);
+    assert_eq!(b.association_count(), 0);
+}
