@@ -10,6 +10,9 @@
 //! - [`sim`]: a deterministic in-memory network that drives nodes with
 //!   seeded loss, reordering, duplication, latency and rate limits.
 
+pub mod auth;
+pub mod datachannel;
+pub mod hub;
 pub mod proto;
 pub mod sim;
 pub mod wire;

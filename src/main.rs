@@ -120,10 +120,9 @@ fn run(args: &Args) -> Result<(), String> {
                 frame: Frame::Data(d),
                 ..
             } = e
+                && d.origin == Some(MemberId(1))
             {
-                if d.origin == Some(MemberId(1)) {
-                    tally.echoes_at_client += 1;
-                }
+                tally.echoes_at_client += 1;
             }
         }
         tally.durable_sent == args.messages

@@ -676,11 +676,11 @@ impl Node {
         .min();
         // Only an earlier deadline needs a new heap entry: a later one is
         // found when the current entry fires (a harmless early wake-up).
-        if let Some(at) = deadline {
-            if a.scheduled.is_none_or(|s| at < s) {
-                a.scheduled = Some(at);
-                self.timers.push(Reverse((at, id)));
-            }
+        if let Some(at) = deadline
+            && a.scheduled.is_none_or(|s| at < s)
+        {
+            a.scheduled = Some(at);
+            self.timers.push(Reverse((at, id)));
         }
     }
 }

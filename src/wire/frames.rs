@@ -155,24 +155,27 @@ impl ErrorCode {
     pub const INTERNAL: Self = Self(9);
 }
 
-/// A list of at most [`MAX_PARTICIPANTS`] members; empty means broadcast.
+/// A list of at most [`MAX_PARTICIPANTS`] participant identifiers; empty
+/// means broadcast. The server resolves identifiers to members when it
+/// routes, so a listed participant who joins later, or joins from two
+/// endpoints, is reached too.
 ///
 /// ```text
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |  Count (8)    |  Member id (32) × Count ...                   |
+/// |  Count (8)    |  Count × ( Length (8) | UTF-8 id ) ...        |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ParticipantList(Vec<MemberId>);
+pub struct ParticipantList(Vec<ShortStr>);
 
-/// More than [`MAX_PARTICIPANTS`] members were given.
+/// More than [`MAX_PARTICIPANTS`] participants were given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0} participants is more than the limit of {MAX_PARTICIPANTS}")]
 pub struct TooManyParticipants(pub usize);
 
 impl ParticipantList {
-    /// The members.
-    pub fn members(&self) -> &[MemberId] {
+    /// The identifiers.
+    pub fn ids(&self) -> &[ShortStr] {
         &self.0
     }
 
@@ -182,9 +185,9 @@ impl ParticipantList {
     }
 }
 
-impl TryFrom<Vec<MemberId>> for ParticipantList {
+impl TryFrom<Vec<ShortStr>> for ParticipantList {
     type Error = TooManyParticipants;
-    fn try_from(v: Vec<MemberId>) -> Result<Self, TooManyParticipants> {
+    fn try_from(v: Vec<ShortStr>) -> Result<Self, TooManyParticipants> {
         if v.len() > MAX_PARTICIPANTS {
             Err(TooManyParticipants(v.len()))
         } else {
@@ -203,29 +206,34 @@ impl Codec for ParticipantList {
                 max: MAX_PARTICIPANTS as u64,
             });
         }
-        if buf.remaining() < count * 4 {
+        // Each id takes at least its length byte.
+        if buf.remaining() < count {
             return Err(DecodeError::UnexpectedEnd);
         }
-        Ok(Self((0..count).map(|_| MemberId(buf.get_u32())).collect()))
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            ids.push(ShortStr::decode(buf)?);
+        }
+        Ok(Self(ids))
     }
 
     fn encode(&self, buf: &mut impl BufMut) {
         // The constructors keep the count within MAX_PARTICIPANTS.
         buf.put_u8(self.0.len() as u8);
-        for m in &self.0 {
-            buf.put_u32(m.0);
+        for id in &self.0 {
+            id.encode(buf);
         }
     }
 
     fn encoded_len(&self) -> usize {
-        1 + 4 * self.0.len()
+        1 + self.0.iter().map(Codec::encoded_len).sum::<usize>()
     }
 }
 
 #[cfg(feature = "arbitrary")]
 impl<'a> arbitrary::Arbitrary<'a> for ParticipantList {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        let mut v = Vec::<MemberId>::arbitrary(u)?;
+        let mut v = Vec::<ShortStr>::arbitrary(u)?;
         v.truncate(MAX_PARTICIPANTS);
         Ok(Self(v))
     }
@@ -676,9 +684,10 @@ impl Codec for SenderClosed {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |  Type = 0x09  |        Channel id (16)        |  Epoch (16) … |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |  … Epoch      |  Count (8)    |  Member id (32) × Count ...   |
+/// |  … Epoch      |  Count (8)    |  Count × (Len (8) | UTF-8 id) |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-///   Count ≤ 64; 0 = broadcast to everyone else in the call.
+///   Count ≤ 64 participant identifiers; 0 = broadcast to everyone
+///   else in the call.
 /// ```
 ///
 /// The epoch counts the sender's list changes; [`Data`] frames that may
@@ -1136,7 +1145,7 @@ mod tests {
             SetParticipants {
                 channel: 1000,
                 epoch: 2,
-                participants: vec![MemberId(1), MemberId(2)].try_into().expect("≤ 64"),
+                participants: vec![s("alice"), s("bob")].try_into().expect("≤ 64"),
             }
             .into(),
             Data {
@@ -1226,7 +1235,7 @@ mod tests {
         ));
         // 65 participants.
         let mut sp = vec![0x09u8, 0, 1, 0, 0, 65];
-        sp.extend(std::iter::repeat_n(0, 65 * 4));
+        sp.extend(std::iter::repeat_n(0, 65));
         assert!(matches!(
             Frame::decode_exact(&sp[..]),
             Err(DecodeError::TooLong { .. })

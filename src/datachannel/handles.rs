@@ -1,0 +1,523 @@
+//! The application's handles.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+
+use bytes::Bytes;
+use crossbeam_queue::SegQueue;
+
+use super::shared::{
+    CallShared, ReceiverShared, STATE_CONNECTING, STATE_ENDED, STATE_JOINED, SenderOp,
+    SenderShared, Wakers, Work, lock,
+};
+use super::{
+    DataChannelError, DataChannelMessage, DataChannelPriority, DataChannelReliability,
+    DataChannelSenderOptions, ParticipantId, check_participants,
+};
+use crate::wire::CloseReason;
+
+/// Where a call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallState {
+    /// Joining: senders cannot start yet.
+    Connecting,
+    /// Joined: the data channel is ready.
+    Joined,
+    /// Over (left, rejected, or the connection was lost), with the reason.
+    Ended(String),
+}
+
+/// One participant's membership in a call, made by
+/// [`crate::hub::Hub::join_remote`] or [`crate::hub::Hub::join_local`].
+#[derive(Clone)]
+pub struct Call {
+    pub(crate) shared: Arc<CallShared>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("call_id", &self.shared.call_id)
+            .field("participant_id", &self.shared.participant_id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Call {
+    /// The call's id.
+    pub fn call_id(&self) -> &str {
+        &self.shared.call_id
+    }
+
+    /// Who this participant is.
+    pub fn participant_id(&self) -> &ParticipantId {
+        &self.shared.participant_id
+    }
+
+    /// Where the call stands.
+    pub fn state(&self) -> CallState {
+        match self.shared.state() {
+            STATE_CONNECTING => CallState::Connecting,
+            STATE_JOINED => CallState::Joined,
+            _ => CallState::Ended(
+                lock(&self.shared.control)
+                    .end_reason
+                    .clone()
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Whether the join completed and the call has not ended.
+    pub fn is_joined(&self) -> bool {
+        self.shared.state() == STATE_JOINED
+    }
+
+    /// Waits until the join completes (`true`) or the call ends first
+    /// (`false`): the "ready" signal to wait for before creating senders.
+    pub async fn ready(&self) -> bool {
+        poll_fn(|cx| {
+            self.shared.state_wakers.register(cx.waker());
+            match self.shared.state() {
+                STATE_JOINED => Poll::Ready(true),
+                STATE_ENDED => Poll::Ready(false),
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Waits until the call ends.
+    pub async fn ended(&self) {
+        poll_fn(|cx| {
+            self.shared.state_wakers.register(cx.waker());
+            if self.shared.state() == STATE_ENDED {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The other participants currently in the call (one entry per endpoint:
+    /// the same identifier joined twice appears twice).
+    pub fn participants(&self) -> Vec<ParticipantId> {
+        let mut v: Vec<_> = lock(&self.shared.control)
+            .roster
+            .values()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Leaves the call: every sender and receiver of it closes.
+    pub fn leave(&self) {
+        self.shared.hub.push(Work::Leave(self.shared.clone()));
+    }
+
+    /// The call's DataChannel feature (the seeds'
+    /// `call.feature(Features.DataChannel)`).
+    pub fn data_channel(&self) -> DataChannelFeature {
+        DataChannelFeature {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The DataChannel feature of one call: creates senders, announces
+/// receivers.
+#[derive(Clone)]
+pub struct DataChannelFeature {
+    shared: Arc<CallShared>,
+}
+
+impl std::fmt::Debug for DataChannelFeature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataChannelFeature")
+            .field("call_id", &self.shared.call_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataChannelFeature {
+    /// Creates a sender (the seeds' `createDataChannelSender` /
+    /// `GetDataChannelSender`).
+    ///
+    /// Fails with [`DataChannelError::FailedToStart`] before the join
+    /// completes or after the call ended, with
+    /// [`DataChannelError::RandomIdNotAvailable`] when no random id is
+    /// free, and with [`DataChannelError::TooManyParticipants`] for more
+    /// than 64 participants. A sender this participant already has on the
+    /// same channel id is closed (its receivers close; the new session gets
+    /// new receivers).
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// # fn f(call: dcengine::datachannel::Call) -> Result<(), DataChannelError> {
+    /// let chat = call.data_channel().create_sender(DataChannelSenderOptions {
+    ///     channel_id: Some(10000),
+    ///     ..Default::default()
+    /// })?;
+    /// chat.send("hello")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn create_sender(
+        &self,
+        options: DataChannelSenderOptions,
+    ) -> Result<DataChannelSender, DataChannelError> {
+        check_participants(&options.participants)?;
+        let call = &self.shared;
+        let (sender, replaced) = {
+            let mut control = lock(&call.control);
+            if call.state() != STATE_JOINED {
+                return Err(DataChannelError::FailedToStart);
+            }
+            let channel = match options.channel_id {
+                None | Some(0) => control
+                    .random_channel(&call.config.random_channel_ids)
+                    .ok_or(DataChannelError::RandomIdNotAvailable)?,
+                Some(id) => id,
+            };
+            let sender = Arc::new(SenderShared {
+                call: call.clone(),
+                channel,
+                session: control.next_session(),
+                priority: options.priority,
+                reliability: options.reliability,
+                bitrate_kbps: options.bitrate_kbps,
+                ops: SegQueue::new(),
+                queued_bytes: Default::default(),
+                next_seq: 1.into(),
+                epoch: 0.into(),
+                participants: options.participants.clone().into(),
+                closed: false.into(),
+                scheduled: false.into(),
+                dropped: 0.into(),
+                close_wakers: Wakers::default(),
+            });
+            let replaced = control.channels.insert(channel, sender.clone());
+            (sender, replaced)
+        };
+        if let Some(old) = replaced {
+            close_sender(&old, CloseReason::REPLACED);
+        }
+        sender.push(SenderOp::Open);
+        if !options.participants.is_empty() {
+            sender.push(SenderOp::SetParticipants {
+                epoch: 0,
+                participants: options.participants,
+            });
+        }
+        Ok(DataChannelSender { shared: sender })
+    }
+
+    /// The next new receiver, if one is waiting (non-blocking form of the
+    /// seeds' `dataChannelReceiverCreated` event).
+    pub fn try_next_receiver(&self) -> Option<DataChannelReceiver> {
+        self.shared.new_receivers.pop()
+    }
+
+    /// Waits for the next new receiver; `None` once the call has ended and
+    /// every announced receiver was taken.
+    pub async fn next_receiver(&self) -> Option<DataChannelReceiver> {
+        poll_fn(|cx| {
+            if let Some(r) = self.shared.new_receivers.pop() {
+                return Poll::Ready(Some(r));
+            }
+            self.shared.receiver_waker.register(cx.waker());
+            if let Some(r) = self.shared.new_receivers.pop() {
+                return Poll::Ready(Some(r));
+            }
+            if self.shared.state() == STATE_ENDED {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Hands every future new receiver to `callback` instead of the queue
+    /// (the callback form of the event; it runs on the driver's thread, so
+    /// keep it short). Returns `false` if a callback was already set.
+    pub fn on_receiver_created(
+        &self,
+        callback: impl Fn(DataChannelReceiver) + Send + Sync + 'static,
+    ) -> bool {
+        self.shared
+            .receiver_callback
+            .set(Box::new(callback))
+            .is_ok()
+    }
+
+    /// The largest message a sender of this call may send.
+    pub fn max_message_size(&self) -> usize {
+        self.shared.max_message_size() as usize
+    }
+}
+
+fn close_sender(s: &Arc<SenderShared>, reason: CloseReason) {
+    if !s.closed.swap(true, Ordering::AcqRel) {
+        s.push(SenderOp::Close(reason));
+        s.close_wakers.wake_all();
+    }
+}
+
+/// Sends messages on one channel (the seeds' `DataChannelSender`).
+#[derive(Clone)]
+pub struct DataChannelSender {
+    shared: Arc<SenderShared>,
+}
+
+impl std::fmt::Debug for DataChannelSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataChannelSender")
+            .field("channel_id", &self.shared.channel)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataChannelSender {
+    /// The channel id (the one given, or the random one picked).
+    pub fn channel_id(&self) -> u16 {
+        self.shared.channel
+    }
+
+    /// The largest message [`DataChannelSender::send`] accepts, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.shared.call.max_message_size() as usize
+    }
+
+    /// The sender's priority.
+    pub fn priority(&self) -> DataChannelPriority {
+        self.shared.priority
+    }
+
+    /// The sender's reliability.
+    pub fn reliability(&self) -> DataChannelReliability {
+        self.shared.reliability
+    }
+
+    /// Queues a message (the seeds' `sendMessage`). Nothing is sent when an
+    /// error is returned.
+    ///
+    /// Errors: [`DataChannelError::SenderClosed`],
+    /// [`DataChannelError::MessageSizeOverLimit`], and for Durable senders
+    /// [`DataChannelError::MessageFailureForBandwidth`] when the queue is
+    /// full (a Lossy message is then dropped silently instead).
+    pub fn send(&self, data: impl Into<Bytes>) -> Result<(), DataChannelError> {
+        let data = data.into();
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(DataChannelError::SenderClosed);
+        }
+        let limit = self.max_message_size();
+        if data.len() > limit {
+            return Err(DataChannelError::MessageSizeOverLimit {
+                size: data.len(),
+                limit,
+            });
+        }
+        let cap = s.call.config.sender_queue_bytes;
+        let before = s.queued_bytes.fetch_add(data.len(), Ordering::AcqRel);
+        if before + data.len() > cap && before > 0 {
+            s.queued_bytes.fetch_sub(data.len(), Ordering::AcqRel);
+            return match s.reliability {
+                DataChannelReliability::Durable => {
+                    Err(DataChannelError::MessageFailureForBandwidth)
+                }
+                DataChannelReliability::Lossy => {
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+            };
+        }
+        let seq = s.next_seq.fetch_add(1, Ordering::AcqRel);
+        let epoch = s.epoch.load(Ordering::Acquire);
+        s.push(SenderOp::Data { seq, data, epoch });
+        Ok(())
+    }
+
+    /// Changes who the next messages go to (the seeds' `setParticipants`):
+    /// at most 64; empty is everyone else in the call.
+    pub fn set_participants(
+        &self,
+        participants: Vec<ParticipantId>,
+    ) -> Result<(), DataChannelError> {
+        check_participants(&participants)?;
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(DataChannelError::SenderClosed);
+        }
+        let mut current = lock(&s.participants);
+        let epoch = s.epoch.load(Ordering::Acquire).wrapping_add(1);
+        s.epoch.store(epoch, Ordering::Release);
+        *current = participants.clone();
+        s.push(SenderOp::SetParticipants {
+            epoch,
+            participants,
+        });
+        Ok(())
+    }
+
+    /// The current participant list (empty: everyone).
+    pub fn participants(&self) -> Vec<ParticipantId> {
+        lock(&self.shared.participants).clone()
+    }
+
+    /// Closes the sender: every receiver of this session closes once the
+    /// messages queued before it are delivered.
+    pub fn close(&self) {
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let mut control = lock(&s.call.control);
+            if control
+                .channels
+                .get(&s.channel)
+                .is_some_and(|c| Arc::ptr_eq(c, s))
+            {
+                control.channels.remove(&s.channel);
+            }
+        }
+        close_sender(s, CloseReason::CLOSED);
+    }
+
+    /// Whether the sender is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the sender is closed.
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            self.shared.close_wakers.register(cx.waker());
+            if self.is_closed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Lossy messages dropped because the send queue was full.
+    pub fn dropped_messages(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Receives one sender's messages on one channel in one session (the
+/// seeds' `DataChannelReceiver`).
+#[derive(Clone)]
+pub struct DataChannelReceiver {
+    pub(crate) shared: Arc<ReceiverShared>,
+}
+
+impl std::fmt::Debug for DataChannelReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataChannelReceiver")
+            .field("channel_id", &self.shared.channel)
+            .field("sender_id", &self.shared.sender_id)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataChannelReceiver {
+    /// The channel id.
+    pub fn channel_id(&self) -> u16 {
+        self.shared.channel
+    }
+
+    /// Who sends (the seeds' `senderParticipantIdentifier`), as
+    /// authenticated by the server.
+    pub fn sender_id(&self) -> &ParticipantId {
+        &self.shared.sender_id
+    }
+
+    /// The sender's reliability.
+    pub fn reliability(&self) -> DataChannelReliability {
+        self.shared.reliability
+    }
+
+    /// The sender's priority.
+    pub fn priority(&self) -> DataChannelPriority {
+        self.shared.priority
+    }
+
+    /// The next message, if one has arrived (the seeds' `readMessage`;
+    /// never blocks). Messages that arrived before the receiver closed can
+    /// still be read after.
+    pub fn read_message(&self) -> Option<DataChannelMessage> {
+        let m = self.shared.messages.pop()?;
+        self.shared
+            .buffered_bytes
+            .fetch_sub(m.data.len(), Ordering::AcqRel);
+        Some(m)
+    }
+
+    /// Waits for the next message; `None` once the receiver is closed and
+    /// drained. One task at a time should await a given receiver.
+    pub async fn recv(&self) -> Option<DataChannelMessage> {
+        poll_fn(|cx| {
+            if let Some(m) = self.read_message() {
+                return Poll::Ready(Some(m));
+            }
+            self.shared.waker.register(cx.waker());
+            if let Some(m) = self.read_message() {
+                return Poll::Ready(Some(m));
+            }
+            if self.is_closed() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Calls `callback` (on the driver's thread) each time a message
+    /// arrives: the seeds' `messageReady` event. Returns `false` if one was
+    /// already set.
+    pub fn on_message_ready(&self, callback: impl Fn() + Send + Sync + 'static) -> bool {
+        self.shared.on_message.set(Box::new(callback)).is_ok()
+    }
+
+    /// Calls `callback` (on the driver's thread) when the receiver closes:
+    /// the seeds' `close` event. Returns `false` if one was already set.
+    pub fn on_close(&self, callback: impl Fn() + Send + Sync + 'static) -> bool {
+        self.shared.on_close.set(Box::new(callback)).is_ok()
+    }
+
+    /// Whether the receiver is closed (its sender closed or was replaced,
+    /// the sender left, it was idle too long, or the call ended).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the receiver is closed.
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            self.shared.close_wakers.register(cx.waker());
+            if self.is_closed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Messages dropped at this receiver because its buffer was full.
+    pub fn dropped_messages(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,247 @@
+//! The DataChannel feature: one-way senders and receivers in a call, with
+//! the semantics of the Azure Communication Services DataChannel API.
+//!
+//! - A [`DataChannelSender`] sends binary messages on a channel id to a
+//!   list of participants (empty: everyone else in the call).
+//! - Each participant that a sender's messages reach gets one
+//!   [`DataChannelReceiver`] per (sender, channel, session), announced once by
+//!   [`DataChannelFeature::next_receiver`] (or its non-blocking and callback
+//!   forms).
+//! - Messages carry a `u32` sequence number per sender and channel, counting
+//!   from 1; a receiver sees gaps where messages went to others.
+//!
+//! The handles are `Send + Sync` and cheap to clone; use them from any
+//! thread or async task. Sending pushes onto the sender's lock-free queue and
+//! wakes the driver of the [`crate::hub::Hub`] that owns the call, which does
+//! the protocol work on its next turn.
+//!
+//! Names follow the ACS seeds in Rust style: `createDataChannelSender` is
+//! [`DataChannelFeature::create_sender`], `sendMessage` is
+//! [`DataChannelSender::send`], `setParticipants` is
+//! [`DataChannelSender::set_participants`], `readMessage` is
+//! [`DataChannelReceiver::read_message`], `MaxMessageSizeInBytes` is
+//! [`DataChannelSender::max_message_size`], the `dataChannelReceiverCreated`
+//! event is [`DataChannelFeature::next_receiver`] and friends.
+#![forbid(unsafe_code)]
+
+mod handles;
+pub(crate) mod participant;
+mod shared;
+
+pub use handles::{Call, CallState, DataChannelFeature, DataChannelReceiver, DataChannelSender};
+pub(crate) use shared::{CallShared, HubShared, Work};
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::wire::{MAX_PARTICIPANTS, Priority, Reliability};
+
+/// Identifies a participant (like an ACS `CommunicationIdentifier`'s raw
+/// id). At most 255 bytes of UTF-8 on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(String);
+
+impl ParticipantId {
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ParticipantId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for ParticipantId {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Scheduling class of a sender (the seeds' `DataChannelPriority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DataChannelPriority {
+    /// Default.
+    #[default]
+    Normal,
+    /// Served before Normal.
+    High,
+}
+
+/// Delivery class of a sender (the seeds' `DataChannelReliability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DataChannelReliability {
+    /// Unordered; messages may be dropped silently.
+    Lossy,
+    /// Lossless and ordered; a failure is reported, never silent. Default.
+    #[default]
+    Durable,
+}
+
+impl From<DataChannelPriority> for Priority {
+    fn from(p: DataChannelPriority) -> Self {
+        match p {
+            DataChannelPriority::Normal => Priority::Normal,
+            DataChannelPriority::High => Priority::High,
+        }
+    }
+}
+
+impl From<DataChannelReliability> for Reliability {
+    fn from(r: DataChannelReliability) -> Self {
+        match r {
+            DataChannelReliability::Lossy => Reliability::Lossy,
+            DataChannelReliability::Durable => Reliability::Durable,
+        }
+    }
+}
+
+/// How to create a sender (the seeds' `DataChannelSenderOptions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChannelSenderOptions {
+    /// The channel id, 1..=65535. `None` or `Some(0)` picks a free id at
+    /// random from [`ChannelConfig::random_channel_ids`]. A new sender on an
+    /// id this participant already sends on closes the old sender.
+    /// Default `None`.
+    pub channel_id: Option<u16>,
+    /// The bitrate the sender intends to use, in kbit/s. Default 32 (the
+    /// seeds' samples).
+    pub bitrate_kbps: u32,
+    /// Default [`DataChannelPriority::Normal`].
+    pub priority: DataChannelPriority,
+    /// Default [`DataChannelReliability::Durable`].
+    pub reliability: DataChannelReliability,
+    /// Who receives the messages: at most 64 participants; empty (the
+    /// default) is everyone else in the call. Every endpoint that joined with
+    /// a listed identifier receives them.
+    pub participants: Vec<ParticipantId>,
+}
+
+impl Default for DataChannelSenderOptions {
+    fn default() -> Self {
+        Self {
+            channel_id: None,
+            bitrate_kbps: 32,
+            priority: DataChannelPriority::Normal,
+            reliability: DataChannelReliability::Durable,
+            participants: Vec::new(),
+        }
+    }
+}
+
+/// One received message (the seeds' `DataChannelMessage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChannelMessage {
+    /// Per sender and channel, from 1; gaps mean messages went to others.
+    pub sequence_number: u32,
+    /// The payload.
+    pub data: Bytes,
+}
+
+/// What can go wrong with the DataChannel API (the seeds' error codes, plus
+/// misuse).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataChannelError {
+    /// The call is not (or no longer) connected, so no sender can start.
+    #[error("the data channel is not ready: the call is not connected")]
+    FailedToStart,
+    /// Every id of the random pool is in use by this participant's senders.
+    #[error("no free random channel id is left")]
+    RandomIdNotAvailable,
+    /// The sender was closed (by `close()`, by a newer sender on the same
+    /// channel id, or because the call ended).
+    #[error("the sender is closed")]
+    SenderClosed,
+    /// The message is larger than [`DataChannelSender::max_message_size`].
+    #[error("message of {size} bytes is over the limit of {limit} bytes")]
+    MessageSizeOverLimit {
+        /// The message's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A Durable message could not be queued: the channel's queue is full.
+    #[error("not enough bandwidth: the channel's send queue is full")]
+    MessageFailureForBandwidth,
+    /// Sending now would break the traffic-limit rules.
+    #[error("the message would exceed the traffic limit rules")]
+    MessageFailureForTrafficLimit,
+    /// More than 64 participants were given.
+    #[error("{count} participants is more than the limit of {limit}")]
+    TooManyParticipants {
+        /// How many were given.
+        count: usize,
+        /// The limit (64).
+        limit: usize,
+    },
+}
+
+/// Limits and timers of the DataChannel feature. `Default` gives the values
+/// below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelConfig {
+    /// Largest message a sender may send, in bytes. Default 32 KiB; at most
+    /// 256 KiB. A client uses the smaller of its own and the server's.
+    pub max_message_size: u32,
+    /// A receiver with no message and no keep-alive for this long closes.
+    /// Default 2 minutes.
+    pub receiver_idle_timeout: Duration,
+    /// An open sender that sent nothing for this long sends a keep-alive, so
+    /// its receivers stay open. Default 30 s (a quarter of the idle timeout).
+    pub keepalive_interval: Duration,
+    /// Bytes a sender may have queued before Durable sends fail with
+    /// [`DataChannelError::MessageFailureForBandwidth`] (Lossy ones are
+    /// dropped silently). Default 1 MiB.
+    pub sender_queue_bytes: usize,
+    /// Bytes of unread messages a receiver holds. Past it, Lossy messages are
+    /// dropped (counted) and a Durable receiver closes, since it can no longer
+    /// be lossless. Default 8 MiB.
+    pub receiver_buffer_bytes: usize,
+    /// Where random channel ids come from. Default 1..=65535.
+    pub random_channel_ids: std::ops::RangeInclusive<u16>,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 32 * 1024,
+            receiver_idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(30),
+            sender_queue_bytes: 1024 * 1024,
+            receiver_buffer_bytes: 8 * 1024 * 1024,
+            random_channel_ids: 1..=u16::MAX,
+        }
+    }
+}
+
+/// Largest configurable message size.
+pub const MAX_MESSAGE_SIZE_LIMIT: u32 = 256 * 1024;
+
+fn check_participants(list: &[ParticipantId]) -> Result<(), DataChannelError> {
+    if list.len() > MAX_PARTICIPANTS {
+        Err(DataChannelError::TooManyParticipants {
+            count: list.len(),
+            limit: MAX_PARTICIPANTS,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Seeds a call's random channel-id picker.
+pub(crate) fn seed_call(call: &CallShared, seed: u64) {
+    shared::lock(&call.control).rng = seed;
+}

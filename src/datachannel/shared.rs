@@ -1,0 +1,334 @@
+//! State shared between the application's handles and the hub that drives
+//! them. The per-message paths (send, receive) are lock-free; mutexes guard
+//! only rare control operations (creating senders, roster changes).
+
+use std::collections::HashMap;
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use crossbeam_queue::SegQueue;
+
+use super::{
+    ChannelConfig, DataChannelMessage, DataChannelPriority, DataChannelReliability, ParticipantId,
+};
+use crate::wire::{CloseReason, MemberId};
+
+/// Locks, recovering the data if another thread panicked while holding it
+/// (the guarded state stays consistent between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wakers of tasks waiting for a rare event (ready, ended, closed).
+#[derive(Default)]
+pub(crate) struct Wakers(Mutex<Vec<Waker>>);
+
+impl Wakers {
+    pub(crate) fn register(&self, w: &Waker) {
+        let mut v = lock(&self.0);
+        if !v.iter().any(|x| x.will_wake(w)) {
+            v.push(w.clone());
+        }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        for w in std::mem::take(&mut *lock(&self.0)) {
+            w.wake();
+        }
+    }
+}
+
+/// A callback the application registers once.
+pub(crate) type Callback = Box<dyn Fn() + Send + Sync>;
+
+/// Work the handles hand to the hub.
+pub(crate) enum Work {
+    /// The sender has operations queued.
+    Sender(Arc<SenderShared>),
+    /// The application asked to leave the call.
+    Leave(Arc<CallShared>),
+}
+
+/// Shared by a hub and every handle of its calls.
+#[derive(Default)]
+pub(crate) struct HubShared {
+    pub(crate) work: SegQueue<Work>,
+    /// Set when work was queued and the driver not yet told.
+    pending: AtomicBool,
+    /// How the driver wants to be woken (set by the runtime).
+    wake_hook: OnceLock<Callback>,
+}
+
+impl HubShared {
+    pub(crate) fn push(&self, work: Work) {
+        self.work.push(work);
+        // One wake-up per batch: only the push that raises the flag wakes.
+        if !self.pending.swap(true, Ordering::AcqRel)
+            && let Some(hook) = self.wake_hook.get()
+        {
+            hook();
+        }
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Takes the queued work (clearing the flag first, so a push racing with
+    /// the drain wakes the driver again).
+    pub(crate) fn take_work(&self) -> impl Iterator<Item = Work> + '_ {
+        self.pending.store(false, Ordering::Release);
+        std::iter::from_fn(|| self.work.pop())
+    }
+
+    pub(crate) fn set_wake_hook(&self, hook: Callback) -> bool {
+        self.wake_hook.set(hook).is_ok()
+    }
+}
+
+/// Lifecycle of a call as the application sees it.
+pub(crate) const STATE_CONNECTING: u8 = 0;
+pub(crate) const STATE_JOINED: u8 = 1;
+pub(crate) const STATE_ENDED: u8 = 2;
+
+/// One joined (or joining) call of one local participant.
+pub(crate) struct CallShared {
+    pub(crate) hub: Arc<HubShared>,
+    /// Unique within the hub.
+    pub(crate) key: u64,
+    pub(crate) call_id: String,
+    pub(crate) participant_id: ParticipantId,
+    pub(crate) config: ChannelConfig,
+    state: AtomicU8,
+    max_message_size: AtomicU32,
+    pub(crate) control: Mutex<Control>,
+    pub(crate) new_receivers: SegQueue<super::DataChannelReceiver>,
+    pub(crate) receiver_waker: AtomicWaker,
+    pub(crate) receiver_callback: OnceLock<Box<dyn Fn(super::DataChannelReceiver) + Send + Sync>>,
+    pub(crate) state_wakers: Wakers,
+}
+
+/// The call's control-plane state, behind a mutex.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// Open senders by channel id.
+    pub(crate) channels: HashMap<u16, Arc<SenderShared>>,
+    /// Everyone else in the call, by member.
+    pub(crate) roster: HashMap<MemberId, ParticipantId>,
+    /// Why the call ended, once it has.
+    pub(crate) end_reason: Option<String>,
+    next_session: u32,
+    /// State of the random channel-id picker.
+    pub(crate) rng: u64,
+}
+
+impl Control {
+    pub(crate) fn next_session(&mut self) -> u32 {
+        self.next_session = self.next_session.wrapping_add(1).max(1);
+        self.next_session
+    }
+
+    /// A free id from `range`, chosen at random: a few random draws, then
+    /// (for a nearly full pool) a scan from a random start, so exhaustion is
+    /// detected exactly.
+    pub(crate) fn random_channel(&mut self, range: &std::ops::RangeInclusive<u16>) -> Option<u16> {
+        let (lo, hi) = (u32::from((*range.start()).max(1)), u32::from(*range.end()));
+        if lo > hi {
+            return None;
+        }
+        let size = hi - lo + 1;
+        let free = |c: &Self, off: u32| {
+            let id = (lo + off % size) as u16;
+            (!c.channels.contains_key(&id)).then_some(id)
+        };
+        for _ in 0..16 {
+            let off = (self.next_random() % u64::from(size)) as u32;
+            if let Some(id) = free(self, off) {
+                return Some(id);
+            }
+        }
+        let start = (self.next_random() % u64::from(size)) as u32;
+        (0..size).find_map(|i| free(self, start + i))
+    }
+
+    /// splitmix64: cheap, good enough to spread ids, seeded per call.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl CallShared {
+    pub(crate) fn new(
+        hub: Arc<HubShared>,
+        key: u64,
+        call_id: String,
+        participant_id: ParticipantId,
+        config: ChannelConfig,
+    ) -> Self {
+        Self {
+            max_message_size: AtomicU32::new(config.max_message_size),
+            hub,
+            key,
+            call_id,
+            participant_id,
+            config,
+            state: AtomicU8::new(STATE_CONNECTING),
+            control: Mutex::default(),
+            new_receivers: SegQueue::new(),
+            receiver_waker: AtomicWaker::new(),
+            receiver_callback: OnceLock::new(),
+            state_wakers: Wakers::default(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_message_size(&self) -> u32 {
+        self.max_message_size.load(Ordering::Relaxed)
+    }
+
+    /// The join completed.
+    pub(crate) fn set_joined(&self, max_message_size: u32) {
+        self.max_message_size.store(
+            max_message_size.min(self.config.max_message_size),
+            Ordering::Relaxed,
+        );
+        self.state.store(STATE_JOINED, Ordering::Release);
+        self.state_wakers.wake_all();
+    }
+
+    /// The call ended: every sender closes, waiters wake.
+    pub(crate) fn set_ended(&self, reason: &str) {
+        let senders: Vec<_> = {
+            let mut c = lock(&self.control);
+            c.end_reason.get_or_insert_with(|| reason.to_owned());
+            c.roster.clear();
+            c.channels.drain().map(|(_, s)| s).collect()
+        };
+        for s in senders {
+            s.closed.store(true, Ordering::Release);
+            s.close_wakers.wake_all();
+        }
+        self.state.store(STATE_ENDED, Ordering::Release);
+        self.state_wakers.wake_all();
+        self.receiver_waker.wake();
+    }
+
+    /// Announces a new receiver to the application.
+    pub(crate) fn announce(&self, r: super::DataChannelReceiver) {
+        match self.receiver_callback.get() {
+            Some(cb) => cb(r),
+            None => {
+                self.new_receivers.push(r);
+                self.receiver_waker.wake();
+            }
+        }
+    }
+}
+
+/// An operation on a sender, in the order the application made them.
+pub(crate) enum SenderOp {
+    Open,
+    Data {
+        seq: u32,
+        data: Bytes,
+        epoch: u16,
+    },
+    SetParticipants {
+        epoch: u16,
+        participants: Vec<ParticipantId>,
+    },
+    Close(CloseReason),
+}
+
+/// One sender.
+pub(crate) struct SenderShared {
+    pub(crate) call: Arc<CallShared>,
+    pub(crate) channel: u16,
+    pub(crate) session: u32,
+    pub(crate) priority: DataChannelPriority,
+    pub(crate) reliability: DataChannelReliability,
+    pub(crate) bitrate_kbps: u32,
+    pub(crate) ops: SegQueue<SenderOp>,
+    /// Payload bytes queued in `ops` and not yet taken by the hub.
+    pub(crate) queued_bytes: AtomicUsize,
+    pub(crate) next_seq: AtomicU32,
+    pub(crate) epoch: AtomicU16,
+    /// The participants list and its epoch change together under this lock.
+    pub(crate) participants: Mutex<Vec<ParticipantId>>,
+    pub(crate) closed: AtomicBool,
+    /// In the hub's work queue (so it is queued once per batch).
+    pub(crate) scheduled: AtomicBool,
+    /// Lossy messages dropped because the queue was full.
+    pub(crate) dropped: AtomicU64,
+    pub(crate) close_wakers: Wakers,
+}
+
+impl SenderShared {
+    /// Queues `op` and makes sure the hub will look at this sender.
+    pub(crate) fn push(self: &Arc<Self>, op: SenderOp) {
+        self.ops.push(op);
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.call.hub.push(Work::Sender(self.clone()));
+        }
+    }
+}
+
+/// One receiver.
+pub(crate) struct ReceiverShared {
+    pub(crate) call: Arc<CallShared>,
+    pub(crate) channel: u16,
+    pub(crate) sender_id: ParticipantId,
+    pub(crate) session: u32,
+    pub(crate) reliability: DataChannelReliability,
+    pub(crate) priority: DataChannelPriority,
+    pub(crate) messages: SegQueue<DataChannelMessage>,
+    pub(crate) buffered_bytes: AtomicUsize,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) waker: AtomicWaker,
+    pub(crate) on_message: OnceLock<Callback>,
+    pub(crate) on_close: OnceLock<Callback>,
+    pub(crate) close_wakers: Wakers,
+}
+
+impl ReceiverShared {
+    /// Delivers a message; `false` if it could not be held (over the buffer
+    /// limit).
+    pub(crate) fn deliver(&self, m: DataChannelMessage) -> bool {
+        let len = m.data.len();
+        let held = self.buffered_bytes.load(Ordering::Acquire);
+        if held + len > self.call.config.receiver_buffer_bytes {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
+        self.messages.push(m);
+        self.waker.wake();
+        if let Some(cb) = self.on_message.get() {
+            cb();
+        }
+        true
+    }
+
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+            self.close_wakers.wake_all();
+            if let Some(cb) = self.on_close.get() {
+                cb();
+            }
+        }
+    }
+}

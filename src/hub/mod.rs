@@ -1,0 +1,1108 @@
+//! [`Hub`]: the sans-IO engine core behind the DataChannel API.
+//!
+//! One hub owns one [`Node`] and plays any of three parts at once:
+//! - **server**: accepts associations, authenticates [`Join`]s with a
+//!   [`JoinVerifier`], keeps each call's members, and fans every message out
+//!   to its targets (encoded once, the same `Bytes` to every association);
+//! - **client**: joins calls on other hubs ([`Hub::join_remote`]);
+//! - **host**: runs participants inside the hub itself
+//!   ([`Hub::join_local`]). A peer-to-peer call is a hub hosting one
+//!   participant and another hub joining it remotely: no third party, same
+//!   API.
+//!
+//! Like [`Node`], a hub does no I/O and reads no clock; see the contract
+//! there. Application handles ([`Call`], senders, receivers) queue their
+//! work for the hub and wake its driver through the hook given to
+//! [`Hub::set_wake_hook`]; [`Hub::poll_timeout`] then returns an instant
+//! that has already passed, and the driver calls [`Hub::handle_timeout`].
+//!
+//! # A second join with the same participant id
+//! It is a second endpoint of the same participant, as in ACS (where two
+//! endpoints with one identifier count twice): both stay in the call, each
+//! with its own member number. Messages addressed to that identifier reach
+//! both; a broadcast from one of them reaches the other.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::auth::{JoinRejection, JoinRequest, JoinVerifier};
+use crate::datachannel::participant::{Out, ParticipantCore};
+use crate::datachannel::{Call, CallShared, ChannelConfig, HubShared, ParticipantId, Work};
+use crate::proto::{
+    AssocId, CloseReason as NodeCloseReason, ConnectError, Delivery, Event, Node, NodeConfig,
+    Transmit,
+};
+use crate::wire::{
+    Batch, CloseReason, Codec, Data, ErrorCode, ErrorFrame, Frame, Join, JoinAccepted,
+    JoinRejected, KeepAlive, Leave, MemberId, Message, PROTOCOL_VERSION, ParticipantJoined,
+    ParticipantLeft, Priority, Reliability, SenderClosed, SenderOpened, ShortStr,
+};
+
+/// How a hub behaves.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// The node underneath. [`HubConfig::server`] sets it to accept
+    /// associations.
+    pub node: NodeConfig,
+    /// Limits and timers of the DataChannel feature.
+    pub channel: ChannelConfig,
+    /// The server role: joins are checked with this. `None`: the hub
+    /// accepts no joins from the network.
+    pub verifier: Option<Arc<dyn JoinVerifier>>,
+    /// An association that has not joined within this long is closed.
+    /// Default 10 s.
+    pub join_timeout: Duration,
+    /// Seeds the random channel-id picker (each call mixes in its own key).
+    pub seed: u64,
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("node", &self.node)
+            .field("channel", &self.channel)
+            .field("server", &self.verifier.is_some())
+            .field("join_timeout", &self.join_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubConfig {
+    /// A client: joins calls on servers, accepts nothing.
+    pub fn client() -> Self {
+        Self {
+            node: NodeConfig::client(),
+            channel: ChannelConfig::default(),
+            verifier: None,
+            join_timeout: Duration::from_secs(10),
+            seed: rand::random(),
+        }
+    }
+
+    /// A server admitting the joins `verifier` accepts.
+    pub fn server(verifier: Arc<dyn JoinVerifier>) -> Self {
+        Self {
+            node: NodeConfig::server(),
+            verifier: Some(verifier),
+            ..Self::client()
+        }
+    }
+}
+
+/// What a hub reports to its embedder.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEvent {
+    /// Someone joined a call this hub serves.
+    ParticipantJoined {
+        /// The call.
+        call_id: String,
+        /// Who.
+        participant_id: ParticipantId,
+        /// Their member number in the call.
+        member: MemberId,
+    },
+    /// Someone left a call this hub serves (or their connection was lost).
+    ParticipantLeft {
+        /// The call.
+        call_id: String,
+        /// Who.
+        participant_id: ParticipantId,
+        /// Their member number in the call.
+        member: MemberId,
+    },
+    /// A join was refused.
+    JoinRejected {
+        /// From where.
+        remote: SocketAddr,
+        /// The call asked for.
+        call_id: String,
+        /// Who asked.
+        participant_id: String,
+        /// Why.
+        rejection: JoinRejection,
+    },
+}
+
+/// [`Hub::join_remote`] or [`Hub::join_local`] failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// A call or participant id was empty or longer than 255 bytes.
+    #[error("call and participant ids must be 1 to 255 bytes")]
+    InvalidId,
+    /// The association could not be started.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// Counters since the hub was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Joins admitted.
+    pub joins_accepted: u64,
+    /// Joins refused.
+    pub joins_rejected: u64,
+    /// Messages forwarded, counted once per target.
+    pub messages_forwarded: u64,
+    /// Data for a session or participant list that is not current:
+    /// discarded.
+    pub messages_stale: u64,
+    /// Frames that broke the protocol (answered with an error frame).
+    pub protocol_errors: u64,
+}
+
+enum Link {
+    /// Server side: connected, not joined yet.
+    Pending { since: Instant },
+    /// Server side: a joined member.
+    Member { call_id: String, member: MemberId },
+    /// Client side: this hub's own participant in a remote call.
+    Uplink {
+        core: ParticipantCore,
+        join: Option<Join>,
+    },
+}
+
+enum Endpoint {
+    Remote(AssocId),
+    Local(ParticipantCore),
+}
+
+struct Member {
+    participant_id: ParticipantId,
+    endpoint: Endpoint,
+}
+
+/// The server's view of one open sender.
+struct Route {
+    session: u32,
+    reliability: Reliability,
+    priority: Priority,
+    bitrate_kbps: u32,
+    epoch: u16,
+    /// Empty: everyone else in the call.
+    targets: Vec<ParticipantId>,
+    /// Members that got `SenderOpened` (and so have a receiver).
+    announced: BTreeSet<MemberId>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: BTreeMap<MemberId, Member>,
+    next_member: u32,
+    routes: HashMap<(MemberId, u16), Route>,
+}
+
+/// Largest batch the hub packs, in bytes (well under one SCTP message, a
+/// few packets, so a lost packet costs little).
+const BATCH_BYTES: usize = 16 * 1024;
+
+/// The engine's sans-IO core. See the module documentation.
+pub struct Hub {
+    config: HubConfig,
+    node: Node,
+    shared: Arc<HubShared>,
+    links: HashMap<AssocId, Link>,
+    rooms: HashMap<String, Room>,
+    /// Calls joined remotely: call key → association.
+    uplinks: HashMap<u64, AssocId>,
+    /// Calls hosted here: call key → (call id, member).
+    locals: HashMap<u64, (String, MemberId)>,
+    next_call_key: u64,
+    events: VecDeque<HubEvent>,
+    now: Option<Instant>,
+    next_tick: Option<Instant>,
+    stats: HubStats,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.node)
+            .field("rooms", &self.rooms.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub with `config`.
+    pub fn new(mut config: HubConfig) -> Self {
+        config.node.accept_incoming |= config.verifier.is_some();
+        config.channel.max_message_size = config
+            .channel
+            .max_message_size
+            .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT);
+        Self {
+            node: Node::new(config.node.clone()),
+            config,
+            shared: Arc::default(),
+            links: HashMap::new(),
+            rooms: HashMap::new(),
+            uplinks: HashMap::new(),
+            locals: HashMap::new(),
+            next_call_key: 0,
+            events: VecDeque::new(),
+            now: None,
+            next_tick: None,
+            stats: HubStats::default(),
+        }
+    }
+
+    /// Sets how application handles wake the driver when they queue work
+    /// (called from any thread, at most once per batch of work). Returns
+    /// `false` if a hook was already set.
+    pub fn set_wake_hook(&self, hook: impl Fn() + Send + Sync + 'static) -> bool {
+        self.shared.set_wake_hook(Box::new(hook))
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> HubStats {
+        self.stats
+    }
+
+    /// The node underneath (for its counters and associations).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Members of `call_id` served by this hub (remote and hosted).
+    pub fn members(&self, call_id: &str) -> Vec<(MemberId, ParticipantId)> {
+        self.rooms.get(call_id).map_or_else(Vec::new, |r| {
+            r.members
+                .iter()
+                .map(|(m, x)| (*m, x.participant_id.clone()))
+                .collect()
+        })
+    }
+
+    /// Joins `call_id` on the server at `server` as `participant_id`,
+    /// proving it with `token`. The call is usable once
+    /// [`Call::ready`] resolves `true`.
+    pub fn join_remote(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        call_id: &str,
+        participant_id: &str,
+        token: Bytes,
+    ) -> Result<Call, JoinError> {
+        let now = self.advance(now);
+        let (call, pid) = ids(call_id, participant_id)?;
+        let assoc = self.node.connect(now, server)?;
+        let shared = self.new_call(call_id, participant_id);
+        self.uplinks.insert(shared.key, assoc);
+        self.links.insert(
+            assoc,
+            Link::Uplink {
+                core: ParticipantCore::new(shared.clone()),
+                join: Some(Join {
+                    version: PROTOCOL_VERSION,
+                    call_id: call,
+                    participant_id: pid,
+                    token,
+                }),
+            },
+        );
+        self.arm_tick(now);
+        Ok(Call { shared })
+    }
+
+    /// Adds a participant hosted by this hub to `call_id` (created if
+    /// needed). Hosted participants are trusted: no token. The call is
+    /// joined at once.
+    pub fn join_local(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        participant_id: &str,
+    ) -> Result<Call, JoinError> {
+        let now = self.advance(now);
+        ids(call_id, participant_id)?;
+        let shared = self.new_call(call_id, participant_id);
+        let mut core = ParticipantCore::new(shared.clone());
+        let room = self.rooms.entry(call_id.to_owned()).or_default();
+        let member = MemberId(room.next_member);
+        room.next_member += 1;
+        let accepted = accepted_frame(&self.config.channel, member);
+        let room = self.rooms.get(call_id).expect("created above");
+        core.handle_frame(now, accepted.into());
+        for (m, x) in &room.members {
+            core.handle_frame(now, joined_frame(*m, &x.participant_id).into());
+        }
+        let pid = ParticipantId::from(participant_id);
+        self.locals.insert(shared.key, (call_id.to_owned(), member));
+        self.admit_member(now, call_id, member, pid, Endpoint::Local(core));
+        self.arm_tick(now);
+        Ok(Call { shared })
+    }
+
+    // ---- sans-IO inputs and outputs --------------------------------------
+
+    /// A UDP datagram arrived.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        let now = self.advance(now);
+        self.node.handle_datagram(now, from, datagram);
+        self.process_node_events(now);
+    }
+
+    /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.node.handle_timeout(now);
+        self.process_node_events(now);
+        self.process_work(now);
+        if self.next_tick.is_some_and(|t| now >= t) {
+            self.next_tick = None;
+            self.tick(now);
+        }
+        self.process_node_events(now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.node.poll_transmit()
+    }
+
+    /// The next event for the embedder.
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Hub::handle_timeout`] next: an instant already past
+    /// when application work is waiting.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let work = self.shared.has_work().then_some(self.now).flatten();
+        [self.node.poll_timeout(), self.next_tick, work]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.now.map_or(now, |t| t.max(now));
+        self.now = Some(now);
+        now
+    }
+
+    fn new_call(&mut self, call_id: &str, participant_id: &str) -> Arc<CallShared> {
+        let key = self.next_call_key;
+        self.next_call_key += 1;
+        let shared = Arc::new(CallShared::new(
+            self.shared.clone(),
+            key,
+            call_id.to_owned(),
+            participant_id.into(),
+            self.config.channel.clone(),
+        ));
+        crate::datachannel::seed_call(
+            &shared,
+            self.config.seed ^ key.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        shared
+    }
+
+    fn accepted(&self, member: MemberId) -> JoinAccepted {
+        accepted_frame(&self.config.channel, member)
+    }
+
+    fn tick_interval(&self) -> Duration {
+        let c = &self.config.channel;
+        (c.receiver_idle_timeout / 8)
+            .min(c.keepalive_interval / 2)
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(10))
+    }
+
+    fn arm_tick(&mut self, now: Instant) {
+        if self.next_tick.is_none() {
+            self.next_tick = Some(now + self.tick_interval());
+        }
+    }
+
+    fn process_node_events(&mut self, now: Instant) {
+        while let Some(event) = self.node.poll_event() {
+            match event {
+                Event::Connected { assoc, .. } => match self.links.get_mut(&assoc) {
+                    Some(Link::Uplink { join, .. }) => {
+                        if let Some(join) = join.take() {
+                            self.send(now, assoc, Delivery::Reliable, join.into());
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.links.insert(assoc, Link::Pending { since: now });
+                        self.arm_tick(now);
+                    }
+                },
+                Event::Frame { assoc, frame, .. } => self.on_frame(now, assoc, frame),
+                Event::Malformed { assoc, error } => {
+                    self.protocol_error(now, assoc, &format!("undecodable message: {error}"));
+                }
+                Event::Closed { assoc, reason } => self.on_closed(now, assoc, &reason),
+            }
+        }
+    }
+
+    fn protocol_error(&mut self, now: Instant, assoc: AssocId, what: &str) {
+        self.stats.protocol_errors += 1;
+        let frame = ErrorFrame {
+            code: ErrorCode::PROTOCOL_VIOLATION,
+            reason: ShortStr::truncated(what),
+        };
+        self.send(now, assoc, Delivery::Reliable, frame.into());
+    }
+
+    fn on_frame(&mut self, now: Instant, assoc: AssocId, frame: Frame) {
+        match self.links.get_mut(&assoc) {
+            None | Some(Link::Pending { .. }) => match frame {
+                Frame::Join(join) => self.admit(now, assoc, join),
+                _ => {
+                    self.stats.protocol_errors += 1;
+                    let reject = JoinRejected {
+                        code: ErrorCode::NOT_JOINED,
+                        reason: ShortStr::truncated("the first frame must be a join"),
+                    };
+                    self.send(now, assoc, Delivery::Reliable, reject.into());
+                    self.links.remove(&assoc);
+                    self.node.close(now, assoc);
+                }
+            },
+            Some(Link::Member { call_id, member }) => {
+                let (call_id, member) = (call_id.clone(), *member);
+                self.on_member_frame(now, &call_id, member, frame, Some(assoc));
+            }
+            Some(Link::Uplink { core, .. }) => {
+                let rejected = matches!(frame, Frame::JoinRejected(_));
+                core.handle_frame(now, frame);
+                if rejected {
+                    self.node.close(now, assoc);
+                }
+            }
+        }
+    }
+
+    /// Checks a join and admits or rejects it.
+    fn admit(&mut self, now: Instant, assoc: AssocId, join: Join) {
+        let verdict = if join.version != PROTOCOL_VERSION {
+            Err(JoinRejection {
+                code: ErrorCode::VERSION_MISMATCH,
+                reason: format!(
+                    "protocol version {} is not {PROTOCOL_VERSION}",
+                    join.version
+                ),
+            })
+        } else if join.call_id.as_str().is_empty() || join.participant_id.as_str().is_empty() {
+            Err(JoinRejection::bad_token())
+        } else {
+            match &self.config.verifier {
+                Some(v) => v.verify(
+                    &JoinRequest {
+                        call_id: join.call_id.as_str(),
+                        participant_id: join.participant_id.as_str(),
+                        token: &join.token,
+                    },
+                    now,
+                ),
+                None => Err(JoinRejection {
+                    code: ErrorCode::INTERNAL,
+                    reason: "this hub serves no calls".into(),
+                }),
+            }
+        };
+        if let Err(rejection) = verdict {
+            self.stats.joins_rejected += 1;
+            let frame = JoinRejected {
+                code: rejection.code,
+                reason: ShortStr::truncated(&rejection.reason),
+            };
+            self.send(now, assoc, Delivery::Reliable, frame.into());
+            self.links.remove(&assoc);
+            self.node.close(now, assoc);
+            self.events.push_back(HubEvent::JoinRejected {
+                remote: self
+                    .node
+                    .remote(assoc)
+                    .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+                call_id: join.call_id.to_string(),
+                participant_id: join.participant_id.to_string(),
+                rejection,
+            });
+            return;
+        }
+        self.stats.joins_accepted += 1;
+        let call_id = join.call_id.as_str();
+        let room = self.rooms.entry(call_id.to_owned()).or_default();
+        let member = MemberId(room.next_member);
+        room.next_member += 1;
+        let mut welcome: Vec<Frame> = vec![self.accepted(member).into()];
+        if let Some(room) = self.rooms.get(call_id) {
+            welcome.extend(
+                room.members
+                    .iter()
+                    .map(|(m, x)| joined_frame(*m, &x.participant_id).into()),
+            );
+        }
+        self.send_frames(now, assoc, Delivery::Reliable, welcome);
+        self.links.insert(
+            assoc,
+            Link::Member {
+                call_id: call_id.to_owned(),
+                member,
+            },
+        );
+        let pid = ParticipantId::from(join.participant_id.as_str());
+        self.admit_member(now, call_id, member, pid, Endpoint::Remote(assoc));
+    }
+
+    /// Adds a member to a room and tells everyone else.
+    fn admit_member(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        member: MemberId,
+        pid: ParticipantId,
+        endpoint: Endpoint,
+    ) {
+        let announce: Frame = joined_frame(member, &pid).into();
+        let encoded = Message::Frame(announce.clone()).to_bytes();
+        let Some(room) = self.rooms.get_mut(call_id) else {
+            return;
+        };
+        for other in room.members.values_mut() {
+            deliver(
+                &mut self.node,
+                now,
+                other,
+                Delivery::Reliable,
+                &announce,
+                &encoded,
+            );
+        }
+        room.members.insert(
+            member,
+            Member {
+                participant_id: pid.clone(),
+                endpoint,
+            },
+        );
+        self.events.push_back(HubEvent::ParticipantJoined {
+            call_id: call_id.to_owned(),
+            participant_id: pid,
+            member,
+        });
+    }
+
+    /// A frame from member `from` of `call_id` (remote, or hosted when
+    /// `assoc` is `None`).
+    fn on_member_frame(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        from: MemberId,
+        frame: Frame,
+        assoc: Option<AssocId>,
+    ) {
+        let violation = |hub: &mut Self, what: &str| {
+            if let Some(a) = assoc {
+                hub.protocol_error(now, a, what);
+            }
+        };
+        match frame {
+            Frame::SenderOpened(o) if o.origin.is_none() => {
+                let Some(room) = self.rooms.get_mut(call_id) else {
+                    return;
+                };
+                if room
+                    .routes
+                    .get(&(from, o.channel))
+                    .is_some_and(|old| old.session == o.session)
+                {
+                    return;
+                }
+                let route = Route {
+                    session: o.session,
+                    reliability: o.reliability,
+                    priority: o.priority,
+                    bitrate_kbps: o.bitrate_kbps,
+                    epoch: 0,
+                    targets: Vec::new(),
+                    announced: BTreeSet::new(),
+                };
+                if let Some(old) = room.routes.insert((from, o.channel), route) {
+                    let closed = SenderClosed {
+                        channel: o.channel,
+                        session: old.session,
+                        reason: CloseReason::REPLACED,
+                        origin: Some(from),
+                    };
+                    announce_to(&mut self.node, now, room, &old.announced, closed.into());
+                }
+            }
+            Frame::SetParticipants(p) => {
+                let Some(route) = self
+                    .rooms
+                    .get_mut(call_id)
+                    .and_then(|r| r.routes.get_mut(&(from, p.channel)))
+                else {
+                    return;
+                };
+                route.epoch = p.epoch;
+                route.targets = p
+                    .participants
+                    .ids()
+                    .iter()
+                    .map(|s| ParticipantId::from(s.as_str()))
+                    .collect();
+            }
+            Frame::Data(d) if d.origin.is_none() => self.forward(now, call_id, from, d),
+            Frame::SenderClosed(c) if c.origin.is_none() => {
+                let Some(room) = self.rooms.get_mut(call_id) else {
+                    return;
+                };
+                if room
+                    .routes
+                    .get(&(from, c.channel))
+                    .is_some_and(|r| r.session == c.session)
+                    && let Some(route) = room.routes.remove(&(from, c.channel))
+                {
+                    let closed = SenderClosed {
+                        origin: Some(from),
+                        ..c
+                    };
+                    announce_to(&mut self.node, now, room, &route.announced, closed.into());
+                }
+            }
+            Frame::KeepAlive(k) if k.origin.is_none() => {
+                let Some(room) = self.rooms.get_mut(call_id) else {
+                    return;
+                };
+                if let Some(route) = room
+                    .routes
+                    .get(&(from, k.channel))
+                    .filter(|r| r.session == k.session)
+                {
+                    let announced = route.announced.clone();
+                    let ka = KeepAlive {
+                        origin: Some(from),
+                        ..k
+                    };
+                    announce_to_on(
+                        &mut self.node,
+                        now,
+                        room,
+                        &announced,
+                        Delivery::Lossy,
+                        ka.into(),
+                    );
+                }
+            }
+            Frame::Leave(_) => {
+                self.remove_member(now, call_id, from, CloseReason::LEFT);
+                if let Some(a) = assoc {
+                    self.links.remove(&a);
+                    self.node.close(now, a);
+                }
+            }
+            Frame::Error(e) => {
+                tracing::warn!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
+            }
+            other => violation(
+                self,
+                &format!("frame not allowed from a participant: {other:?}")
+                    .chars()
+                    .take(200)
+                    .collect::<String>(),
+            ),
+        }
+    }
+
+    /// Fans a data frame out to its sender's targets.
+    fn forward(&mut self, now: Instant, call_id: &str, from: MemberId, d: Data) {
+        let Some(room) = self.rooms.get_mut(call_id) else {
+            return;
+        };
+        let Room {
+            members, routes, ..
+        } = room;
+        let Some(route) = routes
+            .get_mut(&(from, d.channel))
+            .filter(|r| r.session == d.session)
+        else {
+            self.stats.messages_stale += 1;
+            return;
+        };
+        // A Lossy message may overtake its sender's latest participant list:
+        // one sent under another list is dropped rather than misdelivered.
+        if route.reliability == Reliability::Lossy && d.epoch != Some(route.epoch) {
+            self.stats.messages_stale += 1;
+            return;
+        }
+        let delivery = match route.reliability {
+            Reliability::Durable => Delivery::Reliable,
+            Reliability::Lossy => Delivery::Lossy,
+        };
+        let opened: Frame = SenderOpened {
+            channel: d.channel,
+            session: d.session,
+            reliability: route.reliability,
+            priority: route.priority,
+            bitrate_kbps: route.bitrate_kbps,
+            origin: Some(from),
+        }
+        .into();
+        let data: Frame = Data {
+            origin: Some(from),
+            epoch: None,
+            ..d
+        }
+        .into();
+        // Encoded once; every association gets the same bytes.
+        let encoded = Message::Frame(data.clone()).to_bytes();
+        let mut opened_encoded = None;
+        for (m, member) in members.iter_mut() {
+            let addressed = *m != from
+                && (route.targets.is_empty() || route.targets.contains(&member.participant_id));
+            if !addressed {
+                continue;
+            }
+            if route.announced.insert(*m) {
+                let bytes =
+                    opened_encoded.get_or_insert_with(|| Message::Frame(opened.clone()).to_bytes());
+                deliver(
+                    &mut self.node,
+                    now,
+                    member,
+                    Delivery::Reliable,
+                    &opened,
+                    bytes,
+                );
+            }
+            deliver(&mut self.node, now, member, delivery, &data, &encoded);
+            self.stats.messages_forwarded += 1;
+        }
+    }
+
+    /// Removes a member: its senders close everywhere, everyone is told.
+    fn remove_member(&mut self, now: Instant, call_id: &str, member: MemberId, why: CloseReason) {
+        let Some(room) = self.rooms.get_mut(call_id) else {
+            return;
+        };
+        let Some(gone) = room.members.remove(&member) else {
+            return;
+        };
+        let theirs: Vec<_> = room
+            .routes
+            .keys()
+            .filter(|(m, _)| *m == member)
+            .copied()
+            .collect();
+        for key in theirs {
+            if let Some(route) = room.routes.remove(&key) {
+                let closed = SenderClosed {
+                    channel: key.1,
+                    session: route.session,
+                    reason: why,
+                    origin: Some(member),
+                };
+                announce_to(&mut self.node, now, room, &route.announced, closed.into());
+            }
+        }
+        for route in room.routes.values_mut() {
+            route.announced.remove(&member);
+        }
+        let left: Frame = ParticipantLeft { member }.into();
+        let encoded = Message::Frame(left.clone()).to_bytes();
+        for other in room.members.values_mut() {
+            deliver(
+                &mut self.node,
+                now,
+                other,
+                Delivery::Reliable,
+                &left,
+                &encoded,
+            );
+        }
+        if room.members.is_empty() {
+            self.rooms.remove(call_id);
+        }
+        if let Endpoint::Local(mut core) = gone.endpoint {
+            self.locals.remove(&core.shared.key);
+            core.end("left the call");
+        }
+        self.events.push_back(HubEvent::ParticipantLeft {
+            call_id: call_id.to_owned(),
+            participant_id: gone.participant_id,
+            member,
+        });
+    }
+
+    fn on_closed(&mut self, now: Instant, assoc: AssocId, reason: &NodeCloseReason) {
+        match self.links.remove(&assoc) {
+            Some(Link::Member { call_id, member }) => {
+                self.remove_member(now, &call_id, member, CloseReason::ASSOCIATION_LOST);
+            }
+            Some(Link::Uplink { mut core, .. }) => {
+                self.uplinks.remove(&core.shared.key);
+                core.end(&format!("connection closed: {reason}"));
+            }
+            Some(Link::Pending { .. }) | None => {}
+        }
+    }
+
+    /// Takes the work the application queued.
+    fn process_work(&mut self, now: Instant) {
+        let shared = self.shared.clone();
+        for work in shared.take_work() {
+            match work {
+                Work::Sender(s) => {
+                    let key = s.call.key;
+                    let mut out = Out::new();
+                    if let Some(&assoc) = self.uplinks.get(&key) {
+                        if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
+                            core.process_sender(now, &s, &mut out);
+                        }
+                        self.send_out(now, assoc, out);
+                    } else if let Some((call_id, member)) = self.locals.get(&key).cloned() {
+                        if let Some(core) = self.local_core(&call_id, member) {
+                            core.process_sender(now, &s, &mut out);
+                        }
+                        for (_, frame) in out {
+                            self.on_member_frame(now, &call_id, member, frame, None);
+                        }
+                    } else {
+                        // The call is gone: drop what was queued.
+                        s.scheduled
+                            .store(false, std::sync::atomic::Ordering::Release);
+                        while s.ops.pop().is_some() {}
+                    }
+                }
+                Work::Leave(call) => {
+                    if let Some(assoc) = self.uplinks.remove(&call.key) {
+                        let leave = Leave {
+                            code: ErrorCode::NONE,
+                            reason: ShortStr::default(),
+                        };
+                        self.send(now, assoc, Delivery::Reliable, leave.into());
+                        self.node.close(now, assoc);
+                        if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
+                            core.end("left the call");
+                        }
+                    } else if let Some((call_id, member)) = self.locals.get(&call.key).cloned() {
+                        self.remove_member(now, &call_id, member, CloseReason::LEFT);
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_core(&mut self, call_id: &str, member: MemberId) -> Option<&mut ParticipantCore> {
+        match &mut self
+            .rooms
+            .get_mut(call_id)?
+            .members
+            .get_mut(&member)?
+            .endpoint
+        {
+            Endpoint::Local(core) => Some(core),
+            Endpoint::Remote(_) => None,
+        }
+    }
+
+    /// Timers: join deadlines, idle receivers, sender keep-alives.
+    fn tick(&mut self, now: Instant) {
+        let join_timeout = self.config.join_timeout;
+        let late: Vec<AssocId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| matches!(l, Link::Pending { since } if now >= *since + join_timeout))
+            .map(|(a, _)| *a)
+            .collect();
+        for assoc in late {
+            self.links.remove(&assoc);
+            self.node.close(now, assoc);
+        }
+        let mut uplink_out = Vec::new();
+        for (assoc, link) in &mut self.links {
+            if let Link::Uplink { core, .. } = link {
+                let mut out = Out::new();
+                core.tick(now, &mut out);
+                if !out.is_empty() {
+                    uplink_out.push((*assoc, out));
+                }
+            }
+        }
+        for (assoc, out) in uplink_out {
+            self.send_out(now, assoc, out);
+        }
+        let locals: Vec<(String, MemberId)> = self.locals.values().cloned().collect();
+        for (call_id, member) in locals {
+            let mut out = Out::new();
+            if let Some(core) = self.local_core(&call_id, member) {
+                core.tick(now, &mut out);
+            }
+            for (_, frame) in out {
+                self.on_member_frame(now, &call_id, member, frame, None);
+            }
+        }
+        let busy = !self.links.is_empty() || !self.locals.is_empty();
+        if busy {
+            self.next_tick = Some(now + self.tick_interval());
+        }
+    }
+
+    fn send(&mut self, now: Instant, assoc: AssocId, delivery: Delivery, frame: Frame) {
+        // Failures mean the association is going away; its Closed event
+        // does the cleanup.
+        let _ = self.node.send(now, assoc, delivery, &Message::Frame(frame));
+    }
+
+    /// Sends frames in order, packing runs on the same stream into batches.
+    fn send_out(&mut self, now: Instant, assoc: AssocId, out: Out) {
+        let mut run: Vec<Frame> = Vec::new();
+        let mut run_delivery = Delivery::Reliable;
+        for (delivery, frame) in out {
+            if delivery != run_delivery && !run.is_empty() {
+                self.send_frames(now, assoc, run_delivery, std::mem::take(&mut run));
+            }
+            run_delivery = delivery;
+            run.push(frame);
+        }
+        if !run.is_empty() {
+            self.send_frames(now, assoc, run_delivery, run);
+        }
+    }
+
+    /// Sends frames on one stream, as few messages as [`BATCH_BYTES`] allows.
+    fn send_frames(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        delivery: Delivery,
+        frames: Vec<Frame>,
+    ) {
+        let mut batch: Vec<Frame> = Vec::new();
+        let mut size = 0;
+        let flush = |hub: &mut Self, batch: &mut Vec<Frame>| {
+            let message = if batch.len() == 1 {
+                batch.pop().map(Message::Frame)
+            } else {
+                Some(Message::Batch(Batch {
+                    frames: std::mem::take(batch),
+                }))
+            };
+            if let Some(m) = message {
+                let _ = hub.node.send(now, assoc, delivery, &m);
+            }
+        };
+        for frame in frames {
+            let len = frame.encoded_len();
+            if !batch.is_empty() && size + len > BATCH_BYTES {
+                flush(self, &mut batch);
+                size = 0;
+            }
+            size += len;
+            batch.push(frame);
+        }
+        if !batch.is_empty() {
+            flush(self, &mut batch);
+        }
+    }
+}
+
+impl crate::sim::Host for Hub {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        Hub::handle_datagram(self, now, from, datagram);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Hub::handle_timeout(self, now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Hub::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Hub::poll_timeout(self)
+    }
+}
+
+fn ids(call_id: &str, participant_id: &str) -> Result<(ShortStr, ShortStr), JoinError> {
+    if call_id.is_empty() || participant_id.is_empty() {
+        return Err(JoinError::InvalidId);
+    }
+    let call = ShortStr::try_from(call_id).map_err(|_| JoinError::InvalidId)?;
+    let pid = ShortStr::try_from(participant_id).map_err(|_| JoinError::InvalidId)?;
+    Ok((call, pid))
+}
+
+fn accepted_frame(channel: &ChannelConfig, member: MemberId) -> JoinAccepted {
+    JoinAccepted {
+        version: PROTOCOL_VERSION,
+        member,
+        max_message_size: channel.max_message_size,
+        idle_timeout_ms: u32::try_from(channel.receiver_idle_timeout.as_millis())
+            .unwrap_or(u32::MAX),
+    }
+}
+
+fn joined_frame(member: MemberId, pid: &ParticipantId) -> ParticipantJoined {
+    ParticipantJoined {
+        member,
+        participant_id: ShortStr::truncated(pid.as_str()),
+    }
+}
+
+/// Gives one frame to a member: the encoded bytes to a remote one, the frame
+/// to a hosted one.
+fn deliver(
+    node: &mut Node,
+    now: Instant,
+    member: &mut Member,
+    delivery: Delivery,
+    frame: &Frame,
+    encoded: &Bytes,
+) {
+    match &mut member.endpoint {
+        Endpoint::Remote(assoc) => {
+            // A failure means that association is closing; its Closed event
+            // removes the member.
+            let _ = node.send_encoded(now, *assoc, delivery, encoded.clone());
+        }
+        Endpoint::Local(core) => core.handle_frame(now, frame.clone()),
+    }
+}
+
+fn announce_to(
+    node: &mut Node,
+    now: Instant,
+    room: &mut Room,
+    to: &BTreeSet<MemberId>,
+    frame: Frame,
+) {
+    announce_to_on(node, now, room, to, Delivery::Reliable, frame);
+}
+
+fn announce_to_on(
+    node: &mut Node,
+    now: Instant,
+    room: &mut Room,
+    to: &BTreeSet<MemberId>,
+    delivery: Delivery,
+    frame: Frame,
+) {
+    let encoded = Message::Frame(frame.clone()).to_bytes();
+    for m in to {
+        if let Some(member) = room.members.get_mut(m) {
+            deliver(node, now, member, delivery, &frame, &encoded);
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! The DataChannel semantics, end to end through the simulated network:
+//! a server hub and client hubs, three or more participants per test.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{World, drain, receivers};
+use dcengine::auth::mint_token;
+use dcengine::datachannel::{
+    CallState, DataChannelError, DataChannelReliability, DataChannelSenderOptions, ParticipantId,
+};
+use dcengine::hub::{Hub, HubConfig, HubEvent};
+use dcengine::sim::LinkConfig;
+
+fn chat(channel: u16) -> DataChannelSenderOptions {
+    DataChannelSenderOptions {
+        channel_id: Some(channel),
+        ..Default::default()
+    }
+}
+
+fn lossy_link(loss: f64) -> LinkConfig {
+    LinkConfig {
+        latency: Duration::from_millis(15),
+        jitter: Duration::from_millis(5),
+        loss,
+        duplicate: 0.02,
+        reorder: 0.02,
+        ..LinkConfig::default()
+    }
+}
+
+fn ids(names: &[&str]) -> Vec<ParticipantId> {
+    names.iter().map(|n| ParticipantId::from(*n)).collect()
+}
+
+// 1. Channel ids ------------------------------------------------------------
+
+#[test]
+fn channel_ids_explicit_random_and_exhausted_pool() {
+    let mut w = World::new(1, LinkConfig::default());
+    let (_h, alice) = w.join_with("call", "alice", |c| {
+        c.channel.random_channel_ids = 100..=102
+    });
+    let _others = [w.join("call", "bob").1, w.join("call", "carol").1];
+    w.settle_until(|_| alice.is_joined() && alice.participants().len() == 2);
+    let dc = alice.data_channel();
+
+    assert_eq!(
+        dc.create_sender(chat(65535))
+            .expect("explicit")
+            .channel_id(),
+        65535
+    );
+    let mut picked: Vec<u16> = (0..3)
+        .map(|i| {
+            let options = DataChannelSenderOptions {
+                channel_id: if i == 0 { Some(0) } else { None },
+                ..Default::default()
+            };
+            dc.create_sender(options).expect("random id").channel_id()
+        })
+        .collect();
+    picked.sort();
+    assert_eq!(picked, vec![100, 101, 102], "distinct ids from the pool");
+    let err = dc
+        .create_sender(DataChannelSenderOptions::default())
+        .unwrap_err();
+    assert_eq!(err, DataChannelError::RandomIdNotAvailable);
+
+    // Closing one frees its id for the pool again.
+    let again = dc
+        .create_sender(chat(101))
+        .expect("explicit id in the pool");
+    again.close();
+    assert_eq!(
+        dc.create_sender(DataChannelSenderOptions::default())
+            .expect("freed")
+            .channel_id(),
+        101
+    );
+}
+
+// 2. Durable ----------------------------------------------------------------
+
+fn payload(i: u32) -> Vec<u8> {
+    let mut v = i.to_be_bytes().to_vec();
+    v.resize(200, (i % 251) as u8);
+    v
+}
+
+#[test]
+fn durable_is_ordered_and_lossless_through_the_server_under_loss() {
+    let mut w = World::new(2, lossy_link(0.10));
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let sender = calls[0]
+        .data_channel()
+        .create_sender(chat(1000))
+        .expect("sender");
+    const N: u32 = 2000;
+    let mut sent = 0u32;
+    let mut got = vec![Vec::new(), Vec::new()];
+    let mut rx = Vec::new();
+    w.settle_until(|_| {
+        // Pace the sender so its queue never overflows.
+        while sent < N && sender.send(payload(sent)).is_ok() {
+            sent += 1;
+        }
+        for (i, c) in calls[1..].iter().enumerate() {
+            while let Some(r) = c.data_channel().try_next_receiver() {
+                rx.push((i, r));
+            }
+        }
+        for (i, r) in &rx {
+            got[*i].extend(drain(r));
+        }
+        got.iter().all(|g| g.len() == N as usize)
+    });
+    for g in &got {
+        for (k, (seq, data)) in g.iter().enumerate() {
+            assert_eq!(*seq, k as u32 + 1, "in order, exactly once");
+            assert_eq!(data, &payload(k as u32));
+        }
+    }
+    let lost = w.net.total_stats().lost;
+    assert!(lost > 50, "the links really lost datagrams ({lost})");
+}
+
+#[test]
+fn durable_failure_is_an_error_never_silence() {
+    let mut w = World::new(3, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let sender = calls[0]
+        .data_channel()
+        .create_sender(chat(1000))
+        .expect("sender");
+    sender.send("before").expect("send");
+    w.run_for(Duration::from_millis(200));
+    // The server vanishes: the association times out and the sender closes.
+    let server = w.server;
+    w.net.set_up(server, false);
+    sender
+        .send("into the void")
+        .expect("queued while the loss is unknown");
+    w.settle_until(|_| sender.is_closed());
+    assert_eq!(sender.send("after"), Err(DataChannelError::SenderClosed));
+    assert!(matches!(calls[0].state(), CallState::Ended(reason) if reason.contains("timed out")));
+    assert_eq!(
+        calls[0].data_channel().create_sender(chat(1)).unwrap_err(),
+        DataChannelError::FailedToStart
+    );
+}
+
+// 3. Lossy ------------------------------------------------------------------
+
+#[test]
+fn lossy_drops_silently_and_never_holds_back_durable() {
+    let mut w = World::new(4, lossy_link(0.20));
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let dc = calls[0].data_channel();
+    let lossy = dc
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(7),
+            reliability: DataChannelReliability::Lossy,
+            ..Default::default()
+        })
+        .expect("lossy");
+    let durable = dc.create_sender(chat(8)).expect("durable");
+    // Announce both channels first (a receiver appears with the first
+    // message that reaches it, and a Lossy one may be lost), then interleave.
+    durable.send(0u32.to_be_bytes().to_vec()).expect("send");
+    let dc1 = calls[1].data_channel();
+    let mut rx = Vec::new();
+    w.settle_until(|w| {
+        lossy.send("hello").expect("send");
+        w.run_for(Duration::from_millis(20));
+        rx.extend(std::iter::from_fn(|| dc1.try_next_receiver()));
+        rx.len() == 2
+    });
+    let hellos = lossy.dropped_messages(); // 0: nothing dropped at the sender
+    assert_eq!(hellos, 0);
+    let first = rx
+        .iter()
+        .find(|r| r.channel_id() == 7)
+        .map(|r| drain(r).len())
+        .unwrap_or(0);
+    assert!(first >= 1);
+    for i in 1..=300u32 {
+        lossy
+            .send(i.to_be_bytes().to_vec())
+            .expect("lossy never errors");
+        durable.send(i.to_be_bytes().to_vec()).expect("send");
+        w.run_for(Duration::from_millis(5));
+    }
+    w.run_for(Duration::from_secs(5));
+    let by_channel = |ch: u16| rx.iter().find(|r| r.channel_id() == ch).expect("receiver");
+    let d = drain(by_channel(8));
+    assert_eq!(d.len(), 301, "every Durable message");
+    assert!(
+        d.iter()
+            .enumerate()
+            .all(|(k, (seq, _))| *seq == k as u32 + 1),
+        "in order"
+    );
+    let l = drain(by_channel(7));
+    assert!(
+        l.len() < 301,
+        "some Lossy messages were dropped ({} arrived)",
+        l.len()
+    );
+    assert!(l.len() > 150, "most Lossy messages arrived ({})", l.len());
+    let mut seqs: Vec<u32> = l.iter().map(|(s, _)| *s).collect();
+    let unique = {
+        seqs.sort();
+        seqs.dedup();
+        seqs.len()
+    };
+    assert_eq!(unique, l.len(), "never duplicated");
+}
+
+// 4. Participants -----------------------------------------------------------
+
+#[test]
+fn participant_lists_broadcast_targeting_and_sequence_gaps() {
+    let mut w = World::new(5, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol", "dave"]);
+    let dc = calls[0].data_channel();
+    let too_many: Vec<ParticipantId> = (0..65)
+        .map(|i| ParticipantId::from(format!("p{i}")))
+        .collect();
+    assert_eq!(
+        dc.create_sender(DataChannelSenderOptions {
+            participants: too_many.clone(),
+            ..chat(1)
+        })
+        .unwrap_err(),
+        DataChannelError::TooManyParticipants {
+            count: 65,
+            limit: 64
+        }
+    );
+
+    let s = dc.create_sender(chat(1)).expect("broadcast sender");
+    assert_eq!(
+        s.set_participants(too_many),
+        Err(DataChannelError::TooManyParticipants {
+            count: 65,
+            limit: 64
+        })
+    );
+    s.send("1 to all").expect("send");
+    s.set_participants(ids(&["bob"])).expect("set");
+    s.send("2 to bob").expect("send");
+    s.set_participants(ids(&["carol", "dave"])).expect("set");
+    s.send("3 to carol and dave").expect("send");
+    s.set_participants(vec![]).expect("back to broadcast");
+    s.send("4 to all").expect("send");
+    w.run_for(Duration::from_secs(1));
+
+    let seqs = |i: usize| {
+        let r = calls[i]
+            .data_channel()
+            .try_next_receiver()
+            .expect("a receiver");
+        assert_eq!(r.sender_id().as_str(), "alice");
+        drain(&r).into_iter().map(|(s, _)| s).collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(1), vec![1, 2, 4], "bob");
+    assert_eq!(seqs(2), vec![1, 3, 4], "carol sees a gap");
+    assert_eq!(seqs(3), vec![1, 3, 4], "dave sees a gap");
+    assert!(
+        calls[0].data_channel().try_next_receiver().is_none(),
+        "never echoed to the sender"
+    );
+}
+
+// 5. Server fan-out ---------------------------------------------------------
+
+#[test]
+fn fan_out_shares_one_payload_and_stamps_the_authenticated_sender() {
+    let mut w = World::new(6, LinkConfig::default());
+    let (_h, alice) = w.join("call", "alice");
+    // Two participants hosted in the server hub itself: what they receive
+    // is what the server forwards, so the payload can be compared by address.
+    let now = w.net.now();
+    let server = w.server;
+    let bob = w
+        .net
+        .host_mut(server)
+        .join_local(now, "call", "bob")
+        .expect("local");
+    let carol = w
+        .net
+        .host_mut(server)
+        .join_local(now, "call", "carol")
+        .expect("local");
+    w.settle_until(|_| alice.is_joined() && alice.participants().len() == 2);
+    let s = alice.data_channel().create_sender(chat(5)).expect("sender");
+    s.send(vec![7u8; 1000]).expect("send");
+    let rb = receivers(&mut w, &bob, 1).remove(0);
+    let rc = receivers(&mut w, &carol, 1).remove(0);
+    w.settle_until(|_| true);
+    let (mb, mc) = (
+        rb.read_message().expect("bob got it"),
+        rc.read_message().expect("carol got it"),
+    );
+    assert_eq!(mb, mc);
+    assert_eq!(
+        mb.data.as_ptr(),
+        mc.data.as_ptr(),
+        "one payload buffer for every target"
+    );
+    assert_eq!(
+        rb.sender_id().as_str(),
+        "alice",
+        "stamped from the join, not claimed"
+    );
+    assert_eq!(w.net.host(server).stats().messages_forwarded, 2);
+}
+
+// 6. Sessions ---------------------------------------------------------------
+
+#[test]
+fn a_new_sender_on_the_same_channel_replaces_the_old_session() {
+    let mut w = World::new(7, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let dc = calls[0].data_channel();
+    let first = dc.create_sender(chat(10000)).expect("first");
+    first.send("old").expect("send");
+    let old_rx = receivers(&mut w, &calls[1], 1).remove(0);
+    let second = dc.create_sender(chat(10000)).expect("second");
+    assert!(first.is_closed(), "the old sender closes");
+    assert_eq!(first.send("late"), Err(DataChannelError::SenderClosed));
+    second.send("new").expect("send");
+    let new_rx = receivers(&mut w, &calls[1], 1).remove(0);
+    w.run_for(Duration::from_millis(200));
+    assert!(old_rx.is_closed(), "the old session's receiver closes");
+    assert_eq!(drain(&old_rx), vec![(1, b"old".to_vec())]);
+    assert_eq!(
+        drain(&new_rx),
+        vec![(1, b"new".to_vec())],
+        "a new session counts from 1"
+    );
+    assert!(!new_rx.is_closed());
+}
+
+#[test]
+fn close_closes_every_receiver_of_the_session_after_its_messages() {
+    let mut w = World::new(8, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(chat(3))
+        .expect("sender");
+    let closes = Arc::new(AtomicUsize::new(0));
+    s.send("a").expect("send");
+    let rx: Vec<_> = calls[1..]
+        .iter()
+        .map(|c| receivers(&mut w, c, 1).remove(0))
+        .collect();
+    for r in &rx {
+        let closes = closes.clone();
+        r.on_close(move || {
+            closes.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    s.send("b").expect("send");
+    s.close();
+    assert_eq!(s.send("c"), Err(DataChannelError::SenderClosed));
+    w.run_for(Duration::from_millis(300));
+    for r in &rx {
+        assert!(r.is_closed());
+        assert_eq!(
+            drain(r).len(),
+            2,
+            "messages before the close still readable"
+        );
+    }
+    assert_eq!(
+        closes.load(Ordering::SeqCst),
+        2,
+        "one close event per receiver"
+    );
+}
+
+#[test]
+fn receivers_close_when_idle_and_keepalives_hold_open_senders() {
+    let short = |c: &mut HubConfig| {
+        c.channel.receiver_idle_timeout = Duration::from_secs(10);
+        c.channel.keepalive_interval = Duration::from_secs(3);
+    };
+    let mut w = World::with_server(9, LinkConfig::default(), short);
+    let (_a, alice) = w.join_with("call", "alice", short);
+    // Bob's hub never sends keep-alives within the idle timeout.
+    let (_b, bob) = w.join_with("call", "bob", |c| {
+        short(c);
+        c.channel.keepalive_interval = Duration::from_secs(3600);
+    });
+    let (_c, carol) = w.join_with("call", "carol", short);
+    w.settle_until(|_| {
+        [&alice, &bob, &carol]
+            .iter()
+            .all(|c| c.participants().len() == 2)
+    });
+    let from_alice = alice.data_channel().create_sender(chat(1)).expect("sender");
+    let from_bob = bob.data_channel().create_sender(chat(2)).expect("sender");
+    from_alice.send("hi").expect("send");
+    from_bob.send("hi").expect("send");
+    let rx = receivers(&mut w, &carol, 2);
+    let start = w.net.now();
+    let (ra, rb) = if rx[0].sender_id().as_str() == "alice" {
+        (&rx[0], &rx[1])
+    } else {
+        (&rx[1], &rx[0])
+    };
+    w.settle_until(|_| rb.is_closed());
+    let idle_for = w.net.now() - start;
+    assert!(
+        idle_for >= Duration::from_secs(10) && idle_for <= Duration::from_secs(12),
+        "{idle_for:?}"
+    );
+    w.run_for(Duration::from_secs(40));
+    assert!(
+        !ra.is_closed(),
+        "keep-alives hold an idle but open sender's receiver"
+    );
+    assert!(!from_bob.is_closed(), "only the receiver side idles out");
+}
+
+// 7. Max message size -------------------------------------------------------
+
+#[test]
+fn max_message_size_default_and_configured() {
+    let mut w = World::new(10, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(chat(1))
+        .expect("sender");
+    assert_eq!(s.max_message_size(), 32 * 1024);
+    assert_eq!(
+        s.send(vec![0u8; 32 * 1024 + 1]),
+        Err(DataChannelError::MessageSizeOverLimit {
+            size: 32 * 1024 + 1,
+            limit: 32 * 1024
+        })
+    );
+    s.send(vec![1u8; 32 * 1024]).expect("exactly the limit");
+    let r = receivers(&mut w, &calls[1], 1).remove(0);
+    w.run_for(Duration::from_millis(300));
+    assert_eq!(
+        drain(&r),
+        vec![(1, vec![1u8; 32 * 1024])],
+        "nothing of the refused one was sent"
+    );
+
+    // Up to 256 KiB when both server and client allow it.
+    let big = |c: &mut HubConfig| c.channel.max_message_size = 256 * 1024;
+    let mut w = World::with_server(11, LinkConfig::default(), big);
+    let a = w.join_with("big", "a", big).1;
+    let b = w.join_with("big", "b", big).1;
+    let c = w.join_with("big", "c", |_| {}).1;
+    w.settle_until(|_| [&a, &b, &c].iter().all(|x| x.participants().len() == 2));
+    assert_eq!(
+        c.data_channel().max_message_size(),
+        32 * 1024,
+        "the smaller limit wins"
+    );
+    let s = a.data_channel().create_sender(chat(1)).expect("sender");
+    assert_eq!(s.max_message_size(), 256 * 1024);
+    s.send(vec![9u8; 200 * 1024]).expect("send");
+    let r = receivers(&mut w, &b, 1).remove(0);
+    w.settle_until(|_| r.read_message().is_some_and(|m| m.data.len() == 200 * 1024));
+}
+
+// 8. Join authentication ----------------------------------------------------
+
+#[test]
+fn bad_and_expired_tokens_are_rejected_with_a_reason() {
+    let mut w = World::new(12, LinkConfig::default());
+    let _ok = w.call_of("call", &["alice", "bob"]);
+    let (now, to) = (w.net.now(), w.net.addr(w.server));
+    let join_with_token = |w: &mut common::World, who: &str, token: Bytes| {
+        let host = w.net.add_host(Hub::new(HubConfig::client()));
+        w.net
+            .host_mut(host)
+            .join_remote(now, to, "call", who, token)
+            .expect("join")
+    };
+    let forged = mint_token(b"wrong secret", "call", "mallory", common::EPOCH + 60).expect("token");
+    let expired = mint_token(common::SECRET, "call", "eve", common::EPOCH - 1).expect("token");
+    let stolen = mint_token(common::SECRET, "call", "alice", common::EPOCH + 60).expect("token");
+    let mallory = join_with_token(&mut w, "mallory", forged);
+    let eve = join_with_token(&mut w, "eve", expired);
+    let thief = join_with_token(&mut w, "not-alice", stolen);
+    w.settle_until(|_| {
+        [&mallory, &eve, &thief]
+            .iter()
+            .all(|c| matches!(c.state(), CallState::Ended(_)))
+    });
+    assert!(matches!(mallory.state(), CallState::Ended(r) if r.contains("not valid")));
+    assert!(matches!(eve.state(), CallState::Ended(r) if r.contains("expired")));
+    assert!(matches!(thief.state(), CallState::Ended(r) if r.contains("not valid")));
+    let server = w.server;
+    let rejected: Vec<_> = std::iter::from_fn(|| w.net.host_mut(server).poll_event())
+        .filter(|e| matches!(e, HubEvent::JoinRejected { .. }))
+        .collect();
+    assert_eq!(rejected.len(), 3);
+    assert_eq!(
+        w.net.host(server).members("call").len(),
+        2,
+        "nobody else got in"
+    );
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(
+        w.net.host(server).node().association_count(),
+        2,
+        "rejected associations are closed"
+    );
+}
+
+#[test]
+fn a_second_join_with_the_same_id_is_a_second_endpoint() {
+    let mut w = World::new(13, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "bob"]);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            participants: ids(&["bob"]),
+            ..chat(1)
+        });
+    s.expect("sender").send("to both bobs").expect("send");
+    for bob in &calls[1..] {
+        let r = receivers(&mut w, bob, 1).remove(0);
+        w.run_for(Duration::from_millis(100));
+        assert_eq!(drain(&r), vec![(1, b"to both bobs".to_vec())]);
+    }
+    // And one bob's broadcast reaches the other.
+    let b = calls[1]
+        .data_channel()
+        .create_sender(chat(2))
+        .expect("sender");
+    b.send("hi twin").expect("send");
+    let r = receivers(&mut w, &calls[2], 1).remove(0);
+    assert_eq!(r.sender_id().as_str(), "bob");
+}
+
+// 9. Roster -----------------------------------------------------------------
+
+#[test]
+fn roster_follows_joins_and_leaves_and_a_leave_closes_receivers() {
+    let mut w = World::new(14, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    assert_eq!(calls[0].participants(), ids(&["bob", "carol"]));
+    let s = calls[2]
+        .data_channel()
+        .create_sender(chat(4))
+        .expect("sender");
+    s.send("from carol").expect("send");
+    let rx: Vec<_> = calls[..2]
+        .iter()
+        .map(|c| receivers(&mut w, c, 1).remove(0))
+        .collect();
+    calls[2].leave();
+    w.settle_until(|_| rx.iter().all(|r| r.is_closed()));
+    w.settle_until(|_| {
+        calls[0].participants() == ids(&["bob"]) && calls[1].participants() == ids(&["alice"])
+    });
+    assert!(s.is_closed(), "the leaver's senders close");
+    assert!(matches!(calls[2].state(), CallState::Ended(_)));
+    let (_, dave) = w.join("call", "dave");
+    w.settle_until(|_| calls[0].participants() == ids(&["bob", "dave"]));
+    assert_eq!(dave.participants(), ids(&["alice", "bob"]));
+}
+
+// 10. Peer-to-peer ----------------------------------------------------------
+
+#[test]
+fn peer_to_peer_two_engines_no_server() {
+    // Engine A hosts the call with its own participant; engine B joins it
+    // directly. Same API on both sides.
+    let mut w = World::new(15, LinkConfig::default());
+    let now = w.net.now();
+    let server = w.server;
+    let alice = w
+        .net
+        .host_mut(server)
+        .join_local(now, "p2p", "alice")
+        .expect("host");
+    let (_b, bob) = w.join("p2p", "bob");
+    w.settle_until(|_| bob.is_joined() && alice.participants() == ids(&["bob"]));
+    let to_bob = alice.data_channel().create_sender(chat(9)).expect("sender");
+    let to_alice = bob.data_channel().create_sender(chat(9)).expect("sender");
+    to_bob.send("hi bob").expect("send");
+    to_alice.send("hi alice").expect("send");
+    let rb = receivers(&mut w, &bob, 1).remove(0);
+    let ra = receivers(&mut w, &alice, 1).remove(0);
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(drain(&rb), vec![(1, b"hi bob".to_vec())]);
+    assert_eq!(drain(&ra), vec![(1, b"hi alice".to_vec())]);
+    assert_eq!(ra.sender_id().as_str(), "bob");
+}
+
+// 11. FailedToStart ---------------------------------------------------------
+
+#[test]
+fn failed_to_start_before_the_join_and_after_leaving() {
+    let mut w = World::new(16, LinkConfig::default());
+    let (_h, alice) = w.join("call", "alice");
+    assert_eq!(
+        alice.data_channel().create_sender(chat(1)).unwrap_err(),
+        DataChannelError::FailedToStart,
+        "not connected yet"
+    );
+    let others = [w.join("call", "bob").1, w.join("call", "carol").1];
+    w.settle_until(|_| {
+        [&alice, &others[0], &others[1]]
+            .iter()
+            .all(|c| c.participants().len() == 2)
+    });
+    let s = alice
+        .data_channel()
+        .create_sender(chat(1))
+        .expect("ready now");
+    alice.leave();
+    w.settle_until(|_| matches!(alice.state(), CallState::Ended(_)));
+    assert_eq!(
+        alice.data_channel().create_sender(chat(2)).unwrap_err(),
+        DataChannelError::FailedToStart
+    );
+    assert_eq!(s.send("x"), Err(DataChannelError::SenderClosed));
+    w.settle_until(|_| {
+        others.iter().all(|c| {
+            c.participants()
+                == ids(&[if c.participant_id().as_str() == "bob" {
+                    "carol"
+                } else {
+                    "bob"
+                }])
+        })
+    });
+}
+
+// 12. MessageFailureForBandwidth --------------------------------------------
+
+#[test]
+fn a_full_queue_fails_durable_and_drops_lossy() {
+    let small = |c: &mut HubConfig| c.channel.sender_queue_bytes = 4096;
+    let mut w = World::new(17, LinkConfig::default());
+    let (_h, alice) = w.join_with("call", "alice", small);
+    let _others = [w.join("call", "bob").1, w.join("call", "carol").1];
+    w.settle_until(|_| alice.participants().len() == 2);
+    let dc = alice.data_channel();
+    let durable = dc.create_sender(chat(1)).expect("sender");
+    let lossy = dc
+        .create_sender(DataChannelSenderOptions {
+            reliability: DataChannelReliability::Lossy,
+            ..chat(2)
+        })
+        .expect("sender");
+    // Without the driver running, the queues fill.
+    for _ in 0..4 {
+        durable.send(vec![0u8; 1000]).expect("fits");
+        lossy.send(vec![0u8; 1000]).expect("fits");
+    }
+    assert_eq!(
+        durable.send(vec![0u8; 1000]),
+        Err(DataChannelError::MessageFailureForBandwidth)
+    );
+    assert_eq!(lossy.send(vec![0u8; 1000]), Ok(()), "Lossy drops silently");
+    assert_eq!(lossy.dropped_messages(), 1);
+    // Once the driver drains the queue, sends succeed again.
+    w.run_for(Duration::from_millis(50));
+    durable.send(vec![0u8; 1000]).expect("room again");
+}
+
+// Async forms ---------------------------------------------------------------
+
+#[test]
+fn async_receivers_and_messages_wake_across_threads() {
+    let mut w = World::new(18, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let bob = calls[1].clone();
+    let done = Arc::new(AtomicUsize::new(0));
+    let flag = done.clone();
+    let reader = std::thread::spawn(move || {
+        pollster::block_on(async {
+            let dc = bob.data_channel();
+            let r = dc.next_receiver().await.expect("a receiver");
+            let mut got = Vec::new();
+            while let Some(m) = r.recv().await {
+                got.push(m.sequence_number);
+                flag.fetch_add(1, Ordering::SeqCst);
+            }
+            got
+        })
+    });
+    let s = calls[0]
+        .data_channel()
+        .create_sender(chat(1))
+        .expect("sender");
+    for i in 0..5u8 {
+        s.send(vec![i]).expect("send");
+    }
+    w.settle_until(|_| done.load(Ordering::SeqCst) == 5);
+    s.close();
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(
+        reader.join().expect("reader thread"),
+        vec![1, 2, 3, 4, 5],
+        "recv ends with the session"
+    );
+    assert!(pollster::block_on(calls[2].ready()));
+}
