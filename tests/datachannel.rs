@@ -69,7 +69,7 @@ fn channel_ids_explicit_random_and_exhausted_pool() {
     assert_eq!(picked, vec![100, 101, 102], "distinct ids from the pool");
     let err = dc
         .create_sender(DataChannelSenderOptions::default())
-        .unwrap_err();
+        .expect_err("must fail");
     assert_eq!(err, DataChannelError::RandomIdNotAvailable);
 
     // Closing one frees its id for the pool again.
@@ -150,7 +150,10 @@ fn durable_failure_is_an_error_never_silence() {
     assert_eq!(sender.send("after"), Err(DataChannelError::SenderClosed));
     assert!(matches!(calls[0].state(), CallState::Ended(reason) if reason.contains("timed out")));
     assert_eq!(
-        calls[0].data_channel().create_sender(chat(1)).unwrap_err(),
+        calls[0]
+            .data_channel()
+            .create_sender(chat(1))
+            .expect_err("must fail"),
         DataChannelError::FailedToStart
     );
 }
@@ -237,7 +240,7 @@ fn participant_lists_broadcast_targeting_and_sequence_gaps() {
             participants: too_many.clone(),
             ..chat(1)
         })
-        .unwrap_err(),
+        .expect_err("must fail"),
         DataChannelError::TooManyParticipants {
             count: 65,
             limit: 64
@@ -612,7 +615,10 @@ fn failed_to_start_before_the_join_and_after_leaving() {
     let mut w = World::new(16, LinkConfig::default());
     let (_h, alice) = w.join("call", "alice");
     assert_eq!(
-        alice.data_channel().create_sender(chat(1)).unwrap_err(),
+        alice
+            .data_channel()
+            .create_sender(chat(1))
+            .expect_err("must fail"),
         DataChannelError::FailedToStart,
         "not connected yet"
     );
@@ -629,7 +635,10 @@ fn failed_to_start_before_the_join_and_after_leaving() {
     alice.leave();
     w.settle_until(|_| matches!(alice.state(), CallState::Ended(_)));
     assert_eq!(
-        alice.data_channel().create_sender(chat(2)).unwrap_err(),
+        alice
+            .data_channel()
+            .create_sender(chat(2))
+            .expect_err("must fail"),
         DataChannelError::FailedToStart
     );
     assert_eq!(s.send("x"), Err(DataChannelError::SenderClosed));
