@@ -1106,3 +1106,6 @@ fn announce_to_on(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

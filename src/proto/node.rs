@@ -646,6 +646,15 @@ impl Node {
         // comes too early (the peer's SHUTDOWN-ACK could no longer be routed).
         while a.sctp.poll_endpoint_event().is_some() {}
         while let Some(t) = a.sctp.poll_transmit(now) {
+            if let Payload::RawEncode(datagrams) = &t.payload {
+                // sctp-proto sends the SHUTDOWN-COMPLETE that ends a shutdown
+                // it started, but then never closes the association itself.
+                let completes =
+                    |d: &Bytes| d.get(COMMON_HEADER_LEN) == Some(&CHUNK_SHUTDOWN_COMPLETE);
+                if a.shutdown_started && datagrams.iter().any(completes) {
+                    a.close_reason.get_or_insert(CloseReason::Local);
+                }
+            }
             push_datagrams(transmits, t);
         }
         // A reason set by the node (idle timeout, forced close) wins over what
@@ -689,6 +698,8 @@ impl Node {
 const COMMON_HEADER_LEN: usize = 12;
 /// SCTP chunk type INIT (RFC 9260).
 const CHUNK_INIT: u8 = 1;
+/// SCTP chunk type SHUTDOWN COMPLETE (RFC 9260).
+const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
 
 /// Writes one encoded message on `delivery`'s stream.
 fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {
