@@ -1,35 +1,41 @@
 //! The `dcengine` command.
 //!
-//! Today it runs one job, the embedded default: an in-memory server and
-//! client, connected through the deterministic network harness with loss,
-//! exchanging engine frames both ways, then a summary of what flowed.
+//! Today it runs one job, the embedded default: a server and a few clients,
+//! all in memory, connected through the deterministic network harness with
+//! latency and loss. The clients join a call with real tokens, chat on
+//! channel 10000 like the ACS sample, stream cursor positions (Lossy, High
+//! priority) and telemetry (Durable), and a summary of what flowed is
+//! printed at the end. The runtime work turns this into real UDP.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use dcengine::proto::{AssocId, Delivery, Event, Node, NodeConfig};
-use dcengine::sim::{HostId, LinkConfig, Network};
-use dcengine::wire::{
-    Frame, Join, JoinAccepted, MemberId, Message, PROTOCOL_VERSION, Priority, Reliability,
-    SenderOpened,
+use dcengine::auth::{HmacVerifier, WallClock, mint_token};
+use dcengine::datachannel::{
+    Call, DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
+    DataChannelSenderOptions,
 };
+use dcengine::hub::{Hub, HubConfig};
+use dcengine::sim::{LinkConfig, Network};
+use hdrhistogram::Histogram;
 
 /// dcengine: a data-channel engine for media servers.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Durable messages the client sends (the server echoes each one back).
-    #[arg(long, default_value_t = 20_000)]
+    /// Participants in the demo call.
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    /// Telemetry messages each participant sends (Durable, 50 per second).
+    #[arg(long, default_value_t = 1_000)]
     messages: u32,
-    /// Lossy messages the client sends (not echoed).
-    #[arg(long, default_value_t = 2_000)]
-    lossy: u32,
-    /// Payload size in bytes.
+    /// Telemetry payload size in bytes.
     #[arg(long, default_value_t = 100)]
     size: usize,
-    /// Datagram loss probability on each direction of the link.
+    /// Datagram loss probability on every link.
     #[arg(long, default_value_t = 0.02)]
     loss: f64,
     /// One-way latency in milliseconds.
@@ -40,8 +46,11 @@ struct Args {
     seed: u64,
 }
 
-const CHANNEL: u16 = 10_000;
-const WINDOW: usize = 64 * 1024;
+const SECRET: &[u8] = b"demo secret";
+const UNIX_START: u64 = 1_800_000_000;
+const NAMES: [&str; 8] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+];
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -54,219 +63,230 @@ fn main() -> ExitCode {
     }
 }
 
+struct Person {
+    name: &'static str,
+    call: Call,
+    chat: DataChannelSender,
+    cursor: DataChannelSender,
+    telemetry: DataChannelSender,
+    receivers: Vec<DataChannelReceiver>,
+    /// Last telemetry sequence number seen per receiver (order check).
+    last_seq: Vec<u32>,
+    telemetry_sent: u32,
+}
+
 #[derive(Default)]
-struct Tally {
-    durable_sent: u32,
-    lossy_sent: u32,
-    durable_at_server: u32,
-    lossy_at_server: u32,
-    echoes_at_client: u32,
-    bytes_at_server: usize,
+struct Flow {
+    sent: u64,
+    delivered: u64,
 }
 
 fn run(args: &Args) -> Result<(), String> {
     let started = Instant::now();
+    let clients = args.clients.clamp(2, NAMES.len());
     let link = LinkConfig {
         latency: Duration::from_millis(args.latency_ms),
         jitter: Duration::from_millis(args.latency_ms / 4),
         loss: args.loss,
         ..LinkConfig::default()
     };
-    let mut net = Network::new(args.seed, link);
-    let server = net.add_host(Node::new(NodeConfig::server()));
-    let client = net.add_host(Node::new(NodeConfig::client()));
+    let mut net: Network<Hub> = Network::new(args.seed, link);
+    let t0 = net.now();
+    let clock = WallClock::new(t0, Duration::from_secs(UNIX_START));
+    let server = net.add_host(Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
+        SECRET, clock,
+    )))));
     println!(
-        "dcengine demo: in-memory server {} and client {}, {} ms latency, {:.1} % loss each way",
-        net.addr(server),
-        net.addr(client),
+        "dcengine demo: a server and {clients} clients in memory; {} ms latency, {:.1} % loss on every link",
         args.latency_ms,
         args.loss * 100.0
     );
 
-    let (now, to) = (net.now(), net.addr(server));
-    let c = net
-        .host_mut(client)
-        .connect(now, to)
-        .map_err(|e| e.to_string())?;
-    let s = handshake(&mut net, server, client)?;
-    let t0 = net.now();
+    let calls: Vec<(&'static str, Call)> = NAMES[..clients]
+        .iter()
+        .map(|&name| {
+            let host = net.add_host(Hub::new(HubConfig::client()));
+            let token = mint_token(SECRET, "demo", name, UNIX_START + 3600).ok_or("id too long")?;
+            let (now, to) = (net.now(), net.addr(server));
+            let call = net
+                .host_mut(host)
+                .join_remote(now, to, "demo", name, token)
+                .map_err(|e| e.to_string())?;
+            Ok((name, call))
+        })
+        .collect::<Result<_, String>>()?;
+    let joined = net.run_until(Duration::from_secs(30), |_| {
+        calls
+            .iter()
+            .all(|(_, c)| c.participants().len() == clients - 1)
+    });
+    if !joined {
+        return Err("the clients did not all join within 30 s".into());
+    }
+    println!(
+        "joined: {} (after {:.0} ms)",
+        NAMES[..clients].join(", "),
+        (net.now() - t0).as_secs_f64() * 1e3
+    );
 
-    // Join, accept, open a sender: the control frames of a real session.
-    let join = Join {
-        version: PROTOCOL_VERSION,
-        call_id: "demo-call".try_into().map_err(|e| format!("{e}"))?,
-        participant_id: "8:demo:alice".try_into().map_err(|e| format!("{e}"))?,
-        token: Bytes::from_static(b"demo"),
-    };
-    send(&mut net, client, c, Delivery::Reliable, join.into())?;
-    let opened = SenderOpened {
-        channel: CHANNEL,
-        session: 1,
-        reliability: Reliability::Durable,
-        priority: Priority::Normal,
-        bitrate_kbps: 32,
-        origin: None,
-    };
-    send(&mut net, client, c, Delivery::Reliable, opened.into())?;
+    let mut people = Vec::new();
+    for (name, call) in calls {
+        let dc = call.data_channel();
+        let open = |channel: u16, reliability, priority| {
+            dc.create_sender(DataChannelSenderOptions {
+                channel_id: Some(channel),
+                reliability,
+                priority,
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())
+        };
+        people.push(Person {
+            name,
+            chat: open(
+                10000,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+            )?,
+            cursor: open(
+                2000,
+                DataChannelReliability::Lossy,
+                DataChannelPriority::High,
+            )?,
+            telemetry: open(
+                3000,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+            )?,
+            call,
+            receivers: Vec::new(),
+            last_seq: Vec::new(),
+            telemetry_sent: 0,
+        });
+    }
 
-    let mut tally = Tally::default();
-    let payload = Bytes::from(vec![0x42; args.size]);
-    let total_expected = args.messages;
-    let finished = net.run_until(Duration::from_secs(3600), |net| {
-        pump_client(net, client, c, args, &payload, &mut tally);
-        serve(net, server, s, &mut tally);
-        for e in std::iter::from_fn(|| net.host_mut(client).poll_event()) {
-            if let Event::Frame {
-                frame: Frame::Data(d),
-                ..
-            } = e
-                && d.origin == Some(MemberId(1))
-            {
-                tally.echoes_at_client += 1;
+    // Everyone says hello on the chat channel, as in the ACS sample.
+    for p in &people {
+        p.chat
+            .send(format!("hello from {}", p.name))
+            .map_err(|e| e.to_string())?;
+    }
+
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
+    let (mut chat, mut cursor, mut telemetry) = (Flow::default(), Flow::default(), Flow::default());
+    chat.sent = people.len() as u64;
+    let stamp =
+        |now: Instant| Bytes::copy_from_slice(&((now - t0).as_micros() as u64).to_be_bytes());
+    let expected_telemetry =
+        u64::from(args.messages) * (people.len() as u64) * (people.len() as u64 - 1);
+    // The application's clock: every 5 ms of virtual time, each participant
+    // sends what is due (telemetry 50/s, a cursor position 20/s), then reads.
+    const SLOT: Duration = Duration::from_millis(5);
+    let mut slot = 0u64;
+    let limit = t0 + Duration::from_secs(3600);
+    let mut done = false;
+    while !done && net.now() < limit {
+        net.run_for(SLOT);
+        slot += 1;
+        let now = net.now();
+        for p in &mut people {
+            let sending = p.telemetry_sent < args.messages;
+            if sending && slot.is_multiple_of(4) {
+                let mut m = stamp(now).to_vec();
+                m.resize(args.size.max(8), 0);
+                if p.telemetry.send(m).is_ok() {
+                    p.telemetry_sent += 1;
+                    telemetry.sent += 1;
+                }
+            }
+            if sending && slot.is_multiple_of(10) && p.cursor.send(stamp(now)).is_ok() {
+                cursor.sent += 1;
+            }
+            let dc = p.call.data_channel();
+            p.receivers
+                .extend(std::iter::from_fn(|| dc.try_next_receiver()));
+            p.last_seq.resize(p.receivers.len(), 0);
+            for (i, r) in p.receivers.iter().enumerate() {
+                while let Some(m) = r.read_message() {
+                    match r.channel_id() {
+                        10000 => {
+                            chat.delivered += 1;
+                            println!(
+                                "[chat] {} -> {}: {}",
+                                r.sender_id(),
+                                p.name,
+                                String::from_utf8_lossy(&m.data)
+                            );
+                        }
+                        2000 => cursor.delivered += 1,
+                        _ => {
+                            if m.sequence_number != p.last_seq[i] + 1 {
+                                return Err(format!(
+                                    "telemetry from {} out of order: {} after {}",
+                                    r.sender_id(),
+                                    m.sequence_number,
+                                    p.last_seq[i]
+                                ));
+                            }
+                            p.last_seq[i] = m.sequence_number;
+                            telemetry.delivered += 1;
+                            let sent_us =
+                                u64::from_be_bytes(m.data[..8].try_into().unwrap_or_default());
+                            let now_us = (now - t0).as_micros() as u64;
+                            let _ = latency.record(now_us.saturating_sub(sent_us).max(1));
+                        }
+                    }
+                }
             }
         }
-        tally.durable_sent == args.messages
-            && tally.lossy_sent == args.lossy
-            && tally.echoes_at_client == total_expected
-    });
-    if !finished {
+        done = telemetry.delivered == expected_telemetry
+            && chat.delivered == chat.sent * (people.len() as u64 - 1);
+    }
+    if !done {
         return Err("the exchange did not finish within an hour of virtual time".into());
     }
+    for p in &people {
+        p.call.leave();
+    }
+    net.run_for(Duration::from_secs(1));
+
     let virtual_time = net.now() - t0;
     let stats = net.total_stats();
-    println!("handshake and join: done");
+    let hub = net.host(server).stats();
+    println!();
     println!(
-        "client -> server: {} Durable messages delivered of {} sent (in order, exactly once), {} of {} Lossy",
-        tally.durable_at_server, tally.durable_sent, tally.lossy_at_server, tally.lossy_sent
+        "summary ({} participants, {:.2} s of virtual time):",
+        people.len(),
+        virtual_time.as_secs_f64()
     );
     println!(
-        "server -> client: {} echoes delivered, {} payload bytes received by the server",
-        tally.echoes_at_client, tally.bytes_at_server
+        "  chat      ch 10000  Durable Normal: {:>7} sent, {:>8} delivered",
+        chat.sent, chat.delivered
     );
     println!(
-        "network: {} datagrams sent, {} lost, {} delivered",
-        stats.sent, stats.lost, stats.delivered
+        "  cursors   ch  2000  Lossy   High  : {:>7} sent, {:>8} delivered ({} fan-out targets each; Lossy may drop)",
+        cursor.sent,
+        cursor.delivered,
+        people.len() - 1
     );
     println!(
-        "time: {:.2} s virtual, {:.2} s real ({:.0} messages/s of simulation)",
-        virtual_time.as_secs_f64(),
-        started.elapsed().as_secs_f64(),
-        f64::from(tally.durable_sent + tally.lossy_sent + tally.echoes_at_client)
-            / started.elapsed().as_secs_f64()
+        "  telemetry ch  3000  Durable Normal: {:>7} sent, {:>8} delivered (all, in order)",
+        telemetry.sent, telemetry.delivered
     );
-    if tally.durable_at_server != args.messages {
-        return Err("Durable messages were lost".into());
-    }
+    println!(
+        "  telemetry latency (virtual): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latency.value_at_quantile(0.50) as f64 / 1e3,
+        latency.value_at_quantile(0.99) as f64 / 1e3,
+        latency.max() as f64 / 1e3
+    );
+    println!(
+        "  server: {} joins, {} messages forwarded; network: {} datagrams, {} lost",
+        hub.joins_accepted, hub.messages_forwarded, stats.sent, stats.lost
+    );
+    println!(
+        "  errors: 0; real time {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
-}
-
-fn handshake(net: &mut Network, server: HostId, client: HostId) -> Result<AssocId, String> {
-    let mut s = None;
-    let mut c_up = false;
-    net.run_until(Duration::from_secs(30), |net| {
-        for e in std::iter::from_fn(|| net.host_mut(server).poll_event()) {
-            if let Event::Connected { assoc, .. } = e {
-                s = Some(assoc);
-            }
-        }
-        for e in std::iter::from_fn(|| net.host_mut(client).poll_event()) {
-            c_up |= matches!(e, Event::Connected { .. });
-        }
-        c_up && s.is_some()
-    });
-    s.filter(|_| c_up)
-        .ok_or_else(|| "handshake did not complete".to_string())
-}
-
-fn send(
-    net: &mut Network,
-    host: HostId,
-    assoc: AssocId,
-    d: Delivery,
-    f: Frame,
-) -> Result<(), String> {
-    let now = net.now();
-    net.host_mut(host)
-        .send(now, assoc, d, &Message::Frame(f))
-        .map_err(|e| e.to_string())
-}
-
-/// Sends as much as the window allows.
-fn pump_client(
-    net: &mut Network,
-    client: HostId,
-    c: AssocId,
-    args: &Args,
-    payload: &Bytes,
-    t: &mut Tally,
-) {
-    let now = net.now();
-    let node = net.host_mut(client);
-    while t.durable_sent < args.messages && node.buffered_amount(c, Delivery::Reliable) < WINDOW {
-        t.durable_sent += 1;
-        let d = data(t.durable_sent, None, payload.clone());
-        if node.send(now, c, Delivery::Reliable, &d).is_err() {
-            t.durable_sent -= 1;
-            break;
-        }
-    }
-    while t.lossy_sent < args.lossy && node.buffered_amount(c, Delivery::Lossy) < WINDOW {
-        t.lossy_sent += 1;
-        let d = data(t.lossy_sent, None, payload.clone());
-        if node.send(now, c, Delivery::Lossy, &d).is_err() {
-            t.lossy_sent -= 1;
-            break;
-        }
-    }
-}
-
-/// The server side: accept the join, count data, echo Durable data back
-/// stamped with the sender's member id.
-fn serve(net: &mut Network, server: HostId, s: AssocId, t: &mut Tally) {
-    let now = net.now();
-    let node = net.host_mut(server);
-    while let Some(e) = node.poll_event() {
-        let Event::Frame {
-            frame, delivery, ..
-        } = e
-        else {
-            continue;
-        };
-        match frame {
-            Frame::Join(j) => {
-                println!("server: {} joins {}", j.participant_id, j.call_id);
-                let accepted = JoinAccepted {
-                    version: PROTOCOL_VERSION,
-                    member: MemberId(1),
-                    max_message_size: 32 * 1024,
-                    idle_timeout_ms: 120_000,
-                };
-                let _ = node.send(now, s, Delivery::Reliable, &Message::Frame(accepted.into()));
-            }
-            Frame::SenderOpened(o) => println!("server: sender opened on channel {}", o.channel),
-            Frame::Data(d) if delivery == Delivery::Reliable => {
-                t.durable_at_server += 1;
-                t.bytes_at_server += d.payload.len();
-                assert_eq!(d.seq, t.durable_at_server, "Durable order");
-                let echo = data(d.seq, Some(MemberId(1)), d.payload);
-                let _ = node.send(now, s, Delivery::Reliable, &echo);
-            }
-            Frame::Data(d) => {
-                t.lossy_at_server += 1;
-                t.bytes_at_server += d.payload.len();
-            }
-            _ => {}
-        }
-    }
-}
-
-fn data(seq: u32, origin: Option<MemberId>, payload: Bytes) -> Message {
-    Message::Frame(Frame::Data(dcengine::wire::Data {
-        channel: CHANNEL,
-        session: 1,
-        seq,
-        origin,
-        epoch: None,
-        payload,
-    }))
 }
