@@ -658,7 +658,8 @@ fn failed_to_start_before_the_join_and_after_leaving() {
 
 #[test]
 fn a_full_queue_fails_durable_and_drops_lossy() {
-    let small = |c: &mut HubConfig| c.channel.sender_queue_bytes = 4096;
+    // Room for four 1000-byte messages (each also costs a small fixed overhead).
+    let small = |c: &mut HubConfig| c.channel.sender_queue_bytes = 4400;
     let mut w = World::new(17, LinkConfig::default());
     let (_h, alice) = w.join_with("call", "alice", small);
     let _others = [w.join("call", "bob").1, w.join("call", "carol").1];

@@ -10,7 +10,7 @@ use crossbeam_queue::SegQueue;
 
 use super::shared::{
     CallShared, ReceiverShared, STATE_CONNECTING, STATE_ENDED, STATE_JOINED, SenderOp,
-    SenderShared, Wakers, Work, lock,
+    SenderShared, Wakers, Work, lock, message_cost,
 };
 use super::{
     DataChannelError, DataChannelMessage, DataChannelPriority, DataChannelReliability,
@@ -325,9 +325,10 @@ impl DataChannelSender {
             });
         }
         let cap = s.call.config.sender_queue_bytes;
-        let before = s.queued_bytes.fetch_add(data.len(), Ordering::AcqRel);
-        if before + data.len() > cap && before > 0 {
-            s.queued_bytes.fetch_sub(data.len(), Ordering::AcqRel);
+        let cost = message_cost(data.len());
+        let before = s.queued_bytes.fetch_add(cost, Ordering::AcqRel);
+        if before + cost > cap && before > 0 {
+            s.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
             return match s.reliability {
                 DataChannelReliability::Durable => {
                     Err(DataChannelError::MessageFailureForBandwidth)
@@ -461,7 +462,7 @@ impl DataChannelReceiver {
         let m = self.shared.messages.pop()?;
         self.shared
             .buffered_bytes
-            .fetch_sub(m.data.len(), Ordering::AcqRel);
+            .fetch_sub(message_cost(m.data.len()), Ordering::AcqRel);
         Some(m)
     }
 

@@ -12,7 +12,7 @@ use crossbeam_queue::SegQueue;
 
 use super::handles::DataChannelReceiver;
 use super::shared::{
-    CallShared, ReceiverShared, STATE_JOINED, SenderOp, SenderShared, Wakers, lock,
+    CallShared, ReceiverShared, STATE_JOINED, SenderOp, SenderShared, Wakers, lock, message_cost,
 };
 use super::{DataChannelMessage, DataChannelPriority, DataChannelReliability, ParticipantId};
 use crate::proto::Delivery;
@@ -67,7 +67,8 @@ impl ParticipantCore {
         let joined = self.shared.state() == STATE_JOINED;
         while let Some(op) = s.ops.pop() {
             if let SenderOp::Data { data, .. } = &op {
-                s.queued_bytes.fetch_sub(data.len(), Ordering::AcqRel);
+                s.queued_bytes
+                    .fetch_sub(message_cost(data.len()), Ordering::AcqRel);
             }
             if !joined {
                 continue; // The call ended: the sender is closed already.
@@ -423,8 +424,9 @@ mod tests {
     #[test]
     fn a_full_receiver_drops_lossy_and_closes_durable() {
         let now = Instant::now();
+        // Room for two 40-byte messages.
         let config = ChannelConfig {
-            receiver_buffer_bytes: 100,
+            receiver_buffer_bytes: 2 * message_cost(40),
             ..ChannelConfig::default()
         };
         let mut core = joined(config, now);

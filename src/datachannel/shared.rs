@@ -43,6 +43,15 @@ impl Wakers {
     }
 }
 
+/// Bytes charged per queued message on top of its payload, so queue bounds
+/// also bound the number of (possibly empty) messages.
+pub(crate) const PER_MESSAGE_COST: usize = 64;
+
+/// What a queued message of `len` payload bytes counts against a bound.
+pub(crate) fn message_cost(len: usize) -> usize {
+    len + PER_MESSAGE_COST
+}
+
 /// A callback the application registers once.
 pub(crate) type Callback = Box<dyn Fn() + Send + Sync>;
 
@@ -307,7 +316,7 @@ impl ReceiverShared {
     /// Delivers a message; `false` if it could not be held (over the buffer
     /// limit).
     pub(crate) fn deliver(&self, m: DataChannelMessage) -> bool {
-        let len = m.data.len();
+        let len = message_cost(m.data.len());
         let held = self.buffered_bytes.load(Ordering::Acquire);
         if held + len > self.call.config.receiver_buffer_bytes {
             self.dropped.fetch_add(1, Ordering::Relaxed);
