@@ -726,3 +726,14 @@ fn async_receivers_and_messages_wake_across_threads() {
     );
     assert!(pollster::block_on(calls[2].ready()));
 }
+
+#[test]
+fn handles_are_send_sync_and_the_hub_can_move_to_a_worker() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn movable<T: Send + 'static>() {}
+    shareable::<dcengine::datachannel::Call>();
+    shareable::<dcengine::datachannel::DataChannelFeature>();
+    shareable::<dcengine::datachannel::DataChannelSender>();
+    shareable::<dcengine::datachannel::DataChannelReceiver>();
+    movable::<Hub>();
+}

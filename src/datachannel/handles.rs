@@ -79,6 +79,16 @@ impl Call {
 
     /// Waits until the join completes (`true`) or the call ends first
     /// (`false`): the "ready" signal to wait for before creating senders.
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// async fn start_chat(call: Call) -> Result<DataChannelSender, DataChannelError> {
+    ///     if !call.ready().await {
+    ///         return Err(DataChannelError::FailedToStart);
+    ///     }
+    ///     call.data_channel().create_sender(DataChannelSenderOptions::default())
+    /// }
+    /// ```
     pub async fn ready(&self) -> bool {
         poll_fn(|cx| {
             self.shared.state_wakers.register(cx.waker());
@@ -307,6 +317,14 @@ impl DataChannelSender {
     /// Queues a message (the seeds' `sendMessage`). Nothing is sent when an
     /// error is returned.
     ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// fn send_json(sender: &DataChannelSender, json: &str) -> Result<(), DataChannelError> {
+    ///     // Bytes in, like the seeds' TextEncoder: &str, String, Vec<u8>, Bytes.
+    ///     sender.send(json.to_owned())
+    /// }
+    /// ```
+    ///
     /// Errors: [`DataChannelError::SenderClosed`],
     /// [`DataChannelError::MessageSizeOverLimit`], and for Durable senders
     /// [`DataChannelError::MessageFailureForBandwidth`] when the queue is
@@ -347,6 +365,16 @@ impl DataChannelSender {
 
     /// Changes who the next messages go to (the seeds' `setParticipants`):
     /// at most 64; empty is everyone else in the call.
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// fn whisper(sender: &DataChannelSender) -> Result<(), DataChannelError> {
+    ///     sender.set_participants(vec![ParticipantId::from("8:acs:bob")])?;
+    ///     sender.send("only bob gets this")?;
+    ///     sender.set_participants(Vec::new())?; // back to everyone
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn set_participants(
         &self,
         participants: Vec<ParticipantId>,
@@ -458,6 +486,16 @@ impl DataChannelReceiver {
     /// The next message, if one has arrived (the seeds' `readMessage`;
     /// never blocks). Messages that arrived before the receiver closed can
     /// still be read after.
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// fn print_chat(receiver: &DataChannelReceiver) {
+    ///     while let Some(m) = receiver.read_message() {
+    ///         println!("{} #{}: {}", receiver.sender_id(), m.sequence_number,
+    ///             String::from_utf8_lossy(&m.data));
+    ///     }
+    /// }
+    /// ```
     pub fn read_message(&self) -> Option<DataChannelMessage> {
         let m = self.shared.messages.pop()?;
         self.shared
@@ -468,6 +506,18 @@ impl DataChannelReceiver {
 
     /// Waits for the next message; `None` once the receiver is closed and
     /// drained. One task at a time should await a given receiver.
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// async fn consume(feature: DataChannelFeature) {
+    ///     while let Some(receiver) = feature.next_receiver().await {
+    ///         // One task per receiver in a real application.
+    ///         while let Some(m) = receiver.recv().await {
+    ///             let _ = (m.sequence_number, m.data);
+    ///         }
+    ///     }
+    /// }
+    /// ```
     pub async fn recv(&self) -> Option<DataChannelMessage> {
         poll_fn(|cx| {
             if let Some(m) = self.read_message() {
@@ -488,6 +538,20 @@ impl DataChannelReceiver {
     /// Calls `callback` (on the driver's thread) each time a message
     /// arrives: the seeds' `messageReady` event. Returns `false` if one was
     /// already set.
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// fn on_chat(feature: &DataChannelFeature) {
+    ///     feature.on_receiver_created(|receiver| {
+    ///         let r = receiver.clone();
+    ///         receiver.on_message_ready(move || {
+    ///             while let Some(m) = r.read_message() {
+    ///                 let _ = m; // hand over to the application's own thread
+    ///             }
+    ///         });
+    ///     });
+    /// }
+    /// ```
     pub fn on_message_ready(&self, callback: impl Fn() + Send + Sync + 'static) -> bool {
         self.shared.on_message.set(Box::new(callback)).is_ok()
     }

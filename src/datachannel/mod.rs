@@ -204,11 +204,12 @@ pub struct ChannelConfig {
     pub keepalive_interval: Duration,
     /// Bytes a sender may have queued before Durable sends fail with
     /// [`DataChannelError::MessageFailureForBandwidth`] (Lossy ones are
-    /// dropped silently). Default 1 MiB.
+    /// dropped silently). Each message counts its payload plus 64 bytes, so
+    /// the bound holds for tiny messages too. Default 1 MiB.
     pub sender_queue_bytes: usize,
-    /// Bytes of unread messages a receiver holds. Past it, Lossy messages are
-    /// dropped (counted) and a Durable receiver closes, since it can no longer
-    /// be lossless. Default 8 MiB.
+    /// Bytes of unread messages a receiver holds (payload plus 64 bytes
+    /// each). Past it, Lossy messages are dropped (counted) and a Durable
+    /// receiver closes, since it can no longer be lossless. Default 8 MiB.
     pub receiver_buffer_bytes: usize,
     /// Where random channel ids come from. Default 1..=65535.
     pub random_channel_ids: std::ops::RangeInclusive<u16>,
