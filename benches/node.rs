@@ -1,0 +1,124 @@
+//! Node pair throughput in memory: a client node sends small Data frames to
+//! a server node through a direct datagram shuttle (no loss, no latency),
+//! both on one thread, with the in-flight data capped at 64 KiB (the
+//! reference measurements compare designs at the same cap).
+//!
+//! Two ways to carry 100-byte messages: one SCTP message per application
+//! message, or 32 frames packed into one `Batch` per SCTP message (what the
+//! hub does with frames queued in the same turn).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dcengine::proto::{AssocId, Delivery, Event, Node, NodeConfig};
+use dcengine::wire::{Batch, Data, Frame, Message};
+
+const MESSAGES: u32 = 20_000;
+const WINDOW: usize = 64 * 1024;
+const SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2);
+
+struct Pair {
+    now: Instant,
+    client: Node,
+    server: Node,
+    assoc: AssocId,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let now = Instant::now();
+        let mut client = Node::new(NodeConfig::client());
+        let server = Node::new(NodeConfig::server());
+        let assoc = client.connect(now, SERVER).expect("connect");
+        let mut pair = Self {
+            now,
+            client,
+            server,
+            assoc,
+        };
+        while !pair.client.is_connected(assoc) {
+            pair.shuttle();
+        }
+        pair
+    }
+
+    /// Moves every pending datagram both ways; returns frames the server got.
+    fn shuttle(&mut self) -> u32 {
+        let mut frames = 0;
+        while let Some(t) = self.client.poll_transmit() {
+            self.server.handle_datagram(self.now, CLIENT, t.payload);
+        }
+        while let Some(e) = self.server.poll_event() {
+            if let Event::Frame { .. } = e {
+                frames += 1;
+            }
+        }
+        while let Some(t) = self.server.poll_transmit() {
+            self.client.handle_datagram(self.now, SERVER, t.payload);
+        }
+        while self.client.poll_event().is_some() {}
+        // Time passes a little so delayed acknowledgements go out.
+        self.now += std::time::Duration::from_millis(1);
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        frames
+    }
+}
+
+fn data(seq: u32, payload: &Bytes) -> Frame {
+    Frame::Data(Data {
+        channel: 1,
+        session: 1,
+        seq,
+        origin: None,
+        epoch: None,
+        payload: payload.clone(),
+    })
+}
+
+/// Sends `MESSAGES` 100-byte messages, `per_message` frames per SCTP message.
+fn run(pair: &mut Pair, per_message: u32) {
+    let payload = Bytes::from(vec![0x42u8; 100]);
+    let (mut sent, mut received) = (0u32, 0u32);
+    while received < MESSAGES {
+        while sent < MESSAGES
+            && pair.client.buffered_amount(pair.assoc, Delivery::Reliable) < WINDOW
+        {
+            let n = per_message.min(MESSAGES - sent);
+            let message = if n == 1 {
+                Message::Frame(data(sent, &payload))
+            } else {
+                Message::Batch(Batch {
+                    frames: (sent..sent + n).map(|s| data(s, &payload)).collect(),
+                })
+            };
+            pair.client
+                .send(pair.now, pair.assoc, Delivery::Reliable, &message)
+                .expect("send");
+            sent += n;
+        }
+        received += pair.shuttle();
+    }
+}
+
+fn node_pair(c: &mut Criterion) {
+    let mut group = c.benchmark_group("node_pair_100B");
+    group.throughput(Throughput::Elements(u64::from(MESSAGES)));
+    group.sample_size(10);
+    for (name, per_message) in [("one_message_each", 1), ("batched_32", 32)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                Pair::new,
+                |mut pair| run(&mut pair, per_message),
+                criterion::BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, node_pair);
+criterion_main!(benches);
