@@ -14,6 +14,7 @@ pub mod auth;
 pub mod datachannel;
 pub mod hub;
 pub mod proto;
+pub mod runtime;
 pub mod sim;
 pub mod wire;
 

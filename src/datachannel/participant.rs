@@ -235,6 +235,7 @@ impl ParticipantCore {
                     r.last_activity = now;
                 }
             }
+            Frame::Leave(l) => self.end(&format!("removed from the call: {}", l.reason)),
             Frame::Error(e) => {
                 tracing::warn!(call = %self.shared.call_id, code = e.code.0, reason = %e.reason, "error from server");
             }

@@ -345,6 +345,31 @@ impl Hub {
         Ok(Call { shared })
     }
 
+    /// Closes every association gracefully: members of calls served here
+    /// are told the server is shutting down, this hub's own remote calls
+    /// leave. Queued data is delivered first (see [`Node::close`]).
+    pub fn close_all(&mut self, now: Instant) {
+        let now = self.advance(now);
+        let assocs: Vec<AssocId> = self.links.keys().copied().collect();
+        for assoc in assocs {
+            let leave = match self.links.get(&assoc) {
+                Some(Link::Member { .. }) => Some(Leave {
+                    code: ErrorCode::SHUTTING_DOWN,
+                    reason: ShortStr::truncated("the server is shutting down"),
+                }),
+                Some(Link::Uplink { .. }) => Some(Leave {
+                    code: ErrorCode::NONE,
+                    reason: ShortStr::default(),
+                }),
+                _ => None,
+            };
+            if let Some(leave) = leave {
+                self.send(now, assoc, Delivery::Reliable, leave.into());
+            }
+            self.node.close(now, assoc);
+        }
+    }
+
     // ---- sans-IO inputs and outputs --------------------------------------
 
     /// A UDP datagram arrived.
