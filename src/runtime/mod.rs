@@ -316,11 +316,11 @@ impl Worker {
             if let Some(deadline) = self.commands(now) {
                 stopping.get_or_insert(deadline);
             }
-            if let Some(deadline) = stopping {
-                if now >= deadline || self.hub.node().association_count() == 0 {
-                    self.flush();
-                    return;
-                }
+            if let Some(deadline) = stopping
+                && (now >= deadline || self.hub.node().association_count() == 0)
+            {
+                self.flush();
+                return;
             }
             if self.hub.poll_timeout().is_some_and(|t| t <= now) {
                 self.hub.handle_timeout(now);
@@ -341,11 +341,11 @@ impl Worker {
                 .poll
                 .registry()
                 .reregister(&mut self.socket, SOCKET, interest);
-            if let Err(e) = self.poll.poll(&mut events, wait) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(error = %e, "poll failed; the engine stops");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, wait)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "poll failed; the engine stops");
+                return;
             }
             self.receive(&mut buf);
         }
