@@ -1,18 +1,14 @@
-//! The `dcengine` command.
-//!
-//! Today it runs one job, the embedded default: a server and a few clients,
+//! `dcengine demo`, the embedded default job: a server and a few clients,
 //! all in memory, connected through the deterministic network harness with
 //! latency and loss. The clients join a call with real tokens, chat on
 //! channel 10000 like the ACS sample, stream cursor positions (Lossy, High
 //! priority) and telemetry (Durable), and a summary of what flowed is
 //! printed at the end. The runtime work turns this into real UDP.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clap::Parser;
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
 use dcengine::datachannel::{
     Call, DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
@@ -22,10 +18,9 @@ use dcengine::hub::{Hub, HubConfig};
 use dcengine::sim::{LinkConfig, Network};
 use hdrhistogram::Histogram;
 
-/// dcengine: a data-channel engine for media servers.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+/// Options of `dcengine demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
     /// Participants in the demo call.
     #[arg(long, default_value_t = 3)]
     clients: usize,
@@ -52,17 +47,6 @@ const NAMES: [&str; 8] = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
 ];
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dcengine: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 struct Person {
     name: &'static str,
     call: Call,
@@ -81,7 +65,8 @@ struct Flow {
     delivered: u64,
 }
 
-fn run(args: &Args) -> Result<(), String> {
+/// Runs the demo.
+pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let started = Instant::now();
     let clients = args.clients.clamp(2, NAMES.len());
     let link = LinkConfig {

@@ -1,0 +1,61 @@
+//! The `dcengine` command: the demo, a server, join tokens, a terminal chat.
+
+mod demo;
+mod net;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// dcengine: a data-channel engine for media servers.
+///
+/// Without a command it runs `demo`, the embedded default job.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// What to do (default: demo).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// An in-memory server and clients exchange chat, cursors and telemetry
+    /// through a lossy simulated network, then a summary is printed.
+    Demo(demo::DemoArgs),
+    /// Serves calls over UDP until SIGINT or SIGTERM.
+    Serve(net::ServeArgs),
+    /// Prints a join token for a participant of a call.
+    Token(net::TokenArgs),
+    /// Joins a call and chats on channel 10000: each line typed is sent, and
+    /// what others send is printed.
+    Chat(net::ChatArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => demo::run(&Cli::parse_from(["dcengine", "demo"]).demo_args()),
+        Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Serve(args)) => net::serve(&args),
+        Some(Command::Token(args)) => net::token(&args),
+        Some(Command::Chat(args)) => net::chat(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dcengine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cli {
+    /// The demo's arguments when it runs as the default command.
+    fn demo_args(self) -> demo::DemoArgs {
+        match self.command {
+            Some(Command::Demo(args)) => args,
+            _ => unreachable!("parsed from [\"dcengine\", \"demo\"]"),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! `dcengine serve`, `dcengine token` and `dcengine chat`: the engine over
+//! real UDP.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dcengine::auth::{HmacVerifier, WallClock, mint_token};
+use dcengine::datachannel::{CallState, DataChannelSenderOptions};
+use dcengine::hub::{HubConfig, HubEvent};
+use dcengine::runtime::Engine;
+
+/// The chat channel of the ACS sample.
+const CHAT_CHANNEL: u16 = 10000;
+
+/// Options of `dcengine serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "0.0.0.0:5000")]
+    bind: SocketAddr,
+    /// Secret that join tokens are signed with (or set DCENGINE_SECRET).
+    #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Largest message a sender may send, in bytes (at most 262144).
+    #[arg(long, default_value_t = 32 * 1024)]
+    max_message_size: u32,
+    /// Seconds without messages after which a receiver closes.
+    #[arg(long, default_value_t = 120)]
+    idle_timeout: u64,
+    /// Most associations served at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_associations: usize,
+    /// Seconds to let queued messages drain on shutdown.
+    #[arg(long, default_value_t = 5)]
+    drain: u64,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
+
+/// Options of `dcengine token`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// The server's secret (or set DCENGINE_SECRET).
+    #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The call.
+    #[arg(long)]
+    call: String,
+    /// The participant.
+    #[arg(long)]
+    participant: String,
+    /// How long the token is valid, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+}
+
+/// Options of `dcengine chat`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ChatArgs {
+    /// The server's UDP address.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    server: SocketAddr,
+    /// The call to join.
+    #[arg(long, default_value = "chat")]
+    call: String,
+    /// Who you are.
+    #[arg(long)]
+    participant: String,
+    /// A join token from `dcengine token`, in hex.
+    #[arg(long, conflicts_with = "secret")]
+    token: Option<String>,
+    /// Or the server's secret, to make a token here (development only).
+    #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn init_logging(level: tracing::Level) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
+    init_logging(args.log_level);
+    let clock = WallClock::new(Instant::now(), unix_now());
+    let verifier = Arc::new(HmacVerifier::new(args.secret.as_bytes(), clock));
+    let mut hub = HubConfig::server(verifier.clone());
+    hub.channel.max_message_size = args.max_message_size;
+    hub.channel.receiver_idle_timeout = Duration::from_secs(args.idle_timeout);
+    hub.node.max_associations = args.max_associations;
+    let engine = Engine::builder()
+        .bind(args.bind)
+        .hub(hub)
+        .start()
+        .map_err(|e| format!("cannot serve on {}: {e}", args.bind))?;
+    tracing::info!(addr = %engine.local_addr(), "serving");
+    println!(
+        "dcengine serving on {} (Ctrl-C to stop)",
+        engine.local_addr()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        // Signals interrupt nothing here, so look at the flag a few times a
+        // second; events are printed as they come.
+        std::thread::sleep(Duration::from_millis(200));
+        for event in engine.events().map_err(|e| e.to_string())? {
+            match event {
+                HubEvent::ParticipantJoined {
+                    call_id,
+                    participant_id,
+                    member,
+                } => {
+                    println!("+ {participant_id} joined {call_id} as {member}");
+                }
+                HubEvent::ParticipantLeft {
+                    call_id,
+                    participant_id,
+                    ..
+                } => {
+                    println!("- {participant_id} left {call_id}");
+                }
+                HubEvent::JoinRejected {
+                    remote,
+                    call_id,
+                    participant_id,
+                    rejection,
+                } => {
+                    println!(
+                        "! {participant_id}@{remote} refused for {call_id}: {}",
+                        rejection.reason
+                    );
+                }
+                other => println!("{other:?}"),
+            }
+        }
+    }
+    println!("shutting down: draining for up to {} s", args.drain);
+    engine.shutdown(Duration::from_secs(args.drain));
+    Ok(())
+}
+
+pub(crate) fn token(args: &TokenArgs) -> Result<(), String> {
+    let expires = unix_now().as_secs() + args.ttl;
+    let token = mint_token(
+        args.secret.as_bytes(),
+        &args.call,
+        &args.participant,
+        expires,
+    )
+    .ok_or("call and participant ids must be at most 255 bytes")?;
+    println!("{}", hex(&token));
+    Ok(())
+}
+
+pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
+    let token = match (&args.token, &args.secret) {
+        (Some(t), _) => unhex(t).ok_or("the token must be hex, as `dcengine token` prints it")?,
+        (None, Some(secret)) => mint_token(
+            secret.as_bytes(),
+            &args.call,
+            &args.participant,
+            unix_now().as_secs() + 3600,
+        )
+        .ok_or("call and participant ids must be at most 255 bytes")?,
+        (None, None) => return Err("give --token, or --secret to make one".into()),
+    };
+    let engine = Engine::builder()
+        .bind(
+            if args.server.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            }
+            .parse()
+            .map_err(|e| format!("{e}"))?,
+        )
+        .start()
+        .map_err(|e| e.to_string())?;
+    let call = engine
+        .join_remote(args.server, &args.call, &args.participant, token)
+        .map_err(|e| e.to_string())?;
+    if !pollster_ready(&call) {
+        return Err(match call.state() {
+            CallState::Ended(reason) => format!("could not join: {reason}"),
+            _ => "could not join".into(),
+        });
+    }
+    println!(
+        "joined {} as {}; others here: {:?}",
+        args.call,
+        args.participant,
+        call.participants()
+    );
+    println!("type a line and Enter to send it to everyone; Ctrl-D to leave");
+
+    // Print what others send, as it arrives (the seeds' messageReady).
+    call.data_channel().on_receiver_created(|receiver| {
+        if receiver.channel_id() != CHAT_CHANNEL {
+            return;
+        }
+        let r = receiver.clone();
+        receiver.on_message_ready(move || {
+            while let Some(m) = r.read_message() {
+                println!("{}: {}", r.sender_id(), String::from_utf8_lossy(&m.data));
+            }
+        });
+        let r = receiver.clone();
+        receiver.on_close(move || println!("({} stopped sending)", r.sender_id()));
+    });
+    let sender = call
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(CHAT_CHANNEL),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+
+    let (lines, typed) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        match typed.recv_timeout(Duration::from_millis(250)) {
+            Ok(line) => {
+                if let Err(e) = sender.send(Bytes::from(line)) {
+                    println!("(not sent: {e})");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let CallState::Ended(reason) = call.state() {
+                    println!("(the call ended: {reason})");
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    call.leave();
+    engine.shutdown(Duration::from_secs(2));
+    Ok(())
+}
+
+/// Waits (at most 10 s) for the join to complete.
+fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
+    let (tx, rx) = mpsc::channel();
+    let c = call.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(futures_ready(c));
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
+}
+
+fn futures_ready(call: dcengine::datachannel::Call) -> bool {
+    // A tiny executor: park this thread until the future's waker unparks it.
+    use std::future::Future;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(call.ready());
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Bytes> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
+}
