@@ -203,11 +203,16 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
             _ => "could not join".into(),
         });
     }
+    let others: Vec<String> = call
+        .participants()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     println!(
-        "joined {} as {}; others here: {:?}",
+        "joined {} as {}; others here: [{}]",
         args.call,
         args.participant,
-        call.participants()
+        others.join(", ")
     );
     println!("type a line and Enter to send it to everyone; Ctrl-D to leave");
 
