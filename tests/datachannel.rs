@@ -56,15 +56,16 @@ fn channel_ids_explicit_random_and_exhausted_pool() {
             .channel_id(),
         65535
     );
-    let mut picked: Vec<u16> = (0..3)
+    let held: Vec<_> = (0..3)
         .map(|i| {
             let options = DataChannelSenderOptions {
                 channel_id: if i == 0 { Some(0) } else { None },
                 ..Default::default()
             };
-            dc.create_sender(options).expect("random id").channel_id()
+            dc.create_sender(options).expect("random id")
         })
         .collect();
+    let mut picked: Vec<u16> = held.iter().map(|s| s.channel_id()).collect();
     picked.sort();
     assert_eq!(picked, vec![100, 101, 102], "distinct ids from the pool");
     let err = dc
@@ -72,17 +73,27 @@ fn channel_ids_explicit_random_and_exhausted_pool() {
         .expect_err("must fail");
     assert_eq!(err, DataChannelError::RandomIdNotAvailable);
 
-    // Closing one frees its id for the pool again.
+    // Closing one frees its id for the pool again; so does dropping the
+    // last handle of one.
     let again = dc
         .create_sender(chat(101))
         .expect("explicit id in the pool");
     again.close();
+    let freed = dc
+        .create_sender(DataChannelSenderOptions::default())
+        .expect("freed");
+    assert_eq!(freed.channel_id(), 101);
+    let copy = freed.clone();
+    drop(freed);
+    assert!(!copy.is_closed(), "a clone keeps the sender open");
+    drop(copy);
     assert_eq!(
         dc.create_sender(DataChannelSenderOptions::default())
-            .expect("freed")
+            .expect("freed by drop")
             .channel_id(),
         101
     );
+    drop(held);
 }
 
 // 2. Durable ----------------------------------------------------------------
@@ -247,6 +258,16 @@ fn participant_lists_broadcast_targeting_and_sequence_gaps() {
         }
     );
 
+    for bad in ["", &"x".repeat(256)] {
+        assert_eq!(
+            dc.create_sender(DataChannelSenderOptions {
+                participants: ids(&["bob", bad]),
+                ..chat(1)
+            })
+            .expect_err("must fail"),
+            DataChannelError::InvalidParticipantId(bad.to_owned())
+        );
+    }
     let s = dc.create_sender(chat(1)).expect("broadcast sender");
     assert_eq!(
         s.set_participants(too_many),
@@ -736,4 +757,68 @@ fn handles_are_send_sync_and_the_hub_can_move_to_a_worker() {
     shareable::<dcengine::datachannel::DataChannelSender>();
     shareable::<dcengine::datachannel::DataChannelReceiver>();
     movable::<Hub>();
+}
+
+// Regressions --------------------------------------------------------------
+
+#[test]
+fn the_first_lossy_messages_arrive_on_a_perfect_link() {
+    let mut w = World::new(19, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            reliability: DataChannelReliability::Lossy,
+            ..chat(3)
+        })
+        .expect("sender");
+    // Sent in the same turn as the sender opens, then in the next ones: on a
+    // link that loses nothing, nothing may be lost.
+    for i in 0..3u8 {
+        s.send(vec![i]).expect("send");
+    }
+    w.run_for(Duration::from_millis(1));
+    for i in 3..6u8 {
+        s.send(vec![i]).expect("send");
+    }
+    for c in &calls[1..] {
+        let r = receivers(&mut w, c, 1).remove(0);
+        w.run_for(Duration::from_millis(200));
+        let mut seqs: Vec<u32> = drain(&r).into_iter().map(|(s, _)| s).collect();
+        seqs.sort();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+    }
+}
+
+#[test]
+fn a_receiver_stays_open_while_its_sender_is_open_even_unaddressed() {
+    let short = |c: &mut HubConfig| {
+        c.channel.receiver_idle_timeout = Duration::from_secs(10);
+        c.channel.keepalive_interval = Duration::from_secs(3);
+    };
+    let mut w = World::with_server(20, LinkConfig::default(), short);
+    let people: Vec<_> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|p| w.join_with("call", p, short).1)
+        .collect();
+    w.settle_until(|_| people.iter().all(|c| c.participants().len() == 2));
+    let s = people[0]
+        .data_channel()
+        .create_sender(chat(1))
+        .expect("sender");
+    s.send("to all").expect("send");
+    let bob_rx = receivers(&mut w, &people[1], 1).remove(0);
+    // Alice talks only to carol for three idle timeouts...
+    s.set_participants(ids(&["carol"])).expect("set");
+    for _ in 0..30 {
+        s.send("to carol").expect("send");
+        w.run_for(Duration::from_secs(1));
+    }
+    assert!(!bob_rx.is_closed(), "keep-alives hold bob's receiver open");
+    // ...then to bob again: he gets it on the same receiver.
+    s.set_participants(ids(&["bob"])).expect("set");
+    s.send("to bob again").expect("send");
+    w.run_for(Duration::from_millis(200));
+    let got: Vec<Vec<u8>> = drain(&bob_rx).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, vec![b"to all".to_vec(), b"to bob again".to_vec()]);
 }

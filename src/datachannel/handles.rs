@@ -203,10 +203,8 @@ impl DataChannelFeature {
                 bitrate_kbps: options.bitrate_kbps,
                 ops: SegQueue::new(),
                 queued_bytes: Default::default(),
-                next_seq: 1.into(),
-                epoch: 0.into(),
                 participants: options.participants.clone().into(),
-                closed: false.into(),
+                state: 0.into(),
                 scheduled: false.into(),
                 dropped: 0.into(),
                 close_wakers: Wakers::default(),
@@ -215,16 +213,15 @@ impl DataChannelFeature {
             (sender, replaced)
         };
         if let Some(old) = replaced {
-            close_sender(&old, CloseReason::REPLACED);
+            old.close(CloseReason::REPLACED);
         }
         sender.push(SenderOp::Open);
         if !options.participants.is_empty() {
-            sender.push(SenderOp::SetParticipants {
-                epoch: 0,
-                participants: options.participants,
-            });
+            sender.push(SenderOp::SetParticipants(options.participants));
         }
-        Ok(DataChannelSender { shared: sender })
+        Ok(DataChannelSender {
+            guard: Arc::new(SenderGuard(sender)),
+        })
     }
 
     /// The next new receiver, if one is waiting (non-blocking form of the
@@ -241,10 +238,12 @@ impl DataChannelFeature {
                 return Poll::Ready(Some(r));
             }
             self.shared.receiver_waker.register(cx.waker());
+            // Read the state before looking again (see `recv`).
+            let ended = self.shared.state() == STATE_ENDED;
             if let Some(r) = self.shared.new_receivers.pop() {
                 return Poll::Ready(Some(r));
             }
-            if self.shared.state() == STATE_ENDED {
+            if ended {
                 return Poll::Ready(None);
             }
             Poll::Pending
@@ -271,51 +270,79 @@ impl DataChannelFeature {
     }
 }
 
-fn close_sender(s: &Arc<SenderShared>, reason: CloseReason) {
-    if !s.closed.swap(true, Ordering::AcqRel) {
-        s.push(SenderOp::Close(reason));
-        s.close_wakers.wake_all();
+/// Closes the sender when the last handle to it is dropped.
+struct SenderGuard(Arc<SenderShared>);
+
+impl Drop for SenderGuard {
+    fn drop(&mut self) {
+        close_and_release(&self.0, CloseReason::CLOSED);
     }
 }
 
+/// Closes `s` and frees its channel id (if it still holds it).
+fn close_and_release(s: &Arc<SenderShared>, reason: CloseReason) {
+    if s.is_closed() {
+        return;
+    }
+    {
+        let mut control = lock(&s.call.control);
+        if control
+            .channels
+            .get(&s.channel)
+            .is_some_and(|c| Arc::ptr_eq(c, s))
+        {
+            control.channels.remove(&s.channel);
+        }
+    }
+    s.close(reason);
+}
+
 /// Sends messages on one channel (the seeds' `DataChannelSender`).
+///
+/// Clones share one sender; when the last clone is dropped the sender
+/// closes, as with [`DataChannelSender::close`].
 #[derive(Clone)]
 pub struct DataChannelSender {
-    shared: Arc<SenderShared>,
+    guard: Arc<SenderGuard>,
 }
 
 impl std::fmt::Debug for DataChannelSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataChannelSender")
-            .field("channel_id", &self.shared.channel)
+            .field("channel_id", &self.shared().channel)
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
 }
 
 impl DataChannelSender {
+    fn shared(&self) -> &Arc<SenderShared> {
+        &self.guard.0
+    }
+
     /// The channel id (the one given, or the random one picked).
     pub fn channel_id(&self) -> u16 {
-        self.shared.channel
+        self.shared().channel
     }
 
     /// The largest message [`DataChannelSender::send`] accepts, in bytes.
     pub fn max_message_size(&self) -> usize {
-        self.shared.call.max_message_size() as usize
+        self.shared().call.max_message_size() as usize
     }
 
     /// The sender's priority.
     pub fn priority(&self) -> DataChannelPriority {
-        self.shared.priority
+        self.shared().priority
     }
 
     /// The sender's reliability.
     pub fn reliability(&self) -> DataChannelReliability {
-        self.shared.reliability
+        self.shared().reliability
     }
 
     /// Queues a message (the seeds' `sendMessage`). Nothing is sent when an
-    /// error is returned.
+    /// error is returned; a message for which `Ok` was returned is queued
+    /// before any later `close`.
     ///
     /// ```
     /// # use dcengine::datachannel::*;
@@ -331,10 +358,16 @@ impl DataChannelSender {
     /// full (a Lossy message is then dropped silently instead).
     pub fn send(&self, data: impl Into<Bytes>) -> Result<(), DataChannelError> {
         let data = data.into();
-        let s = &self.shared;
-        if s.closed.load(Ordering::Acquire) {
+        let s = self.shared();
+        if !s.enter() {
             return Err(DataChannelError::SenderClosed);
         }
+        let result = self.enqueue(s, data);
+        s.leave();
+        result
+    }
+
+    fn enqueue(&self, s: &Arc<SenderShared>, data: Bytes) -> Result<(), DataChannelError> {
         let limit = self.max_message_size();
         if data.len() > limit {
             return Err(DataChannelError::MessageSizeOverLimit {
@@ -344,9 +377,9 @@ impl DataChannelSender {
         }
         let cap = s.call.config.sender_queue_bytes;
         let cost = message_cost(data.len());
-        let before = s.queued_bytes.fetch_add(cost, Ordering::AcqRel);
+        let before = s.queued_bytes.fetch_add(cost, Ordering::SeqCst);
         if before + cost > cap && before > 0 {
-            s.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
+            s.queued_bytes.fetch_sub(cost, Ordering::SeqCst);
             return match s.reliability {
                 DataChannelReliability::Durable => {
                     Err(DataChannelError::MessageFailureForBandwidth)
@@ -357,14 +390,13 @@ impl DataChannelSender {
                 }
             };
         }
-        let seq = s.next_seq.fetch_add(1, Ordering::AcqRel);
-        let epoch = s.epoch.load(Ordering::Acquire);
-        s.push(SenderOp::Data { seq, data, epoch });
+        s.push(SenderOp::Data(data));
         Ok(())
     }
 
     /// Changes who the next messages go to (the seeds' `setParticipants`):
-    /// at most 64; empty is everyone else in the call.
+    /// at most 64 identifiers of 1 to 255 bytes; empty is everyone else in
+    /// the call.
     ///
     /// ```
     /// # use dcengine::datachannel::*;
@@ -380,55 +412,40 @@ impl DataChannelSender {
         participants: Vec<ParticipantId>,
     ) -> Result<(), DataChannelError> {
         check_participants(&participants)?;
-        let s = &self.shared;
-        if s.closed.load(Ordering::Acquire) {
+        let s = self.shared();
+        if !s.enter() {
             return Err(DataChannelError::SenderClosed);
         }
-        let mut current = lock(&s.participants);
-        let epoch = s.epoch.load(Ordering::Acquire).wrapping_add(1);
-        s.epoch.store(epoch, Ordering::Release);
-        *current = participants.clone();
-        s.push(SenderOp::SetParticipants {
-            epoch,
-            participants,
-        });
+        {
+            // The lock keeps the getter's list in the order of the ops.
+            let mut current = lock(&s.participants);
+            current.clone_from(&participants);
+            s.push(SenderOp::SetParticipants(participants));
+        }
+        s.leave();
         Ok(())
     }
 
     /// The current participant list (empty: everyone).
     pub fn participants(&self) -> Vec<ParticipantId> {
-        lock(&self.shared.participants).clone()
+        lock(&self.shared().participants).clone()
     }
 
     /// Closes the sender: every receiver of this session closes once the
     /// messages queued before it are delivered.
     pub fn close(&self) {
-        let s = &self.shared;
-        if s.closed.load(Ordering::Acquire) {
-            return;
-        }
-        {
-            let mut control = lock(&s.call.control);
-            if control
-                .channels
-                .get(&s.channel)
-                .is_some_and(|c| Arc::ptr_eq(c, s))
-            {
-                control.channels.remove(&s.channel);
-            }
-        }
-        close_sender(s, CloseReason::CLOSED);
+        close_and_release(self.shared(), CloseReason::CLOSED);
     }
 
     /// Whether the sender is closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared().is_closed()
     }
 
     /// Waits until the sender is closed.
     pub async fn closed(&self) {
         poll_fn(|cx| {
-            self.shared.close_wakers.register(cx.waker());
+            self.shared().close_wakers.register(cx.waker());
             if self.is_closed() {
                 Poll::Ready(())
             } else {
@@ -440,7 +457,7 @@ impl DataChannelSender {
 
     /// Lossy messages dropped because the send queue was full.
     pub fn dropped_messages(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared().dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -524,10 +541,13 @@ impl DataChannelReceiver {
                 return Poll::Ready(Some(m));
             }
             self.shared.waker.register(cx.waker());
+            // Read `closed` before looking again: everything delivered before
+            // the close is then visible to the second look.
+            let closed = self.is_closed();
             if let Some(m) = self.read_message() {
                 return Poll::Ready(Some(m));
             }
-            if self.is_closed() {
+            if closed {
                 return Poll::Ready(None);
             }
             Poll::Pending

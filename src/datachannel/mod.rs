@@ -178,6 +178,9 @@ pub enum DataChannelError {
     /// Sending now would break the traffic-limit rules.
     #[error("the message would exceed the traffic limit rules")]
     MessageFailureForTrafficLimit,
+    /// A participant identifier was empty or longer than 255 bytes.
+    #[error("participant identifiers must be 1 to 255 bytes: {0:?}")]
+    InvalidParticipantId(String),
     /// More than 64 participants were given.
     #[error("{count} participants is more than the limit of {limit}")]
     TooManyParticipants {
@@ -233,12 +236,17 @@ pub const MAX_MESSAGE_SIZE_LIMIT: u32 = 256 * 1024;
 
 fn check_participants(list: &[ParticipantId]) -> Result<(), DataChannelError> {
     if list.len() > MAX_PARTICIPANTS {
-        Err(DataChannelError::TooManyParticipants {
+        return Err(DataChannelError::TooManyParticipants {
             count: list.len(),
             limit: MAX_PARTICIPANTS,
-        })
-    } else {
-        Ok(())
+        });
+    }
+    match list
+        .iter()
+        .find(|p| p.0.is_empty() || p.0.len() > crate::wire::MAX_STR_LEN)
+    {
+        Some(bad) => Err(DataChannelError::InvalidParticipantId(bad.0.clone())),
+        None => Ok(()),
     }
 }
 

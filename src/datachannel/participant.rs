@@ -26,7 +26,65 @@ pub(crate) type Out = Vec<(Delivery, Frame)>;
 
 struct SenderEntry {
     shared: Arc<SenderShared>,
-    last_sent: Instant,
+    /// The next sequence number (from 1), given in queue order.
+    next_seq: u32,
+    /// Counts participant-list changes; 0 is the list the server starts with
+    /// (everyone), so a sender created with a list sends under epoch 1.
+    epoch: u16,
+    last_keepalive: Instant,
+}
+
+/// Data that arrived before the `SenderOpened` of its session (a Lossy
+/// message can overtake it), held briefly and replayed when it comes.
+#[derive(Default)]
+struct Orphans {
+    held: std::collections::VecDeque<(Instant, Data)>,
+    bytes: usize,
+}
+
+/// How long, how many and how many bytes of early data are held.
+const ORPHAN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+const ORPHAN_MAX: usize = 256;
+const ORPHAN_BYTES: usize = 1024 * 1024;
+
+impl Orphans {
+    /// Holds `d`; `false` if there is no room (the caller drops it).
+    fn hold(&mut self, now: Instant, d: Data) -> bool {
+        if self.held.len() >= ORPHAN_MAX || self.bytes + d.payload.len() > ORPHAN_BYTES {
+            return false;
+        }
+        self.bytes += d.payload.len();
+        self.held.push_back((now, d));
+        true
+    }
+
+    /// Takes the held data of one session, in arrival order.
+    fn take(&mut self, origin: MemberId, channel: u16, session: u32) -> Vec<Data> {
+        let mut out = Vec::new();
+        self.held.retain(|(_, d)| {
+            let hit = d.origin == Some(origin) && d.channel == channel && d.session == session;
+            if hit {
+                out.push(d.clone());
+            }
+            !hit
+        });
+        self.bytes -= out.iter().map(|d| d.payload.len()).sum::<usize>();
+        out
+    }
+
+    /// Drops what waited too long; returns how many.
+    fn expire(&mut self, now: Instant) -> u64 {
+        let mut dropped = 0;
+        while let Some((at, d)) = self.held.front() {
+            if now < *at + ORPHAN_TTL {
+                break;
+            }
+            self.bytes -= d.payload.len();
+            self.held.pop_front();
+            dropped += 1;
+        }
+        dropped
+    }
 }
 
 struct ReceiverEntry {
@@ -47,6 +105,7 @@ pub(crate) struct ParticipantCore {
     pub(crate) shared: Arc<CallShared>,
     senders: HashMap<u16, SenderEntry>,
     receivers: HashMap<(MemberId, u16), ReceiverEntry>,
+    orphans: Orphans,
     pub(crate) stats: ParticipantStats,
 }
 
@@ -56,6 +115,7 @@ impl ParticipantCore {
             shared,
             senders: HashMap::new(),
             receivers: HashMap::new(),
+            orphans: Orphans::default(),
             stats: ParticipantStats::default(),
         }
     }
@@ -63,18 +123,22 @@ impl ParticipantCore {
     /// Turns the queued operations of `s` into frames.
     pub(crate) fn process_sender(&mut self, now: Instant, s: &Arc<SenderShared>, out: &mut Out) {
         // Clear first: an operation pushed while draining schedules again.
-        s.scheduled.store(false, Ordering::Release);
+        s.scheduled.store(false, Ordering::SeqCst);
         let joined = self.shared.state() == STATE_JOINED;
+        // Lossy data sent in the same turn as its `SenderOpened` would
+        // overtake it (SCTP sends unordered chunks first): send it ordered.
+        let mut opened_now = false;
         while let Some(op) = s.ops.pop() {
-            if let SenderOp::Data { data, .. } = &op {
+            if let SenderOp::Data(data) = &op {
                 s.queued_bytes
-                    .fetch_sub(message_cost(data.len()), Ordering::AcqRel);
+                    .fetch_sub(message_cost(data.len()), Ordering::SeqCst);
             }
             if !joined {
                 continue; // The call ended: the sender is closed already.
             }
             match op {
                 SenderOp::Open => {
+                    opened_now = true;
                     out.push((
                         Delivery::Reliable,
                         SenderOpened {
@@ -91,14 +155,25 @@ impl ParticipantCore {
                         s.channel,
                         SenderEntry {
                             shared: s.clone(),
-                            last_sent: now,
+                            next_seq: 1,
+                            epoch: 0,
+                            last_keepalive: now,
                         },
                     );
                 }
-                SenderOp::Data { seq, data, epoch } => {
+                SenderOp::Data(payload) => {
+                    let Some(e) = self
+                        .senders
+                        .get_mut(&s.channel)
+                        .filter(|e| Arc::ptr_eq(&e.shared, s))
+                    else {
+                        continue; // Replaced before it opened: nothing to send on.
+                    };
+                    let seq = e.next_seq;
+                    e.next_seq = e.next_seq.wrapping_add(1);
                     let lossy = s.reliability == DataChannelReliability::Lossy;
                     out.push((
-                        if lossy {
+                        if lossy && !opened_now {
                             Delivery::Lossy
                         } else {
                             Delivery::Reliable
@@ -108,30 +183,36 @@ impl ParticipantCore {
                             session: s.session,
                             seq,
                             origin: None,
-                            epoch: lossy.then_some(epoch),
-                            payload: data,
+                            epoch: lossy.then_some(e.epoch),
+                            payload,
                         }
                         .into(),
                     ));
-                    if let Some(e) = self.senders.get_mut(&s.channel) {
-                        e.last_sent = now;
-                    }
                 }
-                SenderOp::SetParticipants {
-                    epoch,
-                    participants,
-                } => {
+                SenderOp::SetParticipants(participants) => {
+                    let Some(e) = self
+                        .senders
+                        .get_mut(&s.channel)
+                        .filter(|e| Arc::ptr_eq(&e.shared, s))
+                    else {
+                        continue;
+                    };
+                    e.epoch = e.epoch.wrapping_add(1);
+                    // The handle checked count and lengths; nothing is dropped
+                    // here, and a list never turns into "everyone".
                     let ids: Vec<ShortStr> = participants
                         .iter()
                         .filter_map(|p| ShortStr::try_from(p.as_str()).ok())
+                        .take(crate::wire::MAX_PARTICIPANTS)
                         .collect();
-                    // At most 64 ids, checked by the handle.
-                    let participants = ParticipantList::try_from(ids).unwrap_or_default();
+                    let Ok(participants) = ParticipantList::try_from(ids) else {
+                        continue;
+                    };
                     out.push((
                         Delivery::Reliable,
                         SetParticipants {
                             channel: s.channel,
-                            epoch,
+                            epoch: e.epoch,
                             participants,
                         }
                         .into(),
@@ -162,6 +243,9 @@ impl ParticipantCore {
 
     /// A frame from the server (or, for a hosted participant, the room).
     pub(crate) fn handle_frame(&mut self, now: Instant, frame: Frame) {
+        if self.shared.state() == super::shared::STATE_ENDED {
+            return; // Over: late frames of a closing association change nothing.
+        }
         match frame {
             Frame::JoinAccepted(a) => self.shared.set_joined(a.max_message_size),
             Frame::JoinRejected(r) => self.end(&format!("join rejected: {}", r.reason)),
@@ -187,30 +271,11 @@ impl ParticipantCore {
                 origin: Some(origin),
                 ..
             }) => self.open_receiver(now, origin, channel, session, reliability, priority),
-            Frame::Data(Data {
-                channel,
-                session,
-                seq,
-                origin: Some(origin),
-                payload,
-                ..
-            }) => match self.receivers.get_mut(&(origin, channel)) {
-                Some(r) if r.shared.session == session => {
-                    r.last_activity = now;
-                    let message = DataChannelMessage {
-                        sequence_number: seq,
-                        data: payload,
-                    };
-                    if !r.shared.deliver(message)
-                        && r.shared.reliability == DataChannelReliability::Durable
-                    {
-                        // It can no longer be lossless: close rather than lie.
-                        r.shared.close();
-                        self.receivers.remove(&(origin, channel));
-                    }
-                }
-                _ => self.stats.stale += 1,
-            },
+            Frame::Data(
+                d @ Data {
+                    origin: Some(_), ..
+                },
+            ) => self.deliver(now, d),
             Frame::SenderClosed(SenderClosed {
                 channel,
                 session,
@@ -240,6 +305,35 @@ impl ParticipantCore {
                 tracing::warn!(call = %self.shared.call_id, code = e.code.0, reason = %e.reason, "error from server");
             }
             _ => self.stats.unexpected += 1,
+        }
+    }
+
+    /// Delivers one data frame to its receiver, or holds it until the
+    /// receiver's `SenderOpened` comes (a Lossy frame can overtake it).
+    fn deliver(&mut self, now: Instant, d: Data) {
+        let Some(origin) = d.origin else { return };
+        match self.receivers.get_mut(&(origin, d.channel)) {
+            Some(r) if r.shared.session == d.session => {
+                r.last_activity = now;
+                let message = DataChannelMessage {
+                    sequence_number: d.seq,
+                    data: d.payload,
+                };
+                if !r.shared.deliver(message)
+                    && r.shared.reliability == DataChannelReliability::Durable
+                {
+                    // It can no longer be lossless: close rather than lie.
+                    r.shared.close();
+                    self.receivers.remove(&(origin, d.channel));
+                }
+            }
+            // Sessions count up per sender: a newer one may not be open yet.
+            Some(r) if r.shared.session > d.session => self.stats.stale += 1,
+            _ => {
+                if !self.orphans.hold(now, d) {
+                    self.stats.stale += 1;
+                }
+            }
         }
     }
 
@@ -294,6 +388,9 @@ impl ParticipantCore {
             },
         );
         self.shared.announce(DataChannelReceiver { shared });
+        for d in self.orphans.take(origin, channel, session) {
+            self.deliver(now, d);
+        }
     }
 
     /// Closes idle receivers and keeps idle senders' receivers alive.
@@ -306,9 +403,12 @@ impl ParticipantCore {
             }
             alive
         });
+        self.stats.stale += self.orphans.expire(now);
+        // A fixed cadence, data or not: a receiver the sender stopped
+        // addressing must stay open as long as the sender is open.
         for e in self.senders.values_mut() {
-            if now >= e.last_sent + config.keepalive_interval {
-                e.last_sent = now;
+            if now >= e.last_keepalive + config.keepalive_interval {
+                e.last_keepalive = now;
                 out.push((
                     Delivery::Lossy,
                     KeepAlive {

@@ -3,9 +3,7 @@
 //! only rare control operations (creating senders, roster changes).
 
 use std::collections::HashMap;
-use std::sync::atomic::{
-    AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 
@@ -37,7 +35,10 @@ impl Wakers {
     }
 
     pub(crate) fn wake_all(&self) {
-        for w in std::mem::take(&mut *lock(&self.0)) {
+        // Take the list first: the lock must not be held while waking (a
+        // woken task may register again at once).
+        let wakers = std::mem::take(&mut *lock(&self.0));
+        for w in wakers {
             w.wake();
         }
     }
@@ -77,7 +78,7 @@ impl HubShared {
     pub(crate) fn push(&self, work: Work) {
         self.work.push(work);
         // One wake-up per batch: only the push that raises the flag wakes.
-        if !self.pending.swap(true, Ordering::AcqRel)
+        if !self.pending.swap(true, Ordering::SeqCst)
             && let Some(hook) = self.wake_hook.get()
         {
             hook();
@@ -85,13 +86,13 @@ impl HubShared {
     }
 
     pub(crate) fn has_work(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Takes the queued work (clearing the flag first, so a push racing with
     /// the drain wakes the driver again).
     pub(crate) fn take_work(&self) -> impl Iterator<Item = Work> + '_ {
-        self.pending.store(false, Ordering::Release);
+        self.pending.store(false, Ordering::SeqCst);
         std::iter::from_fn(|| self.work.pop())
     }
 
@@ -221,15 +222,17 @@ impl CallShared {
     pub(crate) fn set_ended(&self, reason: &str) {
         let senders: Vec<_> = {
             let mut c = lock(&self.control);
+            // Under the lock, so a racing `create_sender` either sees the end
+            // or registers a sender that is drained here.
+            self.state.store(STATE_ENDED, Ordering::SeqCst);
             c.end_reason.get_or_insert_with(|| reason.to_owned());
             c.roster.clear();
             c.channels.drain().map(|(_, s)| s).collect()
         };
         for s in senders {
-            s.closed.store(true, Ordering::Release);
+            s.mark_closed();
             s.close_wakers.wake_all();
         }
-        self.state.store(STATE_ENDED, Ordering::Release);
         self.state_wakers.wake_all();
         self.receiver_waker.wake();
     }
@@ -249,15 +252,9 @@ impl CallShared {
 /// An operation on a sender, in the order the application made them.
 pub(crate) enum SenderOp {
     Open,
-    Data {
-        seq: u32,
-        data: Bytes,
-        epoch: u16,
-    },
-    SetParticipants {
-        epoch: u16,
-        participants: Vec<ParticipantId>,
-    },
+    /// Sequence number and list epoch are given by the hub, in queue order.
+    Data(Bytes),
+    SetParticipants(Vec<ParticipantId>),
     Close(CloseReason),
 }
 
@@ -272,11 +269,11 @@ pub(crate) struct SenderShared {
     pub(crate) ops: SegQueue<SenderOp>,
     /// Payload bytes queued in `ops` and not yet taken by the hub.
     pub(crate) queued_bytes: AtomicUsize,
-    pub(crate) next_seq: AtomicU32,
-    pub(crate) epoch: AtomicU16,
-    /// The participants list and its epoch change together under this lock.
+    /// The latest participant list (for the getter; the hub uses the ops).
     pub(crate) participants: Mutex<Vec<ParticipantId>>,
-    pub(crate) closed: AtomicBool,
+    /// [`CLOSED`] and the number of operations in progress (see
+    /// [`SenderShared::enter`]).
+    pub(crate) state: AtomicU64,
     /// In the hub's work queue (so it is queued once per batch).
     pub(crate) scheduled: AtomicBool,
     /// Lossy messages dropped because the queue was full.
@@ -284,13 +281,63 @@ pub(crate) struct SenderShared {
     pub(crate) close_wakers: Wakers,
 }
 
+/// The closed bit of [`SenderShared::state`]; the rest counts operations in
+/// progress.
+const CLOSED: u64 = 1 << 63;
+
 impl SenderShared {
     /// Queues `op` and makes sure the hub will look at this sender.
     pub(crate) fn push(self: &Arc<Self>, op: SenderOp) {
         self.ops.push(op);
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
+        if !self.scheduled.swap(true, Ordering::SeqCst) {
             self.call.hub.push(Work::Sender(self.clone()));
         }
+    }
+
+    /// Starts an operation (send, set_participants); `false` if closed. A
+    /// started operation finishes before [`SenderShared::close`] queues the
+    /// close, so nothing the application was told succeeded comes after it.
+    pub(crate) fn enter(&self) -> bool {
+        let before = self.state.fetch_add(1, Ordering::SeqCst);
+        if before & CLOSED != 0 {
+            self.state.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Ends an operation started by [`SenderShared::enter`].
+    pub(crate) fn leave(&self) {
+        self.state.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & CLOSED != 0
+    }
+
+    /// Sets the closed bit; `true` for the first caller.
+    pub(crate) fn mark_closed(&self) -> bool {
+        self.state.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0
+    }
+
+    /// Closes: waits for operations in progress (they take nanoseconds),
+    /// then queues the close after them. `false` if already closed.
+    pub(crate) fn close(self: &Arc<Self>, reason: CloseReason) -> bool {
+        if !self.mark_closed() {
+            return false;
+        }
+        let mut spins = 0u32;
+        while self.state.load(Ordering::SeqCst) & !CLOSED != 0 {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.push(SenderOp::Close(reason));
+        self.close_wakers.wake_all();
+        true
     }
 }
 
