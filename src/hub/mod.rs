@@ -173,7 +173,7 @@ enum Link {
 
 enum Endpoint {
     Remote(AssocId),
-    Local(ParticipantCore),
+    Local(Box<ParticipantCore>),
 }
 
 struct Member {
@@ -303,7 +303,7 @@ impl Hub {
         self.links.insert(
             assoc,
             Link::Uplink {
-                core: ParticipantCore::new(shared.clone()),
+                core: Box::new(ParticipantCore::new(shared.clone())),
                 join: Some(Join {
                     version: PROTOCOL_VERSION,
                     call_id: call,
@@ -340,7 +340,7 @@ impl Hub {
         }
         let pid = ParticipantId::from(participant_id);
         self.locals.insert(shared.key, (call_id.to_owned(), member));
-        self.admit_member(now, call_id, member, pid, Endpoint::Local(core));
+        self.admit_member(now, call_id, member, pid, Endpoint::Local(Box::new(core)));
         self.arm_tick(now);
         Ok(Call { shared })
     }
