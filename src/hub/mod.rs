@@ -166,7 +166,7 @@ enum Link {
     Member { call_id: String, member: MemberId },
     /// Client side: this hub's own participant in a remote call.
     Uplink {
-        core: ParticipantCore,
+        core: Box<ParticipantCore>,
         join: Option<Join>,
     },
 }
