@@ -820,3 +820,112 @@ fn a_receiver_stays_open_while_its_sender_is_open_even_unaddressed() {
     let got: Vec<Vec<u8>> = drain(&bob_rx).into_iter().map(|(_, d)| d).collect();
     assert_eq!(got, vec![b"to all".to_vec(), b"to bob again".to_vec()]);
 }
+
+#[test]
+fn a_slow_uplink_pushes_back_on_durable_senders() {
+    let mut w = World::new(21, LinkConfig::default());
+    let (alice_host, alice) = w.join("call", "alice");
+    let others = [w.join("call", "bob").1, w.join("call", "carol").1];
+    w.settle_until(|_| {
+        alice.participants().len() == 2 && others.iter().all(|c| c.participants().len() == 2)
+    });
+    // 200 kbit/s from alice to the server.
+    let server = w.server;
+    w.net.set_link(
+        alice_host,
+        server,
+        LinkConfig {
+            rate_bps: Some(200_000),
+            ..LinkConfig::default()
+        },
+    );
+    let s = alice.data_channel().create_sender(chat(1)).expect("sender");
+    let (mut accepted, mut refused) = (0u32, 0u32);
+    for _ in 0..100 {
+        for _ in 0..50 {
+            match s.send(vec![7u8; 1000]) {
+                Ok(()) => accepted += 1,
+                Err(DataChannelError::MessageFailureForBandwidth) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        w.run_for(Duration::from_millis(100));
+    }
+    assert!(refused > 0, "the queue filled and pushed back");
+    // ~25 kB/s for 10 s, plus what the queues hold: far below 5,000 messages.
+    assert!(accepted < 2000, "accepted {accepted}: no backpressure");
+    let r = receivers(&mut w, &others[0], 1).remove(0);
+    w.run_for(Duration::from_secs(120));
+    let got = drain(&r);
+    assert_eq!(got.len(), accepted as usize, "everything accepted arrives");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(k, (seq, _))| *seq == k as u32 + 1)
+    );
+}
+
+#[test]
+fn a_slow_member_is_disconnected_rather_than_buffered_without_bound() {
+    // The cap must exceed a sender's burst (a gap in its ordered stream
+    // releases everything behind it at once); 1 MiB here, 4 MiB by default.
+    let mut w = World::with_server(22, LinkConfig::default(), |c| {
+        c.slow_consumer_buffer = 1024 * 1024
+    });
+    let (alice_host, alice) = w.join("call", "alice");
+    let (bob_host, bob) = w.join("call", "bob");
+    let (_, carol) = w.join("call", "carol");
+    let calls = [alice, bob, carol];
+    w.settle_until(|_| calls.iter().all(|c| c.participants().len() == 2));
+    let server = w.server;
+    // alice sends at 1 Mbit/s; bob's downlink takes 20 kbit/s.
+    w.net.set_link(
+        alice_host,
+        server,
+        LinkConfig {
+            rate_bps: Some(1_000_000),
+            ..LinkConfig::default()
+        },
+    );
+    w.net.set_link(
+        server,
+        bob_host,
+        LinkConfig {
+            rate_bps: Some(20_000),
+            ..LinkConfig::default()
+        },
+    );
+    let s = calls[0]
+        .data_channel()
+        .create_sender(chat(1))
+        .expect("sender");
+    s.send(vec![0u8; 1000]).expect("send");
+    let carol_rx = receivers(&mut w, &calls[2], 1).remove(0);
+    let mut sent = 1;
+    let mut got = 0;
+    for _ in 0..300 {
+        while sent < 3000 && s.send(vec![1u8; 1000]).is_ok() {
+            sent += 1;
+        }
+        w.run_for(Duration::from_millis(100));
+        got += drain(&carol_rx).len();
+    }
+    w.settle_until(|_| {
+        got += drain(&carol_rx).len();
+        got == sent
+    });
+    let stats = w.net.host(server).stats();
+    assert_eq!(stats.slow_consumers, 1, "{stats:?}");
+    let members: Vec<String> = w
+        .net
+        .host(server)
+        .members("call")
+        .into_iter()
+        .map(|(_, p)| p.to_string())
+        .collect();
+    assert_eq!(
+        members,
+        vec!["alice", "carol"],
+        "bob was removed; carol got everything"
+    );
+}

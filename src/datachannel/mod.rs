@@ -29,7 +29,7 @@ pub(crate) mod participant;
 mod shared;
 
 pub use handles::{Call, CallState, DataChannelFeature, DataChannelReceiver, DataChannelSender};
-pub(crate) use shared::{CallShared, HubShared, Work};
+pub(crate) use shared::{CallShared, HubShared, SenderShared, Work};
 
 use std::time::Duration;
 

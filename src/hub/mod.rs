@@ -32,7 +32,9 @@ use bytes::Bytes;
 
 use crate::auth::{JoinRejection, JoinRequest, JoinVerifier};
 use crate::datachannel::participant::{Out, ParticipantCore};
-use crate::datachannel::{Call, CallShared, ChannelConfig, HubShared, ParticipantId, Work};
+use crate::datachannel::{
+    Call, CallShared, ChannelConfig, HubShared, ParticipantId, SenderShared, Work,
+};
 use crate::proto::{
     AssocId, CloseReason as NodeCloseReason, ConnectError, Delivery, Event, Node, NodeConfig,
     Transmit,
@@ -60,6 +62,20 @@ pub struct HubConfig {
     pub join_timeout: Duration,
     /// Seeds the random channel-id picker (each call mixes in its own key).
     pub seed: u64,
+    /// Bytes an association to a server may have queued in SCTP before this
+    /// hub stops taking messages from its senders' queues (which then fill,
+    /// and Durable sends fail with `MessageFailureForBandwidth`). Default
+    /// 256 KiB.
+    pub uplink_buffer: usize,
+    /// Server role: bytes queued in SCTP towards one member past which Lossy
+    /// messages to it are dropped. Default 256 KiB.
+    pub lossy_drop_buffer: usize,
+    /// Server role: bytes queued in SCTP towards one member past which it is
+    /// disconnected as a slow consumer (Durable messages cannot be dropped,
+    /// and the server will not hold them without bound). Default 4 MiB.
+    pub slow_consumer_buffer: usize,
+    /// Server role: most open senders one member may have. Default 1,024.
+    pub max_senders_per_member: usize,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -82,6 +98,10 @@ impl HubConfig {
             verifier: None,
             join_timeout: Duration::from_secs(10),
             seed: rand::random(),
+            uplink_buffer: 256 * 1024,
+            lossy_drop_buffer: 256 * 1024,
+            slow_consumer_buffer: 4 * 1024 * 1024,
+            max_senders_per_member: 1024,
         }
     }
 
@@ -157,6 +177,10 @@ pub struct HubStats {
     pub messages_stale: u64,
     /// Frames that broke the protocol (answered with an error frame).
     pub protocol_errors: u64,
+    /// Lossy messages not forwarded because their target was backed up.
+    pub lossy_dropped_slow: u64,
+    /// Members disconnected because they could not keep up.
+    pub slow_consumers: u64,
 }
 
 enum Link {
@@ -164,6 +188,8 @@ enum Link {
     Pending { since: Instant },
     /// Server side: a joined member.
     Member { call_id: String, member: MemberId },
+    /// Being closed (rejected, left, timed out): frames are ignored.
+    Closing,
     /// Client side: this hub's own participant in a remote call.
     Uplink {
         core: Box<ParticipantCore>,
@@ -217,6 +243,9 @@ pub struct Hub {
     /// Calls hosted here: call key → (call id, member).
     locals: HashMap<u64, (String, MemberId)>,
     next_call_key: u64,
+    /// Senders of remote calls waiting for their association's SCTP queue
+    /// to drain below [`HubConfig::uplink_buffer`].
+    blocked: Vec<Arc<SenderShared>>,
     events: VecDeque<HubEvent>,
     now: Option<Instant>,
     next_tick: Option<Instant>,
@@ -250,6 +279,7 @@ impl Hub {
             uplinks: HashMap::new(),
             locals: HashMap::new(),
             next_call_key: 0,
+            blocked: Vec::new(),
             events: VecDeque::new(),
             now: None,
             next_tick: None,
@@ -377,6 +407,7 @@ impl Hub {
         let now = self.advance(now);
         self.node.handle_datagram(now, from, datagram);
         self.process_node_events(now);
+        self.retry_blocked(now);
     }
 
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
@@ -384,6 +415,7 @@ impl Hub {
         let now = self.advance(now);
         self.node.handle_timeout(now);
         self.process_node_events(now);
+        self.retry_blocked(now);
         self.process_work(now);
         if self.next_tick.is_some_and(|t| now >= t) {
             self.next_tick = None;
@@ -499,7 +531,7 @@ impl Hub {
                         reason: ShortStr::truncated("the first frame must be a join"),
                     };
                     self.send(now, assoc, Delivery::Reliable, reject.into());
-                    self.links.remove(&assoc);
+                    self.links.insert(assoc, Link::Closing);
                     self.node.close(now, assoc);
                 }
             },
@@ -507,6 +539,7 @@ impl Hub {
                 let (call_id, member) = (call_id.clone(), *member);
                 self.on_member_frame(now, &call_id, member, frame, Some(assoc));
             }
+            Some(Link::Closing) => {}
             Some(Link::Uplink { core, .. }) => {
                 let rejected = matches!(frame, Frame::JoinRejected(_));
                 core.handle_frame(now, frame);
@@ -552,7 +585,7 @@ impl Hub {
                 reason: ShortStr::truncated(&rejection.reason),
             };
             self.send(now, assoc, Delivery::Reliable, frame.into());
-            self.links.remove(&assoc);
+            self.links.insert(assoc, Link::Closing);
             self.node.close(now, assoc);
             self.events.push_back(HubEvent::JoinRejected {
                 remote: self
@@ -655,6 +688,13 @@ impl Hub {
                 {
                     return;
                 }
+                let theirs = room.routes.keys().filter(|(m, _)| *m == from).count();
+                if !room.routes.contains_key(&(from, o.channel))
+                    && theirs >= self.config.max_senders_per_member
+                {
+                    violation(self, "too many open senders");
+                    return;
+                }
                 let route = Route {
                     session: o.session,
                     reliability: o.reliability,
@@ -735,19 +775,17 @@ impl Hub {
             Frame::Leave(_) => {
                 self.remove_member(now, call_id, from, CloseReason::LEFT);
                 if let Some(a) = assoc {
-                    self.links.remove(&a);
+                    self.links.insert(a, Link::Closing);
                     self.node.close(now, a);
                 }
             }
             Frame::Error(e) => {
-                tracing::warn!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
+                // Peer-controlled: debug level, so a chatty peer cannot flood logs.
+                tracing::debug!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
             }
             other => violation(
                 self,
-                &format!("frame not allowed from a participant: {other:?}")
-                    .chars()
-                    .take(200)
-                    .collect::<String>(),
+                &format!("{} is not allowed from a participant", other.name()),
             ),
         }
     }
@@ -760,6 +798,11 @@ impl Hub {
         let Room {
             members, routes, ..
         } = room;
+        if d.payload.len() > self.config.channel.max_message_size as usize {
+            // The client checks this; one that does not is breaking the rules.
+            self.stats.protocol_errors += 1;
+            return;
+        }
         let Some(route) = routes
             .get_mut(&(from, d.channel))
             .filter(|r| r.session == d.session)
@@ -795,13 +838,28 @@ impl Hub {
         // Encoded once; every association gets the same bytes.
         let encoded = Message::Frame(data.clone()).to_bytes();
         let mut opened_encoded = None;
+        let mut slow = Vec::new();
         for (m, member) in members.iter_mut() {
             let addressed = *m != from
                 && (route.targets.is_empty() || route.targets.contains(&member.participant_id));
             if !addressed {
                 continue;
             }
-            if route.announced.insert(*m) {
+            // Never hold more than a bounded backlog for one member.
+            if let Endpoint::Remote(assoc) = member.endpoint {
+                let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
+                    + self.node.buffered_amount(assoc, Delivery::Lossy);
+                if delivery == Delivery::Lossy && queued >= self.config.lossy_drop_buffer {
+                    self.stats.lossy_dropped_slow += 1;
+                    continue;
+                }
+                if queued >= self.config.slow_consumer_buffer {
+                    slow.push(assoc);
+                    continue;
+                }
+            }
+            let newly_announced = route.announced.insert(*m);
+            if newly_announced {
                 let bytes =
                     opened_encoded.get_or_insert_with(|| Message::Frame(opened.clone()).to_bytes());
                 deliver(
@@ -813,8 +871,20 @@ impl Hub {
                     bytes,
                 );
             }
+            // The first message to a new receiver goes ordered, after its
+            // `SenderOpened` (unordered data would overtake it).
+            let delivery = if newly_announced {
+                Delivery::Reliable
+            } else {
+                delivery
+            };
             deliver(&mut self.node, now, member, delivery, &data, &encoded);
             self.stats.messages_forwarded += 1;
+        }
+        for assoc in slow {
+            if self.node.abort(now, assoc, NodeCloseReason::SlowConsumer) {
+                self.stats.slow_consumers += 1;
+            }
         }
     }
 
@@ -881,7 +951,7 @@ impl Hub {
                 self.uplinks.remove(&core.shared.key);
                 core.end(&format!("connection closed: {reason}"));
             }
-            Some(Link::Pending { .. }) | None => {}
+            Some(Link::Pending { .. } | Link::Closing) | None => {}
         }
     }
 
@@ -894,6 +964,12 @@ impl Hub {
                     let key = s.call.key;
                     let mut out = Out::new();
                     if let Some(&assoc) = self.uplinks.get(&key) {
+                        if self.uplink_full(assoc) {
+                            // Leave it queued (still scheduled): its queue
+                            // fills and pushes back on the application.
+                            self.blocked.push(s);
+                            continue;
+                        }
                         if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
                             core.process_sender(now, &s, &mut out);
                         }
@@ -931,6 +1007,38 @@ impl Hub {
         }
     }
 
+    fn uplink_full(&mut self, assoc: AssocId) -> bool {
+        let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
+            + self.node.buffered_amount(assoc, Delivery::Lossy);
+        queued >= self.config.uplink_buffer
+    }
+
+    /// Puts blocked senders back to work once their association drained.
+    fn retry_blocked(&mut self, now: Instant) {
+        if self.blocked.is_empty() {
+            return;
+        }
+        let blocked = std::mem::take(&mut self.blocked);
+        for s in blocked {
+            match self.uplinks.get(&s.call.key).copied() {
+                Some(assoc) if self.uplink_full(assoc) => self.blocked.push(s),
+                Some(assoc) => {
+                    let mut out = Out::new();
+                    if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
+                        core.process_sender(now, &s, &mut out);
+                    }
+                    self.send_out(now, assoc, out);
+                }
+                // The call is gone: drop what was queued.
+                None => {
+                    s.scheduled
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                    while s.ops.pop().is_some() {}
+                }
+            }
+        }
+    }
+
     fn local_core(&mut self, call_id: &str, member: MemberId) -> Option<&mut ParticipantCore> {
         match &mut self
             .rooms
@@ -954,7 +1062,7 @@ impl Hub {
             .map(|(a, _)| *a)
             .collect();
         for assoc in late {
-            self.links.remove(&assoc);
+            self.links.insert(assoc, Link::Closing);
             self.node.close(now, assoc);
         }
         let mut uplink_out = Vec::new();

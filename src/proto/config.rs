@@ -32,6 +32,14 @@ pub struct NodeConfig {
     /// An association from which nothing has been received for this long is
     /// closed as timed out. Default 15 s.
     pub idle_timeout: Duration,
+    /// An association whose handshake has not completed after this long is
+    /// closed. Default 5 s (sctp-proto keeps state from the first INIT, so
+    /// half-open associations must not live long).
+    pub handshake_timeout: Duration,
+    /// Most associations in their handshake at once; further INITs are
+    /// refused, so a flood of spoofed INITs cannot take every slot.
+    /// Default 1,000.
+    pub max_handshaking: usize,
     /// When nothing has been received for this long, the node sends a
     /// keep-alive so a live peer's acknowledgement arrives. Default 5 s.
     pub keepalive_interval: Duration,
@@ -59,6 +67,8 @@ impl Default for NodeConfig {
             rto_max: Duration::from_secs(5),
             lossy_lifetime: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(5),
+            max_handshaking: 1000,
             keepalive_interval: Duration::from_secs(5),
             close_timeout: Duration::from_secs(3),
             streams: 16,

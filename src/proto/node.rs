@@ -82,6 +82,10 @@ pub enum CloseReason {
     /// The peer filled the receive buffer with data that cannot be read.
     #[error("receive buffer exhausted")]
     ReceiveBufferExhausted,
+    /// The peer could not keep up with what it was sent; its backlog was
+    /// dropped.
+    #[error("slow consumer: the peer could not keep up")]
+    SlowConsumer,
 }
 
 impl CloseReason {
@@ -209,6 +213,7 @@ struct Assoc {
     shutdown_started: bool,
     /// The reason to report, decided by the node before SCTP reports loss.
     close_reason: Option<CloseReason>,
+    created: Instant,
     last_rx: Instant,
     last_keepalive: Instant,
     /// The deadline this association has in the timer heap, if any.
@@ -258,6 +263,8 @@ pub struct Node {
     accepting: bool,
     assocs: HashMap<AssocId, Assoc>,
     by_handle: HashMap<AssociationHandle, AssocId>,
+    /// Associations not yet connected.
+    handshaking: usize,
     next_id: u64,
     timers: BinaryHeap<Reverse<(Instant, AssocId)>>,
     dirty: Vec<AssocId>,
@@ -295,6 +302,7 @@ impl Node {
             client_config,
             assocs: HashMap::new(),
             by_handle: HashMap::new(),
+            handshaking: 0,
             next_id: 0,
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -362,7 +370,9 @@ impl Node {
         match self.endpoint.handle(now, remote, None, None, datagram) {
             None => self.stats.datagrams_dropped += 1,
             Some((handle, DatagramEvent::NewAssociation(sctp))) => {
-                if self.assocs.len() >= self.config.max_associations {
+                if self.assocs.len() >= self.config.max_associations
+                    || self.handshaking >= self.config.max_handshaking
+                {
                     // Full: forget it before it answers, so it holds nothing.
                     self.stats.associations_refused += 1;
                     self.endpoint.handle_event(handle, EndpointEvent::drained());
@@ -408,7 +418,9 @@ impl Node {
                 .is_some_and(|since| now >= since + cfg.close_timeout)
             {
                 force_close(a, CloseReason::Local);
-            } else if now >= a.last_rx + cfg.idle_timeout {
+            } else if now >= a.last_rx + cfg.idle_timeout
+                || (!a.connected && now >= a.created + cfg.handshake_timeout)
+            {
                 force_close(a, CloseReason::TimedOut);
             } else if a.connected
                 && a.closing_since.is_none()
@@ -508,6 +520,20 @@ impl Node {
         self.drive(assoc, now);
     }
 
+    /// Ends `assoc` at once, dropping whatever it still had queued (for a
+    /// peer that cannot keep up, or breaks the rules). [`Event::Closed`]
+    /// with `reason` follows.
+    /// Returns `false` if there was no such association.
+    pub fn abort(&mut self, now: Instant, assoc: AssocId, reason: CloseReason) -> bool {
+        let now = self.advance(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return false;
+        };
+        force_close(a, reason);
+        self.drive(assoc, now);
+        true
+    }
+
     // ---- Outputs --------------------------------------------------------
 
     /// The next datagram to send.
@@ -564,6 +590,7 @@ impl Node {
                 closing_since: None,
                 shutdown_started: false,
                 close_reason: None,
+                created: now,
                 last_rx: now,
                 last_keepalive: now,
                 scheduled: None,
@@ -571,6 +598,7 @@ impl Node {
             },
         );
         self.by_handle.insert(handle, id);
+        self.handshaking += 1;
         id
     }
 
@@ -589,6 +617,7 @@ impl Node {
             transmits,
             stats,
             config,
+            handshaking,
             ..
         } = self;
         let Some(a) = assocs.get_mut(&id) else {
@@ -598,6 +627,9 @@ impl Node {
         while let Some(event) = a.sctp.poll() {
             match event {
                 SctpEvent::Connected => {
+                    if !a.connected {
+                        *handshaking -= 1;
+                    }
                     a.connected = true;
                     a.last_keepalive = now;
                     open_streams(a, config);
@@ -667,6 +699,9 @@ impl Node {
                 (r, _) => r,
             };
             let handle = a.handle;
+            if !a.connected {
+                *handshaking -= 1;
+            }
             assocs.remove(&id);
             self.by_handle.remove(&handle);
             self.endpoint.handle_event(handle, EndpointEvent::drained());
@@ -676,6 +711,7 @@ impl Node {
         let deadline = [
             a.sctp.poll_timeout(),
             Some(a.last_rx + config.idle_timeout),
+            (!a.connected).then(|| a.created + config.handshake_timeout),
             a.connected
                 .then(|| a.last_rx.max(a.last_keepalive) + config.keepalive_interval),
             a.closing_since.map(|since| since + config.close_timeout),

@@ -190,3 +190,32 @@ fn an_init_sent_to_a_client_node_is_dropped_not_a_panic() {
     assert_eq!(b.stats().datagrams_dropped, 1);
     assert_eq!(b.association_count(), 0);
 }
+
+#[test]
+fn an_init_flood_cannot_take_every_slot() {
+    let config = NodeConfig {
+        max_handshaking: 3,
+        ..NodeConfig::server()
+    };
+    let mut server = Node::new(config);
+    let now = std::time::Instant::now();
+    let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    // Ten spoofed INITs (real ones, whose senders never answer).
+    for p in 0..10 {
+        let mut c = Node::new(NodeConfig::client());
+        c.connect(now, addr(1)).expect("connect");
+        let init = c.poll_transmit().expect("INIT");
+        server.handle_datagram(now, addr(100 + p), init.payload);
+    }
+    assert_eq!(
+        server.association_count(),
+        3,
+        "half-open associations are capped"
+    );
+    assert_eq!(server.stats().associations_refused, 7);
+    // They are gone after the handshake timeout, well before the idle timeout.
+    let later = now + NodeConfig::default().handshake_timeout + Duration::from_millis(10);
+    server.handle_timeout(later);
+    while server.poll_event().is_some() {}
+    assert_eq!(server.association_count(), 0);
+}

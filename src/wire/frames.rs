@@ -897,6 +897,27 @@ pub enum Frame {
     KeepAlive(KeepAlive),
 }
 
+impl Frame {
+    /// The frame type's name, for logs and errors (cheap: no formatting of
+    /// the contents).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Join(_) => "Join",
+            Self::JoinAccepted(_) => "JoinAccepted",
+            Self::JoinRejected(_) => "JoinRejected",
+            Self::Leave(_) => "Leave",
+            Self::ParticipantJoined(_) => "ParticipantJoined",
+            Self::ParticipantLeft(_) => "ParticipantLeft",
+            Self::SenderOpened(_) => "SenderOpened",
+            Self::SenderClosed(_) => "SenderClosed",
+            Self::SetParticipants(_) => "SetParticipants",
+            Self::Data(_) => "Data",
+            Self::Error(_) => "Error",
+            Self::KeepAlive(_) => "KeepAlive",
+        }
+    }
+}
+
 /// Calls `$body` with `$f` bound to the frame inside any [`Frame`] variant.
 macro_rules! each_frame {
     ($frame:expr, $f:ident => $body:expr) => {
