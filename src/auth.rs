@@ -188,7 +188,7 @@ mod tests {
     use super::*;
 
     fn setup() -> (HmacVerifier, Instant) {
-        let now = Instant::now();
+        let now = crate::sim::start_instant();
         let clock = WallClock::new(now, Duration::from_secs(1_000_000));
         (HmacVerifier::new(b"secret", clock), now)
     }

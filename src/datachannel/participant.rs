@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn messages_of_an_older_session_are_discarded() {
-        let now = Instant::now();
+        let now = crate::sim::start_instant();
         let mut core = joined(ChannelConfig::default(), now);
         core.handle_frame(now, opened(1, Reliability::Durable));
         let first = core.shared.new_receivers.pop().expect("announced");
@@ -524,7 +524,7 @@ mod tests {
 
     #[test]
     fn a_full_receiver_drops_lossy_and_closes_durable() {
-        let now = Instant::now();
+        let now = crate::sim::start_instant();
         // Room for two 40-byte messages.
         let config = ChannelConfig {
             receiver_buffer_bytes: 2 * message_cost(40),

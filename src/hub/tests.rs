@@ -26,7 +26,7 @@ const RAW: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr:
 
 impl Rig {
     fn new() -> Self {
-        let now = Instant::now();
+        let now = crate::sim::start_instant();
         let clock = WallClock::new(now, Duration::from_secs(1000));
         let hub = Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
             SECRET, clock,

@@ -182,7 +182,7 @@ fn keepalives_hold_an_idle_association_open() {
 fn an_init_sent_to_a_client_node_is_dropped_not_a_panic() {
     let mut a = Node::new(NodeConfig::client());
     let mut b = Node::new(NodeConfig::client());
-    let now = std::time::Instant::now();
+    let now = crate::sim::start_instant();
     let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     a.connect(now, addr(2)).expect("connect");
     let init = a.poll_transmit().expect("INIT");
@@ -198,7 +198,7 @@ fn an_init_flood_cannot_take_every_slot() {
         ..NodeConfig::server()
     };
     let mut server = Node::new(config);
-    let now = std::time::Instant::now();
+    let now = crate::sim::start_instant();
     let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     // Ten spoofed INITs (real ones, whose senders never answer).
     for p in 0..10 {

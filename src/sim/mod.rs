@@ -34,6 +34,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::proto::{Node, Transmit};
 
+/// An instant to start virtual time from (the real `Instant::now()` of the
+/// call: an `Instant` cannot be made any other way). Tests that drive a node
+/// by hand start their clock here.
+pub fn start_instant() -> Instant {
+    Instant::now()
+}
+
 /// Something the network can drive: a sans-IO endpoint.
 pub trait Host {
     /// A datagram arrived.
@@ -181,7 +188,7 @@ impl<H: Host> Network<H> {
     /// network steps.
     pub fn new(seed: u64, default_link: LinkConfig) -> Self {
         Self {
-            now: Instant::now(),
+            now: start_instant(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link,
             hosts: Vec::new(),
