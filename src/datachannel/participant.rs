@@ -434,7 +434,7 @@ impl ParticipantCore {
         }
     }
 
-    /// The member a receiver belongs to, for tests and diagnostics.
+    /// How many receivers are open.
     #[cfg(test)]
     pub(crate) fn receiver_count(&self) -> usize {
         self.receivers.len()

@@ -469,10 +469,6 @@ impl Hub {
         shared
     }
 
-    fn accepted(&self, member: MemberId) -> JoinAccepted {
-        accepted_frame(&self.config.channel, member)
-    }
-
     fn tick_interval(&self) -> Duration {
         let c = &self.config.channel;
         (c.receiver_idle_timeout / 8)
@@ -603,7 +599,7 @@ impl Hub {
         let room = self.rooms.entry(call_id.to_owned()).or_default();
         let member = MemberId(room.next_member);
         room.next_member += 1;
-        let mut welcome: Vec<Frame> = vec![self.accepted(member).into()];
+        let mut welcome: Vec<Frame> = vec![accepted_frame(&self.config.channel, member).into()];
         if let Some(room) = self.rooms.get(call_id) {
             welcome.extend(
                 room.members
