@@ -7,6 +7,8 @@
 //! - [`wire`]: the engine's own framing inside SCTP user messages.
 //! - [`proto`]: the sans-IO node: one SCTP endpoint and its associations,
 //!   driven by datagrams and time given by the caller.
+//! - [`sched`]: sans-IO scheduling and shaping: token buckets, the
+//!   traffic-limit rules, the High-over-Normal egress scheduler.
 //! - [`sim`]: a deterministic in-memory network that drives nodes with
 //!   seeded loss, reordering, duplication, latency and rate limits.
 
@@ -15,6 +17,7 @@ pub mod datachannel;
 pub mod hub;
 pub mod proto;
 pub mod runtime;
+pub mod sched;
 pub mod sim;
 pub mod wire;
 

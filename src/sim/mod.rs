@@ -166,6 +166,7 @@ struct Slot<H> {
 /// N hosts, the links between them and virtual time. See the module docs.
 pub struct Network<H = Node> {
     now: Instant,
+    clock: crate::sched::Clock,
     rng: ChaCha8Rng,
     default_link: LinkConfig,
     hosts: Vec<Slot<H>>,
@@ -187,8 +188,10 @@ impl<H: Host> Network<H> {
     /// `Instant` cannot be made otherwise) and then moves only when the
     /// network steps.
     pub fn new(seed: u64, default_link: LinkConfig) -> Self {
+        let now = start_instant();
         Self {
-            now: start_instant(),
+            now,
+            clock: crate::sched::Clock::manual(now),
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link,
             hosts: Vec::new(),
@@ -219,6 +222,17 @@ impl<H: Host> Network<H> {
     /// The current virtual time.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// A clock that reads this network's virtual time, for hubs whose
+    /// handles must see it (`HubConfig::clock`).
+    pub fn clock(&self) -> crate::sched::Clock {
+        self.clock.clone()
+    }
+
+    fn set_now(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.clock.set(self.now);
     }
 
     /// The address of host `id`.
@@ -305,10 +319,10 @@ impl<H: Host> Network<H> {
     pub fn step(&mut self, limit: Instant) -> bool {
         self.collect_transmits();
         let Some(at) = self.next_event_time().filter(|&at| at <= limit) else {
-            self.now = self.now.max(limit);
+            self.set_now(limit);
             return false;
         };
-        self.now = self.now.max(at);
+        self.set_now(at);
         let now = self.now;
         // Every delivery due now, in order.
         while let Some(&Reverse((due, seq))) = self.queue.peek() {

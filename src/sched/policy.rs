@@ -1,0 +1,202 @@
+//! Traffic-limit rules: how fast one sender may send.
+
+use std::time::{Duration, Instant};
+
+use super::TokenBucket;
+use crate::wire::{Priority, Reliability};
+
+/// The traffic-limit rules of the DataChannel feature, per sender.
+///
+/// Defaults are the concept document's: Durable 64 kbps, Lossy 512 kbps,
+/// High-priority Lossy 200 kbps, and a sender with no participant list
+/// (broadcast) at most 80 packets a second, each 1,200 bytes of a message
+/// counting as one packet. [`TrafficPolicy::unlimited`] turns every rule off
+/// (load tests).
+///
+/// Each rule is a token bucket holding `max(rate × burst, one max-size
+/// message)`, so a sender may burst after a quiet spell, and a message of
+/// the largest size always passes a full bucket (a smaller bucket would
+/// block it forever). A client checks them on `send`
+/// (`MessageFailureForTrafficLimit`); a server polices the same rules
+/// independently, with `server_slack` times the depth (arrival times are
+/// bunched by the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrafficPolicy {
+    /// Durable senders (either priority). Default 64 kbps.
+    pub durable_kbps: Option<u32>,
+    /// Normal-priority Lossy senders. Default 512 kbps.
+    pub lossy_kbps: Option<u32>,
+    /// High-priority Lossy senders. Default 200 kbps.
+    pub high_lossy_kbps: Option<u32>,
+    /// Senders to everyone (no participant list). Default 80 packets a
+    /// second.
+    pub broadcast_packets_per_second: Option<u32>,
+    /// Bytes of a message that count as one packet. Default 1,200.
+    pub packet_bytes: u32,
+    /// How much of a second's allowance may go at once (the bucket depth,
+    /// never less than one max-size message). Default 1 s.
+    pub burst: Duration,
+    /// Server policing: depth multiplier (≥ 1). Default 2.
+    pub server_slack: u32,
+}
+
+impl Default for TrafficPolicy {
+    fn default() -> Self {
+        Self {
+            durable_kbps: Some(64),
+            lossy_kbps: Some(512),
+            high_lossy_kbps: Some(200),
+            broadcast_packets_per_second: Some(80),
+            packet_bytes: 1200,
+            burst: Duration::from_secs(1),
+            server_slack: 2,
+        }
+    }
+}
+
+impl TrafficPolicy {
+    /// No limits at all.
+    pub fn unlimited() -> Self {
+        Self {
+            durable_kbps: None,
+            lossy_kbps: None,
+            high_lossy_kbps: None,
+            broadcast_packets_per_second: None,
+            ..Self::default()
+        }
+    }
+
+    /// The byte rate allowed to a sender of this kind, in kbps.
+    pub fn rate_kbps(&self, reliability: Reliability, priority: Priority) -> Option<u32> {
+        match (reliability, priority) {
+            (Reliability::Durable, _) => self.durable_kbps,
+            (Reliability::Lossy, Priority::Normal) => self.lossy_kbps,
+            (Reliability::Lossy, Priority::High) => self.high_lossy_kbps,
+        }
+    }
+
+    /// How many packets a message of `len` bytes counts as (at least one).
+    pub fn packets(&self, len: usize) -> u64 {
+        let per = u64::from(self.packet_bytes.max(1));
+        (len as u64).div_ceil(per).max(1)
+    }
+
+    /// A limiter for one sender, full at `now`. `max_message_size` sets the
+    /// smallest depth; `slack` multiplies the depth (1 for clients,
+    /// [`TrafficPolicy::server_slack`] for servers).
+    pub fn limiter(
+        &self,
+        reliability: Reliability,
+        priority: Priority,
+        max_message_size: u32,
+        slack: u32,
+        now: Instant,
+    ) -> TrafficLimiter {
+        let slack = u64::from(slack.max(1));
+        let burst = self.burst.as_secs_f64();
+        let bytes = self.rate_kbps(reliability, priority).map(|kbps| {
+            let rate = u64::from(kbps) * 125;
+            let depth = ((rate as f64 * burst) as u64).max(u64::from(max_message_size));
+            TokenBucket::new(rate, depth * slack, now)
+        });
+        let packets = self.broadcast_packets_per_second.map(|pps| {
+            let rate = u64::from(pps);
+            let depth = ((rate as f64 * burst) as u64)
+                .max(self.packets(max_message_size as usize))
+                .max(1);
+            TokenBucket::new(rate, depth * slack, now)
+        });
+        TrafficLimiter {
+            bytes,
+            packets,
+            packet_bytes: self.packet_bytes,
+        }
+    }
+}
+
+/// One sender's traffic-limit state (see [`TrafficPolicy`]).
+#[derive(Debug, Clone)]
+pub struct TrafficLimiter {
+    bytes: Option<TokenBucket>,
+    packets: Option<TokenBucket>,
+    packet_bytes: u32,
+}
+
+impl TrafficLimiter {
+    /// Whether a message of `len` bytes may go now (`broadcast`: the sender
+    /// has no participant list). Takes its tokens only if every rule
+    /// admits it.
+    pub fn try_admit(&mut self, len: usize, broadcast: bool, now: Instant) -> bool {
+        let packets = (len as u64)
+            .div_ceil(u64::from(self.packet_bytes.max(1)))
+            .max(1);
+        let bytes_ok = self
+            .bytes
+            .as_mut()
+            .is_none_or(|b| b.available(now) >= len as u64);
+        let packets_ok = !broadcast
+            || self
+                .packets
+                .as_mut()
+                .is_none_or(|b| b.available(now) >= packets);
+        if !(bytes_ok && packets_ok) {
+            return false;
+        }
+        if let Some(b) = &mut self.bytes {
+            b.take_up_to(len as u64, now);
+        }
+        if broadcast && let Some(b) = &mut self.packets {
+            b.take_up_to(packets, now);
+        }
+        true
+    }
+
+    /// Whether no rule applies.
+    pub fn is_unlimited(&self) -> bool {
+        self.bytes.is_none() && self.packets.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_get_their_rates() {
+        let p = TrafficPolicy::default();
+        assert_eq!(p.rate_kbps(Reliability::Durable, Priority::High), Some(64));
+        assert_eq!(p.rate_kbps(Reliability::Lossy, Priority::Normal), Some(512));
+        assert_eq!(p.rate_kbps(Reliability::Lossy, Priority::High), Some(200));
+        assert_eq!(p.packets(0), 1);
+        assert_eq!(p.packets(1200), 1);
+        assert_eq!(p.packets(1201), 2);
+        let t0 = crate::sim::start_instant();
+        let mut l = TrafficPolicy::unlimited().limiter(
+            Reliability::Durable,
+            Priority::Normal,
+            1 << 15,
+            1,
+            t0,
+        );
+        assert!(l.is_unlimited());
+        assert!((0..10_000).all(|_| l.try_admit(32 * 1024, true, t0)));
+    }
+
+    #[test]
+    fn a_rejected_message_takes_no_tokens() {
+        let t0 = crate::sim::start_instant();
+        let p = TrafficPolicy::default();
+        // Lossy High: 25,000 bytes a second, depth 32,768 (the max message).
+        let mut l = p.limiter(Reliability::Lossy, Priority::High, 32 * 1024, 1, t0);
+        assert!(l.try_admit(32 * 1024 - 100, false, t0));
+        assert!(!l.try_admit(101, false, t0));
+        assert!(l.try_admit(100, false, t0));
+        // Broadcast: 80 packets a second; a full bucket holds 80.
+        let mut l = p.limiter(Reliability::Lossy, Priority::Normal, 32 * 1024, 1, t0);
+        assert!((0..80).all(|_| l.try_admit(10, true, t0)));
+        assert!(!l.try_admit(10, true, t0));
+        // …but a listed send is not a broadcast.
+        assert!(l.try_admit(10, false, t0));
+    }
+}
