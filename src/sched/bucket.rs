@@ -153,7 +153,7 @@ mod tests {
         let t0 = t0();
         let mut b = TokenBucket::new(375, 1, t0);
         assert!(b.try_take(1, t0));
-        let wait = b.time_until(1, t0).unwrap();
+        let wait = b.time_until(1, t0).expect("a finite wait");
         assert_eq!(wait, Duration::from_nanos(2_666_667));
         assert!(!b.try_take(1, t0 + wait - Duration::from_nanos(1)));
         assert!(b.try_take(1, t0 + wait));
