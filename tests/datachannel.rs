@@ -16,9 +16,12 @@ use dcengine::datachannel::{
 use dcengine::hub::{Hub, HubConfig, HubEvent};
 use dcengine::sim::LinkConfig;
 
+/// A Durable sender without a bitrate of its own (unshaped when the world
+/// runs without traffic rules).
 fn chat(channel: u16) -> DataChannelSenderOptions {
     DataChannelSenderOptions {
         channel_id: Some(channel),
+        bitrate_kbps: 0,
         ..Default::default()
     }
 }

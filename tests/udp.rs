@@ -7,7 +7,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{Call, CallState, DataChannelSenderOptions, ParticipantId};
+use dcengine::datachannel::{
+    Call, CallState, DataChannelSenderOptions, ParticipantId, TrafficPolicy,
+};
+use dcengine::hub::HubConfig;
 use dcengine::runtime::Engine;
 
 const SECRET: &[u8] = b"udp test secret";
@@ -38,7 +41,13 @@ fn server() -> Engine {
 }
 
 fn join(server: &Engine, call: &str, who: &str) -> (Engine, Call) {
-    let client = Engine::builder().start().expect("client starts");
+    // Bulk streams here: no traffic rules (their tests run on the simulator).
+    let mut config = HubConfig::client();
+    config.channel.traffic = TrafficPolicy::unlimited();
+    let client = Engine::builder()
+        .hub(config)
+        .start()
+        .expect("client starts");
     let token = mint_token(SECRET, call, who, unix_now().as_secs() + 600).expect("token");
     let c = client
         .join_remote(server.local_addr(), call, who, token)
@@ -88,6 +97,7 @@ fn chat_and_durable_stream_over_loopback_udp() {
         .create_sender(DataChannelSenderOptions {
             channel_id: Some(7),
             participants: vec![ParticipantId::from("carol")],
+            bitrate_kbps: 0,
             ..Default::default()
         })
         .expect("sender");

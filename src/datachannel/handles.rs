@@ -208,6 +208,21 @@ impl DataChannelFeature {
                 scheduled: false.into(),
                 dropped: 0.into(),
                 close_wakers: Wakers::default(),
+                limiter: call
+                    .config
+                    .traffic
+                    .limiter(
+                        options.reliability.into(),
+                        options.priority.into(),
+                        call.max_message_size(),
+                        1,
+                        call.hub.now(),
+                    )
+                    .into(),
+                broadcast: options.participants.is_empty().into(),
+                low_threshold: 0.into(),
+                on_low: Default::default(),
+                writable_wakers: Wakers::default(),
             });
             let replaced = control.channels.insert(channel, sender.clone());
             (sender, replaced)
@@ -390,7 +405,17 @@ impl DataChannelSender {
                 }
             };
         }
-        s.push(SenderOp::Data(data));
+        let now = s.call.hub.now();
+        let admitted = lock(&s.limiter).try_admit(
+            data.len(),
+            s.broadcast.load(Ordering::Relaxed),
+            now,
+        );
+        if !admitted {
+            s.release(cost);
+            return Err(DataChannelError::MessageFailureForTrafficLimit);
+        }
+        s.push(SenderOp::Data(data, now));
         Ok(())
     }
 
@@ -420,6 +445,8 @@ impl DataChannelSender {
             // The lock keeps the getter's list in the order of the ops.
             let mut current = lock(&s.participants);
             current.clone_from(&participants);
+            s.broadcast
+                .store(participants.is_empty(), Ordering::Relaxed);
             s.push(SenderOp::SetParticipants(participants));
         }
         s.leave();
@@ -455,9 +482,76 @@ impl DataChannelSender {
         .await
     }
 
-    /// Lossy messages dropped because the send queue was full.
+    /// Lossy messages dropped: the send queue was full, or one waited
+    /// longer than the latency budget (`ChannelConfig::lossy_latency_budget`).
     pub fn dropped_messages(&self) -> u64 {
         self.shared().dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued and not yet handed to the transport (each message
+    /// counts its payload plus 64 bytes, the measure the queue bound
+    /// `ChannelConfig::sender_queue_bytes` uses): WebRTC's
+    /// `bufferedAmount`.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared().queued_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Sets the buffered amount at or below which
+    /// [`DataChannelSender::on_buffered_amount_low`] fires and
+    /// [`DataChannelSender::writable`] returns. Default 0 (empty).
+    pub fn set_buffered_amount_low_threshold(&self, bytes: usize) {
+        self.shared().low_threshold.store(bytes, Ordering::Relaxed);
+        // Waiters re-check against the new threshold.
+        self.shared().writable_wakers.wake_all();
+    }
+
+    /// The low threshold (see
+    /// [`DataChannelSender::set_buffered_amount_low_threshold`]).
+    pub fn buffered_amount_low_threshold(&self) -> usize {
+        self.shared().low_threshold.load(Ordering::Relaxed)
+    }
+
+    /// Calls `callback` (on the driver's thread) each time the buffered
+    /// amount falls from above the low threshold to at or below it:
+    /// WebRTC's `bufferedamountlow`. Returns `false` if one was already
+    /// set.
+    pub fn on_buffered_amount_low(&self, callback: impl Fn() + Send + Sync + 'static) -> bool {
+        self.shared().on_low.set(Box::new(callback)).is_ok()
+    }
+
+    /// Waits until the buffered amount is at or below the low threshold;
+    /// fails with [`DataChannelError::SenderClosed`] once the sender is
+    /// closed.
+    ///
+    /// A loop that awaits `writable()` before each `send` goes as fast as
+    /// the channel allows and never sees `MessageFailureForBandwidth`; with
+    /// the default threshold (0) its bursts also stay within the traffic
+    /// rules' allowance, so it never sees `MessageFailureForTrafficLimit`
+    /// either.
+    ///
+    /// ```
+    /// # use dcengine::datachannel::*;
+    /// async fn upload(sender: &DataChannelSender, chunks: Vec<bytes::Bytes>) -> Result<(), DataChannelError> {
+    ///     for chunk in chunks {
+    ///         sender.writable().await?;
+    ///         sender.send(chunk)?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn writable(&self) -> Result<(), DataChannelError> {
+        let s = self.shared();
+        poll_fn(|cx| {
+            s.writable_wakers.register(cx.waker());
+            if s.is_closed() {
+                Poll::Ready(Err(DataChannelError::SenderClosed))
+            } else if s.queued_bytes.load(Ordering::SeqCst) <= s.low_threshold.load(Ordering::Relaxed) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 

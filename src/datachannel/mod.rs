@@ -29,12 +29,13 @@ pub(crate) mod participant;
 mod shared;
 
 pub use handles::{Call, CallState, DataChannelFeature, DataChannelReceiver, DataChannelSender};
-pub(crate) use shared::{CallShared, HubShared, SenderShared, Work};
+pub(crate) use shared::{CallShared, HubShared, Work};
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::sched::TrafficPolicy;
 use crate::wire::{MAX_PARTICIPANTS, Priority, Reliability};
 
 /// Identifies a participant (like an ACS `CommunicationIdentifier`'s raw
@@ -116,7 +117,9 @@ pub struct DataChannelSenderOptions {
     /// Default `None`.
     pub channel_id: Option<u16>,
     /// The bitrate the sender intends to use, in kbit/s. Default 32 (the
-    /// seeds' samples).
+    /// seeds' samples). Messages are shaped to it (a token bucket one burst
+    /// or one max-size message deep; never faster than the traffic rule of
+    /// the sender's kind); 0 means no rate of its own, only the rule's.
     pub bitrate_kbps: u32,
     /// Default [`DataChannelPriority::Normal`].
     pub priority: DataChannelPriority,
@@ -216,6 +219,13 @@ pub struct ChannelConfig {
     pub receiver_buffer_bytes: usize,
     /// Where random channel ids come from. Default 1..=65535.
     pub random_channel_ids: std::ops::RangeInclusive<u16>,
+    /// The traffic-limit rules: checked by `send` on clients, policed by
+    /// servers. Default: the concept document's (see [`TrafficPolicy`]).
+    pub traffic: TrafficPolicy,
+    /// A Lossy message that would wait longer than this (for shaping
+    /// tokens or behind other traffic) is dropped and counted instead.
+    /// Default 100 ms.
+    pub lossy_latency_budget: Duration,
 }
 
 impl Default for ChannelConfig {
@@ -227,6 +237,8 @@ impl Default for ChannelConfig {
             sender_queue_bytes: 1024 * 1024,
             receiver_buffer_bytes: 8 * 1024 * 1024,
             random_channel_ids: 1..=u16::MAX,
+            traffic: TrafficPolicy::default(),
+            lossy_latency_budget: Duration::from_millis(100),
         }
     }
 }

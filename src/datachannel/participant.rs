@@ -16,6 +16,8 @@ use super::shared::{
 };
 use super::{DataChannelMessage, DataChannelPriority, DataChannelReliability, ParticipantId};
 use crate::proto::Delivery;
+use crate::sched::{FlowSpec, Head, Pick, Scheduler};
+use crate::wire::Codec;
 use crate::wire::{
     Data, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability, SenderClosed,
     SenderOpened, SetParticipants, ShortStr,
@@ -99,10 +101,44 @@ pub(crate) struct ParticipantStats {
     pub(crate) stale: u64,
     /// Frames a server should not send to a participant.
     pub(crate) unexpected: u64,
+    /// Lossy messages dropped because they waited past the latency budget.
+    pub(crate) lossy_late: u64,
+}
+
+/// A sender as a flow of the egress scheduler: its queue's head, once
+/// taken off the lock-free queue to be looked at.
+struct Flow {
+    shared: Arc<SenderShared>,
+    head: Option<SenderOp>,
+}
+
+/// How the scheduler treats sender `s`: its priority, and shaped at its
+/// `bitrate_kbps` (0: no rate of its own) capped by the traffic rule of its
+/// kind, in a bucket one burst or one max-size message deep.
+fn flow_spec(s: &SenderShared, config: &super::ChannelConfig, max_message_size: u32) -> FlowSpec {
+    let reliability: Reliability = s.reliability.into();
+    let priority: Priority = s.priority.into();
+    let rule = config.traffic.rate_kbps(reliability, priority);
+    let own = (s.bitrate_kbps > 0).then_some(s.bitrate_kbps);
+    let kbps = match (own, rule) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    FlowSpec {
+        priority,
+        lossy: reliability == Reliability::Lossy,
+        shaping: kbps.map(|kbps| {
+            let rate = u64::from(kbps) * 125;
+            let burst = (rate as f64 * config.traffic.burst.as_secs_f64()) as u64;
+            (rate, burst.max(u64::from(max_message_size)))
+        }),
+    }
 }
 
 pub(crate) struct ParticipantCore {
     pub(crate) shared: Arc<CallShared>,
+    flows: HashMap<u32, Flow>,
+    sched: Scheduler<u32>,
     senders: HashMap<u16, SenderEntry>,
     receivers: HashMap<(MemberId, u16), ReceiverEntry>,
     orphans: Orphans,
@@ -111,8 +147,11 @@ pub(crate) struct ParticipantCore {
 
 impl ParticipantCore {
     pub(crate) fn new(shared: Arc<CallShared>) -> Self {
+        let budget = shared.config.lossy_latency_budget;
         Self {
             shared,
+            flows: HashMap::new(),
+            sched: Scheduler::new(budget),
             senders: HashMap::new(),
             receivers: HashMap::new(),
             orphans: Orphans::default(),
@@ -120,125 +159,204 @@ impl ParticipantCore {
         }
     }
 
-    /// Turns the queued operations of `s` into frames.
-    pub(crate) fn process_sender(&mut self, now: Instant, s: &Arc<SenderShared>, out: &mut Out) {
-        // Clear first: an operation pushed while draining schedules again.
+    /// Sender `s` has operations queued: makes it a flow of this
+    /// participant's egress scheduler (or, once the call is over, drops
+    /// them).
+    pub(crate) fn enqueue(&mut self, now: Instant, s: &Arc<SenderShared>) {
+        // Clear first: an operation pushed from now on schedules again.
         s.scheduled.store(false, Ordering::SeqCst);
-        let joined = self.shared.state() == STATE_JOINED;
-        // Lossy data sent in the same turn as its `SenderOpened` would
-        // overtake it (SCTP sends unordered chunks first): send it ordered.
-        let mut opened_now = false;
-        while let Some(op) = s.ops.pop() {
-            if let SenderOp::Data(data) = &op {
-                s.queued_bytes
-                    .fetch_sub(message_cost(data.len()), Ordering::SeqCst);
+        if self.shared.state() != STATE_JOINED {
+            // The call ended (or never started): the sender is closed already.
+            while let Some(op) = s.ops.pop() {
+                if let SenderOp::Data(data, _) = op {
+                    s.release(message_cost(data.len()));
+                }
             }
-            if !joined {
-                continue; // The call ended: the sender is closed already.
+            return;
+        }
+        if !self.flows.contains_key(&s.session) {
+            let spec = flow_spec(s, &self.shared.config, self.shared.max_message_size());
+            self.sched.insert(s.session, spec, now);
+            self.flows.insert(
+                s.session,
+                Flow {
+                    shared: s.clone(),
+                    head: None,
+                },
+            );
+        }
+        self.sched.wake(s.session);
+    }
+
+    /// Whether a sender has something queued (possibly waiting for tokens
+    /// or for room in the association).
+    pub(crate) fn has_work(&self) -> bool {
+        self.sched.has_work()
+    }
+
+    /// When a sender waiting for shaping tokens may go.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.sched.poll_timeout()
+    }
+
+    /// Turns queued operations into frames in the scheduler's order
+    /// (High before Normal, fair by bytes within a class, shaped), until
+    /// about `room` bytes of frames are out or nothing is eligible.
+    pub(crate) fn pump(&mut self, now: Instant, room: usize, out: &mut Out) {
+        let mut used = 0;
+        // Channels whose `SenderOpened` is in this batch.
+        let mut opened_now: Vec<u16> = Vec::new();
+        while used < room {
+            let Self { sched, flows, .. } = self;
+            let pick = sched.next(now, |k| {
+                let f = flows.get_mut(&k)?;
+                if f.head.is_none() {
+                    f.head = f.shared.ops.pop();
+                }
+                Some(match f.head.as_ref()? {
+                    SenderOp::Data(data, at) => Head {
+                        len: data.len().max(1),
+                        queued_at: *at,
+                    },
+                    _ => Head {
+                        len: 0,
+                        queued_at: now,
+                    },
+                })
+            });
+            let Some(pick) = pick else { break };
+            let (Pick::Send(k) | Pick::Drop(k)) = pick;
+            let Some(f) = self.flows.get_mut(&k) else {
+                continue;
+            };
+            let Some(op) = f.head.take() else { continue };
+            let s = f.shared.clone();
+            if let SenderOp::Data(data, _) = &op {
+                s.release(message_cost(data.len()));
             }
-            match op {
-                SenderOp::Open => {
-                    opened_now = true;
-                    out.push((
-                        Delivery::Reliable,
-                        SenderOpened {
-                            channel: s.channel,
-                            session: s.session,
-                            reliability: s.reliability.into(),
-                            priority: s.priority.into(),
-                            bitrate_kbps: s.bitrate_kbps,
-                            origin: None,
-                        }
-                        .into(),
-                    ));
-                    self.senders.insert(
-                        s.channel,
-                        SenderEntry {
-                            shared: s.clone(),
-                            next_seq: 1,
-                            epoch: 0,
-                            last_keepalive: now,
-                        },
-                    );
-                }
-                SenderOp::Data(payload) => {
-                    let Some(e) = self
-                        .senders
-                        .get_mut(&s.channel)
-                        .filter(|e| Arc::ptr_eq(&e.shared, s))
-                    else {
-                        continue; // Replaced before it opened: nothing to send on.
-                    };
-                    let seq = e.next_seq;
-                    e.next_seq = e.next_seq.wrapping_add(1);
-                    let lossy = s.reliability == DataChannelReliability::Lossy;
-                    out.push((
-                        if lossy && !opened_now {
-                            Delivery::Lossy
-                        } else {
-                            Delivery::Reliable
-                        },
-                        Data {
-                            channel: s.channel,
-                            session: s.session,
-                            seq,
-                            origin: None,
-                            epoch: lossy.then_some(e.epoch),
-                            payload,
-                        }
-                        .into(),
-                    ));
-                }
-                SenderOp::SetParticipants(participants) => {
-                    let Some(e) = self
-                        .senders
-                        .get_mut(&s.channel)
-                        .filter(|e| Arc::ptr_eq(&e.shared, s))
-                    else {
-                        continue;
-                    };
-                    e.epoch = e.epoch.wrapping_add(1);
-                    // The handle checked count and lengths; nothing is dropped
-                    // here, and a list never turns into "everyone".
-                    let ids: Vec<ShortStr> = participants
-                        .iter()
-                        .filter_map(|p| ShortStr::try_from(p.as_str()).ok())
-                        .take(crate::wire::MAX_PARTICIPANTS)
-                        .collect();
-                    let Ok(participants) = ParticipantList::try_from(ids) else {
-                        continue;
-                    };
-                    out.push((
-                        Delivery::Reliable,
-                        SetParticipants {
-                            channel: s.channel,
-                            epoch: e.epoch,
-                            participants,
-                        }
-                        .into(),
-                    ));
-                }
-                SenderOp::Close(reason) => {
-                    out.push((
-                        Delivery::Reliable,
-                        SenderClosed {
-                            channel: s.channel,
-                            session: s.session,
-                            reason,
-                            origin: None,
-                        }
-                        .into(),
-                    ));
-                    if self
-                        .senders
-                        .get(&s.channel)
-                        .is_some_and(|e| e.shared.session == s.session)
-                    {
-                        self.senders.remove(&s.channel);
-                    }
-                }
+            if matches!(pick, Pick::Drop(_)) {
+                s.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.lossy_late += 1;
+                continue;
+            }
+            let closing = matches!(op, SenderOp::Close(_));
+            used += self.emit(now, &s, op, &mut opened_now, out);
+            if closing {
+                self.sched.remove(k);
+                self.flows.remove(&k);
             }
         }
+    }
+
+    /// Turns one operation of `s` into a frame; returns its encoded size.
+    fn emit(
+        &mut self,
+        now: Instant,
+        s: &Arc<SenderShared>,
+        op: SenderOp,
+        opened_now: &mut Vec<u16>,
+        out: &mut Out,
+    ) -> usize {
+        let frame: Frame = match op {
+            SenderOp::Open => {
+                opened_now.push(s.channel);
+                self.senders.insert(
+                    s.channel,
+                    SenderEntry {
+                        shared: s.clone(),
+                        next_seq: 1,
+                        epoch: 0,
+                        last_keepalive: now,
+                    },
+                );
+                SenderOpened {
+                    channel: s.channel,
+                    session: s.session,
+                    reliability: s.reliability.into(),
+                    priority: s.priority.into(),
+                    bitrate_kbps: s.bitrate_kbps,
+                    origin: None,
+                }
+                .into()
+            }
+            SenderOp::Data(payload, _) => {
+                let Some(e) = self
+                    .senders
+                    .get_mut(&s.channel)
+                    .filter(|e| Arc::ptr_eq(&e.shared, s))
+                else {
+                    return 0; // Replaced before it opened: nothing to send on.
+                };
+                let seq = e.next_seq;
+                e.next_seq = e.next_seq.wrapping_add(1);
+                let lossy = s.reliability == DataChannelReliability::Lossy;
+                let frame: Frame = Data {
+                    channel: s.channel,
+                    session: s.session,
+                    seq,
+                    origin: None,
+                    epoch: lossy.then_some(e.epoch),
+                    payload,
+                }
+                .into();
+                // Lossy data sent in the same batch as its `SenderOpened`
+                // would overtake it (SCTP sends unordered chunks first): it
+                // goes ordered.
+                let delivery = if lossy && !opened_now.contains(&s.channel) {
+                    Delivery::Lossy
+                } else {
+                    Delivery::Reliable
+                };
+                let len = frame.encoded_len();
+                out.push((delivery, frame));
+                return len;
+            }
+            SenderOp::SetParticipants(participants) => {
+                let Some(e) = self
+                    .senders
+                    .get_mut(&s.channel)
+                    .filter(|e| Arc::ptr_eq(&e.shared, s))
+                else {
+                    return 0;
+                };
+                e.epoch = e.epoch.wrapping_add(1);
+                // The handle checked count and lengths; nothing is dropped
+                // here, and a list never turns into "everyone".
+                let ids: Vec<ShortStr> = participants
+                    .iter()
+                    .filter_map(|p| ShortStr::try_from(p.as_str()).ok())
+                    .take(crate::wire::MAX_PARTICIPANTS)
+                    .collect();
+                let Ok(participants) = ParticipantList::try_from(ids) else {
+                    return 0;
+                };
+                SetParticipants {
+                    channel: s.channel,
+                    epoch: e.epoch,
+                    participants,
+                }
+                .into()
+            }
+            SenderOp::Close(reason) => {
+                if self
+                    .senders
+                    .get(&s.channel)
+                    .is_some_and(|e| e.shared.session == s.session)
+                {
+                    self.senders.remove(&s.channel);
+                }
+                SenderClosed {
+                    channel: s.channel,
+                    session: s.session,
+                    reason,
+                    origin: None,
+                }
+                .into()
+            }
+        };
+        let len = frame.encoded_len();
+        out.push((Delivery::Reliable, frame));
+        len
     }
 
     /// A frame from the server (or, for a hosted participant, the room).
@@ -428,9 +546,12 @@ impl ParticipantCore {
         for (_, r) in self.receivers.drain() {
             r.shared.close();
         }
-        for (_, s) in self.senders.drain() {
-            while s.shared.ops.pop().is_some() {}
-            s.shared.queued_bytes.store(0, Ordering::Release);
+        self.senders.clear();
+        for (k, f) in self.flows.drain() {
+            self.sched.remove(k);
+            while f.shared.ops.pop().is_some() {}
+            f.shared.queued_bytes.store(0, Ordering::Release);
+            f.shared.writable_wakers.wake_all();
         }
     }
 

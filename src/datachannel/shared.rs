@@ -72,6 +72,8 @@ pub(crate) struct HubShared {
     pending: AtomicBool,
     /// How the driver wants to be woken (set by the runtime).
     wake_hook: OnceLock<Callback>,
+    /// The driver's clock, as the handles read it (default: the system's).
+    clock: OnceLock<crate::sched::Clock>,
 }
 
 impl HubShared {
@@ -98,6 +100,19 @@ impl HubShared {
 
     pub(crate) fn set_wake_hook(&self, hook: Callback) -> bool {
         self.wake_hook.set(hook).is_ok()
+    }
+
+    /// Sets the clock the handles read; `false` if one was set already.
+    pub(crate) fn set_clock(&self, clock: crate::sched::Clock) -> bool {
+        self.clock.set(clock).is_ok()
+    }
+
+    /// The time as the driver sees it.
+    pub(crate) fn now(&self) -> std::time::Instant {
+        match self.clock.get() {
+            Some(c) => c.now(),
+            None => std::time::Instant::now(),
+        }
     }
 }
 
@@ -232,6 +247,7 @@ impl CallShared {
         for s in senders {
             s.mark_closed();
             s.close_wakers.wake_all();
+            s.writable_wakers.wake_all();
         }
         self.state_wakers.wake_all();
         self.receiver_waker.wake();
@@ -252,8 +268,9 @@ impl CallShared {
 /// An operation on a sender, in the order the application made them.
 pub(crate) enum SenderOp {
     Open,
-    /// Sequence number and list epoch are given by the hub, in queue order.
-    Data(Bytes),
+    /// Sequence number and list epoch are given by the hub, in queue order;
+    /// the instant is when the application sent it.
+    Data(Bytes, std::time::Instant),
     SetParticipants(Vec<ParticipantId>),
     Close(CloseReason),
 }
@@ -276,9 +293,19 @@ pub(crate) struct SenderShared {
     pub(crate) state: AtomicU64,
     /// In the hub's work queue (so it is queued once per batch).
     pub(crate) scheduled: AtomicBool,
-    /// Lossy messages dropped because the queue was full.
+    /// Lossy messages dropped (queue full, or too late to be worth it).
     pub(crate) dropped: AtomicU64,
     pub(crate) close_wakers: Wakers,
+    /// The traffic-limit rules, checked on `send` (a per-sender lock, held
+    /// for a few arithmetic operations; the queue itself is lock-free).
+    pub(crate) limiter: Mutex<crate::sched::TrafficLimiter>,
+    /// No participant list: the broadcast rule applies.
+    pub(crate) broadcast: AtomicBool,
+    /// `buffered_amount` at or below which the low event fires.
+    pub(crate) low_threshold: AtomicUsize,
+    pub(crate) on_low: OnceLock<Callback>,
+    /// Tasks waiting in `writable()`.
+    pub(crate) writable_wakers: Wakers,
 }
 
 /// The closed bit of [`SenderShared::state`]; the rest counts operations in
@@ -315,6 +342,20 @@ impl SenderShared {
         self.state.load(Ordering::SeqCst) & CLOSED != 0
     }
 
+    /// The hub took `cost` bytes off the queue: fires the low-threshold
+    /// event when the buffered amount crosses down to the threshold.
+    pub(crate) fn release(&self, cost: usize) {
+        let before = self.queued_bytes.fetch_sub(cost, Ordering::SeqCst);
+        let after = before.saturating_sub(cost);
+        let threshold = self.low_threshold.load(Ordering::Relaxed);
+        if before > threshold && after <= threshold {
+            if let Some(cb) = self.on_low.get() {
+                cb();
+            }
+            self.writable_wakers.wake_all();
+        }
+    }
+
     /// Sets the closed bit; `true` for the first caller.
     pub(crate) fn mark_closed(&self) -> bool {
         self.state.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0
@@ -337,6 +378,7 @@ impl SenderShared {
         }
         self.push(SenderOp::Close(reason));
         self.close_wakers.wake_all();
+        self.writable_wakers.wake_all();
         true
     }
 }

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use crate::auth::{JoinRejection, JoinRequest, JoinVerifier};
 use crate::datachannel::participant::{Out, ParticipantCore};
 use crate::datachannel::{
-    Call, CallShared, ChannelConfig, HubShared, ParticipantId, SenderShared, Work,
+    Call, CallShared, ChannelConfig, HubShared, ParticipantId, Work,
 };
 use crate::proto::{
     AssocId, CloseReason as NodeCloseReason, ConnectError, Delivery, Event, Node, NodeConfig,
@@ -62,10 +62,12 @@ pub struct HubConfig {
     pub join_timeout: Duration,
     /// Seeds the random channel-id picker (each call mixes in its own key).
     pub seed: u64,
-    /// Bytes an association to a server may have queued in SCTP before this
-    /// hub stops taking messages from its senders' queues (which then fill,
-    /// and Durable sends fail with `MessageFailureForBandwidth`). Default
-    /// 256 KiB.
+    /// Bytes an association to a server may have queued in SCTP (in flight
+    /// and unsent) before this hub stops taking messages from its senders'
+    /// queues: the egress scheduler decides what goes next only if SCTP's
+    /// own FIFO stays this shallow. Full sender queues then push back
+    /// (Durable sends fail with `MessageFailureForBandwidth`). Default
+    /// 64 KiB.
     pub uplink_buffer: usize,
     /// Server role: bytes queued in SCTP towards one member past which Lossy
     /// messages to it are dropped. Default 256 KiB.
@@ -76,6 +78,14 @@ pub struct HubConfig {
     pub slow_consumer_buffer: usize,
     /// Server role: most open senders one member may have. Default 1,024.
     pub max_senders_per_member: usize,
+    /// Server role: messages over the traffic rules a member may send
+    /// (each is dropped and counted) before its association is closed:
+    /// `(per second, burst)`. Default 10 a second, bursts of 100.
+    pub policing_tolerance: (u64, u64),
+    /// What the application's handles read the time from (the traffic
+    /// rules on `send`, send timestamps). Default: the system clock; a
+    /// [`crate::sim::Network`] gives its hosts its virtual clock.
+    pub clock: crate::sched::Clock,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -98,10 +108,12 @@ impl HubConfig {
             verifier: None,
             join_timeout: Duration::from_secs(10),
             seed: rand::random(),
-            uplink_buffer: 256 * 1024,
+            uplink_buffer: 64 * 1024,
             lossy_drop_buffer: 256 * 1024,
             slow_consumer_buffer: 4 * 1024 * 1024,
             max_senders_per_member: 1024,
+            policing_tolerance: (10, 100),
+            clock: crate::sched::Clock::system(),
         }
     }
 
@@ -243,9 +255,9 @@ pub struct Hub {
     /// Calls hosted here: call key → (call id, member).
     locals: HashMap<u64, (String, MemberId)>,
     next_call_key: u64,
-    /// Senders of remote calls waiting for their association's SCTP queue
-    /// to drain below [`HubConfig::uplink_buffer`].
-    blocked: Vec<Arc<SenderShared>>,
+    /// Calls (by key) whose senders have queued work: waiting for room in
+    /// their association or for shaping tokens.
+    backlog: BTreeSet<u64>,
     events: VecDeque<HubEvent>,
     now: Option<Instant>,
     next_tick: Option<Instant>,
@@ -272,14 +284,20 @@ impl Hub {
             .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT);
         Self {
             node: Node::new(config.node.clone()),
+            shared: {
+                let shared = Arc::new(HubShared::default());
+                if !config.clock.is_system() {
+                    shared.set_clock(config.clock.clone());
+                }
+                shared
+            },
             config,
-            shared: Arc::default(),
             links: HashMap::new(),
             rooms: HashMap::new(),
             uplinks: HashMap::new(),
             locals: HashMap::new(),
             next_call_key: 0,
-            blocked: Vec::new(),
+            backlog: BTreeSet::new(),
             events: VecDeque::new(),
             now: None,
             next_tick: None,
@@ -407,7 +425,7 @@ impl Hub {
         let now = self.advance(now);
         self.node.handle_datagram(now, from, datagram);
         self.process_node_events(now);
-        self.retry_blocked(now);
+        self.pump_backlog(now);
     }
 
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
@@ -415,8 +433,8 @@ impl Hub {
         let now = self.advance(now);
         self.node.handle_timeout(now);
         self.process_node_events(now);
-        self.retry_blocked(now);
         self.process_work(now);
+        self.pump_backlog(now);
         if self.next_tick.is_some_and(|t| now >= t) {
             self.next_tick = None;
             self.tick(now);
@@ -438,7 +456,12 @@ impl Hub {
     /// when application work is waiting.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let work = self.shared.has_work().then_some(self.now).flatten();
-        [self.node.poll_timeout(), self.next_tick, work]
+        let shaping = self
+            .backlog
+            .iter()
+            .filter_map(|key| self.core(*key)?.poll_timeout())
+            .min();
+        [self.node.poll_timeout(), self.next_tick, work, shaping]
             .into_iter()
             .flatten()
             .min()
@@ -958,30 +981,17 @@ impl Hub {
             match work {
                 Work::Sender(s) => {
                     let key = s.call.key;
-                    let mut out = Out::new();
-                    if let Some(&assoc) = self.uplinks.get(&key) {
-                        if self.uplink_full(assoc) {
-                            // Leave it queued (still scheduled): its queue
-                            // fills and pushes back on the application.
-                            self.blocked.push(s);
-                            continue;
+                    match self.core_mut(key) {
+                        Some(core) => {
+                            core.enqueue(now, &s);
+                            self.backlog.insert(key);
                         }
-                        if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
-                            core.process_sender(now, &s, &mut out);
+                        None => {
+                            // The call is gone: drop what was queued.
+                            s.scheduled
+                                .store(false, std::sync::atomic::Ordering::SeqCst);
+                            while s.ops.pop().is_some() {}
                         }
-                        self.send_out(now, assoc, out);
-                    } else if let Some((call_id, member)) = self.locals.get(&key).cloned() {
-                        if let Some(core) = self.local_core(&call_id, member) {
-                            core.process_sender(now, &s, &mut out);
-                        }
-                        for (_, frame) in out {
-                            self.on_member_frame(now, &call_id, member, frame, None);
-                        }
-                    } else {
-                        // The call is gone: drop what was queued.
-                        s.scheduled
-                            .store(false, std::sync::atomic::Ordering::Release);
-                        while s.ops.pop().is_some() {}
                     }
                 }
                 Work::Leave(call) => {
@@ -1003,34 +1013,76 @@ impl Hub {
         }
     }
 
-    fn uplink_full(&mut self, assoc: AssocId) -> bool {
-        let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
-            + self.node.buffered_amount(assoc, Delivery::Lossy);
-        queued >= self.config.uplink_buffer
+    /// The participant core of call `key` (joined remotely or hosted).
+    fn core(&self, key: u64) -> Option<&ParticipantCore> {
+        if let Some(assoc) = self.uplinks.get(&key) {
+            return match self.links.get(assoc)? {
+                Link::Uplink { core, .. } => Some(core),
+                _ => None,
+            };
+        }
+        let (call_id, member) = self.locals.get(&key)?;
+        match &self.rooms.get(call_id)?.members.get(member)?.endpoint {
+            Endpoint::Local(core) => Some(core),
+            Endpoint::Remote(_) => None,
+        }
     }
 
-    /// Puts blocked senders back to work once their association drained.
-    fn retry_blocked(&mut self, now: Instant) {
-        if self.blocked.is_empty() {
+    fn core_mut(&mut self, key: u64) -> Option<&mut ParticipantCore> {
+        if let Some(assoc) = self.uplinks.get(&key) {
+            return match self.links.get_mut(assoc)? {
+                Link::Uplink { core, .. } => Some(core),
+                _ => None,
+            };
+        }
+        let (call_id, member) = self.locals.get(&key).cloned()?;
+        self.local_core(&call_id, member)
+    }
+
+    /// Lets every call with queued sender work send what its scheduler
+    /// picks: into its association while that holds less than
+    /// [`HubConfig::uplink_buffer`] (a remote call), or straight into the
+    /// room (a hosted participant).
+    fn pump_backlog(&mut self, now: Instant) {
+        if self.backlog.is_empty() {
             return;
         }
-        let blocked = std::mem::take(&mut self.blocked);
-        for s in blocked {
-            match self.uplinks.get(&s.call.key).copied() {
-                Some(assoc) if self.uplink_full(assoc) => self.blocked.push(s),
-                Some(assoc) => {
-                    let mut out = Out::new();
-                    if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
-                        core.process_sender(now, &s, &mut out);
+        let keys: Vec<u64> = self.backlog.iter().copied().collect();
+        for key in keys {
+            let more = if let Some(&assoc) = self.uplinks.get(&key) {
+                let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
+                    + self.node.buffered_amount(assoc, Delivery::Lossy);
+                let room = self.config.uplink_buffer.saturating_sub(queued);
+                let mut out = Out::new();
+                let more = match self.links.get_mut(&assoc) {
+                    Some(Link::Uplink { core, .. }) => {
+                        if room > 0 {
+                            core.pump(now, room, &mut out);
+                        }
+                        core.has_work()
                     }
-                    self.send_out(now, assoc, out);
+                    _ => false,
+                };
+                self.send_out(now, assoc, out);
+                more
+            } else if let Some((call_id, member)) = self.locals.get(&key).cloned() {
+                let mut out = Out::new();
+                let more = match self.local_core(&call_id, member) {
+                    Some(core) => {
+                        core.pump(now, usize::MAX, &mut out);
+                        core.has_work()
+                    }
+                    None => false,
+                };
+                for (_, frame) in out {
+                    self.on_member_frame(now, &call_id, member, frame, None);
                 }
-                // The call is gone: drop what was queued.
-                None => {
-                    s.scheduled
-                        .store(false, std::sync::atomic::Ordering::SeqCst);
-                    while s.ops.pop().is_some() {}
-                }
+                more
+            } else {
+                false
+            };
+            if !more {
+                self.backlog.remove(&key);
             }
         }
     }
@@ -1150,6 +1202,9 @@ impl Hub {
 }
 
 impl crate::sim::Host for Hub {
+    fn use_clock(&mut self, clock: &crate::sched::Clock) {
+        self.shared.set_clock(clock.clone());
+    }
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
         Hub::handle_datagram(self, now, from, datagram);
     }

@@ -54,6 +54,11 @@ impl Clock {
         })))
     }
 
+    /// Whether this is the system clock.
+    pub fn is_system(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// The time now.
     pub fn now(&self) -> Instant {
         match &self.0 {

@@ -47,6 +47,11 @@ pub trait Host {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes);
     /// The time from [`Host::poll_timeout`] arrived.
     fn handle_timeout(&mut self, now: Instant);
+    /// The network's virtual clock, given once when the host is added, for
+    /// hosts whose other parts (application handles) need the time.
+    fn use_clock(&mut self, clock: &crate::sched::Clock) {
+        let _ = clock;
+    }
     /// The next datagram to send.
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// When [`Host::handle_timeout`] should next be called.
@@ -206,7 +211,8 @@ impl<H: Host> Network<H> {
 
     /// Adds a host; it gets the address `127.H.L.1:5000` where `H.L` is its
     /// index (loopback range: never routed anywhere, only named).
-    pub fn add_host(&mut self, host: H) -> HostId {
+    pub fn add_host(&mut self, mut host: H) -> HostId {
+        host.use_clock(&self.clock);
         let id = self.hosts.len();
         let [_, _, hi, lo] = (id as u32).to_be_bytes();
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, hi, lo, 1)), 5000);

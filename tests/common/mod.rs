@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{Call, DataChannelReceiver, DataChannelSender};
+use dcengine::datachannel::{Call, DataChannelReceiver, DataChannelSender, TrafficPolicy};
 use dcengine::hub::{Hub, HubConfig};
 use dcengine::sim::{HostId, LinkConfig, Network};
 
@@ -29,6 +29,9 @@ impl World {
         let clock = WallClock::new(net.now(), Duration::from_secs(EPOCH));
         let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
         config.seed = seed;
+        // Scenarios about semantics run without the traffic rules; the
+        // rules' own tests turn them on.
+        config.channel.traffic = TrafficPolicy::unlimited();
         tweak(&mut config);
         let server = net.add_host(Hub::new(config));
         Self { net, server }
@@ -43,6 +46,7 @@ impl World {
     ) -> (HostId, Call) {
         let mut config = HubConfig::client();
         config.seed = self.net.host_count() as u64;
+        config.channel.traffic = TrafficPolicy::unlimited();
         tweak(&mut config);
         let host = self.net.add_host(Hub::new(config));
         let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
