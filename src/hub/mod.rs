@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::sched::{TokenBucket, TrafficLimiter};
 use crate::auth::{JoinRejection, JoinRequest, JoinVerifier};
 use crate::datachannel::participant::{Out, ParticipantCore};
 use crate::datachannel::{
@@ -193,6 +194,10 @@ pub struct HubStats {
     pub lossy_dropped_slow: u64,
     /// Members disconnected because they could not keep up.
     pub slow_consumers: u64,
+    /// Messages dropped by server policing (over the traffic rules).
+    pub policed: u64,
+    /// Members disconnected for staying over the traffic rules.
+    pub traffic_abusers: u64,
 }
 
 enum Link {
@@ -217,6 +222,10 @@ enum Endpoint {
 struct Member {
     participant_id: ParticipantId,
     endpoint: Endpoint,
+    /// Server policing: how many more messages over the traffic rules it
+    /// may send before it is disconnected (see
+    /// [`HubConfig::policing_tolerance`]).
+    strikes: TokenBucket,
 }
 
 /// The server's view of one open sender.
@@ -230,6 +239,8 @@ struct Route {
     targets: Vec<ParticipantId>,
     /// Members that got `SenderOpened` (and so have a receiver).
     announced: BTreeSet<MemberId>,
+    /// The traffic rules, policed independently of the client's own check.
+    limiter: TrafficLimiter,
 }
 
 #[derive(Default)]
@@ -671,6 +682,11 @@ impl Hub {
             Member {
                 participant_id: pid.clone(),
                 endpoint,
+                strikes: TokenBucket::new(
+                    self.config.policing_tolerance.0,
+                    self.config.policing_tolerance.1,
+                    now,
+                ),
             },
         );
         self.events.push_back(HubEvent::ParticipantJoined {
@@ -722,6 +738,13 @@ impl Hub {
                     epoch: 0,
                     targets: Vec::new(),
                     announced: BTreeSet::new(),
+                    limiter: self.config.channel.traffic.limiter(
+                        o.reliability,
+                        o.priority,
+                        self.config.channel.max_message_size,
+                        self.config.channel.traffic.server_slack,
+                        now,
+                    ),
                 };
                 if let Some(old) = room.routes.insert((from, o.channel), route) {
                     let closed = SenderClosed {
@@ -833,6 +856,31 @@ impl Hub {
         // one sent under another list is dropped rather than misdelivered.
         if route.reliability == Reliability::Lossy && d.epoch != Some(route.epoch) {
             self.stats.messages_stale += 1;
+            return;
+        }
+        // Policing: a client that skips its own limiter loses the excess, and
+        // one that keeps at it is disconnected.
+        if !route
+            .limiter
+            .try_admit(d.payload.len(), route.targets.is_empty(), now)
+        {
+            self.stats.policed += 1;
+            let abuser = members.get_mut(&from).and_then(|m| match m.endpoint {
+                Endpoint::Remote(assoc) if !m.strikes.try_take(1, now) => Some(assoc),
+                _ => None,
+            });
+            if let Some(assoc) = abuser {
+                self.stats.traffic_abusers += 1;
+                tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
+                let leave = Leave {
+                    code: ErrorCode::TRAFFIC_LIMIT,
+                    reason: ShortStr::truncated("persistently over the traffic limit rules"),
+                };
+                self.send(now, assoc, Delivery::Reliable, leave.into());
+                self.links.insert(assoc, Link::Closing);
+                self.node.close(now, assoc);
+                self.remove_member(now, call_id, from, CloseReason::ASSOCIATION_LOST);
+            }
             return;
         }
         let delivery = match route.reliability {

@@ -1,0 +1,275 @@
+//! Scheduling, shaping, traffic rules and backpressure on the simulated
+//! network (virtual time: every number here is deterministic).
+
+mod common;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use common::*;
+use dcengine::datachannel::{
+    DataChannelError, DataChannelPriority, DataChannelReliability, DataChannelSenderOptions,
+    ParticipantId, TrafficPolicy,
+};
+use dcengine::sim::LinkConfig;
+
+fn options(
+    channel: u16,
+    reliability: DataChannelReliability,
+    priority: DataChannelPriority,
+    to: &[&str],
+) -> DataChannelSenderOptions {
+    DataChannelSenderOptions {
+        channel_id: Some(channel),
+        reliability,
+        priority,
+        participants: to.iter().map(|p| ParticipantId::from(*p)).collect(),
+        bitrate_kbps: 0,
+        ..Default::default()
+    }
+}
+
+/// Sends `total` bytes in messages of at most `chunk`; all must pass.
+fn send_bytes(s: &dcengine::datachannel::DataChannelSender, total: usize, chunk: usize) {
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk);
+        s.send(vec![0u8; n]).expect("within the rule");
+        left -= n;
+    }
+}
+
+#[test]
+fn each_traffic_rule_fails_exactly_past_its_threshold() {
+    use DataChannelPriority::{High, Normal};
+    use DataChannelReliability::{Durable, Lossy};
+    let mut w = World::new(31, LinkConfig::default());
+    // alice checks the default rules; the server is unlimited here, so
+    // only the client's own limiter is under test.
+    let (_, alice) = w.join_with("call", "alice", |c| {
+        c.channel.traffic = TrafficPolicy::default();
+    });
+    let _bob = w.join("call", "bob");
+    w.settle_until(|_| alice.participants().len() == 1);
+    let dc = alice.data_channel();
+    let limit = Err(DataChannelError::MessageFailureForTrafficLimit);
+
+    // Durable, 64 kbps: 8,000 B/s in a bucket one max message (32 KiB) deep.
+    let durable = dc
+        .create_sender(options(1, Durable, Normal, &["bob"]))
+        .expect("sender");
+    send_bytes(&durable, 32 * 1024, 8192);
+    assert_eq!(durable.send(vec![0u8; 1]), limit);
+    w.run_for(Duration::from_secs(1));
+    send_bytes(&durable, 8000, 8000);
+    assert_eq!(durable.send(vec![0u8; 1]), limit);
+
+    // Lossy, 512 kbps: 64,000 B/s, one second deep.
+    let lossy = dc
+        .create_sender(options(2, Lossy, Normal, &["bob"]))
+        .expect("sender");
+    send_bytes(&lossy, 64_000, 32_000);
+    assert_eq!(lossy.send(vec![0u8; 1]), limit);
+
+    // High-priority Lossy, 200 kbps: 25,000 B/s, one max message deep.
+    let high = dc
+        .create_sender(options(3, Lossy, High, &["bob"]))
+        .expect("sender");
+    send_bytes(&high, 32 * 1024, 32 * 1024);
+    assert_eq!(high.send(vec![0u8; 1]), limit);
+    w.run_for(Duration::from_millis(100));
+    send_bytes(&high, 2500, 2500);
+    assert_eq!(high.send(vec![0u8; 1]), limit);
+
+    // Broadcast: 80 packets a second, 1,200 bytes of a message a packet.
+    let all = dc
+        .create_sender(options(4, Lossy, Normal, &[]))
+        .expect("sender");
+    for _ in 0..78 {
+        all.send(vec![0u8; 10]).expect("within 80 packets");
+    }
+    all.send(vec![0u8; 2400]).expect("two packets: 80 in all");
+    assert_eq!(all.send(vec![0u8; 1]), limit);
+    // A list turns the packet rule off (the byte rule still holds)…
+    all.set_participants(vec![ParticipantId::from("bob")])
+        .expect("list");
+    all.send(vec![0u8; 10]).expect("not a broadcast");
+    // …and back to everyone it applies again: 12.5 ms is one packet.
+    all.set_participants(Vec::new()).expect("everyone");
+    assert_eq!(all.send(vec![0u8; 1]), limit);
+    w.run_for(Duration::from_micros(12_500));
+    all.send(vec![0u8; 1200]).expect("one packet back");
+    assert_eq!(all.send(vec![0u8; 1]), limit);
+}
+
+#[test]
+fn a_server_drops_what_a_client_skipping_its_limiter_sends_and_then_cuts_it_off() {
+    let mut w = World::with_server(32, LinkConfig::default(), |c| {
+        c.channel.traffic = TrafficPolicy::default();
+    });
+    // alice's own limiter is off (World's clients run unlimited).
+    let calls = w.call_of("call", &["alice", "bob"]);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(options(
+            1,
+            DataChannelReliability::Durable,
+            DataChannelPriority::Normal,
+            &["bob"],
+        ))
+        .expect("sender");
+    // 100 kB in one go: the server admits its (doubled) bucket of 64 KiB
+    // and drops the rest.
+    for _ in 0..100 {
+        s.send(vec![1u8; 1000]).expect("queued");
+    }
+    let r = receivers(&mut w, &calls[1], 1).remove(0);
+    w.run_for(Duration::from_secs(1));
+    let got = drain(&r).len();
+    let stats = w.net.host(w.server).stats();
+    assert!(stats.policed > 0, "{stats:?}");
+    assert_eq!(got as u64 + stats.policed, 100, "{stats:?}");
+    assert!((60..=75).contains(&got), "about 64 KiB admitted: {got}");
+    assert_eq!(stats.traffic_abusers, 0, "an excess within the tolerance");
+    assert!(calls[0].is_joined());
+    // Keeping at it gets alice disconnected with the reason.
+    for _ in 0..300 {
+        let _ = s.send(vec![1u8; 1000]);
+    }
+    w.settle_until(|_| !calls[0].is_joined());
+    let stats = w.net.host(w.server).stats();
+    assert_eq!(stats.traffic_abusers, 1, "{stats:?}");
+    let state = format!("{:?}", calls[0].state());
+    assert!(state.contains("traffic limit"), "{state}");
+    assert_eq!(w.net.host(w.server).members("call").len(), 1);
+}
+
+/// Counts wake-ups.
+struct Count(AtomicUsize);
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_low_threshold_event_fires_once_and_writable_follows_it() {
+    let mut w = World::new(33, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob"]);
+    // 8 kbps: 1,000 B/s after a 32 KiB burst.
+    let s = calls[0]
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            bitrate_kbps: 8,
+            ..options(
+                1,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+                &["bob"],
+            )
+        })
+        .expect("sender");
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    assert!(s.on_buffered_amount_low(move || {
+        f.fetch_add(1, Ordering::SeqCst);
+    }));
+    s.set_buffered_amount_low_threshold(2 * 1064);
+    assert_eq!(s.buffered_amount_low_threshold(), 2 * 1064);
+    for _ in 0..40 {
+        s.send(vec![0u8; 1000]).expect("queued");
+    }
+    assert_eq!(s.buffered_amount(), 40 * 1064);
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = Waker::from(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut writable = pin!(s.writable());
+    assert!(writable.as_mut().poll(&mut cx).is_pending());
+    // The burst leaves at once; then one message a second.
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(s.buffered_amount(), 8 * 1064, "32 went in the burst");
+    assert_eq!(fired.load(Ordering::SeqCst), 0);
+    w.settle_until(|_| fired.load(Ordering::SeqCst) > 0);
+    assert_eq!(s.buffered_amount(), 2 * 1064);
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "writable was woken");
+    assert_eq!(writable.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+    w.run_for(Duration::from_secs(5));
+    assert_eq!(s.buffered_amount(), 0);
+    assert_eq!(fired.load(Ordering::SeqCst), 1, "fires on the crossing only");
+}
+
+#[test]
+fn a_full_queue_fails_durable_with_bandwidth_and_queues_nothing() {
+    let mut w = World::new(34, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob"]);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            bitrate_kbps: 8,
+            ..options(
+                1,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+                &["bob"],
+            )
+        })
+        .expect("sender");
+    // The default queue holds 1 MiB (payload + 64 B a message).
+    let mut accepted = 0;
+    let err = loop {
+        match s.send(vec![0u8; 10_000]) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, DataChannelError::MessageFailureForBandwidth);
+    assert_eq!(accepted, (1024 * 1024) / 10_064);
+    assert_eq!(s.buffered_amount(), accepted * 10_064);
+}
+
+#[test]
+fn the_delivered_rate_is_within_2_percent_of_the_bitrate_over_60_s() {
+    let mut w = World::new(35, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob"]);
+    // 256 kbps = 32,000 B/s; the application keeps the queue full.
+    let s = calls[0]
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            bitrate_kbps: 256,
+            ..options(
+                1,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+                &["bob"],
+            )
+        })
+        .expect("sender");
+    s.send(vec![0u8; 1000]).expect("send");
+    let r = receivers(&mut w, &calls[1], 1).remove(0);
+    let start = w.net.now();
+    let (mut bytes_in_window, mut total) = (0usize, 0usize);
+    while w.net.now() < start + Duration::from_secs(70) {
+        while s.send(vec![0u8; 1000]).is_ok() {}
+        w.run_for(Duration::from_millis(10));
+        let t = w.net.now() - start;
+        let got: usize = drain(&r).iter().map(|(_, d)| d.len()).sum();
+        total += got;
+        // Past the initial burst: seconds 5 to 65.
+        if t > Duration::from_secs(5) && t <= Duration::from_secs(65) {
+            bytes_in_window += got;
+        }
+    }
+    let expected = 32_000.0 * 60.0;
+    let error = (bytes_in_window as f64 - expected) / expected;
+    assert!(
+        error.abs() <= 0.02,
+        "{bytes_in_window} B in 60 s: {:+.2} % off {expected}",
+        error * 100.0
+    );
+    eprintln!("rate: {bytes_in_window} B in 60 s ({:+.3} %)", error * 100.0);
+    assert!(total > bytes_in_window);
+}
