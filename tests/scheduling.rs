@@ -29,7 +29,6 @@ fn options(
         priority,
         participants: to.iter().map(|p| ParticipantId::from(*p)).collect(),
         bitrate_kbps: 0,
-        ..Default::default()
     }
 }
 
@@ -199,7 +198,11 @@ fn the_low_threshold_event_fires_once_and_writable_follows_it() {
     assert_eq!(writable.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
     w.run_for(Duration::from_secs(5));
     assert_eq!(s.buffered_amount(), 0);
-    assert_eq!(fired.load(Ordering::SeqCst), 1, "fires on the crossing only");
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        1,
+        "fires on the crossing only"
+    );
 }
 
 #[test]
@@ -270,6 +273,124 @@ fn the_delivered_rate_is_within_2_percent_of_the_bitrate_over_60_s() {
         "{bytes_in_window} B in 60 s: {:+.2} % off {expected}",
         error * 100.0
     );
-    eprintln!("rate: {bytes_in_window} B in 60 s ({:+.3} %)", error * 100.0);
+    eprintln!(
+        "rate: {bytes_in_window} B in 60 s ({:+.3} %)",
+        error * 100.0
+    );
     assert!(total > bytes_in_window);
+}
+
+/// Latencies (ms, sorted) of probe messages under a saturating Normal
+/// sender on a 1 Mbit/s uplink. `fifo`: probes ride the bulk channel's own
+/// queue instead of a High channel.
+fn probe_latencies(seed: u64, fifo: bool, loaded: bool) -> (Vec<f64>, f64) {
+    let mut w = World::new(seed, LinkConfig::default());
+    let (alice_host, alice) = w.join("call", "alice");
+    let _bob = w.join("call", "bob");
+    let bob = _bob.1;
+    w.settle_until(|_| alice.participants().len() == 1 && bob.participants().len() == 1);
+    let server = w.server;
+    w.net.set_link(
+        alice_host,
+        server,
+        LinkConfig {
+            rate_bps: Some(1_000_000),
+            ..LinkConfig::default()
+        },
+    );
+    let dc = alice.data_channel();
+    let bulk = dc
+        .create_sender(options(
+            1,
+            DataChannelReliability::Durable,
+            DataChannelPriority::Normal,
+            &["bob"],
+        ))
+        .expect("bulk");
+    let high = dc
+        .create_sender(options(
+            2,
+            DataChannelReliability::Lossy,
+            DataChannelPriority::High,
+            &["bob"],
+        ))
+        .expect("high");
+    let start = w.net.now();
+    let stamp = |now: std::time::Instant| {
+        let mut m = ((now - start).as_micros() as u64).to_be_bytes().to_vec();
+        m.resize(100, 0xee);
+        m
+    };
+    let mut rx = Vec::new();
+    let mut latencies = Vec::new();
+    let mut bulk_bytes = 0usize;
+    let mut next_probe = start + Duration::from_secs(2);
+    while w.net.now() < start + Duration::from_secs(22) {
+        // Normal saturates: its queue is always full.
+        while loaded && bulk.send(vec![0u8; 1000]).is_ok() {}
+        let now = w.net.now();
+        if now >= next_probe {
+            next_probe += Duration::from_millis(50);
+            let probe = if fifo { &bulk } else { &high };
+            let _ = probe.send(stamp(now));
+        }
+        w.run_for(Duration::from_millis(1));
+        rx.extend(std::iter::from_fn(|| {
+            bob.data_channel().try_next_receiver()
+        }));
+        let now = w.net.now();
+        for r in &rx {
+            while let Some(m) = r.read_message() {
+                if now >= start + Duration::from_secs(2) {
+                    bulk_bytes += m.data.len();
+                }
+                if m.data.len() == 100 {
+                    let sent = u64::from_be_bytes(m.data[..8].try_into().expect("8 bytes"));
+                    let sent = start + Duration::from_micros(sent);
+                    latencies.push((now - sent).as_secs_f64() * 1000.0);
+                }
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    // Link use over the 20 s measured: payload bits a second.
+    (latencies, bulk_bytes as f64 * 8.0 / 20.0)
+}
+
+fn p99(v: &[f64]) -> f64 {
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+#[test]
+fn high_priority_stays_fast_while_normal_saturates_the_link() {
+    let seed = 36;
+    // The path itself (10 ms to the server, 10 ms to bob, a probe's time on
+    // the 1 Mbit/s link), measured without load.
+    let (idle, _) = probe_latencies(seed, false, false);
+    let base = idle[idle.len() / 2];
+    let (high, used) = probe_latencies(seed, false, true);
+    let (fifo, _) = probe_latencies(seed, true, true);
+    let pct = |v: &[f64], p: usize| v[(v.len() * p / 100).min(v.len() - 1)] - base;
+    eprintln!(
+        "base {base:.1} ms; High queueing p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+        pct(&high, 50),
+        pct(&high, 90),
+        pct(&high, 99),
+        pct(&high, 100)
+    );
+    assert!(high.len() > 300, "{} probes arrived", high.len());
+    let (h, f) = (p99(&high) - base, p99(&fifo) - base);
+    eprintln!(
+        "queueing delay p99: High {h:.1} ms ({} probes), FIFO {f:.1} ms ({} probes); payload {:.0} kbit/s",
+        high.len(),
+        fifo.len(),
+        used / 1000.0
+    );
+    // Normal really saturates: SCTP, UDP and IP headers take the rest.
+    assert!(
+        used > 800_000.0,
+        "the link carried {used:.0} bit/s of payload"
+    );
+    assert!(h <= 20.0, "High p99 queueing delay {h:.1} ms");
+    assert!(f > 10.0 * h.max(1.0), "FIFO p99 {f:.1} ms is far worse");
 }

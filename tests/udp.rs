@@ -34,8 +34,10 @@ fn unix_now() -> Duration {
 
 fn server() -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
+    let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
+    config.channel.traffic = TrafficPolicy::unlimited();
     Engine::builder()
-        .server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .hub(config)
         .start()
         .expect("server starts")
 }

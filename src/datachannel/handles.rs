@@ -406,11 +406,8 @@ impl DataChannelSender {
             };
         }
         let now = s.call.hub.now();
-        let admitted = lock(&s.limiter).try_admit(
-            data.len(),
-            s.broadcast.load(Ordering::Relaxed),
-            now,
-        );
+        let admitted =
+            lock(&s.limiter).try_admit(data.len(), s.broadcast.load(Ordering::Relaxed), now);
         if !admitted {
             s.release(cost);
             return Err(DataChannelError::MessageFailureForTrafficLimit);
@@ -545,7 +542,9 @@ impl DataChannelSender {
             s.writable_wakers.register(cx.waker());
             if s.is_closed() {
                 Poll::Ready(Err(DataChannelError::SenderClosed))
-            } else if s.queued_bytes.load(Ordering::SeqCst) <= s.low_threshold.load(Ordering::Relaxed) {
+            } else if s.queued_bytes.load(Ordering::SeqCst)
+                <= s.low_threshold.load(Ordering::Relaxed)
+            {
                 Poll::Ready(Ok(()))
             } else {
                 Poll::Pending

@@ -201,14 +201,18 @@ impl ParticipantCore {
 
     /// Turns queued operations into frames in the scheduler's order
     /// (High before Normal, fair by bytes within a class, shaped), until
-    /// about `room` bytes of frames are out or nothing is eligible.
-    pub(crate) fn pump(&mut self, now: Instant, room: usize, out: &mut Out) {
+    /// about `room` bytes of frames are out or nothing is eligible. High
+    /// senders may use `high_reserve` bytes more: a High message never
+    /// waits for room behind Normal ones (the traffic rules bound what High
+    /// senders send).
+    pub(crate) fn pump(&mut self, now: Instant, room: usize, high_reserve: usize, out: &mut Out) {
         let mut used = 0;
         // Channels whose `SenderOpened` is in this batch.
         let mut opened_now: Vec<u16> = Vec::new();
-        while used < room {
+        while used < room.saturating_add(high_reserve) {
+            let normal = used < room;
             let Self { sched, flows, .. } = self;
-            let pick = sched.next(now, |k| {
+            let pick = sched.next_of(now, normal, |k| {
                 let f = flows.get_mut(&k)?;
                 if f.head.is_none() {
                     f.head = f.shared.ops.pop();

@@ -30,16 +30,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::sched::{TokenBucket, TrafficLimiter};
 use crate::auth::{JoinRejection, JoinRequest, JoinVerifier};
 use crate::datachannel::participant::{Out, ParticipantCore};
-use crate::datachannel::{
-    Call, CallShared, ChannelConfig, HubShared, ParticipantId, Work,
-};
+use crate::datachannel::{Call, CallShared, ChannelConfig, HubShared, ParticipantId, Work};
 use crate::proto::{
     AssocId, CloseReason as NodeCloseReason, ConnectError, Delivery, Event, Node, NodeConfig,
     Transmit,
 };
+use crate::sched::{EgressBudget, TokenBucket, TrafficLimiter};
 use crate::wire::{
     Batch, CloseReason, Codec, Data, ErrorCode, ErrorFrame, Frame, Join, JoinAccepted,
     JoinRejected, KeepAlive, Leave, MemberId, Message, PROTOCOL_VERSION, ParticipantJoined,
@@ -63,13 +61,18 @@ pub struct HubConfig {
     pub join_timeout: Duration,
     /// Seeds the random channel-id picker (each call mixes in its own key).
     pub seed: u64,
-    /// Bytes an association to a server may have queued in SCTP (in flight
-    /// and unsent) before this hub stops taking messages from its senders'
-    /// queues: the egress scheduler decides what goes next only if SCTP's
-    /// own FIFO stays this shallow. Full sender queues then push back
-    /// (Durable sends fail with `MessageFailureForBandwidth`). Default
-    /// 64 KiB.
+    /// The most an association to a server may have queued in SCTP (in
+    /// flight and unsent) before this hub stops taking messages from its
+    /// senders' queues. Below it the egress budget adapts to the path
+    /// (about delivery rate × (round trip + [`HubConfig::queue_target`]),
+    /// see [`EgressBudget`]): the scheduler decides what goes next only if
+    /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
+    /// sender queues then push back (Durable sends fail with
+    /// `MessageFailureForBandwidth`). Default 256 KiB.
     pub uplink_buffer: usize,
+    /// How much standing queue the egress budget allows on top of the
+    /// path's round trip. Default 10 ms.
+    pub queue_target: Duration,
     /// Server role: bytes queued in SCTP towards one member past which Lossy
     /// messages to it are dropped. Default 256 KiB.
     pub lossy_drop_buffer: usize,
@@ -109,7 +112,8 @@ impl HubConfig {
             verifier: None,
             join_timeout: Duration::from_secs(10),
             seed: rand::random(),
-            uplink_buffer: 64 * 1024,
+            uplink_buffer: 256 * 1024,
+            queue_target: Duration::from_millis(5),
             lossy_drop_buffer: 256 * 1024,
             slow_consumer_buffer: 4 * 1024 * 1024,
             max_senders_per_member: 1024,
@@ -211,8 +215,16 @@ enum Link {
     Uplink {
         core: Box<ParticipantCore>,
         join: Option<Join>,
+        /// How much the association's SCTP queue may hold.
+        budget: Box<EgressBudget>,
     },
 }
+
+/// The smallest egress budget: a few packets, so a slow path still moves.
+const MIN_EGRESS_BUDGET: usize = 2400;
+
+/// Room High senders get beyond the egress budget: two packets.
+const HIGH_RESERVE: usize = 2400;
 
 enum Endpoint {
     Remote(AssocId),
@@ -362,6 +374,11 @@ impl Hub {
         self.links.insert(
             assoc,
             Link::Uplink {
+                budget: Box::new(EgressBudget::new(
+                    MIN_EGRESS_BUDGET,
+                    self.config.uplink_buffer,
+                    self.config.queue_target,
+                )),
                 core: Box::new(ParticipantCore::new(shared.clone())),
                 join: Some(Join {
                     version: PROTOCOL_VERSION,
@@ -1100,13 +1117,14 @@ impl Hub {
             let more = if let Some(&assoc) = self.uplinks.get(&key) {
                 let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
                     + self.node.buffered_amount(assoc, Delivery::Lossy);
-                let room = self.config.uplink_buffer.saturating_sub(queued);
                 let mut out = Out::new();
                 let more = match self.links.get_mut(&assoc) {
-                    Some(Link::Uplink { core, .. }) => {
-                        if room > 0 {
-                            core.pump(now, room, &mut out);
-                        }
+                    Some(Link::Uplink { core, budget, .. }) => {
+                        budget.on_progress(queued, now);
+                        let room = budget.room(queued);
+                        let reserve =
+                            HIGH_RESERVE.saturating_sub(queued.saturating_sub(budget.budget()));
+                        core.pump(now, room, reserve, &mut out);
                         core.has_work()
                     }
                     _ => false,
@@ -1117,7 +1135,7 @@ impl Hub {
                 let mut out = Out::new();
                 let more = match self.local_core(&call_id, member) {
                     Some(core) => {
-                        core.pump(now, usize::MAX, &mut out);
+                        core.pump(now, usize::MAX, 0, &mut out);
                         core.has_work()
                     }
                     None => false,
@@ -1196,8 +1214,25 @@ impl Hub {
         let _ = self.node.send(now, assoc, delivery, &Message::Frame(frame));
     }
 
-    /// Sends frames in order, packing runs on the same stream into batches.
+    /// Sends frames in order, packing runs on the same stream into batches
+    /// (and counts what an uplink's egress budget handed over).
     fn send_out(&mut self, now: Instant, assoc: AssocId, out: Out) {
+        if out.is_empty() {
+            return;
+        }
+        let buffered = |node: &mut Node| {
+            node.buffered_amount(assoc, Delivery::Reliable)
+                + node.buffered_amount(assoc, Delivery::Lossy)
+        };
+        let before = buffered(&mut self.node);
+        self.send_batched(now, assoc, out);
+        let handed = buffered(&mut self.node).saturating_sub(before);
+        if let Some(Link::Uplink { budget, .. }) = self.links.get_mut(&assoc) {
+            budget.on_sent(handed, now);
+        }
+    }
+
+    fn send_batched(&mut self, now: Instant, assoc: AssocId, out: Out) {
         let mut run: Vec<Frame> = Vec::new();
         let mut run_delivery = Delivery::Reliable;
         for (delivery, frame) in out {

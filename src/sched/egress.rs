@@ -204,13 +204,21 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
     ///
     /// After `Pick::Send(k)` or `Pick::Drop(k)` the caller must remove that
     /// head from the flow's queue before calling again.
-    pub fn next(
+    pub fn next(&mut self, now: Instant, head: impl FnMut(K) -> Option<Head>) -> Option<Pick<K>> {
+        self.next_of(now, true, head)
+    }
+
+    /// [`Scheduler::next`] among High flows only (`normal == false`): for
+    /// a caller that keeps a little room for High traffic alone.
+    pub fn next_of(
         &mut self,
         now: Instant,
+        normal: bool,
         mut head: impl FnMut(K) -> Option<Head>,
     ) -> Option<Pick<K>> {
         self.unpark(now);
-        for c in 0..2 {
+        let classes = if normal { 2 } else { 1 };
+        for c in 0..classes {
             // Each flow visit either returns, removes the flow from the list,
             // or moves it to the back with a fresh quantum; a flow whose
             // deficit needs several quanta comes round several times.

@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 mod bucket;
+mod budget;
 mod egress;
 mod policy;
 
 pub use bucket::TokenBucket;
+pub use budget::EgressBudget;
 pub use egress::{DEFAULT_QUANTUM, FlowSpec, Head, Pick, Scheduler};
 pub use policy::{TrafficLimiter, TrafficPolicy};
 
