@@ -89,6 +89,8 @@ struct SendStats {
     ops: u64,
     errors: u64,
     secs: f64,
+    /// When this thread started sending (after the start barrier).
+    t0: Option<Instant>,
     cpu: Cpu,
 }
 
@@ -100,8 +102,11 @@ struct RecvStats {
     ops: u64,
     errors: u64,
     truncated: u64,
-    /// Seconds from the start to the last datagram received.
+    /// Seconds from the start to the last datagram received (the harness
+    /// rebases it on the sender's start).
     secs: f64,
+    /// When the last datagram arrived.
+    last: Option<Instant>,
     cpu: Cpu,
 }
 
@@ -275,6 +280,15 @@ fn gro_segment_size(ctrl: &[u8]) -> Option<usize> {
     None
 }
 
+/// Touches every page so the first receives do not pay for page faults
+/// (a zeroed `Vec` is mapped lazily).
+fn prefault(buf: &mut [u8]) {
+    for b in buf.iter_mut().step_by(4096) {
+        *b = 1;
+    }
+    std::hint::black_box(&*buf);
+}
+
 /// Datagrams (segments) carried by one received buffer of `len` bytes.
 fn segments(len: usize, gro: Option<usize>) -> u64 {
     match gro {
@@ -340,6 +354,7 @@ fn plain_tx(sock: UdpSocket, cfg: &Config, dst: SocketAddr, start: &Barrier) -> 
         }
     }
     s.secs = t0.elapsed().as_secs_f64();
+    s.t0 = Some(t0);
     s.cpu = cpu_since(&cpu0, thread_cpu());
     s
 }
@@ -380,6 +395,7 @@ fn plain_rx(sock: UdpSocket, cfg: &Config, start: &Barrier) -> RecvStats {
         }
     }
     r.secs = stop.secs();
+    r.last = stop.last;
     r.cpu = cpu_since(&cpu0, thread_cpu());
     r
 }
@@ -425,6 +441,7 @@ fn mmsg_tx(sock: UdpSocket, cfg: &Config, dst: SocketAddrV4, start: &Barrier) ->
         }
     }
     s.secs = t0.elapsed().as_secs_f64();
+    s.t0 = Some(t0);
     s.cpu = cpu_since(&cpu0, thread_cpu());
     s
 }
@@ -471,6 +488,7 @@ fn gso_tx(sock: UdpSocket, cfg: &Config, dst: SocketAddrV4, start: &Barrier) -> 
         }
     }
     s.secs = t0.elapsed().as_secs_f64();
+    s.t0 = Some(t0);
     s.cpu = cpu_since(&cpu0, thread_cpu());
     s
 }
@@ -484,6 +502,7 @@ fn mmsg_rx(sock: UdpSocket, cfg: &Config, gro: bool, start: &Barrier) -> RecvSta
     let buflen = if gro { GRO_BUF } else { 2048 };
     let batch = cfg.batch;
     let mut bufs = vec![0u8; buflen * batch];
+    prefault(&mut bufs);
     let mut ctrls = vec![CmsgBuf([0; 64]); batch];
     let mut iovs: Vec<libc::iovec> = (0..batch)
         .map(|i| libc::iovec {
@@ -550,6 +569,7 @@ fn mmsg_rx(sock: UdpSocket, cfg: &Config, gro: bool, start: &Barrier) -> RecvSta
         }
     }
     r.secs = stop.secs();
+    r.last = stop.last;
     r.cpu = cpu_since(&cpu0, thread_cpu());
     r
 }
@@ -651,6 +671,7 @@ fn uring_tx(sock: UdpSocket, cfg: &Config, dst: SocketAddrV4, start: &Barrier) -
         }
     }
     s.secs = t0.elapsed().as_secs_f64();
+    s.t0 = Some(t0);
     s.cpu = cpu_since(&cpu0, thread_cpu());
     drop(ring);
     s
@@ -682,6 +703,7 @@ fn uring_rx(sock: UdpSocket, cfg: &Config, gro: bool, start: &Barrier) -> RecvSt
     let ring_mem = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
     assert!(!ring_mem.is_null(), "buffer ring allocation failed");
     let mut bufs = vec![0u8; nbufs as usize * buflen];
+    prefault(&mut bufs);
     let base = bufs.as_mut_ptr();
     // SAFETY: `ring_mem` is page-aligned, zeroed, holds `nbufs` entries and
     // outlives the ring (it is freed only after `ring` is dropped below).
@@ -797,6 +819,7 @@ fn uring_rx(sock: UdpSocket, cfg: &Config, gro: bool, start: &Barrier) -> RecvSt
         }
     }
     r.secs = stop.secs();
+    r.last = stop.last;
     r.cpu = cpu_since(&cpu0, thread_cpu());
     if rearms > 1 {
         eprintln!("  (uring receiver re-armed multishot {rearms} times: buffer ring ran dry)");
@@ -886,6 +909,7 @@ fn tokio_uring_tx(
             ops: claimed.get(),
             errors,
             secs: t0.elapsed().as_secs_f64(),
+            t0: Some(t0),
             cpu: cpu_since(&cpu0, thread_cpu()),
         }
     })
@@ -942,6 +966,7 @@ fn tokio_uring_rx(sock: UdpSocket, cfg: &Config, inflight: usize, start: &Barrie
             errors: st.errors.get(),
             truncated: 0,
             secs: stop.secs(),
+            last: stop.last,
             cpu: cpu_since(&cpu0, thread_cpu()),
         }
     })
@@ -1016,7 +1041,12 @@ fn run(cfg: &Config) -> (SendStats, RecvStats, Cpu, BufInfo) {
     start.wait();
     let p0 = rusage(libc::RUSAGE_SELF);
     let s = sender.join().expect("sender panicked");
-    let r = receiver.join().expect("receiver panicked");
+    let mut r = receiver.join().expect("receiver panicked");
+    // Both rates are measured from the sender's first send: the receiver's
+    // own start can be late by a scheduling delay on a busy 2-core machine.
+    if let (Some(t0), Some(last)) = (s.t0, r.last) {
+        r.secs = last.saturating_duration_since(t0).as_secs_f64();
+    }
     let proc_cpu = cpu_since(&p0, rusage(libc::RUSAGE_SELF));
     (s, r, proc_cpu, bufinfo)
 }
