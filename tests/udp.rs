@@ -318,7 +318,13 @@ fn io_uring_asked_for_but_disabled_is_an_error() {
         .start()
         .expect_err("io_uring is disabled");
     assert!(
-        matches!(e, EngineError::Unavailable { backend: Backend::IoUring, .. }),
+        matches!(
+            e,
+            EngineError::Unavailable {
+                backend: Backend::IoUring,
+                ..
+            }
+        ),
         "{e}"
     );
 }

@@ -3,6 +3,8 @@
 //! structures the io_uring backend sees as bytes (control messages, socket
 //! addresses). No system calls here, so all of it is unit-tested.
 #![forbid(unsafe_code)]
+// The byte-level helpers serve the io_uring backend, which is Linux-only.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -69,9 +71,7 @@ impl GsoBatch {
 
     /// No further datagram can join (so there is no point asking for one).
     pub(super) fn is_full(&self) -> bool {
-        self.closed
-            || self.count >= self.max_segments
-            || self.bytes + self.segment > self.max_bytes
+        self.closed || self.count >= self.max_segments || self.bytes + self.segment > self.max_bytes
     }
 
     /// The `UDP_SEGMENT` size to ask for: `None` for a single datagram.
@@ -230,16 +230,10 @@ mod tests {
         let items = vec![(1, 1200); 150];
         let g = group(&items, 64, MAX_GSO_BYTES);
         // 54 × 1,200 = 64,800 fits the 65,507-byte cap, 55 would not.
-        assert_eq!(
-            g.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![54, 54, 42]
-        );
+        assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![54, 54, 42]);
         let small = vec![(1, 100); 150];
         let g = group(&small, 64, MAX_GSO_BYTES);
-        assert_eq!(
-            g.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![64, 64, 22]
-        );
+        assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![64, 64, 22]);
         // One segment per send turns GSO off.
         assert_eq!(group(&small[..3], 1, MAX_GSO_BYTES).len(), 3);
     }

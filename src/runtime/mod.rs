@@ -181,26 +181,33 @@ impl EngineBuilder {
                 Err(e) => {
                     let _ = ready.send(Err(e));
                 }
-                Ok((io, chosen)) => {
+                Ok((io, chosen, fallback)) => {
                     let wake = io.waker();
                     let hook = wake.clone();
                     hub.set_wake_hook(move || {
                         // A failed wake only delays the work to the next timer.
                         let _ = hook();
                     });
-                    if ready.send(Ok((chosen, wake))).is_ok() {
+                    if ready.send(Ok((chosen, wake, fallback))).is_ok() {
                         io.run(hub, inbox);
                     }
                 }
             })?;
         match started.recv() {
-            Ok(Ok((backend, wake))) => Ok(Engine {
-                local_addr,
-                backend,
-                commands,
-                wake,
-                thread: Some(thread),
-            }),
+            Ok(Ok((backend, wake, fallback))) => {
+                // Logged here, on the caller's thread, so that the caller's
+                // tracing subscriber sees it.
+                if let Some(reason) = fallback {
+                    tracing::info!(%reason, "I/O backend: portable (io_uring unavailable)");
+                }
+                Ok(Engine {
+                    local_addr,
+                    backend,
+                    commands,
+                    wake,
+                    thread: Some(thread),
+                })
+            }
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -254,22 +261,21 @@ impl Opened {
     }
 }
 
+/// The backend set up, which one it is, and why `Auto` fell back if it did.
+type OpenedBackend = (Opened, Backend, Option<String>);
+
 /// Sets up the backend asked for: `Auto` falls back to the portable one
-/// with exactly one log line; an explicit `IoUring` that cannot run is an
-/// error.
+/// (and says why, for the one log line `start` writes); an explicit
+/// `IoUring` that cannot run is an error.
 fn open(
     backend: Backend,
     io_uring_disabled: bool,
     socket: std::net::UdpSocket,
-) -> Result<(Opened, Backend), EngineError> {
-    let portable = |socket| -> Result<(Opened, Backend), EngineError> {
-        Ok((
-            Opened::Portable(portable::PortableIo::new(socket)?),
-            Backend::Portable,
-        ))
-    };
+) -> Result<OpenedBackend, EngineError> {
+    let portable =
+        |socket| -> io::Result<Opened> { Ok(Opened::Portable(portable::PortableIo::new(socket)?)) };
     if backend == Backend::Portable {
-        return portable(socket);
+        return Ok((portable(socket)?, Backend::Portable, None));
     }
     let (reason, socket) = if io_uring_disabled {
         (
@@ -278,10 +284,7 @@ fn open(
         )
     } else {
         match try_uring(socket) {
-            Ok(opened) => {
-                tracing::debug!("I/O backend: io_uring");
-                return Ok((opened, Backend::IoUring));
-            }
+            Ok(opened) => return Ok((opened, Backend::IoUring, None)),
             Err((reason, socket)) => (reason, socket),
         }
     };
@@ -291,8 +294,7 @@ fn open(
             reason,
         });
     }
-    tracing::info!(%reason, "I/O backend: portable (io_uring unavailable)");
-    portable(socket)
+    Ok((portable(socket)?, Backend::Portable, Some(reason)))
 }
 
 #[cfg(target_os = "linux")]
@@ -499,7 +501,10 @@ impl<I: Io> Worker<I> {
             }
             self.drain_events();
             self.io.flush(&mut self.hub);
-            let deadline = [self.hub.poll_timeout(), stopping].into_iter().flatten().min();
+            let deadline = [self.hub.poll_timeout(), stopping]
+                .into_iter()
+                .flatten()
+                .min();
             if let Err(e) = self.io.wait(&mut self.hub, deadline) {
                 tracing::error!(error = %e, "waiting for I/O failed; the engine stops");
                 return;

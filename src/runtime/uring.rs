@@ -112,9 +112,10 @@ struct BufRing {
 impl BufRing {
     fn new() -> io::Result<Self> {
         let count = usize::from(RECV_BUFS);
-        let entries_layout =
-            Layout::from_size_align(count * size_of::<BufRingEntry>(), 4096).map_err(io::Error::other)?;
-        let memory_layout = Layout::from_size_align(count * BUF_LEN, 64).map_err(io::Error::other)?;
+        let entries_layout = Layout::from_size_align(count * size_of::<BufRingEntry>(), 4096)
+            .map_err(io::Error::other)?;
+        let memory_layout =
+            Layout::from_size_align(count * BUF_LEN, 64).map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size (count > 0).
         let entries = NonNull::new(unsafe { alloc_zeroed(entries_layout) }.cast::<BufRingEntry>());
         // SAFETY: as above. Zeroed so that every byte is initialised before
@@ -327,9 +328,11 @@ impl UringIo {
     }
 
     fn setup(socket: UdpSocket) -> io::Result<Self> {
-        let ring = build_ring()?;
+        let (ring, flags) = build_ring()?;
         if !ring.params().is_feature_ext_arg() {
-            return Err(unsupported("no timeout argument for io_uring_enter (Linux < 5.11)"));
+            return Err(unsupported(
+                "no timeout argument for io_uring_enter (Linux < 5.11)",
+            ));
         }
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -379,7 +382,7 @@ impl UringIo {
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
         };
         io.self_test()?;
-        tracing::debug!(gro, "io_uring ready");
+        tracing::debug!(flags, gro, "io_uring ready");
         Ok(io)
     }
 
@@ -402,10 +405,7 @@ impl UringIo {
                     self.recv_armed = false;
                     if result < 0 {
                         let e = io::Error::from_raw_os_error(-result);
-                        return Err(io::Error::new(
-                            e.kind(),
-                            format!("multishot recvmsg: {e}"),
-                        ));
+                        return Err(io::Error::new(e.kind(), format!("multishot recvmsg: {e}")));
                     }
                 }
                 WAKE => self.wake_armed = false,
@@ -424,13 +424,9 @@ impl UringIo {
     /// running.
     fn arm(&mut self) {
         if !self.recv_armed {
-            let sqe = opcode::RecvMsgMulti::new(
-                Fd(self.socket.as_raw_fd()),
-                &*self.recv_hdr,
-                BGID,
-            )
-            .build()
-            .user_data(RECV);
+            let sqe = opcode::RecvMsgMulti::new(Fd(self.socket.as_raw_fd()), &*self.recv_hdr, BGID)
+                .build()
+                .user_data(RECV);
             // SAFETY: the header is boxed and lives until the request has
             // ended (drop waits for that); the buffers come from the
             // registered ring, which lives as long.
@@ -439,9 +435,10 @@ impl UringIo {
             }
         }
         if !self.wake_armed {
-            let sqe = opcode::Read::new(Fd(self.wake_fd.as_raw_fd()), self.wake_buf.get().cast(), 8)
-                .build()
-                .user_data(WAKE);
+            let sqe =
+                opcode::Read::new(Fd(self.wake_fd.as_raw_fd()), self.wake_buf.get().cast(), 8)
+                    .build()
+                    .user_data(WAKE);
             // SAFETY: the 8-byte target is boxed, only written by the kernel
             // (`UnsafeCell`, never read here), and lives until the request
             // has ended (drop waits for that).
@@ -517,11 +514,9 @@ impl UringIo {
             tracing::debug!("a datagram larger than the receive buffer was dropped");
             return;
         }
-        let Some(from) = read_sockaddr(
-            msg.name_data(),
-            libc::AF_INET as u16,
-            libc::AF_INET6 as u16,
-        ) else {
+        let Some(from) =
+            read_sockaddr(msg.name_data(), libc::AF_INET as u16, libc::AF_INET6 as u16)
+        else {
             return;
         };
         let stride = read_cmsg_int(msg.control_data(), libc::SOL_UDP, libc::UDP_GRO)
@@ -537,19 +532,18 @@ impl UringIo {
 
     /// A send completed: free its slot.
     fn sent(&mut self, user_data: u64, result: i32) {
-        let Some(slot) = usize::try_from(user_data)
+        let Some(index) = usize::try_from(user_data)
             .ok()
-            .and_then(|i| Some((i, self.slots.get_mut(i)?)))
+            .filter(|&i| i < self.slots.len())
         else {
             tracing::warn!(user_data, "completion for an unknown request");
             return;
         };
-        let (index, slot) = slot;
+        let slot = &mut self.slots[index];
         let batched = slot.hdr.msg_controllen != 0;
-        let destination = slot.addr.as_socket();
         slot.payloads.clear();
-        self.free.push(index);
         if result < 0 {
+            let destination = slot.addr.as_socket();
             let e = io::Error::from_raw_os_error(-result);
             if batched && self.gso && matches!(-result, libc::EIO | libc::EINVAL) {
                 // Some NICs and drivers refuse segmentation offload; Linux
@@ -561,6 +555,7 @@ impl UringIo {
             // which SCTP recovers from or reports.
             tracing::debug!(error = %e, to = ?destination, "sendmsg");
         }
+        self.free.push(index);
     }
 
     /// Requests still in the kernel's hands.
@@ -723,9 +718,15 @@ impl Drop for UringIo {
 }
 
 /// Creates the ring with the strongest setup flags the kernel accepts.
-fn build_ring() -> io::Result<IoUring> {
+fn build_ring() -> io::Result<(IoUring, &'static str)> {
+    const FLAGS: [&str; 4] = [
+        "SINGLE_ISSUER|DEFER_TASKRUN",
+        "SINGLE_ISSUER|COOP_TASKRUN",
+        "COOP_TASKRUN",
+        "none",
+    ];
     let mut last = None;
-    for step in 0..4 {
+    for (step, flags) in FLAGS.into_iter().enumerate() {
         let mut builder = IoUring::builder();
         builder.setup_cqsize(CQ_ENTRIES);
         match step {
@@ -744,7 +745,7 @@ fn build_ring() -> io::Result<IoUring> {
             _ => {}
         }
         match builder.build(RING_ENTRIES) {
-            Ok(ring) => return Ok(ring),
+            Ok(ring) => return Ok((ring, flags)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
             Err(e) => return Err(e),
         }
