@@ -304,6 +304,8 @@ pub(super) struct UringIo {
     /// The multishot receive's header (sizes of the name and control areas).
     recv_hdr: Box<libc::msghdr>,
     recv_armed: bool,
+    /// The last error the receive completed with (read by the self-test).
+    recv_ended_with: Option<io::Error>,
     bufs: BufRing,
     slots: Box<[SendSlot]>,
     /// Indexes of slots not in flight.
@@ -374,6 +376,7 @@ impl UringIo {
             wake_armed: false,
             recv_hdr,
             recv_armed: false,
+            recv_ended_with: None,
             bufs,
             slots: (0..SEND_SLOTS).map(|_| SendSlot::new()).collect(),
             free: (0..SEND_SLOTS).rev().collect(),
@@ -393,26 +396,13 @@ impl UringIo {
         self.arm();
         (&*self.wake_fd).write_all(&1u64.to_ne_bytes())?;
         self.ring.submitter().submit_and_wait(1)?;
-        self.completions.clear();
-        self.completions.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
-        for &(user_data, result, flags) in &self.completions {
-            match user_data {
-                RECV if !cqueue::more(flags) => {
-                    self.recv_armed = false;
-                    if result < 0 {
-                        let e = io::Error::from_raw_os_error(-result);
-                        return Err(io::Error::new(e.kind(), format!("multishot recvmsg: {e}")));
-                    }
-                }
-                WAKE => self.wake_armed = false,
-                _ => {}
+        self.complete(None);
+        match self.recv_ended_with.take() {
+            Some(e) if !self.recv_armed => {
+                Err(io::Error::new(e.kind(), format!("multishot recvmsg: {e}")))
             }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub(super) fn waker(&self) -> Wake {
@@ -448,20 +438,16 @@ impl UringIo {
         }
     }
 
-    /// Copies the completions out of the queue.
-    fn take_completions(&mut self) {
+    /// Handles the completions in the queue: datagrams to `hub` (dropped
+    /// when there is none: setup and shutdown), buffers back to the ring,
+    /// send slots freed.
+    fn complete(&mut self, mut hub: Option<&mut Hub>) {
         self.completions.clear();
         self.completions.extend(
             self.ring
                 .completion()
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
-    }
-
-    /// Handles this turn's completions: datagrams to the hub, buffers back
-    /// to the ring, send slots freed.
-    fn complete(&mut self, hub: &mut Hub) {
-        self.take_completions();
         let now = Instant::now();
         let mut returned = false;
         for i in 0..self.completions.len() {
@@ -472,22 +458,26 @@ impl UringIo {
                         self.recv_armed = false;
                     }
                     if let Some(bid) = cqueue::buffer_select(flags) {
-                        if let Ok(len) = usize::try_from(result) {
+                        if let (Some(hub), Ok(len)) = (hub.as_deref_mut(), usize::try_from(result))
+                        {
                             self.deliver(hub, now, bid, len);
                         }
                         self.bufs.push(bid);
                         returned = true;
                     }
-                    if result < 0 && result != -libc::ENOBUFS {
+                    // ENOBUFS: the burst outran the buffers (re-armed next
+                    // turn); ECANCELED: shutdown.
+                    if result < 0 && result != -libc::ENOBUFS && result != -libc::ECANCELED {
                         // ICMP errors for earlier sends and the like: the
                         // associations' timers deal with unreachable peers.
                         let e = io::Error::from_raw_os_error(-result);
                         tracing::debug!(error = %e, "recvmsg");
+                        self.recv_ended_with = Some(e);
                     }
                 }
                 WAKE => {
                     self.wake_armed = false;
-                    if result < 0 {
+                    if result < 0 && result != -libc::ECANCELED {
                         let e = io::Error::from_raw_os_error(-result);
                         tracing::debug!(error = %e, "eventfd read");
                     }
@@ -634,16 +624,10 @@ impl Io for UringIo {
         };
         match submitted {
             Ok(_) => {}
-            // The deadline passed; interrupted; or the completion queue is
-            // full (handled right below, then submitted again next turn).
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) => {}
+            Err(e) if waited_enough(&e) => {}
             Err(e) => return Err(e),
         }
-        self.complete(hub);
+        self.complete(Some(hub));
         Ok(())
     }
 
@@ -670,35 +654,11 @@ impl Drop for UringIo {
             let timeout = Timespec::from(Duration::from_millis(50));
             let args = SubmitArgs::new().timespec(&timeout);
             if let Err(e) = self.ring.submitter().submit_with_args(1, &args)
-                && !matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                )
+                && !waited_enough(&e)
             {
                 break;
             }
-            self.take_completions();
-            let mut returned = false;
-            for i in 0..self.completions.len() {
-                let (user_data, result, flags) = self.completions[i];
-                match user_data {
-                    RECV => {
-                        if !cqueue::more(flags) {
-                            self.recv_armed = false;
-                        }
-                        if let Some(bid) = cqueue::buffer_select(flags) {
-                            self.bufs.push(bid);
-                            returned = true;
-                        }
-                    }
-                    WAKE => self.wake_armed = false,
-                    CANCEL => {}
-                    slot => self.sent(slot, result),
-                }
-            }
-            if returned {
-                self.bufs.publish();
-            }
+            self.complete(None);
         }
         if self.busy() {
             tracing::warn!("io_uring requests still running at shutdown; leaking their buffers");
@@ -715,6 +675,17 @@ impl Drop for UringIo {
             let _ = self.ring.submitter().unregister_buf_ring(BGID);
         }
     }
+}
+
+/// A wait that ended without error in the sense that matters here: the
+/// deadline passed, a signal interrupted it, or the completion queue is
+/// full (the caller handles completions right after, and what was not
+/// submitted goes with the next call).
+fn waited_enough(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+    )
 }
 
 /// Creates the ring with the strongest setup flags the kernel accepts.
