@@ -29,13 +29,8 @@ fn token_bucket(c: &mut Criterion) {
             black_box(b.try_take(black_box(100), now))
         })
     });
-    let mut limiter = TrafficPolicy::default().limiter(
-        Reliability::Lossy,
-        Priority::Normal,
-        32 * 1024,
-        1,
-        t0,
-    );
+    let mut limiter =
+        TrafficPolicy::default().limiter(Reliability::Lossy, Priority::Normal, 32 * 1024, 1, t0);
     let mut now = t0;
     g.bench_function("traffic_rules_admit", |bench| {
         bench.iter(|| {
@@ -76,10 +71,9 @@ fn scheduler_pick(c: &mut Criterion) {
     g.bench_function("pick_1000_channels", |bench| {
         bench.iter(|| {
             let pick = s.next(t0, |k| {
-                queues[k as usize].front().map(|&len| Head {
-                    len,
-                    queued_at: t0,
-                })
+                queues[k as usize]
+                    .front()
+                    .map(|&len| Head { len, queued_at: t0 })
             });
             // Keep every Normal flow busy: what is sent is queued again.
             // (High flows drain first and then stay idle, so the steady

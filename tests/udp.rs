@@ -1,5 +1,9 @@
 //! The engine over real UDP on loopback: a server engine and client
 //! engines, each with its own worker thread and socket.
+//!
+//! Every scenario runs once per I/O backend (`uring_*` and `portable_*`
+//! tests). Where io_uring is unavailable (an old kernel, a seccomp profile
+//! such as Docker's default), the io_uring variants print why and skip.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
 use dcengine::datachannel::{
-    Call, CallState, DataChannelSenderOptions, ParticipantId, TrafficPolicy,
+    Call, CallState, DataChannelError, DataChannelSenderOptions, ParticipantId, TrafficPolicy,
 };
 use dcengine::hub::HubConfig;
-use dcengine::runtime::Engine;
+use dcengine::runtime::{Backend, Engine, EngineError};
 
 const SECRET: &[u8] = b"udp test secret";
 const LIMIT: Duration = Duration::from_secs(20);
@@ -32,21 +36,72 @@ fn unix_now() -> Duration {
         .expect("after 1970")
 }
 
-fn server() -> Engine {
+/// Whether `backend` can run here; prints why not (the test then skips).
+fn available(backend: Backend) -> bool {
+    match Engine::builder().backend(backend).start() {
+        Ok(e) => {
+            assert_eq!(e.backend(), backend, "an explicit backend is not replaced");
+            true
+        }
+        Err(EngineError::Unavailable { reason, .. }) => {
+            println!("skipped: the {backend:?} backend is unavailable here: {reason}");
+            false
+        }
+        Err(e) => panic!("{backend:?} engine: {e}"),
+    }
+}
+
+/// One test per backend for each scenario `fn name(backend: Backend)`.
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    if super::available(super::Backend::IoUring) {
+                        super::$name(super::Backend::IoUring);
+                    }
+                }
+            )*
+        }
+        mod portable {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Backend::Portable);
+                }
+            )*
+        }
+    };
+}
+
+per_backend!(
+    chat_and_durable_stream_over_loopback_udp,
+    a_bad_token_is_refused_over_udp,
+    server_shutdown_ends_the_clients_calls,
+    peer_to_peer_over_udp,
+    a_gso_burst_arrives_complete_and_in_order,
+);
+
+fn server(backend: Backend) -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
+    // Bulk streams here: no traffic rules (their tests run on the simulator).
     let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
     config.channel.traffic = TrafficPolicy::unlimited();
-    Engine::builder()
+    let server = Engine::builder()
+        .backend(backend)
         .hub(config)
         .start()
-        .expect("server starts")
+        .expect("server starts");
+    assert_eq!(server.backend(), backend);
+    server
 }
 
 fn join(server: &Engine, call: &str, who: &str) -> (Engine, Call) {
-    // Bulk streams here: no traffic rules (their tests run on the simulator).
     let mut config = HubConfig::client();
     config.channel.traffic = TrafficPolicy::unlimited();
     let client = Engine::builder()
+        .backend(server.backend())
         .hub(config)
         .start()
         .expect("client starts");
@@ -64,9 +119,8 @@ fn chat() -> DataChannelSenderOptions {
     }
 }
 
-#[test]
-fn chat_and_durable_stream_over_loopback_udp() {
-    let server = server();
+fn chat_and_durable_stream_over_loopback_udp(backend: Backend) {
+    let server = server(backend);
     let people: Vec<(Engine, Call)> = ["alice", "bob", "carol"]
         .iter()
         .map(|w| join(&server, "call", w))
@@ -126,10 +180,9 @@ fn chat_and_durable_stream_over_loopback_udp() {
     );
 }
 
-#[test]
-fn a_bad_token_is_refused_over_udp() {
-    let server = server();
-    let client = Engine::builder().start().expect("client");
+fn a_bad_token_is_refused_over_udp(backend: Backend) {
+    let server = server(backend);
+    let client = Engine::builder().backend(backend).start().expect("client");
     let forged = mint_token(
         b"not the secret",
         "call",
@@ -145,9 +198,8 @@ fn a_bad_token_is_refused_over_udp() {
     assert!(matches!(call.state(), CallState::Ended(r) if r.contains("not valid")));
 }
 
-#[test]
-fn server_shutdown_ends_the_clients_calls() {
-    let server = server();
+fn server_shutdown_ends_the_clients_calls(backend: Backend) {
+    let server = server(backend);
     let (_a, alice) = join(&server, "call", "alice");
     let (_b, bob) = join(&server, "call", "bob");
     for c in [&alice, &bob] {
@@ -166,9 +218,8 @@ fn server_shutdown_ends_the_clients_calls() {
     }
 }
 
-#[test]
-fn peer_to_peer_over_udp() {
-    let host = server();
+fn peer_to_peer_over_udp(backend: Backend) {
+    let host = server(backend);
     let alice = host.join_local("p2p", "alice").expect("hosted");
     let (_b, bob) = join(&host, "p2p", "bob");
     let b = bob.clone();
@@ -184,4 +235,116 @@ fn peer_to_peer_over_udp() {
         r.recv().await.expect("a message").data
     });
     assert_eq!(&text[..], b"hi alice");
+}
+
+/// A burst of 2,000 Durable 1,000-byte messages: the sender's packets are
+/// MTU-sized and go out in GSO batches (and may come in as GRO trains); all
+/// of them must arrive, in order and intact.
+fn a_gso_burst_arrives_complete_and_in_order(backend: Backend) {
+    const COUNT: u32 = 2000;
+    let server = server(backend);
+    let (_a, alice) = join(&server, "burst", "alice");
+    let (_b, bob) = join(&server, "burst", "bob");
+    for c in [&alice, &bob] {
+        let c = c.clone();
+        assert!(within(async move { c.ready().await }));
+    }
+    let sender = alice
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(3),
+            participants: vec![ParticipantId::from("bob")],
+            bitrate_kbps: 0,
+            ..Default::default()
+        })
+        .expect("sender");
+    let receiving = bob.data_channel();
+    let got = std::thread::spawn(move || {
+        within(async move {
+            let r = receiving.next_receiver().await.expect("a receiver");
+            let mut seqs = Vec::new();
+            while let Some(m) = r.recv().await {
+                let i = m.sequence_number - 1;
+                assert_eq!(m.data.len(), 1000);
+                assert_eq!(&m.data[..4], &i.to_be_bytes());
+                assert!(m.data[4..].iter().all(|&b| b == i as u8), "payload intact");
+                seqs.push(m.sequence_number);
+            }
+            seqs
+        })
+    });
+    let mut sent = 0u32;
+    while sent < COUNT {
+        let mut m = vec![sent as u8; 1000];
+        m[..4].copy_from_slice(&sent.to_be_bytes());
+        match sender.send(m) {
+            Ok(()) => sent += 1,
+            // The sender's queue is bounded: wait until it drains.
+            Err(DataChannelError::MessageFailureForBandwidth) => {
+                let s = sender.clone();
+                within(async move { s.writable().await }).expect("still open");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sender.close();
+    let got = got.join().expect("receiver thread");
+    assert_eq!(got, (1..=COUNT).collect::<Vec<_>>());
+}
+
+#[test]
+fn auto_falls_back_to_portable_when_io_uring_is_disabled() {
+    let clock = WallClock::new(Instant::now(), unix_now());
+    let server = Engine::builder()
+        .disable_io_uring()
+        .server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .start()
+        .expect("server starts");
+    assert_eq!(server.backend(), Backend::Portable);
+    let (_a, alice) = join(&server, "call", "alice");
+    let (_b, bob) = join(&server, "call", "bob");
+    for c in [&alice, &bob] {
+        let c = c.clone();
+        assert!(within(async move { c.ready().await }));
+    }
+    alice
+        .data_channel()
+        .create_sender(chat())
+        .expect("sender")
+        .send("over the fallback")
+        .expect("send");
+    let dc = bob.data_channel();
+    let text = within(async move {
+        let r = dc.next_receiver().await.expect("a receiver");
+        r.recv().await.expect("a message").data
+    });
+    assert_eq!(&text[..], b"over the fallback");
+}
+
+#[test]
+fn io_uring_asked_for_but_disabled_is_an_error() {
+    let e = Engine::builder()
+        .backend(Backend::IoUring)
+        .disable_io_uring()
+        .start()
+        .expect_err("io_uring is disabled");
+    assert!(
+        matches!(
+            e,
+            EngineError::Unavailable {
+                backend: Backend::IoUring,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn auto_picks_a_concrete_backend() {
+    let engine = Engine::builder().start().expect("starts");
+    assert_ne!(engine.backend(), Backend::Auto);
+    if available(Backend::IoUring) {
+        assert_eq!(engine.backend(), Backend::IoUring);
+    }
 }

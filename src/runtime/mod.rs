@@ -6,11 +6,30 @@
 //! from any thread; the hub's wake hook interrupts the worker's wait when
 //! they queue work (once per batch).
 //!
-//! This is the portable backend: a non-blocking socket on epoll (through
-//! `mio`). The io_uring backend and several workers per engine (one per
-//! core, `SO_REUSEPORT`, cross-core fan-out) are the next steps of the
-//! runtime work; [`EngineBuilder`] already takes the settings they need.
-#![forbid(unsafe_code)]
+//! The worker's I/O is one of two backends behind the small [`Io`] trait:
+//! - `uring` (Linux): io_uring with a multishot `recvmsg` over a ring of
+//!   provided buffers, `sendmsg` with UDP GSO, GRO on receive, the hub's
+//!   deadline as the wait's timeout and an eventfd read by the ring for
+//!   wake-ups; one `io_uring_enter` per loop turn.
+//! - `portable`: readiness on epoll/kqueue (`mio`) with batched UDP from
+//!   `quinn-udp` (`recvmmsg`, GSO and GRO where the OS has them).
+//!
+//! [`Backend::Auto`] picks io_uring when the kernel allows it and falls back
+//! to the portable backend otherwise (Docker's default seccomp profile
+//! blocks io_uring), logging one line that says why.
+//!
+//! Several workers per engine (one per core, `SO_REUSEPORT`, cross-core
+//! fan-out) are the next step: a [`Worker`] already holds everything one
+//! core needs (socket, ring or poll, hub, timers, command inbox).
+//!
+//! Only the io_uring module contains `unsafe` (each block with a `SAFETY`
+//! comment); everything else here denies or forbids it.
+#![deny(unsafe_code)]
+
+mod batch;
+mod portable;
+#[cfg(target_os = "linux")]
+mod uring;
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,29 +39,34 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::auth::JoinVerifier;
 use crate::datachannel::Call;
 use crate::hub::{Hub, HubConfig, HubEvent, JoinError};
-use crate::proto::Transmit;
 
-const SOCKET: Token = Token(0);
-const WAKER: Token = Token(1);
-
-/// Largest datagram the worker receives (SCTP packets are far smaller; a
-/// larger one is cut and then fails its checksum).
+/// Largest datagram the worker receives in one buffer (SCTP packets are far
+/// smaller; 64 KiB also holds a whole GRO-coalesced train of segments). A
+/// larger one is cut and dropped.
 const RECV_BUFFER: usize = 64 * 1024;
+
+/// The environment variable that, set to `1`, makes engines act as if
+/// io_uring were unavailable (see [`EngineBuilder::disable_io_uring`]).
+pub const DISABLE_IO_URING_ENV: &str = "DCENGINE_DISABLE_IO_URING";
 
 /// How the worker does its I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The best one available (today: [`Backend::Portable`]).
+    /// io_uring if the kernel allows it, else [`Backend::Portable`] (with one
+    /// log line saying why). [`Engine::backend`] tells which one runs.
     #[default]
     Auto,
-    /// Non-blocking sockets on epoll/kqueue.
+    /// io_uring (Linux 6.0 or newer: multishot `recvmsg`, provided-buffer
+    /// rings). Starting fails with [`EngineError::Unavailable`] if the
+    /// kernel or a seccomp profile refuses it.
+    IoUring,
+    /// Non-blocking sockets on epoll/kqueue with batched UDP (`recvmmsg`,
+    /// GSO and GRO where the OS has them).
     Portable,
 }
 
@@ -53,6 +77,15 @@ pub enum EngineError {
     /// The socket could not be set up.
     #[error("socket: {0}")]
     Io(#[from] io::Error),
+    /// The backend asked for explicitly cannot run here.
+    #[error("the {backend:?} backend is unavailable: {reason}")]
+    Unavailable {
+        /// The backend asked for.
+        backend: Backend,
+        /// Why it cannot run (e.g. the kernel or a seccomp profile refused
+        /// io_uring).
+        reason: String,
+    },
     /// A join was refused before it started.
     #[error(transparent)]
     Join(#[from] JoinError),
@@ -68,6 +101,7 @@ pub struct EngineBuilder {
     hub: HubConfig,
     backend: Backend,
     socket_buffer: usize,
+    disable_io_uring: bool,
 }
 
 impl Default for EngineBuilder {
@@ -77,6 +111,7 @@ impl Default for EngineBuilder {
             hub: HubConfig::client(),
             backend: Backend::Auto,
             socket_buffer: 4 * 1024 * 1024,
+            disable_io_uring: false,
         }
     }
 }
@@ -107,6 +142,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Acts as if io_uring were unavailable: [`Backend::Auto`] takes the
+    /// fallback path to [`Backend::Portable`] (with its log line) and
+    /// [`Backend::IoUring`] fails to start. For tests of the fallback and
+    /// for operators who want the portable backend without rebuilding
+    /// their configuration; setting the environment variable
+    /// [`DISABLE_IO_URING_ENV`] to `1` does the same for every engine the
+    /// process starts.
+    pub fn disable_io_uring(mut self) -> Self {
+        self.disable_io_uring = true;
+        self
+    }
+
     /// Kernel send and receive buffer sizes asked for the socket. Default
     /// 4 MiB (small buffers drop bursts: usrsctp's 128 KiB default does).
     pub fn socket_buffer(mut self, bytes: usize) -> Self {
@@ -114,50 +161,152 @@ impl EngineBuilder {
         self
     }
 
-    /// Binds the socket and starts the worker.
+    /// Binds the socket, sets up the backend and starts the worker.
+    ///
+    /// The backend is set up on the worker thread (an io_uring ring with
+    /// `SINGLE_ISSUER` belongs to the thread that creates it); this waits
+    /// until it is ready or has failed.
     pub fn start(self) -> Result<Engine, EngineError> {
         let socket = bind(self.bind, self.socket_buffer)?;
         let local_addr = socket.local_addr()?;
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let disabled = self.disable_io_uring
+            || std::env::var(DISABLE_IO_URING_ENV).is_ok_and(|v| v.trim() == "1");
+        let backend = self.backend;
         let hub = Hub::new(self.hub);
-        let hook = waker.clone();
-        hub.set_wake_hook(move || {
-            // A failed wake only delays the work to the next timer.
-            let _ = hook.wake();
-        });
         let (commands, inbox) = mpsc::channel();
-        let worker = Worker {
-            hub,
-            socket,
-            poll,
-            inbox,
-            events: Vec::new(),
-            unsent: None,
-        };
+        let (ready, started) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("dcengine-worker".into())
-            .spawn(move || worker.run())?;
-        Ok(Engine {
-            local_addr,
-            commands,
-            waker,
-            thread: Some(thread),
-        })
+            .spawn(move || match open(backend, disabled, socket) {
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+                Ok((io, chosen, fallback)) => {
+                    let wake = io.waker();
+                    let hook = wake.clone();
+                    hub.set_wake_hook(move || {
+                        // A failed wake only delays the work to the next timer.
+                        let _ = hook();
+                    });
+                    if ready.send(Ok((chosen, wake, fallback))).is_ok() {
+                        io.run(hub, inbox);
+                    }
+                }
+            })?;
+        match started.recv() {
+            Ok(Ok((backend, wake, fallback))) => {
+                // Logged here, on the caller's thread, so that the caller's
+                // tracing subscriber sees it.
+                if let Some(reason) = fallback {
+                    tracing::info!(%reason, "I/O backend: portable (io_uring unavailable)");
+                }
+                Ok(Engine {
+                    local_addr,
+                    backend,
+                    commands,
+                    wake,
+                    thread: Some(thread),
+                })
+            }
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(EngineError::Stopped)
+            }
+        }
     }
 }
 
-/// Asks for SO_REUSEADDR-free defaults, bigger kernel buffers, and a
-/// non-blocking socket.
-fn bind(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+/// Asks for bigger kernel buffers; each backend sets the blocking mode and
+/// options it needs. (`SO_REUSEPORT` for one socket per worker comes with
+/// several workers.)
+fn bind(addr: SocketAddr, buffer: usize) -> io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // The kernel caps these at its limits; smaller is not an error.
     let _ = s.set_recv_buffer_size(buffer);
     let _ = s.set_send_buffer_size(buffer);
-    s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    Ok(UdpSocket::from_std(s.into()))
+    Ok(s.into())
+}
+
+/// Wakes a worker from any thread (the hub's wake hook, engine commands).
+type Wake = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// The backend a worker runs, set up on the worker's thread.
+enum Opened {
+    #[cfg(target_os = "linux")]
+    Uring(uring::UringIo),
+    Portable(portable::PortableIo),
+}
+
+impl Opened {
+    fn waker(&self) -> Wake {
+        match self {
+            #[cfg(target_os = "linux")]
+            Opened::Uring(io) => io.waker(),
+            Opened::Portable(io) => io.waker(),
+        }
+    }
+
+    fn run(self, hub: Hub, inbox: mpsc::Receiver<Command>) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Opened::Uring(io) => Worker::new(hub, io, inbox).run(),
+            Opened::Portable(io) => Worker::new(hub, io, inbox).run(),
+        }
+    }
+}
+
+/// The backend set up, which one it is, and why `Auto` fell back if it did.
+type OpenedBackend = (Opened, Backend, Option<String>);
+
+/// Sets up the backend asked for: `Auto` falls back to the portable one
+/// (and says why, for the one log line `start` writes); an explicit
+/// `IoUring` that cannot run is an error.
+fn open(
+    backend: Backend,
+    io_uring_disabled: bool,
+    socket: std::net::UdpSocket,
+) -> Result<OpenedBackend, EngineError> {
+    let portable =
+        |socket| -> io::Result<Opened> { Ok(Opened::Portable(portable::PortableIo::new(socket)?)) };
+    if backend == Backend::Portable {
+        return Ok((portable(socket)?, Backend::Portable, None));
+    }
+    let (reason, socket) = if io_uring_disabled {
+        (
+            format!("disabled ({DISABLE_IO_URING_ENV} or EngineBuilder::disable_io_uring)"),
+            socket,
+        )
+    } else {
+        match try_uring(socket) {
+            Ok(opened) => return Ok((opened, Backend::IoUring, None)),
+            Err((reason, socket)) => (reason, socket),
+        }
+    };
+    if backend == Backend::IoUring {
+        return Err(EngineError::Unavailable {
+            backend: Backend::IoUring,
+            reason,
+        });
+    }
+    Ok((portable(socket)?, Backend::Portable, Some(reason)))
+}
+
+#[cfg(target_os = "linux")]
+fn try_uring(socket: std::net::UdpSocket) -> Result<Opened, (String, std::net::UdpSocket)> {
+    uring::UringIo::new(socket)
+        .map(Opened::Uring)
+        .map_err(|(e, socket)| (e.to_string(), socket))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn try_uring(socket: std::net::UdpSocket) -> Result<Opened, (String, std::net::UdpSocket)> {
+    Err(("io_uring exists on Linux only".to_owned(), socket))
 }
 
 enum Command {
@@ -194,12 +343,13 @@ enum Command {
 ///     .server(Arc::new(HmacVerifier::new(b"secret", clock)))
 ///     .start()
 ///     .unwrap();
-/// println!("serving on {}", server.local_addr());
+/// println!("serving on {} with {:?}", server.local_addr(), server.backend());
 /// ```
 pub struct Engine {
     local_addr: SocketAddr,
+    backend: Backend,
     commands: mpsc::Sender<Command>,
-    waker: Arc<Waker>,
+    wake: Wake,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -207,6 +357,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("local_addr", &self.local_addr)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -222,12 +373,18 @@ impl Engine {
         self.local_addr
     }
 
+    /// The backend that actually runs: [`Backend::IoUring`] or
+    /// [`Backend::Portable`] (never `Auto`).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, EngineError> {
         let (reply, answer) = mpsc::channel();
         self.commands
             .send(make(reply))
             .map_err(|_| EngineError::Stopped)?;
-        self.waker.wake()?;
+        (self.wake)()?;
         answer.recv().map_err(|_| EngineError::Stopped)
     }
 
@@ -275,7 +432,7 @@ impl Engine {
     fn stop(&mut self, deadline: Duration) {
         if let Some(thread) = self.thread.take() {
             if self.commands.send(Command::Shutdown { deadline }).is_ok() {
-                let _ = self.waker.wake();
+                let _ = (self.wake)();
             }
             let _ = thread.join();
         }
@@ -288,28 +445,45 @@ impl Drop for Engine {
     }
 }
 
-struct Worker {
-    hub: Hub,
-    socket: UdpSocket,
-    poll: Poll,
-    inbox: mpsc::Receiver<Command>,
-    events: Vec<HubEvent>,
-    /// A datagram the socket would not take yet.
-    unsent: Option<Transmit>,
+/// One worker's I/O: a bound UDP socket and the machinery to wait on it.
+/// The worker loop calls [`Io::flush`] and [`Io::wait`] in turn.
+trait Io {
+    /// Hands the hub's transmits to the kernel, as many as it takes now.
+    /// Returns `false` if some must wait (the socket or the send slots are
+    /// full); nothing is dropped, the rest goes at a later call.
+    fn flush(&mut self, hub: &mut Hub) -> bool;
+
+    /// Waits until a datagram arrives, a wake-up, progress on blocked sends,
+    /// or `deadline`; gives every received datagram to the hub.
+    fn wait(&mut self, hub: &mut Hub, deadline: Option<Instant>) -> io::Result<()>;
+
+    /// Nothing handed to the kernel is still waiting to be sent.
+    fn sent_all(&self) -> bool;
 }
 
-impl Worker {
-    fn run(mut self) {
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut self.socket, SOCKET, Interest::READABLE)
-        {
-            tracing::error!(error = %e, "cannot register the socket; the engine stops");
-            return;
+/// Everything one core's worker owns: the hub (with its timers), the
+/// backend (socket and ring or poll), and the command inbox.
+struct Worker<I: Io> {
+    hub: Hub,
+    io: I,
+    inbox: mpsc::Receiver<Command>,
+    events: Vec<HubEvent>,
+}
+
+/// How long a stopping worker keeps flushing what is left to send.
+const FINAL_FLUSH: Duration = Duration::from_millis(200);
+
+impl<I: Io> Worker<I> {
+    fn new(hub: Hub, io: I, inbox: mpsc::Receiver<Command>) -> Self {
+        Self {
+            hub,
+            io,
+            inbox,
+            events: Vec::new(),
         }
-        let mut events = Events::with_capacity(64);
-        let mut buf = vec![0u8; RECV_BUFFER];
+    }
+
+    fn run(mut self) {
         let mut stopping: Option<Instant> = None;
         loop {
             let now = Instant::now();
@@ -319,35 +493,32 @@ impl Worker {
             if let Some(deadline) = stopping
                 && (now >= deadline || self.hub.node().association_count() == 0)
             {
-                self.flush();
+                self.finish();
                 return;
             }
             if self.hub.poll_timeout().is_some_and(|t| t <= now) {
                 self.hub.handle_timeout(now);
             }
             self.drain_events();
-            let writable = self.flush();
-            let wait = [self.hub.poll_timeout(), stopping]
+            self.io.flush(&mut self.hub);
+            let deadline = [self.hub.poll_timeout(), stopping]
                 .into_iter()
                 .flatten()
-                .min()
-                .map(|t| t.saturating_duration_since(Instant::now()));
-            let interest = if writable {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut self.socket, SOCKET, interest);
-            if let Err(e) = self.poll.poll(&mut events, wait)
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                tracing::error!(error = %e, "poll failed; the engine stops");
+                .min();
+            if let Err(e) = self.io.wait(&mut self.hub, deadline) {
+                tracing::error!(error = %e, "waiting for I/O failed; the engine stops");
                 return;
             }
-            self.receive(&mut buf);
+        }
+    }
+
+    /// Sends what is left, for a short while.
+    fn finish(&mut self) {
+        let until = Instant::now() + FINAL_FLUSH;
+        while !(self.io.flush(&mut self.hub) && self.io.sent_all()) && Instant::now() < until {
+            if self.io.wait(&mut self.hub, Some(until)).is_err() {
+                return;
+            }
         }
     }
 
@@ -392,44 +563,6 @@ impl Worker {
         while let Some(e) = self.hub.poll_event() {
             if self.events.len() < 10_000 {
                 self.events.push(e);
-            }
-        }
-    }
-
-    /// Reads every waiting datagram into the hub.
-    fn receive(&mut self, buf: &mut [u8]) {
-        loop {
-            match self.socket.recv_from(buf) {
-                Ok((n, from)) => {
-                    let datagram = Bytes::copy_from_slice(&buf[..n]);
-                    self.hub.handle_datagram(Instant::now(), from, datagram);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // ICMP errors for earlier sends surface here on Linux: the
-                // association's own timers deal with unreachable peers.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => tracing::debug!(error = %e, "recv_from"),
-            }
-        }
-    }
-
-    /// Sends what the hub has; `false` if the socket is full (wait for
-    /// writable).
-    fn flush(&mut self) -> bool {
-        loop {
-            let Some(t) = self.unsent.take().or_else(|| self.hub.poll_transmit()) else {
-                return true;
-            };
-            match self.socket.send_to(&t.payload, t.destination) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.unsent = Some(t);
-                    return false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.unsent = Some(t),
-                // Unreachable destinations and the like: the datagram is
-                // lost, which SCTP recovers from or reports.
-                Err(e) => tracing::debug!(error = %e, to = %t.destination, "send_to"),
             }
         }
     }

@@ -107,10 +107,11 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
         .hub(hub)
         .start()
         .map_err(|e| format!("cannot serve on {}: {e}", args.bind))?;
-    tracing::info!(addr = %engine.local_addr(), "serving");
+    tracing::info!(addr = %engine.local_addr(), backend = ?engine.backend(), "serving");
     println!(
-        "dcengine serving on {} (Ctrl-C to stop)",
-        engine.local_addr()
+        "dcengine serving on {} with the {:?} backend (Ctrl-C to stop)",
+        engine.local_addr(),
+        engine.backend()
     );
 
     let stop = Arc::new(AtomicBool::new(false));
