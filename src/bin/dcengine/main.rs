@@ -2,6 +2,11 @@
 
 mod demo;
 mod net;
+mod sim_demo;
+
+/// The binary's allocator (the library leaves the choice to its users).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
@@ -20,8 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// An in-memory server and clients exchange chat, cursors and telemetry
-    /// through a lossy simulated network, then a summary is printed.
+    /// A server and clients on 127.0.0.1 exchange chat, telemetry, cursors
+    /// and data over real UDP for a few seconds, then a summary is printed
+    /// (`--simulated`: in memory, through a lossy simulated network).
     Demo(demo::DemoArgs),
     /// Serves calls over UDP until SIGINT or SIGTERM.
     Serve(net::ServeArgs),
