@@ -339,14 +339,15 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
 
     let dropped: u64 = senders.iter().flatten().map(|s| s.dropped_messages()).sum();
     drop(senders);
+    // The server goes first: it tells every member that it is shutting down
+    // (after what is queued for them) and closes the associations
+    // gracefully, so the clients' calls end and their engines have nothing
+    // left to close.
     let teardown = Instant::now();
-    for (_, _, call) in &people {
-        call.leave();
-    }
+    server.shutdown(Duration::from_secs(2));
     for (_, engine, _) in people {
         engine.shutdown(Duration::from_secs(2));
     }
-    server.shutdown(Duration::from_secs(2));
     let teardown = teardown.elapsed();
 
     println!();

@@ -16,11 +16,14 @@ use clap::{Parser, Subcommand};
 ///
 /// Without a command it runs `demo`, the embedded default job.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// What to do (default: demo).
     #[command(subcommand)]
     command: Option<Command>,
+    /// The demo's options when no command is given.
+    #[command(flatten)]
+    demo: demo::DemoArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,7 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => demo::run(&Cli::parse_from(["dcengine", "demo"]).demo_args()),
+        None => demo::run(&cli.demo),
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Serve(args)) => net::serve(&args),
         Some(Command::Token(args)) => net::token(&args),
@@ -52,16 +55,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("dcengine: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-impl Cli {
-    /// The demo's arguments when it runs as the default command.
-    fn demo_args(self) -> demo::DemoArgs {
-        match self.command {
-            Some(Command::Demo(args)) => args,
-            _ => unreachable!("parsed from [\"dcengine\", \"demo\"]"),
         }
     }
 }

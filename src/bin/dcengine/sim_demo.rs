@@ -22,19 +22,19 @@ use hdrhistogram::Histogram;
 /// Options of `dcengine demo --simulated` only.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SimArgs {
-    /// Telemetry messages each participant sends (Durable, 50 per second).
+    /// With --simulated: telemetry messages each participant sends (Durable, 50 per second).
     #[arg(long, requires = "simulated", default_value_t = 1_000)]
     messages: u32,
-    /// Telemetry payload size in bytes.
+    /// With --simulated: telemetry payload size in bytes.
     #[arg(long, requires = "simulated", default_value_t = 100)]
     size: usize,
-    /// Datagram loss probability on every link.
+    /// With --simulated: datagram loss probability on every link.
     #[arg(long, requires = "simulated", default_value_t = 0.02)]
     loss: f64,
-    /// One-way latency in milliseconds.
+    /// With --simulated: one-way latency in milliseconds.
     #[arg(long, requires = "simulated", default_value_t = 20)]
     latency_ms: u64,
-    /// Seed of the simulated network.
+    /// With --simulated: seed of the simulated network.
     #[arg(long, requires = "simulated", default_value_t = 1)]
     seed: u64,
 }
