@@ -2,6 +2,11 @@
 
 mod demo;
 mod net;
+mod sim_demo;
+
+/// The binary's allocator (the library leaves the choice to its users).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
@@ -11,17 +16,21 @@ use clap::{Parser, Subcommand};
 ///
 /// Without a command it runs `demo`, the embedded default job.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// What to do (default: demo).
     #[command(subcommand)]
     command: Option<Command>,
+    /// The demo's options when no command is given.
+    #[command(flatten)]
+    demo: demo::DemoArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// An in-memory server and clients exchange chat, cursors and telemetry
-    /// through a lossy simulated network, then a summary is printed.
+    /// A server and clients on 127.0.0.1 exchange chat, telemetry, cursors
+    /// and data over real UDP for a few seconds, then a summary is printed
+    /// (`--simulated`: in memory, through a lossy simulated network).
     Demo(demo::DemoArgs),
     /// Serves calls over UDP until SIGINT or SIGTERM.
     Serve(net::ServeArgs),
@@ -35,7 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => demo::run(&Cli::parse_from(["dcengine", "demo"]).demo_args()),
+        None => demo::run(&cli.demo),
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Serve(args)) => net::serve(&args),
         Some(Command::Token(args)) => net::token(&args),
@@ -46,16 +55,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("dcengine: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-impl Cli {
-    /// The demo's arguments when it runs as the default command.
-    fn demo_args(self) -> demo::DemoArgs {
-        match self.command {
-            Some(Command::Demo(args)) => args,
-            _ => unreachable!("parsed from [\"dcengine\", \"demo\"]"),
         }
     }
 }

@@ -269,7 +269,7 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
 }
 
 /// Waits (at most 10 s) for the join to complete.
-fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
+pub(crate) fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
     let (tx, rx) = mpsc::channel();
     let c = call.clone();
     std::thread::spawn(move || {
