@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use dcengine::datachannel::{
-    DataChannelError, DataChannelPriority, DataChannelReliability, DataChannelSenderOptions,
-    ParticipantId, TrafficPolicy,
+    DataChannelError, DataChannelPriority, DataChannelReliability, DataChannelSender,
+    DataChannelSenderOptions, ParticipantId, TrafficPolicy,
 };
 use dcengine::sim::LinkConfig;
 
@@ -32,8 +32,23 @@ fn options(
     }
 }
 
+/// A Durable sender on channel 1 to bob, shaped to `kbps`.
+fn durable_to_bob(call: &dcengine::datachannel::Call, kbps: u32) -> DataChannelSender {
+    call.data_channel()
+        .create_sender(DataChannelSenderOptions {
+            bitrate_kbps: kbps,
+            ..options(
+                1,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+                &["bob"],
+            )
+        })
+        .expect("sender")
+}
+
 /// Sends `total` bytes in messages of at most `chunk`; all must pass.
-fn send_bytes(s: &dcengine::datachannel::DataChannelSender, total: usize, chunk: usize) {
+fn send_bytes(s: &DataChannelSender, total: usize, chunk: usize) {
     let mut left = total;
     while left > 0 {
         let n = left.min(chunk);
@@ -160,18 +175,7 @@ fn the_low_threshold_event_fires_once_and_writable_follows_it() {
     let mut w = World::new(33, LinkConfig::default());
     let calls = w.call_of("call", &["alice", "bob"]);
     // 8 kbps: 1,000 B/s after a 32 KiB burst.
-    let s = calls[0]
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            bitrate_kbps: 8,
-            ..options(
-                1,
-                DataChannelReliability::Durable,
-                DataChannelPriority::Normal,
-                &["bob"],
-            )
-        })
-        .expect("sender");
+    let s = durable_to_bob(&calls[0], 8);
     let fired = Arc::new(AtomicUsize::new(0));
     let f = fired.clone();
     assert!(s.on_buffered_amount_low(move || {
@@ -209,18 +213,7 @@ fn the_low_threshold_event_fires_once_and_writable_follows_it() {
 fn a_full_queue_fails_durable_with_bandwidth_and_queues_nothing() {
     let mut w = World::new(34, LinkConfig::default());
     let calls = w.call_of("call", &["alice", "bob"]);
-    let s = calls[0]
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            bitrate_kbps: 8,
-            ..options(
-                1,
-                DataChannelReliability::Durable,
-                DataChannelPriority::Normal,
-                &["bob"],
-            )
-        })
-        .expect("sender");
+    let s = durable_to_bob(&calls[0], 8);
     // The default queue holds 1 MiB (payload + 64 B a message).
     let mut accepted = 0;
     let err = loop {
@@ -239,18 +232,7 @@ fn the_delivered_rate_is_within_2_percent_of_the_bitrate_over_60_s() {
     let mut w = World::new(35, LinkConfig::default());
     let calls = w.call_of("call", &["alice", "bob"]);
     // 256 kbps = 32,000 B/s; the application keeps the queue full.
-    let s = calls[0]
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            bitrate_kbps: 256,
-            ..options(
-                1,
-                DataChannelReliability::Durable,
-                DataChannelPriority::Normal,
-                &["bob"],
-            )
-        })
-        .expect("sender");
+    let s = durable_to_bob(&calls[0], 256);
     s.send(vec![0u8; 1000]).expect("send");
     let r = receivers(&mut w, &calls[1], 1).remove(0);
     let start = w.net.now();
