@@ -268,8 +268,7 @@ fn the_delivered_rate_is_within_2_percent_of_the_bitrate_over_60_s() {
 fn probe_latencies(seed: u64, fifo: bool, loaded: bool) -> (Vec<f64>, f64) {
     let mut w = World::new(seed, LinkConfig::default());
     let (alice_host, alice) = w.join("call", "alice");
-    let _bob = w.join("call", "bob");
-    let bob = _bob.1;
+    let (_, bob) = w.join("call", "bob");
     w.settle_until(|_| alice.participants().len() == 1 && bob.participants().len() == 1);
     let server = w.server;
     w.net.set_link(
