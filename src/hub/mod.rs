@@ -90,6 +90,13 @@ pub struct HubConfig {
     /// rules on `send`, send timestamps). Default: the system clock; a
     /// [`crate::sim::Network`] gives its hosts its virtual clock.
     pub clock: crate::sched::Clock,
+    /// How many workers (hubs) the engine runs, each with its own socket
+    /// on the shared port. Default 1. With several, a call is homed on
+    /// [`home_worker`]`(call id, workers)` and members whose association
+    /// lives on another worker are relayed (see [`Hub::poll_relay`]).
+    pub workers: usize,
+    /// Which of the engine's workers this hub is: `0..workers`. Default 0.
+    pub worker: usize,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -119,6 +126,8 @@ impl HubConfig {
             max_senders_per_member: 1024,
             policing_tolerance: (10, 100),
             clock: crate::sched::Clock::system(),
+            workers: 1,
+            worker: 0,
         }
     }
 
@@ -285,6 +294,8 @@ pub struct Hub {
     now: Option<Instant>,
     next_tick: Option<Instant>,
     stats: HubStats,
+    /// Batches for other workers.
+    relay: relay::Outbox,
 }
 
 impl std::fmt::Debug for Hub {
@@ -305,6 +316,9 @@ impl Hub {
             .channel
             .max_message_size
             .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT);
+        config.workers = config.workers.max(1);
+        config.worker = config.worker.min(config.workers - 1);
+        let workers = config.workers;
         Self {
             node: Node::new(config.node.clone()),
             shared: {
@@ -325,6 +339,7 @@ impl Hub {
             now: None,
             next_tick: None,
             stats: HubStats::default(),
+            relay: relay::Outbox::new(workers),
         }
     }
 
@@ -473,6 +488,25 @@ impl Hub {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.node.poll_transmit()
+    }
+
+    /// Work for another worker of the same engine: its index and a batch
+    /// (everything this hub has for it since the last call). The driver
+    /// hands the batch to that worker's hub with [`Hub::handle_relay`], in
+    /// order, never dropping one. Only hubs with
+    /// [`HubConfig::workers`] > 1 produce any.
+    pub fn poll_relay(&mut self) -> Option<(usize, Vec<Relay>)> {
+        self.relay.poll()
+    }
+
+    /// A batch another worker's hub produced for this one (see
+    /// [`Hub::poll_relay`]).
+    pub fn handle_relay(&mut self, now: Instant, batch: Vec<Relay>) {
+        let now = self.advance(now);
+        for relay in batch {
+            self.on_relay(now, relay);
+        }
+        self.process_node_events(now);
     }
 
     /// The next event for the embedder.
@@ -1373,6 +1407,9 @@ fn announce_to_on(
         }
     }
 }
+
+mod relay;
+pub use relay::{Relay, home_worker};
 
 #[cfg(test)]
 mod tests;
