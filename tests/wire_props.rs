@@ -547,7 +547,10 @@ proptest! {
             v.encoded_len(),
             Batch::len_with(v.frames.len(), v.frames.iter().map(Codec::encoded_len).sum())
         );
-        prop_assert_eq!(message.into_frames().collect::<Vec<_>>(), v.frames);
+        prop_assert_eq!(message.into_frames().collect::<Vec<_>>(), v.frames.clone());
+        // Packing the frames' encodings gives the batch's encoding.
+        let encoded: Vec<_> = v.frames.iter().map(|f| f.to_bytes()).collect();
+        prop_assert_eq!(Batch::concat(&encoded), v.to_bytes());
     }
 
     #[test]

@@ -43,6 +43,7 @@ use crate::wire::{
     JoinRejected, KeepAlive, Leave, MemberId, Message, PROTOCOL_VERSION, ParticipantJoined,
     ParticipantLeft, Priority, Reliability, SenderClosed, SenderOpened, ShortStr,
 };
+use egress::{EgressOp, Limits, MemberEgress, Pushed};
 
 /// How a hub behaves.
 #[derive(Clone)]
@@ -220,6 +221,10 @@ enum Link {
     Member { call_id: String, member: MemberId },
     /// Being closed (rejected, left, timed out): frames are ignored.
     Closing,
+    /// Server side, several workers: a joined member of a call homed on
+    /// worker `home`; its frames are relayed there, and the home relays
+    /// back what to send it.
+    Relayed { home: usize },
     /// Client side: this hub's own participant in a remote call.
     Uplink {
         core: Box<ParticipantCore>,
@@ -236,7 +241,11 @@ const MIN_EGRESS_BUDGET: usize = 2400;
 const HIGH_RESERVE: usize = 2400;
 
 enum Endpoint {
+    /// An association of this hub.
     Remote(AssocId),
+    /// An association of another worker's hub (several workers).
+    Relayed { worker: usize, assoc: AssocId },
+    /// A participant hosted by this hub.
     Local(Box<ParticipantCore>),
 }
 
@@ -264,6 +273,21 @@ struct Route {
     limiter: TrafficLimiter,
 }
 
+impl Route {
+    /// Where frames of this route (sent by `origin` on `channel`) go in a
+    /// member's egress.
+    fn kind(&self, origin: MemberId, channel: u16, len: usize, queued_at: Instant) -> Kind {
+        Kind::Route {
+            origin,
+            channel,
+            priority: self.priority,
+            lossy: self.reliability == Reliability::Lossy,
+            len,
+            queued_at,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Room {
     members: BTreeMap<MemberId, Member>,
@@ -274,6 +298,19 @@ struct Room {
 /// Largest batch the hub packs, in bytes (well under one SCTP message, a
 /// few packets, so a lost packet costs little).
 const BATCH_BYTES: usize = 16 * 1024;
+
+/// Largest Lossy batch: one packet's worth. A Lossy message is abandoned
+/// whole when one of its packets is lost, so a batch spanning several
+/// packets would lose them all together.
+const LOSSY_BATCH_BYTES: usize = 1100;
+
+/// How large a batch on `delivery`'s stream may grow.
+fn batch_limit(delivery: Delivery) -> usize {
+    match delivery {
+        Delivery::Reliable => BATCH_BYTES,
+        Delivery::Lossy => LOSSY_BATCH_BYTES,
+    }
+}
 
 /// The engine's sans-IO core. See the module documentation.
 pub struct Hub {
@@ -294,8 +331,128 @@ pub struct Hub {
     now: Option<Instant>,
     next_tick: Option<Instant>,
     stats: HubStats,
-    /// Batches for other workers.
+    /// Where fan-out goes: member egress queues, relays.
+    sink: Sink,
+    /// Home side, several workers: members whose association lives on
+    /// another worker, by (worker, association).
+    relayed: HashMap<(usize, AssocId), (String, MemberId)>,
+}
+
+/// What fan-out writes to: the egress of each member association this hub
+/// owns, and the batches for other workers.
+struct Sink {
+    egress: HashMap<AssocId, MemberEgress>,
+    /// Member associations with egress work.
+    ready: BTreeSet<AssocId>,
+    /// Member associations over their Durable limit: closed after the
+    /// current fan-out.
+    slow: Vec<AssocId>,
     relay: relay::Outbox,
+    limits: Limits,
+    lossy_dropped: u64,
+}
+
+/// Which part of a member's egress a frame goes to.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Member-level control: ahead of every flow.
+    Control,
+    /// A frame of the route (origin, channel): in that route's flow.
+    Route {
+        origin: MemberId,
+        channel: u16,
+        priority: Priority,
+        lossy: bool,
+        /// Payload bytes (0: a control frame of the route).
+        len: usize,
+        queued_at: Instant,
+    },
+    /// `ParticipantLeft`: after that participant's flows.
+    Left(MemberId),
+}
+
+impl Kind {
+    fn op(self, delivery: Delivery, bytes: Bytes) -> EgressOp {
+        match self {
+            Kind::Control => EgressOp::Control { delivery, bytes },
+            Kind::Route {
+                origin,
+                channel,
+                priority,
+                lossy,
+                len,
+                queued_at,
+            } => EgressOp::Route {
+                origin,
+                channel,
+                priority,
+                lossy,
+                delivery,
+                bytes,
+                len,
+                queued_at,
+            },
+            Kind::Left(origin) => EgressOp::Left { origin, bytes },
+        }
+    }
+}
+
+impl Sink {
+    /// Queues `op` for association `assoc` of this hub.
+    fn push(&mut self, now: Instant, assoc: AssocId, op: EgressOp) {
+        let Some(e) = self.egress.get_mut(&assoc) else {
+            return; // Closing: its Closed event removes the member.
+        };
+        match e.push(op, now, self.limits) {
+            Pushed::Queued => {
+                self.ready.insert(assoc);
+            }
+            Pushed::Dropped => self.lossy_dropped += 1,
+            Pushed::Overflow => self.slow.push(assoc),
+        }
+    }
+
+    /// Gives one frame to a member: the encoded bytes to a remote one's
+    /// egress (here or on its worker), the frame to a hosted one.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        member: &mut Member,
+        kind: Kind,
+        delivery: Delivery,
+        frame: &Frame,
+        encoded: &Bytes,
+    ) {
+        match &mut member.endpoint {
+            Endpoint::Remote(assoc) => self.push(now, *assoc, kind.op(delivery, encoded.clone())),
+            Endpoint::Relayed { worker, assoc } => self.relay.push(
+                *worker,
+                Relay::new(RelayMsg::Egress {
+                    assoc: *assoc,
+                    op: kind.op(delivery, encoded.clone()),
+                }),
+            ),
+            Endpoint::Local(core) => core.handle_frame(now, frame.clone()),
+        }
+    }
+
+    /// Gives one frame to each of `to` (encoded once).
+    fn announce(
+        &mut self,
+        now: Instant,
+        room: &mut Room,
+        to: &BTreeSet<MemberId>,
+        kind: Kind,
+        delivery: Delivery,
+        frame: Frame,
+    ) {
+        let encoded = Message::Frame(frame.clone()).to_bytes();
+        for m in to {
+            if let Some(member) = room.members.get_mut(m) {
+                self.deliver(now, member, kind, delivery, &frame, &encoded);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -319,6 +476,7 @@ impl Hub {
         config.workers = config.workers.max(1);
         config.worker = config.worker.min(config.workers - 1);
         let workers = config.workers;
+        let config_limits = (config.lossy_drop_buffer, config.slow_consumer_buffer);
         Self {
             node: Node::new(config.node.clone()),
             shared: {
@@ -339,7 +497,18 @@ impl Hub {
             now: None,
             next_tick: None,
             stats: HubStats::default(),
-            relay: relay::Outbox::new(workers),
+            sink: Sink {
+                egress: HashMap::new(),
+                ready: BTreeSet::new(),
+                slow: Vec::new(),
+                relay: relay::Outbox::new(workers),
+                limits: Limits {
+                    lossy: config_limits.0,
+                    durable: config_limits.1,
+                },
+                lossy_dropped: 0,
+            },
+            relayed: HashMap::new(),
         }
     }
 
@@ -433,6 +602,7 @@ impl Hub {
         self.locals.insert(shared.key, (call_id.to_owned(), member));
         self.admit_member(now, call_id, member, pid, Endpoint::Local(Box::new(core)));
         self.arm_tick(now);
+        self.settle(now);
         Ok(Call { shared })
     }
 
@@ -444,10 +614,18 @@ impl Hub {
         let assocs: Vec<AssocId> = self.links.keys().copied().collect();
         for assoc in assocs {
             let leave = match self.links.get(&assoc) {
-                Some(Link::Member { .. }) => Some(Leave {
-                    code: ErrorCode::SHUTTING_DOWN,
-                    reason: ShortStr::truncated("the server is shutting down"),
-                }),
+                Some(Link::Member { .. } | Link::Relayed { .. }) => {
+                    // What the member's egress holds goes first.
+                    if let Some(mut e) = self.drop_egress(assoc) {
+                        let mut out = Vec::new();
+                        e.pump(now, usize::MAX, 0, &mut out);
+                        self.send_encoded_batched(now, assoc, out);
+                    }
+                    Some(relay::leave(
+                        ErrorCode::SHUTTING_DOWN,
+                        "the server is shutting down",
+                    ))
+                }
                 Some(Link::Uplink { .. }) => Some(Leave {
                     code: ErrorCode::NONE,
                     reason: ShortStr::default(),
@@ -469,6 +647,7 @@ impl Hub {
         self.node.handle_datagram(now, from, datagram);
         self.process_node_events(now);
         self.pump_backlog(now);
+        self.settle(now);
     }
 
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
@@ -483,6 +662,7 @@ impl Hub {
             self.tick(now);
         }
         self.process_node_events(now);
+        self.settle(now);
     }
 
     /// The next datagram to send.
@@ -496,7 +676,7 @@ impl Hub {
     /// order, never dropping one. Only hubs with
     /// [`HubConfig::workers`] > 1 produce any.
     pub fn poll_relay(&mut self) -> Option<(usize, Vec<Relay>)> {
-        self.relay.poll()
+        self.sink.relay.poll()
     }
 
     /// A batch another worker's hub produced for this one (see
@@ -507,6 +687,7 @@ impl Hub {
             self.on_relay(now, relay);
         }
         self.process_node_events(now);
+        self.settle(now);
     }
 
     /// The next event for the embedder.
@@ -618,7 +799,24 @@ impl Hub {
             },
             Some(Link::Member { call_id, member }) => {
                 let (call_id, member) = (call_id.clone(), *member);
-                self.on_member_frame(now, &call_id, member, frame, Some(assoc));
+                self.on_member_frame(now, &call_id, member, frame);
+            }
+            Some(Link::Relayed { home }) => {
+                let home = *home;
+                if matches!(frame, Frame::Leave(_)) {
+                    self.end_link(now, assoc, CloseReason::LEFT);
+                    self.node.close(now, assoc);
+                } else {
+                    let worker = self.config.worker;
+                    self.sink.relay.push(
+                        home,
+                        Relay::new(RelayMsg::Frame {
+                            worker,
+                            assoc,
+                            frame,
+                        }),
+                    );
+                }
             }
             Some(Link::Closing) => {}
             Some(Link::Uplink { core, .. }) => {
@@ -681,6 +879,24 @@ impl Hub {
         }
         self.stats.joins_accepted += 1;
         let call_id = join.call_id.as_str();
+        let pid = ParticipantId::from(join.participant_id.as_str());
+        let home = home_worker(call_id, self.config.workers);
+        self.sink.egress.insert(assoc, self.new_egress());
+        if home != self.config.worker {
+            // The call lives on another worker: it admits the member and
+            // relays back what to send it.
+            self.links.insert(assoc, Link::Relayed { home });
+            self.sink.relay.push(
+                home,
+                Relay::new(RelayMsg::Attach {
+                    worker: self.config.worker,
+                    assoc,
+                    call_id: call_id.to_owned(),
+                    participant_id: pid,
+                }),
+            );
+            return;
+        }
         let room = self.rooms.entry(call_id.to_owned()).or_default();
         let member = MemberId(room.next_member);
         room.next_member += 1;
@@ -700,7 +916,6 @@ impl Hub {
                 member,
             },
         );
-        let pid = ParticipantId::from(join.participant_id.as_str());
         self.admit_member(now, call_id, member, pid, Endpoint::Remote(assoc));
     }
 
@@ -719,10 +934,10 @@ impl Hub {
             return;
         };
         for other in room.members.values_mut() {
-            deliver(
-                &mut self.node,
+            self.sink.deliver(
                 now,
                 other,
+                Kind::Control,
                 Delivery::Reliable,
                 &announce,
                 &encoded,
@@ -747,20 +962,38 @@ impl Hub {
         });
     }
 
-    /// A frame from member `from` of `call_id` (remote, or hosted when
-    /// `assoc` is `None`).
-    fn on_member_frame(
-        &mut self,
-        now: Instant,
-        call_id: &str,
-        from: MemberId,
-        frame: Frame,
-        assoc: Option<AssocId>,
-    ) {
-        let violation = |hub: &mut Self, what: &str| {
-            if let Some(a) = assoc {
-                hub.protocol_error(now, a, what);
+    /// Where member `member` of `call_id` is connected: `None` for a hosted
+    /// participant (or one that is gone).
+    fn member_link(&self, call_id: &str, member: MemberId) -> Option<(Option<usize>, AssocId)> {
+        match self.rooms.get(call_id)?.members.get(&member)?.endpoint {
+            Endpoint::Remote(assoc) => Some((None, assoc)),
+            Endpoint::Relayed { worker, assoc } => Some((Some(worker), assoc)),
+            Endpoint::Local(_) => None,
+        }
+    }
+
+    /// A frame from member `from` of `call_id` (remote, relayed from
+    /// another worker, or hosted).
+    fn on_member_frame(&mut self, now: Instant, call_id: &str, from: MemberId, frame: Frame) {
+        let link = self.member_link(call_id, from);
+        let violation = |hub: &mut Self, what: &str| match link {
+            Some((None, a)) => hub.protocol_error(now, a, what),
+            Some((Some(worker), assoc)) => {
+                hub.stats.protocol_errors += 1;
+                let frame: Frame = ErrorFrame {
+                    code: ErrorCode::PROTOCOL_VIOLATION,
+                    reason: ShortStr::truncated(what),
+                }
+                .into();
+                let op = EgressOp::Control {
+                    delivery: Delivery::Reliable,
+                    bytes: Message::Frame(frame).to_bytes(),
+                };
+                hub.sink
+                    .relay
+                    .push(worker, Relay::new(RelayMsg::Egress { assoc, op }));
             }
+            None => {}
         };
         match frame {
             Frame::SenderOpened(o) if o.origin.is_none() => {
@@ -804,7 +1037,15 @@ impl Hub {
                         reason: CloseReason::REPLACED,
                         origin: Some(from),
                     };
-                    announce_to(&mut self.node, now, room, &old.announced, closed.into());
+                    let kind = old.kind(from, o.channel, 0, now);
+                    self.sink.announce(
+                        now,
+                        room,
+                        &old.announced,
+                        kind,
+                        Delivery::Reliable,
+                        closed.into(),
+                    );
                 }
             }
             Frame::SetParticipants(p) => {
@@ -838,7 +1079,15 @@ impl Hub {
                         origin: Some(from),
                         ..c
                     };
-                    announce_to(&mut self.node, now, room, &route.announced, closed.into());
+                    let kind = route.kind(from, c.channel, 0, now);
+                    self.sink.announce(
+                        now,
+                        room,
+                        &route.announced,
+                        kind,
+                        Delivery::Reliable,
+                        closed.into(),
+                    );
                 }
             }
             Frame::KeepAlive(k) if k.origin.is_none() => {
@@ -851,27 +1100,24 @@ impl Hub {
                     .filter(|r| r.session == k.session)
                 {
                     let announced = route.announced.clone();
+                    let kind = route.kind(from, k.channel, 0, now);
                     let ka = KeepAlive {
                         origin: Some(from),
                         ..k
                     };
-                    announce_to_on(
-                        &mut self.node,
-                        now,
-                        room,
-                        &announced,
-                        Delivery::Lossy,
-                        ka.into(),
-                    );
+                    self.sink
+                        .announce(now, room, &announced, kind, Delivery::Lossy, ka.into());
                 }
             }
-            Frame::Leave(_) => {
-                self.remove_member(now, call_id, from, CloseReason::LEFT);
-                if let Some(a) = assoc {
-                    self.links.insert(a, Link::Closing);
+            Frame::Leave(_) => match link {
+                Some((None, a)) => {
+                    self.end_link(now, a, CloseReason::LEFT);
                     self.node.close(now, a);
                 }
-            }
+                // A relayed member's leave is handled by its owner (a
+                // Detach); a hosted one leaves through its handle.
+                _ => self.remove_member(now, call_id, from, CloseReason::LEFT),
+            },
             Frame::Error(e) => {
                 // Peer-controlled: debug level, so a chatty peer cannot flood logs.
                 tracing::debug!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
@@ -917,20 +1163,30 @@ impl Hub {
         {
             self.stats.policed += 1;
             let abuser = members.get_mut(&from).and_then(|m| match m.endpoint {
-                Endpoint::Remote(assoc) if !m.strikes.try_take(1, now) => Some(assoc),
+                Endpoint::Remote(assoc) if !m.strikes.try_take(1, now) => Some((None, assoc)),
+                Endpoint::Relayed { worker, assoc } if !m.strikes.try_take(1, now) => {
+                    Some((Some(worker), assoc))
+                }
                 _ => None,
             });
-            if let Some(assoc) = abuser {
+            if let Some((worker, assoc)) = abuser {
                 self.stats.traffic_abusers += 1;
                 tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
-                let leave = Leave {
-                    code: ErrorCode::TRAFFIC_LIMIT,
-                    reason: ShortStr::truncated("persistently over the traffic limit rules"),
-                };
-                self.send(now, assoc, Delivery::Reliable, leave.into());
-                self.links.insert(assoc, Link::Closing);
-                self.node.close(now, assoc);
-                self.remove_member(now, call_id, from, CloseReason::ASSOCIATION_LOST);
+                let leave = relay::leave(
+                    ErrorCode::TRAFFIC_LIMIT,
+                    "persistently over the traffic limit rules",
+                );
+                match worker {
+                    None => {
+                        self.send(now, assoc, Delivery::Reliable, leave.into());
+                        self.end_link(now, assoc, CloseReason::ASSOCIATION_LOST);
+                        self.node.close(now, assoc);
+                    }
+                    Some(worker) => {
+                        self.close_relayed(worker, assoc, leave);
+                        self.remove_member(now, call_id, from, CloseReason::ASSOCIATION_LOST);
+                    }
+                }
             }
             return;
         }
@@ -938,6 +1194,8 @@ impl Hub {
             Reliability::Durable => Delivery::Reliable,
             Reliability::Lossy => Delivery::Lossy,
         };
+        let d_channel = d.channel;
+        let len = d.payload.len().max(1);
         let opened: Frame = SenderOpened {
             channel: d.channel,
             session: d.session,
@@ -953,41 +1211,23 @@ impl Hub {
             ..d
         }
         .into();
-        // Encoded once; every association gets the same bytes.
+        let control = route.kind(from, d_channel, 0, now);
+        let kind = route.kind(from, d_channel, len, now);
+        // Encoded once; every member's egress gets the same bytes.
         let encoded = Message::Frame(data.clone()).to_bytes();
         let mut opened_encoded = None;
-        let mut slow = Vec::new();
         for (m, member) in members.iter_mut() {
             let addressed = *m != from
                 && (route.targets.is_empty() || route.targets.contains(&member.participant_id));
             if !addressed {
                 continue;
             }
-            // Never hold more than a bounded backlog for one member.
-            if let Endpoint::Remote(assoc) = member.endpoint {
-                let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
-                    + self.node.buffered_amount(assoc, Delivery::Lossy);
-                if delivery == Delivery::Lossy && queued >= self.config.lossy_drop_buffer {
-                    self.stats.lossy_dropped_slow += 1;
-                    continue;
-                }
-                if queued >= self.config.slow_consumer_buffer {
-                    slow.push(assoc);
-                    continue;
-                }
-            }
             let newly_announced = route.announced.insert(*m);
             if newly_announced {
                 let bytes =
                     opened_encoded.get_or_insert_with(|| Message::Frame(opened.clone()).to_bytes());
-                deliver(
-                    &mut self.node,
-                    now,
-                    member,
-                    Delivery::Reliable,
-                    &opened,
-                    bytes,
-                );
+                self.sink
+                    .deliver(now, member, control, Delivery::Reliable, &opened, bytes);
             }
             // The first message to a new receiver goes ordered, after its
             // `SenderOpened` (unordered data would overtake it).
@@ -996,13 +1236,9 @@ impl Hub {
             } else {
                 delivery
             };
-            deliver(&mut self.node, now, member, delivery, &data, &encoded);
+            self.sink
+                .deliver(now, member, kind, delivery, &data, &encoded);
             self.stats.messages_forwarded += 1;
-        }
-        for assoc in slow {
-            if self.node.abort(now, assoc, NodeCloseReason::SlowConsumer) {
-                self.stats.slow_consumers += 1;
-            }
         }
     }
 
@@ -1028,7 +1264,15 @@ impl Hub {
                     reason: why,
                     origin: Some(member),
                 };
-                announce_to(&mut self.node, now, room, &route.announced, closed.into());
+                let kind = route.kind(member, key.1, 0, now);
+                self.sink.announce(
+                    now,
+                    room,
+                    &route.announced,
+                    kind,
+                    Delivery::Reliable,
+                    closed.into(),
+                );
             }
         }
         for route in room.routes.values_mut() {
@@ -1037,10 +1281,10 @@ impl Hub {
         let left: Frame = ParticipantLeft { member }.into();
         let encoded = Message::Frame(left.clone()).to_bytes();
         for other in room.members.values_mut() {
-            deliver(
-                &mut self.node,
+            self.sink.deliver(
                 now,
                 other,
+                Kind::Left(member),
                 Delivery::Reliable,
                 &left,
                 &encoded,
@@ -1049,9 +1293,15 @@ impl Hub {
         if room.members.is_empty() {
             self.rooms.remove(call_id);
         }
-        if let Endpoint::Local(mut core) = gone.endpoint {
-            self.locals.remove(&core.shared.key);
-            core.end("left the call");
+        match gone.endpoint {
+            Endpoint::Local(mut core) => {
+                self.locals.remove(&core.shared.key);
+                core.end("left the call");
+            }
+            Endpoint::Relayed { worker, assoc } => {
+                self.relayed.remove(&(worker, assoc));
+            }
+            Endpoint::Remote(_) => {}
         }
         self.events.push_back(HubEvent::ParticipantLeft {
             call_id: call_id.to_owned(),
@@ -1061,16 +1311,148 @@ impl Hub {
     }
 
     fn on_closed(&mut self, now: Instant, assoc: AssocId, reason: &NodeCloseReason) {
+        self.drop_egress(assoc);
         match self.links.remove(&assoc) {
             Some(Link::Member { call_id, member }) => {
                 self.remove_member(now, &call_id, member, CloseReason::ASSOCIATION_LOST);
             }
+            Some(Link::Relayed { home }) => self.detach(home, assoc, CloseReason::ASSOCIATION_LOST),
             Some(Link::Uplink { mut core, .. }) => {
                 self.uplinks.remove(&core.shared.key);
                 core.end(&format!("connection closed: {reason}"));
             }
             Some(Link::Pending { .. } | Link::Closing) | None => {}
         }
+    }
+
+    /// A member association of this hub stops being one (it is being
+    /// closed): its egress is dropped and its member removed from the call
+    /// (here, or by a `Detach` to the call's home).
+    fn end_link(&mut self, now: Instant, assoc: AssocId, why: CloseReason) {
+        self.drop_egress(assoc);
+        match self.links.insert(assoc, Link::Closing) {
+            Some(Link::Member { call_id, member }) => {
+                self.remove_member(now, &call_id, member, why);
+            }
+            Some(Link::Relayed { home }) => self.detach(home, assoc, why),
+            _ => {}
+        }
+    }
+
+    fn drop_egress(&mut self, assoc: AssocId) -> Option<MemberEgress> {
+        self.sink.ready.remove(&assoc);
+        self.sink.egress.remove(&assoc)
+    }
+
+    fn new_egress(&self) -> MemberEgress {
+        MemberEgress::new(
+            self.config.channel.lossy_latency_budget,
+            EgressBudget::new(
+                MIN_EGRESS_BUDGET,
+                self.config.uplink_buffer,
+                self.config.queue_target,
+            ),
+        )
+    }
+
+    /// After any input: members found too slow are disconnected, and every
+    /// member egress with work sends what its budget allows.
+    fn settle(&mut self, now: Instant) {
+        while !self.sink.slow.is_empty() {
+            let slow = std::mem::take(&mut self.sink.slow);
+            for assoc in slow {
+                if !self.sink.egress.contains_key(&assoc) {
+                    continue; // Already handled.
+                }
+                self.stats.slow_consumers += 1;
+                tracing::info!(?assoc, "disconnected: a slow consumer");
+                let leave = relay::leave(
+                    ErrorCode::SLOW_CONSUMER,
+                    "could not keep up with what the call sent",
+                );
+                self.send(now, assoc, Delivery::Reliable, leave.into());
+                self.end_link(now, assoc, CloseReason::ASSOCIATION_LOST);
+                self.node.close(now, assoc);
+            }
+        }
+        self.stats.lossy_dropped_slow += std::mem::take(&mut self.sink.lossy_dropped);
+        self.pump_egress(now);
+    }
+
+    /// Lets each member egress with work hand SCTP what its budget allows.
+    fn pump_egress(&mut self, now: Instant) {
+        if self.sink.ready.is_empty() {
+            return;
+        }
+        let ready: Vec<AssocId> = self.sink.ready.iter().copied().collect();
+        for assoc in ready {
+            let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
+                + self.node.buffered_amount(assoc, Delivery::Lossy);
+            let Some(e) = self.sink.egress.get_mut(&assoc) else {
+                self.sink.ready.remove(&assoc);
+                continue;
+            };
+            e.budget.on_progress(queued, now);
+            let room = e.budget.room(queued);
+            let reserve = HIGH_RESERVE.saturating_sub(queued.saturating_sub(e.budget.budget()));
+            let mut out = Vec::new();
+            self.stats.lossy_dropped_slow += e.pump(now, room, reserve, &mut out);
+            if !e.has_work() {
+                self.sink.ready.remove(&assoc);
+            }
+            let handed = self.send_encoded_batched(now, assoc, out);
+            if let Some(e) = self.sink.egress.get_mut(&assoc) {
+                e.budget.on_sent(handed, now);
+            }
+        }
+    }
+
+    /// Sends encoded frames in order, packing runs on the same stream into
+    /// batches; returns the bytes handed to SCTP.
+    fn send_encoded_batched(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        out: Vec<(Delivery, Bytes)>,
+    ) -> usize {
+        if out.is_empty() {
+            return 0;
+        }
+        let buffered = |node: &mut Node| {
+            node.buffered_amount(assoc, Delivery::Reliable)
+                + node.buffered_amount(assoc, Delivery::Lossy)
+        };
+        let before = buffered(&mut self.node);
+        let mut run: Vec<Bytes> = Vec::new();
+        let mut run_len = 0;
+        let mut run_delivery = Delivery::Reliable;
+        let flush = |node: &mut Node, run: &mut Vec<Bytes>, delivery: Delivery| {
+            let message = if run.len() == 1 {
+                run.pop()
+            } else {
+                Some(Batch::concat(run))
+            };
+            run.clear();
+            if let Some(m) = message {
+                // A failure means the association is going away.
+                let _ = node.send_encoded(now, assoc, delivery, m);
+            }
+        };
+        for (delivery, bytes) in out {
+            if !run.is_empty()
+                && (delivery != run_delivery || run_len + bytes.len() > batch_limit(delivery))
+            {
+                flush(&mut self.node, &mut run, run_delivery);
+                run_len = 0;
+            }
+            run_delivery = delivery;
+            run_len += bytes.len();
+            run.push(bytes);
+        }
+        if !run.is_empty() {
+            flush(&mut self.node, &mut run, run_delivery);
+        }
+        buffered(&mut self.node).saturating_sub(before)
     }
 
     /// Takes the work the application queued.
@@ -1123,7 +1505,7 @@ impl Hub {
         let (call_id, member) = self.locals.get(&key)?;
         match &self.rooms.get(call_id)?.members.get(member)?.endpoint {
             Endpoint::Local(core) => Some(core),
-            Endpoint::Remote(_) => None,
+            Endpoint::Remote(_) | Endpoint::Relayed { .. } => None,
         }
     }
 
@@ -1175,7 +1557,7 @@ impl Hub {
                     None => false,
                 };
                 for (_, frame) in out {
-                    self.on_member_frame(now, &call_id, member, frame, None);
+                    self.on_member_frame(now, &call_id, member, frame);
                 }
                 more
             } else {
@@ -1196,7 +1578,7 @@ impl Hub {
             .endpoint
         {
             Endpoint::Local(core) => Some(core),
-            Endpoint::Remote(_) => None,
+            Endpoint::Remote(_) | Endpoint::Relayed { .. } => None,
         }
     }
 
@@ -1233,7 +1615,7 @@ impl Hub {
                 core.tick(now, &mut out);
             }
             for (_, frame) in out {
-                self.on_member_frame(now, &call_id, member, frame, None);
+                self.on_member_frame(now, &call_id, member, frame);
             }
         }
         let busy = !self.links.is_empty() || !self.locals.is_empty();
@@ -1281,7 +1663,7 @@ impl Hub {
         }
     }
 
-    /// Sends frames on one stream, as few messages as [`BATCH_BYTES`] allows.
+    /// Sends frames on one stream, as few messages as [`batch_limit`] allows.
     fn send_frames(
         &mut self,
         now: Instant,
@@ -1305,7 +1687,7 @@ impl Hub {
         };
         for frame in frames {
             let len = frame.encoded_len();
-            if !batch.is_empty() && size + len > BATCH_BYTES {
+            if !batch.is_empty() && size + len > batch_limit(delivery) {
                 flush(self, &mut batch);
                 size = 0;
             }
@@ -1362,53 +1744,9 @@ fn joined_frame(member: MemberId, pid: &ParticipantId) -> ParticipantJoined {
     }
 }
 
-/// Gives one frame to a member: the encoded bytes to a remote one, the frame
-/// to a hosted one.
-fn deliver(
-    node: &mut Node,
-    now: Instant,
-    member: &mut Member,
-    delivery: Delivery,
-    frame: &Frame,
-    encoded: &Bytes,
-) {
-    match &mut member.endpoint {
-        Endpoint::Remote(assoc) => {
-            // A failure means that association is closing; its Closed event
-            // removes the member.
-            let _ = node.send_encoded(now, *assoc, delivery, encoded.clone());
-        }
-        Endpoint::Local(core) => core.handle_frame(now, frame.clone()),
-    }
-}
-
-fn announce_to(
-    node: &mut Node,
-    now: Instant,
-    room: &mut Room,
-    to: &BTreeSet<MemberId>,
-    frame: Frame,
-) {
-    announce_to_on(node, now, room, to, Delivery::Reliable, frame);
-}
-
-fn announce_to_on(
-    node: &mut Node,
-    now: Instant,
-    room: &mut Room,
-    to: &BTreeSet<MemberId>,
-    delivery: Delivery,
-    frame: Frame,
-) {
-    let encoded = Message::Frame(frame.clone()).to_bytes();
-    for m in to {
-        if let Some(member) = room.members.get_mut(m) {
-            deliver(node, now, member, delivery, &frame, &encoded);
-        }
-    }
-}
-
+mod egress;
 mod relay;
+use relay::RelayMsg;
 pub use relay::{Relay, home_worker};
 
 #[cfg(test)]

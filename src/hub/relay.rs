@@ -8,7 +8,11 @@
 
 use std::time::Instant;
 
-use super::Hub;
+use super::egress::EgressOp;
+use super::{Endpoint, Hub, Link};
+use crate::datachannel::ParticipantId;
+use crate::proto::{AssocId, Delivery};
+use crate::wire::{CloseReason, Codec, Frame, Leave, MemberId, Message, ShortStr};
 
 /// The worker that homes `call_id` in an engine of `workers` workers: a
 /// fixed hash (FNV-1a), so every worker agrees without a lookup.
@@ -30,8 +34,41 @@ pub struct Relay {
     pub(crate) msg: RelayMsg,
 }
 
+impl Relay {
+    pub(crate) fn new(msg: RelayMsg) -> Self {
+        Self { msg }
+    }
+}
+
+/// What workers tell each other. The owner of a member's association is
+/// `worker`; the call's home holds the room.
 #[derive(Debug)]
-pub(crate) enum RelayMsg {}
+pub(crate) enum RelayMsg {
+    /// Owner → home: a join to this call was verified on `worker`'s
+    /// association `assoc`; admit it.
+    Attach {
+        worker: usize,
+        assoc: AssocId,
+        call_id: String,
+        participant_id: ParticipantId,
+    },
+    /// Owner → home: a frame from that member.
+    Frame {
+        worker: usize,
+        assoc: AssocId,
+        frame: Frame,
+    },
+    /// Owner → home: that member is gone (left, lost, too slow).
+    Detach {
+        worker: usize,
+        assoc: AssocId,
+        why: CloseReason,
+    },
+    /// Home → owner: a frame for that member's egress.
+    Egress { assoc: AssocId, op: EgressOp },
+    /// Home → owner: send `leave` and close the association.
+    Close { assoc: AssocId, leave: Leave },
+}
 
 /// Batches waiting for each worker.
 #[derive(Debug)]
@@ -49,7 +86,6 @@ impl Outbox {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn push(&mut self, worker: usize, relay: Relay) {
         let Some(batch) = self.batches.get_mut(worker) else {
             return;
@@ -67,7 +103,108 @@ impl Outbox {
 }
 
 impl Hub {
-    pub(super) fn on_relay(&mut self, _now: Instant, relay: Relay) {
-        match relay.msg {}
+    pub(super) fn on_relay(&mut self, now: Instant, relay: Relay) {
+        match relay.msg {
+            RelayMsg::Attach {
+                worker,
+                assoc,
+                call_id,
+                participant_id,
+            } => self.attach(now, worker, assoc, &call_id, participant_id),
+            RelayMsg::Frame {
+                worker,
+                assoc,
+                frame,
+            } => {
+                if let Some((call_id, member)) = self.relayed.get(&(worker, assoc)).cloned() {
+                    self.on_member_frame(now, &call_id, member, frame);
+                }
+            }
+            RelayMsg::Detach { worker, assoc, why } => {
+                if let Some((call_id, member)) = self.relayed.remove(&(worker, assoc)) {
+                    self.remove_member(now, &call_id, member, why);
+                }
+            }
+            RelayMsg::Egress { assoc, op } => {
+                if matches!(self.links.get(&assoc), Some(Link::Relayed { .. })) {
+                    self.sink.push(now, assoc, op);
+                }
+            }
+            RelayMsg::Close { assoc, leave } => {
+                if matches!(self.links.get(&assoc), Some(Link::Relayed { .. })) {
+                    self.send(now, assoc, Delivery::Reliable, leave.into());
+                    // The home has already removed the member: no Detach.
+                    self.links.insert(assoc, Link::Closing);
+                    self.drop_egress(assoc);
+                    self.node.close(now, assoc);
+                }
+            }
+        }
+    }
+
+    /// Home side: admits a member whose association lives on `worker`.
+    fn attach(
+        &mut self,
+        now: Instant,
+        worker: usize,
+        assoc: AssocId,
+        call_id: &str,
+        participant_id: ParticipantId,
+    ) {
+        let room = self.rooms.entry(call_id.to_owned()).or_default();
+        let member = MemberId(room.next_member);
+        room.next_member += 1;
+        let mut welcome: Vec<Frame> =
+            vec![super::accepted_frame(&self.config.channel, member).into()];
+        if let Some(room) = self.rooms.get(call_id) {
+            welcome.extend(
+                room.members
+                    .iter()
+                    .map(|(m, x)| super::joined_frame(*m, &x.participant_id).into()),
+            );
+        }
+        for frame in welcome {
+            let op = EgressOp::Control {
+                delivery: Delivery::Reliable,
+                bytes: Message::Frame(frame).to_bytes(),
+            };
+            self.sink
+                .relay
+                .push(worker, Relay::new(RelayMsg::Egress { assoc, op }));
+        }
+        self.relayed
+            .insert((worker, assoc), (call_id.to_owned(), member));
+        self.admit_member(
+            now,
+            call_id,
+            member,
+            participant_id,
+            Endpoint::Relayed { worker, assoc },
+        );
+    }
+
+    /// Owner side: a member of a call homed elsewhere is gone.
+    pub(super) fn detach(&mut self, home: usize, assoc: AssocId, why: CloseReason) {
+        let worker = self.config.worker;
+        self.sink
+            .relay
+            .push(home, Relay::new(RelayMsg::Detach { worker, assoc, why }));
+    }
+
+    /// Home side: tells the owner of a relayed member to send `reason` and
+    /// close it.
+    pub(super) fn close_relayed(&mut self, worker: usize, assoc: AssocId, leave: Leave) {
+        self.relayed.remove(&(worker, assoc));
+        self.sink
+            .relay
+            .push(worker, Relay::new(RelayMsg::Close { assoc, leave }));
+    }
+}
+
+/// A `Leave` with `code` and `reason`.
+pub(super) fn leave(code: crate::wire::ErrorCode, reason: &str) -> Leave {
+    Leave {
+        code,
+        reason: ShortStr::truncated(reason),
     }
 }

@@ -141,6 +141,10 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
 
     fn unlist(&mut self, k: K) {
         for list in &mut self.active {
+            // A flow removed right after it sent is at the front.
+            if list.front() == Some(&k) {
+                list.pop_front();
+            }
             list.retain(|x| *x != k);
         }
         // Parked entries of a removed flow are skipped when they come up.

@@ -1,7 +1,7 @@
 //! The frames. Each one's byte layout is drawn above its type; the bit ruler
 //! counts bits, one row is 32 bits, `...` is a variable-size field.
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{
     Codec, DecodeError, MAX_PARTICIPANTS, MAX_PAYLOAD_LEN, MAX_TOKEN_LEN, ShortStr, VarInt,
@@ -1031,6 +1031,21 @@ impl Batch {
     /// Bytes a batch holding `count` frames of `frames_len` bytes in all takes.
     pub fn len_with(count: usize, frames_len: usize) -> usize {
         1 + VarInt::from_len(count).encoded_len() + frames_len
+    }
+
+    /// The encoding of a batch of frames that are already encoded, each
+    /// the encoding of one frame (never a batch), without decoding them: a
+    /// server fanning one encoded frame out to many members packs it into
+    /// each member's batch by copying its bytes.
+    pub fn concat(frames: &[Bytes]) -> Bytes {
+        let len = frames.iter().map(Bytes::len).sum();
+        let mut out = BytesMut::with_capacity(Self::len_with(frames.len(), len));
+        out.put_u8(frame_type::BATCH);
+        VarInt::from_len(frames.len()).encode(&mut out);
+        for f in frames {
+            out.extend_from_slice(f);
+        }
+        out.freeze()
     }
 }
 

@@ -1,0 +1,443 @@
+//! Server egress: what the server has for one member, waiting for room in
+//! that member's association.
+//!
+//! The server fans a message out by handing each target's [`MemberEgress`]
+//! the same encoded `Bytes`. Each member's egress is scheduled like a
+//! client's uplink: one flow per sender (route) it receives, **High before
+//! Normal**, deficit round robin by bytes within a class, and the
+//! association's SCTP queue kept only as deep as its [`EgressBudget`]
+//! allows, so a slow member's backlog waits here, where the policy can act
+//! on it:
+//!
+//! - a **Lossy** message that waited longer than the latency budget (the
+//!   channel config's `lossy_latency_budget`, 100 ms by default) is dropped
+//!   when its turn comes, and Lossy data is dropped on arrival once the
+//!   member has [`Limits::lossy`] bytes of it waiting;
+//! - **Durable** data and control frames are never dropped: once the member
+//!   has more than [`Limits::durable`] bytes of them waiting it is a slow
+//!   consumer, and the hub closes its association with a reason
+//!   (`Leave` with `SLOW_CONSUMER`), counted in `HubStats::slow_consumers`.
+//!
+//! Order: frames of one route (its `SenderOpened`, data, keep-alives,
+//! `SenderClosed`) stay in order in their flow; member-level control frames
+//! (`ParticipantJoined`, errors) go ahead of all flows; a `ParticipantLeft`
+//! waits until every flow from that participant has drained, because a
+//! client closes that participant's receivers when it reads it.
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::proto::Delivery;
+use crate::sched::{EgressBudget, FlowSpec, Head, Pick, Scheduler};
+use crate::wire::{MemberId, Priority};
+
+/// A route's flow in one member's egress: (origin member, channel).
+type FlowKey = u64;
+
+fn flow_key(origin: MemberId, channel: u16) -> FlowKey {
+    (u64::from(origin.0) << 16) | u64::from(channel)
+}
+
+fn origin_of(k: FlowKey) -> MemberId {
+    // The key holds a u32 member number above the 16-bit channel.
+    MemberId(u32::try_from(k >> 16).unwrap_or(u32::MAX))
+}
+
+/// One frame for one member.
+#[derive(Debug, Clone)]
+pub(crate) enum EgressOp {
+    /// A member-level control frame: ahead of every flow, never dropped.
+    Control { delivery: Delivery, bytes: Bytes },
+    /// A frame of a route (`SenderOpened`, `Data`, `KeepAlive`,
+    /// `SenderClosed`), in that route's flow.
+    Route {
+        origin: MemberId,
+        channel: u16,
+        priority: Priority,
+        /// The route is Lossy: its data may be dropped.
+        lossy: bool,
+        delivery: Delivery,
+        bytes: Bytes,
+        /// Payload bytes; 0 for control frames (never dropped).
+        len: usize,
+        /// When the server received it.
+        queued_at: Instant,
+    },
+    /// `ParticipantLeft` for `origin`: after that participant's flows.
+    Left { origin: MemberId, bytes: Bytes },
+}
+
+/// How much one member may have waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Lossy data bytes; more is dropped on arrival.
+    pub lossy: usize,
+    /// Durable data and control bytes; more makes the member a slow
+    /// consumer.
+    pub durable: usize,
+}
+
+/// What [`MemberEgress::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// Lossy data over [`Limits::lossy`]: dropped.
+    Dropped,
+    /// Durable data or control over [`Limits::durable`]: not queued; the
+    /// member must be disconnected.
+    Overflow,
+}
+
+#[derive(Debug)]
+struct Item {
+    delivery: Delivery,
+    bytes: Bytes,
+    /// Payload bytes; 0 for a control frame.
+    len: usize,
+    droppable: bool,
+    queued_at: Instant,
+}
+
+/// Everything the server has waiting for one member association.
+#[derive(Debug)]
+pub(crate) struct MemberEgress {
+    sched: Scheduler<FlowKey>,
+    /// Non-empty flows only (a flow is removed when it drains, which is
+    /// also when deficit round robin forgets its deficit).
+    flows: HashMap<FlowKey, VecDeque<Item>>,
+    control: VecDeque<(Delivery, Bytes)>,
+    /// `ParticipantLeft` frames waiting for their participant's flows.
+    left: Vec<(MemberId, Bytes)>,
+    /// Non-empty flows per origin.
+    origins: HashMap<MemberId, u32>,
+    durable_bytes: usize,
+    lossy_bytes: usize,
+    /// How much the association's SCTP queue may hold.
+    pub(crate) budget: EgressBudget,
+}
+
+impl MemberEgress {
+    pub(crate) fn new(lossy_budget: Duration, budget: EgressBudget) -> Self {
+        Self {
+            sched: Scheduler::new(lossy_budget),
+            flows: HashMap::new(),
+            control: VecDeque::new(),
+            left: Vec::new(),
+            origins: HashMap::new(),
+            durable_bytes: 0,
+            lossy_bytes: 0,
+            budget,
+        }
+    }
+
+    /// Bytes waiting (not yet handed to SCTP).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.durable_bytes + self.lossy_bytes
+    }
+
+    /// Whether something can be sent (given room).
+    pub(crate) fn has_work(&self) -> bool {
+        !self.control.is_empty() || self.sched.has_work()
+    }
+
+    /// Queues `op` unless the limits say otherwise.
+    pub(crate) fn push(&mut self, op: EgressOp, now: Instant, limits: Limits) -> Pushed {
+        match op {
+            EgressOp::Control { delivery, bytes } => {
+                if self.durable_bytes + bytes.len() > limits.durable {
+                    return Pushed::Overflow;
+                }
+                self.durable_bytes += bytes.len();
+                self.control.push_back((delivery, bytes));
+            }
+            EgressOp::Left { origin, bytes } => {
+                if self.durable_bytes + bytes.len() > limits.durable {
+                    return Pushed::Overflow;
+                }
+                self.durable_bytes += bytes.len();
+                if self.origins.contains_key(&origin) {
+                    self.left.push((origin, bytes));
+                } else {
+                    self.control.push_back((Delivery::Reliable, bytes));
+                }
+            }
+            EgressOp::Route {
+                origin,
+                channel,
+                priority,
+                lossy,
+                delivery,
+                bytes,
+                len,
+                queued_at,
+            } => {
+                let droppable = lossy && len > 0;
+                if droppable {
+                    if self.lossy_bytes + bytes.len() > limits.lossy {
+                        return Pushed::Dropped;
+                    }
+                    self.lossy_bytes += bytes.len();
+                } else {
+                    if self.durable_bytes + bytes.len() > limits.durable {
+                        return Pushed::Overflow;
+                    }
+                    self.durable_bytes += bytes.len();
+                }
+                let k = flow_key(origin, channel);
+                let queue = self.flows.entry(k).or_insert_with(|| {
+                    // A new flow. (A replacing session of the same channel
+                    // with another priority joins the old session's flow
+                    // while that one drains, keeping their order.)
+                    self.sched.insert(
+                        k,
+                        FlowSpec {
+                            priority,
+                            lossy,
+                            shaping: None,
+                        },
+                        now,
+                    );
+                    *self.origins.entry(origin).or_default() += 1;
+                    VecDeque::new()
+                });
+                queue.push_back(Item {
+                    delivery,
+                    bytes,
+                    len,
+                    droppable,
+                    queued_at,
+                });
+                self.sched.wake(k);
+            }
+        }
+        Pushed::Queued
+    }
+
+    /// Moves frames to `out` in the order they should go: control frames
+    /// first (whatever the room), then what the scheduler picks while
+    /// `room` bytes last, then High flows alone for `high_reserve` more.
+    /// Returns how many Lossy messages were dropped as late.
+    pub(crate) fn pump(
+        &mut self,
+        now: Instant,
+        room: usize,
+        high_reserve: usize,
+        out: &mut Vec<(Delivery, Bytes)>,
+    ) -> u64 {
+        while let Some((delivery, bytes)) = self.control.pop_front() {
+            self.durable_bytes -= bytes.len();
+            out.push((delivery, bytes));
+        }
+        let mut used = 0;
+        let mut dropped = 0;
+        while used < room.saturating_add(high_reserve) {
+            let normal = used < room;
+            let Self { sched, flows, .. } = self;
+            let pick = sched.next_of(now, normal, |k| {
+                flows.get(&k)?.front().map(|i| Head {
+                    len: if i.len == 0 { 0 } else { i.bytes.len() },
+                    queued_at: i.queued_at,
+                })
+            });
+            let Some(pick) = pick else { break };
+            let (Pick::Send(k) | Pick::Drop(k)) = pick;
+            let Some(queue) = self.flows.get_mut(&k) else {
+                continue;
+            };
+            let Some(item) = queue.pop_front() else {
+                continue;
+            };
+            let drained = queue.is_empty();
+            if item.droppable {
+                self.lossy_bytes -= item.bytes.len();
+            } else {
+                self.durable_bytes -= item.bytes.len();
+            }
+            match pick {
+                Pick::Send(_) => {
+                    used += item.bytes.len();
+                    out.push((item.delivery, item.bytes));
+                }
+                Pick::Drop(_) => dropped += 1,
+            }
+            if drained {
+                self.flows.remove(&k);
+                self.sched.remove(k);
+                self.flow_drained(origin_of(k), out);
+            }
+        }
+        dropped
+    }
+
+    /// The last flow from `origin` drained: its `ParticipantLeft` may go.
+    fn flow_drained(&mut self, origin: MemberId, out: &mut Vec<(Delivery, Bytes)>) {
+        let Some(n) = self.origins.get_mut(&origin) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        self.origins.remove(&origin);
+        let mut i = 0;
+        while i < self.left.len() {
+            if self.left[i].0 == origin {
+                let (_, bytes) = self.left.remove(i);
+                self.durable_bytes -= bytes.len();
+                out.push((Delivery::Reliable, bytes));
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        lossy: 10_000,
+        durable: 20_000,
+    };
+
+    fn egress() -> MemberEgress {
+        MemberEgress::new(
+            Duration::from_millis(100),
+            EgressBudget::new(2400, 256 * 1024, Duration::from_millis(5)),
+        )
+    }
+
+    fn route(
+        origin: u32,
+        prio: Priority,
+        lossy: bool,
+        tag: u8,
+        len: usize,
+        at: Instant,
+    ) -> EgressOp {
+        EgressOp::Route {
+            origin: MemberId(origin),
+            channel: 7,
+            priority: prio,
+            lossy,
+            delivery: if lossy {
+                Delivery::Lossy
+            } else {
+                Delivery::Reliable
+            },
+            bytes: Bytes::from(vec![tag; len.max(1)]),
+            len,
+            queued_at: at,
+        }
+    }
+
+    fn tags(out: &[(Delivery, Bytes)]) -> Vec<u8> {
+        out.iter().map(|(_, b)| b[0]).collect()
+    }
+
+    #[test]
+    fn high_first_control_ahead_and_left_after_the_flows() {
+        let t = crate::sim::start_instant();
+        let mut e = egress();
+        for i in 0..3 {
+            assert_eq!(
+                e.push(route(1, Priority::Normal, false, 10 + i, 100, t), t, LIMITS),
+                Pushed::Queued
+            );
+        }
+        let left = EgressOp::Left {
+            origin: MemberId(1),
+            bytes: Bytes::from_static(&[99]),
+        };
+        assert_eq!(e.push(left, t, LIMITS), Pushed::Queued);
+        assert_eq!(
+            e.push(route(2, Priority::High, false, 20, 100, t), t, LIMITS),
+            Pushed::Queued
+        );
+        let ctl = EgressOp::Control {
+            delivery: Delivery::Reliable,
+            bytes: Bytes::from_static(&[1]),
+        };
+        assert_eq!(e.push(ctl, t, LIMITS), Pushed::Queued);
+        let mut out = Vec::new();
+        assert_eq!(e.pump(t, 10_000, 0, &mut out), 0);
+        assert_eq!(tags(&out), vec![1, 20, 10, 11, 12, 99]);
+        assert_eq!(e.queued(), 0);
+        assert!(!e.has_work());
+        // A participant with nothing queued leaves at once.
+        let left = EgressOp::Left {
+            origin: MemberId(3),
+            bytes: Bytes::from_static(&[98]),
+        };
+        e.push(left, t, LIMITS);
+        out.clear();
+        e.pump(t, 0, 0, &mut out);
+        assert_eq!(tags(&out), vec![98]);
+    }
+
+    #[test]
+    fn room_limits_what_goes_and_high_gets_the_reserve() {
+        let t = crate::sim::start_instant();
+        let mut e = egress();
+        for _ in 0..10 {
+            e.push(route(1, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        }
+        e.push(route(2, Priority::High, false, 2, 1000, t), t, LIMITS);
+        let mut out = Vec::new();
+        e.pump(t, 0, 0, &mut out);
+        assert!(out.is_empty());
+        // No room for Normal, but the reserve lets High through.
+        e.pump(t, 0, 2400, &mut out);
+        assert_eq!(tags(&out), vec![2]);
+        out.clear();
+        e.pump(t, 2500, 0, &mut out);
+        assert_eq!(
+            out.len(),
+            3,
+            "sends while room lasts (the last one overshoots)"
+        );
+        assert_eq!(e.queued(), 7000);
+    }
+
+    #[test]
+    fn lossy_is_dropped_late_or_over_its_limit_durable_overflows() {
+        let t = crate::sim::start_instant();
+        let mut e = egress();
+        for _ in 0..10 {
+            assert_eq!(
+                e.push(route(1, Priority::Normal, true, 1, 1000, t), t, LIMITS),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            e.push(route(1, Priority::Normal, true, 1, 1000, t), t, LIMITS),
+            Pushed::Dropped
+        );
+        // Waited past the 100 ms budget: all dropped when their turn comes.
+        let mut out = Vec::new();
+        assert_eq!(
+            e.pump(t + Duration::from_millis(101), 100_000, 0, &mut out),
+            10
+        );
+        assert!(out.is_empty());
+        assert_eq!(e.queued(), 0);
+        for _ in 0..20 {
+            assert_eq!(
+                e.push(route(2, Priority::Normal, false, 2, 1000, t), t, LIMITS),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            e.push(route(2, Priority::Normal, false, 2, 1000, t), t, LIMITS),
+            Pushed::Overflow
+        );
+        // Durable data is never dropped for lateness.
+        assert_eq!(e.pump(t + Duration::from_secs(10), 100_000, 0, &mut out), 0);
+        assert_eq!(out.len(), 20);
+    }
+}
