@@ -1,6 +1,7 @@
 //! The DataChannel semantics, end to end through the simulated network:
 //! a server hub and client hubs, three or more participants per test.
 
+#[path = "common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use dcengine::auth::mint_token;
 use dcengine::datachannel::{
     CallState, DataChannelError, DataChannelReliability, DataChannelSenderOptions, ParticipantId,
 };
-use dcengine::hub::{Hub, HubConfig, HubEvent};
+use dcengine::hub::{HubCluster, HubConfig, HubEvent};
 use dcengine::sim::LinkConfig;
 
 /// A Durable sender without a bitrate of its own (unshaped when the world
@@ -512,7 +513,7 @@ fn bad_and_expired_tokens_are_rejected_with_a_reason() {
     let _ok = w.call_of("call", &["alice", "bob"]);
     let (now, to) = (w.net.now(), w.net.addr(w.server));
     let join_with_token = |w: &mut common::World, who: &str, token: Bytes| {
-        let host = w.net.add_host(Hub::new(HubConfig::client()));
+        let host = w.net.add_host(HubCluster::new(HubConfig::client(), 1));
         w.net
             .host_mut(host)
             .join_remote(now, to, "call", who, token)
@@ -544,7 +545,7 @@ fn bad_and_expired_tokens_are_rejected_with_a_reason() {
     );
     w.run_for(Duration::from_secs(2));
     assert_eq!(
-        w.net.host(server).node().association_count(),
+        w.net.host(server).association_count(),
         2,
         "rejected associations are closed"
     );
@@ -757,7 +758,8 @@ fn handles_are_send_sync_and_the_hub_can_move_to_a_worker() {
     shareable::<dcengine::datachannel::DataChannelFeature>();
     shareable::<dcengine::datachannel::DataChannelSender>();
     shareable::<dcengine::datachannel::DataChannelReceiver>();
-    movable::<Hub>();
+    movable::<dcengine::hub::Hub>();
+    movable::<HubCluster>();
 }
 
 // Regressions --------------------------------------------------------------

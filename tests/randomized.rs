@@ -3,6 +3,7 @@
 //! Every delivered message must have been addressed to that receiver, by
 //! that sender, in that call; Durable messages arrive exactly once, in order.
 
+#[path = "common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

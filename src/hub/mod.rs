@@ -214,6 +214,32 @@ pub struct HubStats {
     pub traffic_abusers: u64,
 }
 
+impl std::ops::AddAssign for HubStats {
+    /// Adds `other`'s counters (an engine's workers, summed).
+    fn add_assign(&mut self, other: Self) {
+        let Self {
+            joins_accepted,
+            joins_rejected,
+            messages_forwarded,
+            messages_stale,
+            protocol_errors,
+            lossy_dropped_slow,
+            slow_consumers,
+            policed,
+            traffic_abusers,
+        } = other;
+        self.joins_accepted += joins_accepted;
+        self.joins_rejected += joins_rejected;
+        self.messages_forwarded += messages_forwarded;
+        self.messages_stale += messages_stale;
+        self.protocol_errors += protocol_errors;
+        self.lossy_dropped_slow += lossy_dropped_slow;
+        self.slow_consumers += slow_consumers;
+        self.policed += policed;
+        self.traffic_abusers += traffic_abusers;
+    }
+}
+
 enum Link {
     /// Server side: connected, not joined yet.
     Pending { since: Instant },
@@ -1744,8 +1770,10 @@ fn joined_frame(member: MemberId, pid: &ParticipantId) -> ParticipantJoined {
     }
 }
 
+mod cluster;
 mod egress;
 mod relay;
+pub use cluster::HubCluster;
 use relay::RelayMsg;
 pub use relay::{Relay, home_worker};
 

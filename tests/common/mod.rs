@@ -7,15 +7,27 @@ use std::time::Duration;
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
 use dcengine::datachannel::{Call, DataChannelReceiver, DataChannelSender, TrafficPolicy};
-use dcengine::hub::{Hub, HubConfig};
+use dcengine::hub::{HubCluster, HubConfig};
 use dcengine::sim::{HostId, LinkConfig, Network};
 
 pub const SECRET: &[u8] = b"test secret";
 /// The Unix time the simulation starts at.
 pub const EPOCH: u64 = 1_700_000_000;
 
+/// How many workers the simulated server runs. The `workers` test binary
+/// compiles the DataChannel suite again with a 3-worker server (calls
+/// homed on one worker, members spread over all three, relays between
+/// them); everywhere else the server is one hub.
+pub fn server_workers() -> usize {
+    if env!("CARGO_CRATE_NAME") == "workers" {
+        3
+    } else {
+        1
+    }
+}
+
 pub struct World {
-    pub net: Network<Hub>,
+    pub net: Network<HubCluster>,
     pub server: HostId,
 }
 
@@ -33,7 +45,7 @@ impl World {
         // rules' own tests turn them on.
         config.channel.traffic = TrafficPolicy::unlimited();
         tweak(&mut config);
-        let server = net.add_host(Hub::new(config));
+        let server = net.add_host(HubCluster::new(config, server_workers()));
         Self { net, server }
     }
 
@@ -48,7 +60,7 @@ impl World {
         config.seed = self.net.host_count() as u64;
         config.channel.traffic = TrafficPolicy::unlimited();
         tweak(&mut config);
-        let host = self.net.add_host(Hub::new(config));
+        let host = self.net.add_host(HubCluster::new(config, 1));
         let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
         let (now, to) = (self.net.now(), self.net.addr(self.server));
         let c = self

@@ -1,0 +1,203 @@
+//! [`HubCluster`]: the hubs of a multi-worker engine in one sans-IO value.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{Hub, HubConfig, HubEvent, HubStats, JoinError, home_worker};
+use crate::datachannel::{Call, ParticipantId};
+use crate::proto::Transmit;
+use crate::wire::MemberId;
+
+/// The hubs of an engine with several workers, driven as one sans-IO host:
+/// what the runtime does with threads, sockets and queues, done in order
+/// on one thread, so the simulator (and fuzzing) can run a multi-worker
+/// server deterministically.
+///
+/// - Datagrams go to the worker the kernel would pick: the one that last
+///   sent to that address, else a fixed hash of the address (as
+///   `SO_REUSEPORT` hashes the 4-tuple).
+/// - After every input, relays ([`Hub::poll_relay`]) are handed to their
+///   workers until none is left.
+/// - Remote joins go to the workers in turn; hosted participants to their
+///   call's home worker.
+///
+/// The runtime does not use this type: each of its workers owns one hub on
+/// its own thread, and relays travel through lock-free queues.
+#[derive(Debug)]
+pub struct HubCluster {
+    hubs: Vec<Hub>,
+    /// Address → the worker that talks to it (grows with the peers seen;
+    /// meant for tests and fuzzing, not for serving).
+    steer: HashMap<SocketAddr, usize>,
+    next_join: usize,
+    next_tx: usize,
+}
+
+impl HubCluster {
+    /// `workers` hubs (at least one) with `config`, each told its index.
+    pub fn new(config: HubConfig, workers: usize) -> Self {
+        let workers = workers.max(1);
+        let hubs = (0..workers)
+            .map(|i| {
+                let mut c = config.clone();
+                c.workers = workers;
+                c.worker = i;
+                c.seed = config
+                    .seed
+                    .wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                Hub::new(c)
+            })
+            .collect();
+        Self {
+            hubs,
+            steer: HashMap::new(),
+            next_join: 0,
+            next_tx: 0,
+        }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.hubs.len()
+    }
+
+    /// Worker `i`'s hub.
+    pub fn hub(&self, i: usize) -> &Hub {
+        &self.hubs[i]
+    }
+
+    /// See [`Hub::join_remote`]; the workers take turns.
+    pub fn join_remote(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        call_id: &str,
+        participant_id: &str,
+        token: Bytes,
+    ) -> Result<Call, JoinError> {
+        let i = self.next_join % self.hubs.len();
+        self.next_join += 1;
+        let call = self.hubs[i].join_remote(now, server, call_id, participant_id, token);
+        self.relay(now);
+        call
+    }
+
+    /// See [`Hub::join_local`]; runs on the call's home worker.
+    pub fn join_local(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        participant_id: &str,
+    ) -> Result<Call, JoinError> {
+        let i = home_worker(call_id, self.hubs.len());
+        let call = self.hubs[i].join_local(now, call_id, participant_id);
+        self.relay(now);
+        call
+    }
+
+    /// The workers' counters, added up.
+    pub fn stats(&self) -> HubStats {
+        let mut sum = HubStats::default();
+        for hub in &self.hubs {
+            sum += hub.stats();
+        }
+        sum
+    }
+
+    /// Members of `call_id` (kept by its home worker).
+    pub fn members(&self, call_id: &str) -> Vec<(MemberId, ParticipantId)> {
+        self.hubs[home_worker(call_id, self.hubs.len())].members(call_id)
+    }
+
+    /// The next event of any worker.
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.hubs.iter_mut().find_map(Hub::poll_event)
+    }
+
+    /// Associations of all workers.
+    pub fn association_count(&self) -> usize {
+        self.hubs.iter().map(|h| h.node().association_count()).sum()
+    }
+
+    /// See [`Hub::close_all`].
+    pub fn close_all(&mut self, now: Instant) {
+        for hub in &mut self.hubs {
+            hub.close_all(now);
+        }
+        self.relay(now);
+    }
+
+    /// Hands relays to their workers until there are none.
+    fn relay(&mut self, now: Instant) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.hubs.len() {
+                while let Some((to, batch)) = self.hubs[i].poll_relay() {
+                    if let Some(hub) = self.hubs.get_mut(to) {
+                        hub.handle_relay(now, batch);
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn worker_for(&self, from: SocketAddr) -> usize {
+        if let Some(&i) = self.steer.get(&from) {
+            return i;
+        }
+        // FNV-1a over the address and port.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let ip = match from.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        for b in ip.iter().chain(&from.port().to_be_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % self.hubs.len() as u64) as usize
+    }
+}
+
+impl crate::sim::Host for HubCluster {
+    fn use_clock(&mut self, clock: &crate::sched::Clock) {
+        for hub in &mut self.hubs {
+            crate::sim::Host::use_clock(hub, clock);
+        }
+    }
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        let i = self.worker_for(from);
+        self.hubs[i].handle_datagram(now, from, datagram);
+        self.relay(now);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        for hub in &mut self.hubs {
+            if hub.poll_timeout().is_some_and(|t| t <= now) {
+                hub.handle_timeout(now);
+            }
+        }
+        self.relay(now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let n = self.hubs.len();
+        for k in 0..n {
+            let i = (self.next_tx + k) % n;
+            if let Some(t) = self.hubs[i].poll_transmit() {
+                self.steer.entry(t.destination).or_insert(i);
+                self.next_tx = i;
+                return Some(t);
+            }
+        }
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.hubs.iter().filter_map(Hub::poll_timeout).min()
+    }
+}
