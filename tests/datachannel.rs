@@ -921,6 +921,14 @@ fn a_slow_member_is_disconnected_rather_than_buffered_without_bound() {
     });
     let stats = w.net.host(server).stats();
     assert_eq!(stats.slow_consumers, 1, "{stats:?}");
+    // Bob is told why (his `Leave` waits only behind his shallow SCTP
+    // queue, not behind the backlog the server dropped).
+    w.settle_until(|_| matches!(calls[1].state(), CallState::Ended(_)));
+    assert!(
+        matches!(calls[1].state(), CallState::Ended(r) if r.contains("keep up")),
+        "{:?}",
+        calls[1].state()
+    );
     let members: Vec<String> = w
         .net
         .host(server)

@@ -265,15 +265,27 @@ fn the_delivered_rate_is_within_2_percent_of_the_bitrate_over_60_s() {
 /// Latencies (ms, sorted) of probe messages under a saturating Normal
 /// sender on a 1 Mbit/s uplink. `fifo`: probes ride the bulk channel's own
 /// queue instead of a High channel.
-fn probe_latencies(seed: u64, fifo: bool, loaded: bool) -> (Vec<f64>, f64) {
+/// Where the 1 Mbit/s bottleneck is: alice's uplink (her own scheduler
+/// decides) or bob's downlink (the server's egress to bob decides).
+#[derive(Clone, Copy, PartialEq)]
+enum Bottleneck {
+    Uplink,
+    Downlink,
+}
+
+fn probe_latencies(seed: u64, fifo: bool, loaded: bool, bottleneck: Bottleneck) -> (Vec<f64>, f64) {
     let mut w = World::new(seed, LinkConfig::default());
     let (alice_host, alice) = w.join("call", "alice");
-    let (_, bob) = w.join("call", "bob");
+    let (bob_host, bob) = w.join("call", "bob");
     w.settle_until(|_| alice.participants().len() == 1 && bob.participants().len() == 1);
     let server = w.server;
+    let (from, to) = match bottleneck {
+        Bottleneck::Uplink => (alice_host, server),
+        Bottleneck::Downlink => (server, bob_host),
+    };
     w.net.set_link(
-        alice_host,
-        server,
+        from,
+        to,
         LinkConfig {
             rate_bps: Some(1_000_000),
             ..LinkConfig::default()
@@ -281,12 +293,21 @@ fn probe_latencies(seed: u64, fifo: bool, loaded: bool) -> (Vec<f64>, f64) {
     );
     let dc = alice.data_channel();
     let bulk = dc
-        .create_sender(options(
-            1,
-            DataChannelReliability::Durable,
-            DataChannelPriority::Normal,
-            &["bob"],
-        ))
+        .create_sender(DataChannelSenderOptions {
+            // Into a slow downlink, an unshaped sender would outrun it
+            // without bound (and its receiver be cut off as a slow
+            // consumer): 10 % more than the link takes saturates it.
+            bitrate_kbps: match bottleneck {
+                Bottleneck::Uplink => 0,
+                Bottleneck::Downlink => 1100,
+            },
+            ..options(
+                1,
+                DataChannelReliability::Durable,
+                DataChannelPriority::Normal,
+                &["bob"],
+            )
+        })
         .expect("bulk");
     let high = dc
         .create_sender(options(
@@ -347,10 +368,22 @@ fn high_priority_stays_fast_while_normal_saturates_the_link() {
     let seed = 36;
     // The path itself (10 ms to the server, 10 ms to bob, a probe's time on
     // the 1 Mbit/s link), measured without load.
-    let (idle, _) = probe_latencies(seed, false, false);
+    check_high_priority(seed, Bottleneck::Uplink, 20.0);
+}
+
+#[test]
+fn the_server_sends_high_first_into_a_saturated_downlink() {
+    // The server's egress to bob decides; the bound is looser than the
+    // uplink's by half a packet time (a 1,200-byte packet takes 9.6 ms at
+    // 1 Mbit/s): the bulk reaches the server in bursts. Measured: 21 ms.
+    check_high_priority(36, Bottleneck::Downlink, 25.0);
+}
+
+fn check_high_priority(seed: u64, bottleneck: Bottleneck, bound_ms: f64) {
+    let (idle, _) = probe_latencies(seed, false, false, bottleneck);
     let base = idle[idle.len() / 2];
-    let (high, used) = probe_latencies(seed, false, true);
-    let (fifo, _) = probe_latencies(seed, true, true);
+    let (high, used) = probe_latencies(seed, false, true, bottleneck);
+    let (fifo, _) = probe_latencies(seed, true, true, bottleneck);
     let pct = |v: &[f64], p: usize| v[(v.len() * p / 100).min(v.len() - 1)] - base;
     eprintln!(
         "base {base:.1} ms; High queueing p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
@@ -372,6 +405,90 @@ fn high_priority_stays_fast_while_normal_saturates_the_link() {
         used > 800_000.0,
         "the link carried {used:.0} bit/s of payload"
     );
-    assert!(h <= 20.0, "High p99 queueing delay {h:.1} ms");
+    assert!(h <= bound_ms, "High p99 queueing delay {h:.1} ms");
     assert!(f > 10.0 * h.max(1.0), "FIFO p99 {f:.1} ms is far worse");
+}
+
+#[test]
+fn a_slow_receiver_gets_fresh_lossy_data_and_costs_the_others_nothing() {
+    let mut w = World::new(41, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let bob_host = 2; // hosts: the server, then alice, bob, carol
+    let server = w.server;
+    w.net.set_link(
+        server,
+        bob_host,
+        LinkConfig {
+            rate_bps: Some(1_000_000),
+            ..LinkConfig::default()
+        },
+    );
+    // 2 Mbit/s of Lossy payload to everyone: bob's downlink takes half.
+    let s = calls[0]
+        .data_channel()
+        .create_sender(options(
+            3,
+            DataChannelReliability::Lossy,
+            DataChannelPriority::Normal,
+            &[],
+        ))
+        .expect("sender");
+    let start = w.net.now();
+    let mut rx = [Vec::new(), Vec::new()];
+    let mut ages: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut sent = 0u32;
+    while w.net.now() < start + Duration::from_secs(12) {
+        let now = w.net.now();
+        if now < start + Duration::from_secs(10)
+            && now >= start + Duration::from_millis(4 * u64::from(sent))
+        {
+            let mut m = ((now - start).as_micros() as u64).to_be_bytes().to_vec();
+            m.resize(1000, 0);
+            s.send(m).expect("unlimited policy");
+            sent += 1;
+        }
+        w.run_for(Duration::from_millis(1));
+        let now = w.net.now();
+        for (i, call) in calls[1..].iter().enumerate() {
+            rx[i].extend(std::iter::from_fn(|| {
+                call.data_channel().try_next_receiver()
+            }));
+            for r in &rx[i] {
+                while let Some(m) = r.read_message() {
+                    let at = u64::from_be_bytes(m.data[..8].try_into().expect("8 bytes"));
+                    ages[i].push((now - start).as_secs_f64() * 1000.0 - at as f64 / 1000.0);
+                }
+            }
+        }
+    }
+    let stats = w.net.host(server).stats();
+    let [bob, carol] = &mut ages;
+    bob.sort_by(f64::total_cmp);
+    carol.sort_by(f64::total_cmp);
+    eprintln!(
+        "sent {sent}; carol got {} (age p50 {:.0} ms, max {:.0} ms), bob got {} (age p50 {:.0} ms, max {:.0} ms); server dropped {} late",
+        carol.len(),
+        carol[carol.len() / 2],
+        carol[carol.len() - 1],
+        bob.len(),
+        bob[bob.len() / 2],
+        bob[bob.len() - 1],
+        stats.lossy_dropped_slow
+    );
+    assert_eq!(sent, 2500);
+    assert_eq!(carol.len(), 2500, "the fast receiver loses nothing");
+    // Her path is 20 ms; bob's backlog never delays her.
+    assert!(carol[carol.len() / 2] <= 21.0 && carol[carol.len() - 1] <= 50.0);
+    // Bob gets what his link carries, all of it fresh: 10 ms to the
+    // server, at most the 100 ms latency budget there, the shallow SCTP
+    // queue and his link's 10 ms.
+    assert!((1000..1400).contains(&bob.len()), "bob got {}", bob.len());
+    assert!(
+        bob[bob.len() - 1] <= 160.0,
+        "bob's oldest {:.0} ms",
+        bob[bob.len() - 1]
+    );
+    assert_eq!(stats.lossy_dropped_slow as usize + bob.len(), 2500);
+    assert_eq!(stats.slow_consumers, 0);
+    assert_eq!(w.net.host(server).members("call").len(), 3, "bob stays");
 }

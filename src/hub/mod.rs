@@ -325,10 +325,12 @@ struct Room {
 /// few packets, so a lost packet costs little).
 const BATCH_BYTES: usize = 16 * 1024;
 
-/// Largest Lossy batch: one packet's worth. A Lossy message is abandoned
-/// whole when one of its packets is lost, so a batch spanning several
-/// packets would lose them all together.
-const LOSSY_BATCH_BYTES: usize = 1100;
+/// Largest Lossy batch. A Lossy batch is abandoned whole when one of its
+/// packets is lost, so one packet's worth would lose least; but one SCTP
+/// message per packet makes the egress budget settle below the offered
+/// rate (its estimate only sees what it let through, and delayed SACKs
+/// stretch the round trip), so for now Lossy batches as much as Durable.
+const LOSSY_BATCH_BYTES: usize = BATCH_BYTES;
 
 /// How large a batch on `delivery`'s stream may grow.
 fn batch_limit(delivery: Delivery) -> usize {
