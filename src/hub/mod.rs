@@ -69,17 +69,23 @@ pub struct HubConfig {
     /// see [`EgressBudget`]): the scheduler decides what goes next only if
     /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
     /// sender queues then push back (Durable sends fail with
-    /// `MessageFailureForBandwidth`). Default 256 KiB.
+    /// `MessageFailureForBandwidth`). The server's egress to each member
+    /// uses the same bound. Default 256 KiB.
     pub uplink_buffer: usize,
-    /// How much standing queue the egress budget allows on top of the
-    /// path's round trip. Default 10 ms.
+    /// How much standing queue the egress budget (uplinks, and the server's
+    /// per-member egress) allows on top of the path's round trip.
+    /// Default 5 ms.
     pub queue_target: Duration,
-    /// Server role: bytes queued in SCTP towards one member past which Lossy
-    /// messages to it are dropped. Default 256 KiB.
+    /// Server role: Lossy bytes that may wait in one member's egress queue
+    /// (the server's per-member scheduler, ahead of its SCTP queue); more
+    /// are dropped on arrival. Lossy messages are also dropped when they
+    /// waited longer than `channel.lossy_latency_budget`. Default 256 KiB.
     pub lossy_drop_buffer: usize,
-    /// Server role: bytes queued in SCTP towards one member past which it is
-    /// disconnected as a slow consumer (Durable messages cannot be dropped,
-    /// and the server will not hold them without bound). Default 4 MiB.
+    /// Server role: Durable and control bytes that may wait in one member's
+    /// egress queue; one more and the member is a slow consumer: it is
+    /// sent `Leave` (`SLOW_CONSUMER`) and its association closed (Durable
+    /// messages cannot be dropped, and the server will not hold them
+    /// without bound). Must exceed a sender's burst. Default 4 MiB.
     pub slow_consumer_buffer: usize,
     /// Server role: most open senders one member may have. Default 1,024.
     pub max_senders_per_member: usize,
@@ -204,9 +210,11 @@ pub struct HubStats {
     pub messages_stale: u64,
     /// Frames that broke the protocol (answered with an error frame).
     pub protocol_errors: u64,
-    /// Lossy messages not forwarded because their target was backed up.
+    /// Lossy messages the server dropped for a member that was behind:
+    /// they waited past the latency budget, or its Lossy backlog was full.
     pub lossy_dropped_slow: u64,
-    /// Members disconnected because they could not keep up.
+    /// Members disconnected because they could not keep up (their Durable
+    /// backlog passed [`HubConfig::slow_consumer_buffer`]).
     pub slow_consumers: u64,
     /// Messages dropped by server policing (over the traffic rules).
     pub policed: u64,
