@@ -1,4 +1,6 @@
-//! Arbitrary datagrams into a server (a `Hub` and the `Node` under it):
+//! Arbitrary datagrams into a server of two workers (a `HubCluster`: two
+//! hubs, their nodes, and the relays between them; the fuzzer's call is
+//! homed on the worker its association is not on):
 //! nothing may panic, and state must stay bounded.
 //!
 //! Besides raw bytes from made-up remotes, an input can replay and mutate
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use dcengine::auth::{JoinRejection, JoinRequest, JoinVerifier};
-use dcengine::hub::{Hub, HubConfig};
+use dcengine::hub::{HubCluster, HubConfig, home_worker};
+use dcengine::sim::Host;
 use dcengine::proto::{Delivery, Node, NodeConfig};
 use dcengine::wire::{Codec, Join, Message, PROTOCOL_VERSION, ShortStr};
 use libfuzzer_sys::fuzz_target;
@@ -63,7 +66,8 @@ fn addr(port: u16) -> SocketAddr {
 
 struct Rig {
     now: Instant,
-    server: Hub,
+    server: HubCluster,
+    call: String,
     client: Node,
     captured: Vec<Bytes>,
 }
@@ -115,17 +119,25 @@ fuzz_target!(|ops: Vec<Op>| {
     config.node.max_associations = MAX_ASSOCIATIONS;
     let mut rig = Rig {
         now,
-        server: Hub::new(config),
+        // Two workers: the fuzzer's association lives on one, its call on
+        // the other, so everything it sends crosses the relays.
+        server: HubCluster::new(config, 2),
         client: Node::new(NodeConfig::client()),
         captured: Vec::new(),
+        call: String::new(),
     };
+    let mine = rig.server.worker_for(addr(CLIENT));
+    rig.call = (0..)
+        .map(|i| format!("call-{i}"))
+        .find(|c| home_worker(c, 2) != mine)
+        .expect("some call is homed elsewhere");
     // A hosted participant, so forwarded messages have somewhere to go.
-    let local = rig.server.join_local(now, "call", "host").expect("local");
+    let local = rig.server.join_local(now, &rig.call, "host").expect("local");
     let assoc = rig.client.connect(now, addr(SERVER)).expect("connect");
     rig.exchange();
     let join = Join {
         version: PROTOCOL_VERSION,
-        call_id: ShortStr::truncated("call"),
+        call_id: ShortStr::truncated(&rig.call),
         participant_id: ShortStr::truncated("fuzzer"),
         token: Bytes::from_static(b"ok"),
     };
@@ -173,7 +185,7 @@ fuzz_target!(|ops: Vec<Op>| {
         while let Some(r) = dc.try_next_receiver() {
             while r.read_message().is_some() {}
         }
-        assert!(rig.server.node().association_count() <= MAX_ASSOCIATIONS);
-        assert!(rig.server.members("call").len() <= MAX_ASSOCIATIONS + 1);
+        assert!(rig.server.association_count() <= 2 * MAX_ASSOCIATIONS);
+        assert!(rig.server.members(&rig.call).len() <= 2 * MAX_ASSOCIATIONS + 1);
     }
 });

@@ -148,7 +148,8 @@ impl HubCluster {
         }
     }
 
-    fn worker_for(&self, from: SocketAddr) -> usize {
+    /// The worker a datagram from `from` goes to.
+    pub fn worker_for(&self, from: SocketAddr) -> usize {
         if let Some(&i) = self.steer.get(&from) {
             return i;
         }
