@@ -193,6 +193,13 @@ pub enum JoinError {
     /// The association could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A hosted participant must join on its call's home worker (see
+    /// [`home_worker`]); this hub is another.
+    #[error("call is homed on worker {home}, not this one")]
+    WrongWorker {
+        /// The worker that homes the call.
+        home: usize,
+    },
 }
 
 /// Counters since the hub was created.
@@ -614,7 +621,8 @@ impl Hub {
 
     /// Adds a participant hosted by this hub to `call_id` (created if
     /// needed). Hosted participants are trusted: no token. The call is
-    /// joined at once.
+    /// joined at once. With several workers, only the call's home worker
+    /// hosts its participants ([`JoinError::WrongWorker`] elsewhere).
     pub fn join_local(
         &mut self,
         now: Instant,
@@ -623,6 +631,10 @@ impl Hub {
     ) -> Result<Call, JoinError> {
         let now = self.advance(now);
         ids(call_id, participant_id)?;
+        let home = home_worker(call_id, self.config.workers);
+        if home != self.config.worker {
+            return Err(JoinError::WrongWorker { home });
+        }
         let shared = self.new_call(call_id, participant_id);
         let mut core = ParticipantCore::new(shared.clone());
         let room = self.rooms.entry(call_id.to_owned()).or_default();

@@ -215,3 +215,27 @@ fn a_silent_association_is_closed_after_the_join_timeout() {
     assert!(rig.raw_closed, "closed by the server");
     assert_eq!(rig.hub.node().association_count(), 0);
 }
+
+#[test]
+fn hosted_participants_join_only_on_their_calls_home_worker() {
+    let now = crate::sim::start_instant();
+    let home = home_worker("call", 3);
+    for worker in 0..3 {
+        let mut config = HubConfig::client();
+        config.workers = 3;
+        config.worker = worker;
+        let mut hub = Hub::new(config);
+        let joined = hub.join_local(now, "call", "alice");
+        if worker == home {
+            assert!(joined.is_ok_and(|c| c.is_joined()));
+        } else {
+            assert_eq!(joined.err(), Some(JoinError::WrongWorker { home }));
+        }
+    }
+    // One worker homes everything; the hash spreads calls over several.
+    assert_eq!(home_worker("anything", 1), 0);
+    let homes: std::collections::BTreeSet<usize> = (0..64)
+        .map(|i| home_worker(&format!("call-{i}"), 3))
+        .collect();
+    assert_eq!(homes.len(), 3);
+}
