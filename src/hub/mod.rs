@@ -1318,6 +1318,33 @@ impl Hub {
     }
 }
 
+/// Sums counters (a multi-worker engine adds up its hubs').
+impl std::ops::AddAssign for HubStats {
+    fn add_assign(&mut self, other: Self) {
+        // Destructured so that a new counter cannot be forgotten here.
+        let HubStats {
+            joins_accepted,
+            joins_rejected,
+            messages_forwarded,
+            messages_stale,
+            protocol_errors,
+            lossy_dropped_slow,
+            slow_consumers,
+            policed,
+            traffic_abusers,
+        } = other;
+        self.joins_accepted += joins_accepted;
+        self.joins_rejected += joins_rejected;
+        self.messages_forwarded += messages_forwarded;
+        self.messages_stale += messages_stale;
+        self.protocol_errors += protocol_errors;
+        self.lossy_dropped_slow += lossy_dropped_slow;
+        self.slow_consumers += slow_consumers;
+        self.policed += policed;
+        self.traffic_abusers += traffic_abusers;
+    }
+}
+
 impl crate::sim::Host for Hub {
     fn use_clock(&mut self, clock: &crate::sched::Clock) {
         self.shared.set_clock(clock.clone());
