@@ -667,10 +667,20 @@ impl Engine {
                 let _ = (w.wake)();
             }
         }
+        let mut joined = false;
         for w in &mut self.workers {
             if let Some(thread) = w.thread.take() {
                 let _ = thread.join();
+                joined = true;
             }
+        }
+        if joined && self.workers.len() > 1 {
+            let (forwarded, dropped) = self.shared.forward_counts();
+            tracing::debug!(
+                forwarded,
+                dropped,
+                "engine stopped; datagrams forwarded between workers"
+            );
         }
     }
 }

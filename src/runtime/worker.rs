@@ -207,6 +207,15 @@ impl Shared {
         self.inboxes.len()
     }
 
+    /// Datagrams forwarded to the worker owning their association, and
+    /// those dropped because its inbox stayed full.
+    pub(super) fn forward_counts(&self) -> (u64, u64) {
+        (
+            self.forwarded.load(Ordering::Relaxed),
+            self.forward_dropped.load(Ordering::Relaxed),
+        )
+    }
+
     fn wake(&self, worker: usize) {
         if let Some(wake) = self.wakes.get().and_then(|w| w.get(worker)) {
             // A failed wake-up only delays the work to the worker's next turn.
