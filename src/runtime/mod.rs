@@ -145,8 +145,9 @@ impl EngineBuilder {
     }
 
     /// The hub's configuration (limits, timers, roles). Default: client.
-    /// Its [`HubConfig::workers`] and [`HubConfig::worker`] are set by the
-    /// engine for each worker's hub.
+    /// Every worker's hub gets a copy, so its limits (such as
+    /// `node.max_associations`) apply per worker; the engine sets
+    /// [`HubConfig::workers`] and [`HubConfig::worker`] in each.
     pub fn hub(mut self, config: HubConfig) -> Self {
         self.hub = config;
         self
@@ -245,6 +246,11 @@ impl EngineBuilder {
             let mut config = self.hub.clone();
             config.workers = n;
             config.worker = index;
+            // Each hub picks its own random channel ids (worker 0 keeps the
+            // configured seed).
+            config.seed = config
+                .seed
+                .wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
             starting.push(spawn_worker(
                 index,

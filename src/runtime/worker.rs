@@ -548,7 +548,7 @@ impl<I: Io> Worker<I> {
                 return;
             }
             let more = self.core.take_inbox(now);
-            if more || self.core.hub.poll_timeout().is_some_and(|t| t <= now) {
+            if self.core.hub.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.hub.handle_timeout(now);
             }
             self.core.check_claims(now);
