@@ -5,6 +5,7 @@
 //! tests). Where io_uring is unavailable (an old kernel, a seccomp profile
 //! such as Docker's default), the io_uring variants print why and skip.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -12,9 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
 use dcengine::datachannel::{
-    Call, CallState, DataChannelError, DataChannelSenderOptions, ParticipantId, TrafficPolicy,
+    Call, CallState, DataChannelError, DataChannelPriority, DataChannelReceiver,
+    DataChannelReliability, DataChannelSender, DataChannelSenderOptions, ParticipantId,
+    TrafficPolicy,
 };
-use dcengine::hub::HubConfig;
+use dcengine::hub::{HubConfig, HubEvent, home_worker};
 use dcengine::runtime::{Backend, Engine, EngineError};
 
 const SECRET: &[u8] = b"udp test secret";
@@ -53,10 +56,11 @@ fn available(backend: Backend) -> bool {
 
 /// One test per backend for each scenario `fn name(backend: Backend)`.
 macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         mod uring {
             $(
                 #[test]
+                $(#[$attr])*
                 fn $name() {
                     if super::available(super::Backend::IoUring) {
                         super::$name(super::Backend::IoUring);
@@ -67,6 +71,7 @@ macro_rules! per_backend {
         mod portable {
             $(
                 #[test]
+                $(#[$attr])*
                 fn $name() {
                     super::$name(super::Backend::Portable);
                 }
@@ -81,19 +86,30 @@ per_backend!(
     server_shutdown_ends_the_clients_calls,
     peer_to_peer_over_udp,
     a_gso_burst_arrives_complete_and_in_order,
+    a_two_worker_client_gets_the_replies_the_kernel_gives_its_other_socket,
+    every_worker_of_a_server_reports_and_shuts_down,
+    ten_clients_in_one_call_on_a_two_worker_server,
+    several_calls_on_a_two_worker_server,
 );
 
+/// A one-worker server: the scenarios that are not about workers.
 fn server(backend: Backend) -> Engine {
+    server_with(backend, 1)
+}
+
+fn server_with(backend: Backend, workers: usize) -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
     // Bulk streams here: no traffic rules (their tests run on the simulator).
     let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
     config.channel.traffic = TrafficPolicy::unlimited();
     let server = Engine::builder()
         .backend(backend)
+        .workers(workers)
         .hub(config)
         .start()
         .expect("server starts");
     assert_eq!(server.backend(), backend);
+    assert_eq!(server.workers(), workers);
     server
 }
 
@@ -297,6 +313,7 @@ fn auto_falls_back_to_portable_when_io_uring_is_disabled() {
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
         .disable_io_uring()
+        .workers(1)
         .server(Arc::new(HmacVerifier::new(SECRET, clock)))
         .start()
         .expect("server starts");
@@ -346,5 +363,417 @@ fn auto_picks_a_concrete_backend() {
     assert_ne!(engine.backend(), Backend::Auto);
     if available(Backend::IoUring) {
         assert_eq!(engine.backend(), Backend::IoUring);
+    }
+}
+
+// ---- Several workers ---------------------------------------------------------
+
+#[test]
+fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let clock = WallClock::new(Instant::now(), unix_now());
+    let server = Engine::builder()
+        .server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .start()
+        .expect("server starts");
+    assert_eq!(server.workers(), cores);
+    let client = Engine::builder().start().expect("client starts");
+    assert_eq!(client.workers(), 1);
+    let unpinned = Engine::builder()
+        .workers(3)
+        .pin_workers(false)
+        .start()
+        .expect("starts");
+    assert_eq!(unpinned.workers(), 3);
+}
+
+/// A sender as a receiver sees it: (participant, channel).
+type Key = (String, u16);
+
+/// What one participant has received, gathered by polling its handles
+/// (receivers come in any order; polling keeps the checks simple).
+struct Seen {
+    name: String,
+    call: Call,
+    receivers: Vec<DataChannelReceiver>,
+    /// (sender, channel) → (sequence number, payload), in arrival order.
+    got: HashMap<Key, Vec<(u32, Vec<u8>)>>,
+    priority: HashMap<Key, DataChannelPriority>,
+    closed: HashSet<Key>,
+}
+
+impl Seen {
+    fn new(name: &str, call: Call) -> Self {
+        Self {
+            name: name.to_owned(),
+            call,
+            receivers: Vec::new(),
+            got: HashMap::new(),
+            priority: HashMap::new(),
+            closed: HashSet::new(),
+        }
+    }
+
+    fn poll(&mut self) {
+        while let Some(r) = self.call.data_channel().try_next_receiver() {
+            let key = (r.sender_id().as_str().to_owned(), r.channel_id());
+            self.priority.insert(key, r.priority());
+            self.receivers.push(r);
+        }
+        for r in &self.receivers {
+            let key = (r.sender_id().as_str().to_owned(), r.channel_id());
+            // Read again after seeing it closed: nothing comes after that.
+            let closed = r.is_closed();
+            while let Some(m) = r.read_message() {
+                self.got
+                    .entry(key.clone())
+                    .or_default()
+                    .push((m.sequence_number, m.data.to_vec()));
+            }
+            if closed {
+                self.closed.insert(key);
+            }
+        }
+    }
+
+    fn from(&self, sender: &str, channel: u16) -> &[(u32, Vec<u8>)] {
+        self.got
+            .get(&(sender.to_owned(), channel))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn payloads(&self, sender: &str, channel: u16) -> Vec<Vec<u8>> {
+        self.from(sender, channel)
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    fn has_receiver(&self, sender: &str, channel: u16) -> bool {
+        self.priority.contains_key(&(sender.to_owned(), channel))
+    }
+}
+
+/// Polls everyone until `done` holds; panics after `LIMIT`.
+fn until(seen: &mut [Seen], what: &str, done: impl Fn(&[Seen]) -> bool) {
+    let start = Instant::now();
+    loop {
+        for s in seen.iter_mut() {
+            s.poll();
+        }
+        if done(seen) {
+            return;
+        }
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sender_on(
+    call: &Call,
+    channel: u16,
+    tweak: impl FnOnce(&mut DataChannelSenderOptions),
+) -> DataChannelSender {
+    let mut options = DataChannelSenderOptions {
+        channel_id: Some(channel),
+        bitrate_kbps: 0,
+        ..Default::default()
+    };
+    tweak(&mut options);
+    call.data_channel().create_sender(options).expect("sender")
+}
+
+fn ready_all<'a>(calls: impl IntoIterator<Item = &'a Call>) {
+    for c in calls {
+        let c = c.clone();
+        assert!(within(async move { c.ready().await }), "joined");
+    }
+}
+
+/// A client engine with two workers joins calls on four servers (two
+/// calls on the first). Each association lives on the worker that started
+/// it, but the kernel hands each server's replies to whichever of the two
+/// sockets its hash picks: about half of them arrive at the other worker,
+/// which must forward them (with four servers, some forwarding is all but
+/// certain).
+fn a_two_worker_client_gets_the_replies_the_kernel_gives_its_other_socket(backend: Backend) {
+    let servers: Vec<Engine> = (0..4).map(|_| server_with(backend, 1)).collect();
+    let mut config = HubConfig::client();
+    config.channel.traffic = TrafficPolicy::unlimited();
+    let me = Engine::builder()
+        .backend(backend)
+        .workers(2)
+        .hub(config)
+        .start()
+        .expect("client starts");
+    assert_eq!(me.workers(), 2);
+    let mut mine = Vec::new();
+    let mut peers = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let calls: &[&str] = if i == 0 { &["a", "b"] } else { &["a"] };
+        for call in calls {
+            let token = mint_token(SECRET, call, "me", unix_now().as_secs() + 600).expect("token");
+            mine.push(
+                me.join_remote(server.local_addr(), call, "me", token)
+                    .expect("join starts"),
+            );
+            peers.push(join(server, call, "peer"));
+        }
+    }
+    ready_all(mine.iter().chain(peers.iter().map(|(_, c)| c)));
+
+    // Both ways on every call, enough to need many datagrams each way.
+    let mut senders = Vec::new();
+    for (call, (_, peer)) in mine.iter().zip(&peers) {
+        for c in [call, peer] {
+            let s = sender_on(c, 1, |_| {});
+            for i in 0..50u32 {
+                s.send(i.to_be_bytes().to_vec()).expect("send");
+            }
+            s.close();
+            senders.push(s);
+        }
+    }
+    let mut seen: Vec<Seen> = mine
+        .iter()
+        .map(|c| Seen::new("me", c.clone()))
+        .chain(peers.iter().map(|(_, c)| Seen::new("peer", c.clone())))
+        .collect();
+    until(&mut seen, "every stream closed", |seen| {
+        seen.iter().all(|s| {
+            let other = if s.name == "me" { "peer" } else { "me" };
+            s.closed.contains(&(other.to_owned(), 1))
+        })
+    });
+    for s in &seen {
+        let other = if s.name == "me" { "peer" } else { "me" };
+        let want: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(s.payloads(other, 1), want, "{} from {other}", s.name);
+    }
+}
+
+/// Each client alone in its own call, so that the test does not depend on
+/// which worker the kernel gives whom: every worker admits its members,
+/// counts them in the engine's stats and events, and tells them when the
+/// server shuts down.
+fn every_worker_of_a_server_reports_and_shuts_down(backend: Backend) {
+    const CLIENTS: usize = 8;
+    let server = server_with(backend, 2);
+    let people: Vec<(Engine, Call)> = (0..CLIENTS)
+        .map(|i| join(&server, &format!("call-{i}"), &format!("p{i}")))
+        .collect();
+    ready_all(people.iter().map(|(_, c)| c));
+    assert_eq!(
+        server.stats().expect("stats").joins_accepted,
+        CLIENTS as u64
+    );
+    let mut joined: Vec<String> = server
+        .events()
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| match e {
+            HubEvent::ParticipantJoined { participant_id, .. } => {
+                Some(participant_id.as_str().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    joined.sort();
+    let mut want: Vec<String> = (0..CLIENTS).map(|i| format!("p{i}")).collect();
+    want.sort();
+    assert_eq!(joined, want, "the events of both workers");
+
+    let started = Instant::now();
+    server.shutdown(Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for (_, c) in people {
+        let waiter = c.clone();
+        within(async move { waiter.ended().await });
+        assert!(
+            matches!(c.state(), CallState::Ended(r) if r.contains("shutting down")),
+            "{:?}",
+            c.state()
+        );
+    }
+}
+
+/// Ten one-worker clients in one call on a two-worker server: the kernel
+/// spreads them over both workers, and everything must work as on one.
+fn ten_clients_in_one_call_on_a_two_worker_server(backend: Backend) {
+    const N: usize = 10;
+    const CHAT: u16 = 10000;
+    let server = server_with(backend, 2);
+    let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+    let people: Vec<(Engine, Call)> = names.iter().map(|n| join(&server, "big", n)).collect();
+    ready_all(people.iter().map(|(_, c)| c));
+    let calls: Vec<Call> = people.iter().map(|(_, c)| c.clone()).collect();
+    let mut seen: Vec<Seen> = names
+        .iter()
+        .zip(&calls)
+        .map(|(n, c)| Seen::new(n, c.clone()))
+        .collect();
+    until(&mut seen, "everyone sees everyone", |seen| {
+        seen.iter().all(|s| s.call.participants().len() == N - 1)
+    });
+    let id = |i: usize| ParticipantId::from(names[i].as_str());
+
+    // Everyone chats (Durable, to all): five messages each.
+    let chat: Vec<DataChannelSender> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let s = sender_on(c, CHAT, |_| {});
+            for k in 0..5 {
+                s.send(format!("p{i}:{k}")).expect("send");
+            }
+            s
+        })
+        .collect();
+    // p0: a Lossy broadcast (a few, in case one is lost).
+    let lossy = sender_on(&calls[0], 20, |o| {
+        o.reliability = DataChannelReliability::Lossy;
+    });
+    for _ in 0..3 {
+        lossy.send("lossy").expect("send");
+    }
+    // p1: to p2 and p3 only.
+    let listed = sender_on(&calls[1], 30, |o| o.participants = vec![id(2), id(3)]);
+    listed.send("listed").expect("send");
+    // p4: High priority, to all.
+    let urgent = sender_on(&calls[4], 50, |o| o.priority = DataChannelPriority::High);
+    urgent.send("urgent").expect("send");
+    // p5: to p6, then to p7.
+    let moving = sender_on(&calls[5], 40, |o| o.participants = vec![id(6)]);
+    moving.send("a").expect("send");
+    moving.set_participants(vec![id(7)]).expect("set");
+    moving.send("b").expect("send");
+
+    until(&mut seen, "every message", |seen| {
+        seen.iter().enumerate().all(|(i, s)| {
+            let chats = (0..N)
+                .filter(|&j| j != i)
+                .all(|j| s.from(&names[j], CHAT).len() == 5);
+            chats
+                && (i == 0 || !s.from("p0", 20).is_empty())
+                && (!(i == 2 || i == 3) || !s.from("p1", 30).is_empty())
+                && (i == 4 || !s.from("p4", 50).is_empty())
+                && (i != 6 || !s.from("p5", 40).is_empty())
+                && (i != 7 || !s.from("p5", 40).is_empty())
+        })
+    });
+    for (i, s) in seen.iter().enumerate() {
+        for j in (0..N).filter(|&j| j != i) {
+            let want: Vec<(u32, Vec<u8>)> = (0..5u32)
+                .map(|k| (k + 1, format!("p{j}:{k}").into_bytes()))
+                .collect();
+            assert_eq!(s.from(&names[j], CHAT), want, "{} from p{j}", s.name);
+        }
+        assert!(!s.has_receiver(&names[i], CHAT), "never echoed");
+        if i != 0 {
+            let lossy = s.from("p0", 20);
+            let mut seqs: Vec<u32> = lossy.iter().map(|(q, _)| *q).collect();
+            seqs.dedup();
+            assert_eq!(seqs.len(), lossy.len(), "no duplicates");
+        }
+        assert_eq!(
+            s.has_receiver("p1", 30),
+            i == 2 || i == 3,
+            "{}: the listed sender",
+            s.name
+        );
+        if i != 4 {
+            assert_eq!(
+                s.priority.get(&("p4".to_owned(), 50)),
+                Some(&DataChannelPriority::High)
+            );
+            assert_eq!(s.payloads("p4", 50), vec![b"urgent".to_vec()]);
+        }
+    }
+    assert_eq!(seen[6].from("p5", 40), [(1, b"a".to_vec())]);
+    assert_eq!(seen[7].from("p5", 40), [(2, b"b".to_vec())]);
+    for (i, s) in seen.iter().enumerate() {
+        if i != 6 && i != 7 {
+            assert!(!s.has_receiver("p5", 40), "{}", s.name);
+        }
+    }
+
+    // Closing a sender closes its receivers, after exactly its messages.
+    for s in &chat {
+        s.close();
+    }
+    until(&mut seen, "the chat receivers closed", |seen| {
+        seen.iter().enumerate().all(|(i, s)| {
+            (0..N)
+                .filter(|&j| j != i)
+                .all(|j| s.closed.contains(&(names[j].clone(), CHAT)))
+        })
+    });
+    for (i, s) in seen.iter().enumerate() {
+        for j in (0..N).filter(|&j| j != i) {
+            assert_eq!(s.from(&names[j], CHAT).len(), 5, "exactly once");
+        }
+    }
+
+    // p9 leaves: the others see it go and its receivers close.
+    let last = sender_on(&calls[9], 60, |_| {});
+    last.send("bye").expect("send");
+    until(&mut seen, "p9's last message", |seen| {
+        seen[..9].iter().all(|s| !s.from("p9", 60).is_empty())
+    });
+    calls[9].leave();
+    until(&mut seen, "p9 gone", |seen| {
+        seen[..9].iter().all(|s| {
+            s.closed.contains(&("p9".to_owned(), 60))
+                && !s.call.participants().contains(&ParticipantId::from("p9"))
+        })
+    });
+    let left = server.events().expect("events").into_iter().any(|e| {
+        matches!(e, HubEvent::ParticipantLeft { participant_id, .. } if participant_id.as_str() == "p9")
+    });
+    assert!(left, "the server reports p9's leave");
+    assert!(server.stats().expect("stats").messages_forwarded >= (N * (N - 1) * 5) as u64);
+}
+
+/// Several calls at once on a two-worker server: their homes are spread
+/// over both workers, and every call works.
+fn several_calls_on_a_two_worker_server(backend: Backend) {
+    const CALLS: usize = 6;
+    let server = server_with(backend, 2);
+    let ids: Vec<String> = (0..CALLS).map(|i| format!("room-{i}")).collect();
+    let homes: HashSet<usize> = ids.iter().map(|c| home_worker(c, 2)).collect();
+    assert_eq!(homes.len(), 2, "both workers home some of these calls");
+    let hosted: Vec<Call> = ids
+        .iter()
+        .map(|c| server.join_local(c, "host").expect("hosted"))
+        .collect();
+    let mut people = Vec::new();
+    for c in &ids {
+        people.push(join(&server, c, "alice"));
+        people.push(join(&server, c, "bob"));
+    }
+    ready_all(people.iter().map(|(_, c)| c).chain(&hosted));
+    for (i, pair) in people.chunks(2).enumerate() {
+        for (from, to) in [(0, 1), (1, 0)] {
+            let s = sender_on(&pair[from].1, 1, |_| {});
+            s.send(format!("{}:{from}", ids[i])).expect("send");
+            let dc = pair[to].1.data_channel();
+            let got = within(async move {
+                let r = dc.next_receiver().await.expect("a receiver");
+                r.recv().await.expect("a message").data
+            });
+            assert_eq!(&got[..], format!("{}:{from}", ids[i]).as_bytes());
+        }
+        // The hosted participant hears both.
+        let dc = hosted[i].data_channel();
+        let n = within(async move {
+            let mut n = 0;
+            while n < 2 {
+                let r = dc.next_receiver().await.expect("a receiver");
+                r.recv().await.expect("a message");
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(n, 2);
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod node;
 
 pub use config::NodeConfig;
+pub(crate) use node::starts_with_init;
 pub use node::{
     AssocId, CloseReason, ConnectError, Delivery, Event, Node, NodeStats, SendError, Transmit,
 };

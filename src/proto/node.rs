@@ -230,7 +230,8 @@ struct Assoc {
 ///
 /// # Methods
 /// - Getters: [`Node::stats`], [`Node::association_count`],
-///   [`Node::is_connected`], [`Node::remote`], [`Node::buffered_amount`].
+///   [`Node::is_connected`], [`Node::remote`], [`Node::knows_remote`],
+///   [`Node::buffered_amount`].
 /// - Inputs: [`Node::handle_datagram`] (a UDP datagram arrived) and
 ///   [`Node::handle_timeout`] (the time from [`Node::poll_timeout`] came).
 /// - Commands: [`Node::connect`], [`Node::send`], [`Node::send_encoded`],
@@ -340,6 +341,13 @@ impl Node {
         self.assocs.get(&assoc).map(|a| a.remote)
     }
 
+    /// Whether some association of this node has `remote` as its peer.
+    /// O(associations): for occasional bookkeeping (the runtime's directory
+    /// of associations a multi-worker engine started), not per datagram.
+    pub fn knows_remote(&self, remote: SocketAddr) -> bool {
+        self.assocs.values().any(|a| a.remote == remote)
+    }
+
     /// Bytes queued in SCTP on `delivery`'s stream of `assoc` and not yet
     /// acknowledged (0 for an unknown association).
     pub fn buffered_amount(&mut self, assoc: AssocId, delivery: Delivery) -> usize {
@@ -363,7 +371,7 @@ impl Node {
         self.stats.datagrams_received += 1;
         // sctp-proto panics on an INIT that reaches an endpoint without a
         // server config; a node that does not accept never needs one.
-        if !self.accepting && datagram.get(COMMON_HEADER_LEN) == Some(&CHUNK_INIT) {
+        if !self.accepting && starts_with_init(&datagram) {
             self.stats.datagrams_dropped += 1;
             return;
         }
@@ -728,6 +736,12 @@ impl Node {
             self.timers.push(Reverse((at, id)));
         }
     }
+}
+
+/// Whether `datagram` is an SCTP packet that starts with an INIT chunk: the
+/// one packet (verification tag 0) that no association owns yet.
+pub(crate) fn starts_with_init(datagram: &[u8]) -> bool {
+    datagram.get(COMMON_HEADER_LEN) == Some(&CHUNK_INIT)
 }
 
 /// Bytes of the SCTP common header; the first chunk's type follows.

@@ -1,12 +1,28 @@
 //! The runtime: threads and sockets around the sans-IO [`Hub`].
 //!
-//! An [`Engine`] owns a worker thread that drives one [`Hub`] over one UDP
-//! socket: it moves datagrams and time into the hub and datagrams out, and
-//! nothing else. Application handles ([`Call`], senders, receivers) are used
-//! from any thread; the hub's wake hook interrupts the worker's wait when
-//! they queue work (once per batch).
+//! An [`Engine`] runs one or more workers, each a thread that drives its own
+//! [`Hub`] over its own UDP socket: it moves datagrams and time into the hub
+//! and datagrams out, and nothing else. Application handles ([`Call`],
+//! senders, receivers) are used from any thread; the hub's wake hook
+//! interrupts its worker's wait when they queue work (once per batch).
 //!
-//! The worker's I/O is one of two backends behind the small [`Io`] trait:
+//! # Workers
+//! [`EngineBuilder::workers`] sets how many (default: one per core for a
+//! server, one for a client). With several, every worker binds its own
+//! socket to the engine's address with `SO_REUSEPORT` (the kernel spreads
+//! peers over the sockets by a hash of their addresses, so an association
+//! always arrives at the same worker), runs its own backend and its own hub
+//! (with [`HubConfig::workers`] and [`HubConfig::worker`] set), and is
+//! pinned to a core ([`EngineBuilder::pin_workers`]). A call is homed on
+//! [`crate::hub::home_worker`]`(call id, workers)`; `join_local` goes there,
+//! `join_remote` goes round robin. Workers exchange the work their hubs
+//! relay to each other ([`Hub::poll_relay`]) through bounded lock-free
+//! inboxes, and forward each other the replies to associations they
+//! started that the kernel gave another worker's socket (see the `worker`
+//! module for both).
+//!
+//! # Backends
+//! Each worker's I/O is one of two backends behind the small [`Io`] trait:
 //! - `uring` (Linux): io_uring with a multishot `recvmsg` over a ring of
 //!   provided buffers, `sendmsg` with UDP GSO, GRO on receive, the hub's
 //!   deadline as the wait's timeout and an eventfd read by the ring for
@@ -18,22 +34,22 @@
 //! to the portable backend otherwise (Docker's default seccomp profile
 //! blocks io_uring), logging one line that says why.
 //!
-//! Several workers per engine (one per core, `SO_REUSEPORT`, cross-core
-//! fan-out) are the next step: a [`Worker`] already holds everything one
-//! core needs (socket, ring or poll, hub, timers, command inbox).
-//!
-//! Only the io_uring module contains `unsafe` (each block with a `SAFETY`
-//! comment); everything else here denies or forbids it.
+//! Only the io_uring module and the few lines that pin threads (`affinity`)
+//! contain `unsafe` (each block with a `SAFETY` comment); everything else
+//! here denies or forbids it.
 #![deny(unsafe_code)]
 
+mod affinity;
 mod batch;
 mod portable;
 #[cfg(target_os = "linux")]
 mod uring;
+mod worker;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,7 +58,8 @@ use bytes::Bytes;
 
 use crate::auth::JoinVerifier;
 use crate::datachannel::Call;
-use crate::hub::{Hub, HubConfig, HubEvent, JoinError};
+use crate::hub::{Hub, HubConfig, HubEvent, HubStats, JoinError, home_worker};
+use worker::{Core, INBOX_CAPACITY, Shared, Worker};
 
 /// Largest datagram the worker receives in one buffer (SCTP packets are far
 /// smaller; 64 KiB also holds a whole GRO-coalesced train of segments). A
@@ -102,6 +119,8 @@ pub struct EngineBuilder {
     backend: Backend,
     socket_buffer: usize,
     disable_io_uring: bool,
+    workers: Option<usize>,
+    pin_workers: Option<bool>,
 }
 
 impl Default for EngineBuilder {
@@ -112,6 +131,8 @@ impl Default for EngineBuilder {
             backend: Backend::Auto,
             socket_buffer: 4 * 1024 * 1024,
             disable_io_uring: false,
+            workers: None,
+            pin_workers: None,
         }
     }
 }
@@ -124,6 +145,9 @@ impl EngineBuilder {
     }
 
     /// The hub's configuration (limits, timers, roles). Default: client.
+    /// Every worker's hub gets a copy, so its limits (such as
+    /// `node.max_associations`) apply per worker; the engine sets
+    /// [`HubConfig::workers`] and [`HubConfig::worker`] in each.
     pub fn hub(mut self, config: HubConfig) -> Self {
         self.hub = config;
         self
@@ -133,6 +157,27 @@ impl EngineBuilder {
     pub fn server(mut self, verifier: Arc<dyn JoinVerifier>) -> Self {
         self.hub.verifier = Some(verifier);
         self.hub.node.accept_incoming = true;
+        self
+    }
+
+    /// How many workers (threads, each with its own socket on the shared
+    /// port, backend and hub) the engine runs; 0 counts as 1. Default: one
+    /// per core ([`std::thread::available_parallelism`]) for an engine with
+    /// the server role (a [`HubConfig::verifier`]), else 1: a client's
+    /// associations are few, and the replies to associations it starts may
+    /// reach any worker's socket, which then forwards them (see the module
+    /// documentation).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers.max(1));
+        self
+    }
+
+    /// Whether each worker thread is pinned to a core of its own (the
+    /// cores the process may run on, in order, wrapping around). Default:
+    /// `true` when there are several workers. A pin that fails is logged
+    /// and the worker runs unpinned.
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.pin_workers = Some(pin);
         self
     }
 
@@ -154,32 +199,170 @@ impl EngineBuilder {
         self
     }
 
-    /// Kernel send and receive buffer sizes asked for the socket. Default
+    /// Kernel send and receive buffer sizes asked for each socket. Default
     /// 4 MiB (small buffers drop bursts: usrsctp's 128 KiB default does).
     pub fn socket_buffer(mut self, bytes: usize) -> Self {
         self.socket_buffer = bytes;
         self
     }
 
-    /// Binds the socket, sets up the backend and starts the worker.
+    /// The number of workers [`EngineBuilder::start`] will run.
+    fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            if self.hub.verifier.is_some() {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                1
+            }
+        })
+    }
+
+    /// Binds the sockets, sets up the backends and starts the workers.
     ///
-    /// The backend is set up on the worker thread (an io_uring ring with
+    /// Each backend is set up on its worker's thread (an io_uring ring with
     /// `SINGLE_ISSUER` belongs to the thread that creates it); this waits
-    /// until it is ready or has failed.
+    /// until all are ready, or stops them all if one has failed.
     pub fn start(self) -> Result<Engine, EngineError> {
-        let socket = bind(self.bind, self.socket_buffer)?;
-        let local_addr = socket.local_addr()?;
+        let n = self.worker_count();
+        let reuse_port = n > 1;
+        let first = bind(self.bind, self.socket_buffer, reuse_port)?;
+        // The first socket turns port 0 into a real port; the others join it.
+        let local_addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..n {
+            sockets.push(bind(local_addr, self.socket_buffer, true)?);
+        }
+        let pin = self.pin_workers.unwrap_or(n > 1);
+        let cpus = if pin {
+            affinity::allowed_cpus()
+        } else {
+            Vec::new()
+        };
         let disabled = self.disable_io_uring
             || std::env::var(DISABLE_IO_URING_ENV).is_ok_and(|v| v.trim() == "1");
-        let backend = self.backend;
-        let hub = Hub::new(self.hub);
-        let (commands, inbox) = mpsc::channel();
-        let (ready, started) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("dcengine-worker".into())
-            .spawn(move || match open(backend, disabled, socket) {
+        let shared = Arc::new(Shared::new(n, INBOX_CAPACITY));
+        let mut starting = Vec::with_capacity(n);
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let mut config = self.hub.clone();
+            config.workers = n;
+            config.worker = index;
+            // Each hub picks its own random channel ids (worker 0 keeps the
+            // configured seed).
+            config.seed = config
+                .seed
+                .wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+            starting.push(spawn_worker(
+                index,
+                Hub::new(config),
+                socket,
+                (self.backend, disabled),
+                cpu,
+                shared.clone(),
+            )?);
+        }
+        // Wait for every backend before starting any worker, so that a
+        // failure stops them all and no worker wakes one that is not there.
+        let mut ready = Vec::with_capacity(n);
+        let mut failed = None;
+        for s in &starting {
+            match s.ready.recv() {
+                Ok(Ok(r)) => ready.push(r),
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed.get_or_insert(EngineError::Stopped);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for s in starting {
+                drop(s.go);
+                let _ = s.thread.join();
+            }
+            return Err(e);
+        }
+        shared.set_wakes(ready.iter().map(|r| r.wake.clone()).collect());
+        // Logged here, on the caller's thread, so that the caller's tracing
+        // subscriber sees it: one line for the fallback whatever the number
+        // of workers.
+        if let Some(reason) = ready.iter().find_map(|r| r.fallback.as_ref()) {
+            tracing::info!(%reason, "I/O backend: portable (io_uring unavailable)");
+        }
+        for (index, r) in ready.iter().enumerate() {
+            if let Some(e) = &r.pin_error {
+                tracing::warn!(worker = index, error = %e, "could not pin the worker to a core; it runs unpinned");
+            }
+        }
+        if pin && cpus.is_empty() && n > 1 {
+            tracing::warn!("the cores this process may use are unknown; workers run unpinned");
+        }
+        let backend = ready[0].backend;
+        if ready.iter().any(|r| r.backend != backend) {
+            tracing::warn!("workers run different I/O backends (io_uring failed for some)");
+        }
+        let mut workers = Vec::with_capacity(n);
+        for (s, r) in starting.into_iter().zip(ready) {
+            // A worker whose engine has gone exits on its own.
+            let _ = s.go.send(());
+            workers.push(WorkerHandle {
+                commands: s.commands,
+                wake: r.wake,
+                thread: Some(s.thread),
+            });
+        }
+        Ok(Engine {
+            local_addr,
+            backend,
+            workers,
+            shared,
+            next_remote: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// A worker thread that is setting up its backend.
+struct Starting {
+    commands: mpsc::Sender<Command>,
+    ready: mpsc::Receiver<Result<Ready, EngineError>>,
+    /// Sent once every worker is ready; dropped to stop the worker instead.
+    go: mpsc::SyncSender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// What a worker reports once its backend runs.
+struct Ready {
+    backend: Backend,
+    wake: Wake,
+    /// Why `Auto` fell back to the portable backend, if it did.
+    fallback: Option<String>,
+    /// Why pinning the thread failed, if it did.
+    pin_error: Option<String>,
+}
+
+/// Starts worker `index`'s thread: it pins itself to `cpu` (if any), sets
+/// up its backend, reports, and runs once told to go.
+fn spawn_worker(
+    index: usize,
+    hub: Hub,
+    socket: std::net::UdpSocket,
+    (backend, disabled): (Backend, bool),
+    cpu: Option<usize>,
+    shared: Arc<Shared>,
+) -> Result<Starting, EngineError> {
+    let (commands, inbox) = mpsc::channel();
+    let (report, ready) = mpsc::sync_channel(1);
+    let (go, started) = mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("dcengine-worker-{index}"))
+        .spawn(move || {
+            let pin_error = cpu
+                .and_then(|cpu| affinity::pin_current_thread(cpu).err())
+                .map(|e| format!("CPU {}: {e}", cpu.unwrap_or_default()));
+            match open(backend, disabled, socket) {
                 Err(e) => {
-                    let _ = ready.send(Err(e));
+                    let _ = report.send(Err(e));
                 }
                 Ok((io, chosen, fallback)) => {
                     let wake = io.waker();
@@ -188,49 +371,55 @@ impl EngineBuilder {
                         // A failed wake only delays the work to the next timer.
                         let _ = hook();
                     });
-                    if ready.send(Ok((chosen, wake, fallback))).is_ok() {
-                        io.run(hub, inbox);
+                    let ready = Ready {
+                        backend: chosen,
+                        wake,
+                        fallback,
+                        pin_error,
+                    };
+                    if report.send(Ok(ready)).is_ok() && started.recv().is_ok() {
+                        io.run(Core::new(hub, index, shared), inbox);
                     }
                 }
-            })?;
-        match started.recv() {
-            Ok(Ok((backend, wake, fallback))) => {
-                // Logged here, on the caller's thread, so that the caller's
-                // tracing subscriber sees it.
-                if let Some(reason) = fallback {
-                    tracing::info!(%reason, "I/O backend: portable (io_uring unavailable)");
-                }
-                Ok(Engine {
-                    local_addr,
-                    backend,
-                    commands,
-                    wake,
-                    thread: Some(thread),
-                })
             }
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(EngineError::Stopped)
-            }
-        }
-    }
+        })?;
+    Ok(Starting {
+        commands,
+        ready,
+        go,
+        thread,
+    })
 }
 
-/// Asks for bigger kernel buffers; each backend sets the blocking mode and
-/// options it needs. (`SO_REUSEPORT` for one socket per worker comes with
-/// several workers.)
-fn bind(addr: SocketAddr, buffer: usize) -> io::Result<std::net::UdpSocket> {
+/// Asks for bigger kernel buffers, and with `reuse_port` lets the
+/// engine's other workers bind the same address (one socket each); each
+/// backend sets the blocking mode and options it needs. A single worker's
+/// socket does not set `SO_REUSEPORT`, so that another process cannot
+/// silently share its port.
+fn bind(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // The kernel caps these at its limits; smaller is not an error.
     let _ = s.set_recv_buffer_size(buffer);
     let _ = s.set_send_buffer_size(buffer);
+    if reuse_port {
+        set_reuse_port(&s)?;
+    }
     s.bind(&addr.into())?;
     Ok(s.into())
+}
+
+#[cfg(unix)]
+fn set_reuse_port(s: &socket2::Socket) -> io::Result<()> {
+    s.set_reuse_port(true)
+}
+
+#[cfg(not(unix))]
+fn set_reuse_port(_: &socket2::Socket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "several workers need SO_REUSEPORT",
+    ))
 }
 
 /// Wakes a worker from any thread (the hub's wake hook, engine commands).
@@ -252,11 +441,11 @@ impl Opened {
         }
     }
 
-    fn run(self, hub: Hub, inbox: mpsc::Receiver<Command>) {
+    fn run(self, core: Core, commands: mpsc::Receiver<Command>) {
         match self {
             #[cfg(target_os = "linux")]
-            Opened::Uring(io) => Worker::new(hub, io, inbox).run(),
-            Opened::Portable(io) => Worker::new(hub, io, inbox).run(),
+            Opened::Uring(io) => Worker::new(core, io, commands).run(),
+            Opened::Portable(io) => Worker::new(core, io, commands).run(),
         }
     }
 }
@@ -323,12 +512,21 @@ enum Command {
         reply: mpsc::Sender<Result<Call, JoinError>>,
     },
     Events(mpsc::Sender<Vec<HubEvent>>),
+    Stats(mpsc::Sender<HubStats>),
     Shutdown {
         deadline: Duration,
     },
 }
 
-/// A running engine: one worker thread, one UDP socket, one [`Hub`].
+/// The engine's end of one worker.
+struct WorkerHandle {
+    commands: mpsc::Sender<Command>,
+    wake: Wake,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A running engine: worker threads, each with its own UDP socket on the
+/// engine's address and its own [`Hub`].
 ///
 /// Dropping it shuts it down (see [`Engine::shutdown`]).
 ///
@@ -343,21 +541,30 @@ enum Command {
 ///     .server(Arc::new(HmacVerifier::new(b"secret", clock)))
 ///     .start()
 ///     .unwrap();
-/// println!("serving on {} with {:?}", server.local_addr(), server.backend());
+/// println!("serving on {} with {} workers on {:?}",
+///     server.local_addr(), server.workers(), server.backend());
 /// ```
 pub struct Engine {
     local_addr: SocketAddr,
     backend: Backend,
-    commands: mpsc::Sender<Command>,
-    wake: Wake,
-    thread: Option<JoinHandle<()>>,
+    workers: Vec<WorkerHandle>,
+    shared: Arc<Shared>,
+    /// Round robin of `join_remote`.
+    next_remote: AtomicUsize,
 }
+
+// The engine is used from any thread.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Engine>();
+};
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("local_addr", &self.local_addr)
             .field("backend", &self.backend)
+            .field("workers", &self.workers.len())
             .finish_non_exhaustive()
     }
 }
@@ -368,28 +575,42 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    /// The address the socket is bound to.
+    /// The address the sockets are bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// The backend that actually runs: [`Backend::IoUring`] or
-    /// [`Backend::Portable`] (never `Auto`).
+    /// [`Backend::Portable`] (never `Auto`; the first worker's, should
+    /// they differ).
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, EngineError> {
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    fn ask<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(mpsc::Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let w = self.workers.get(worker).ok_or(EngineError::Stopped)?;
         let (reply, answer) = mpsc::channel();
-        self.commands
+        w.commands
             .send(make(reply))
             .map_err(|_| EngineError::Stopped)?;
-        (self.wake)()?;
+        (w.wake)()?;
         answer.recv().map_err(|_| EngineError::Stopped)
     }
 
     /// Joins `call_id` on the server at `server` (see
     /// [`Hub::join_remote`]). Returns at once; wait for [`Call::ready`].
+    ///
+    /// The association goes to the worker that already has associations
+    /// to `server`, if one does, else to the next worker in turn.
     pub fn join_remote(
         &self,
         server: SocketAddr,
@@ -397,7 +618,14 @@ impl Engine {
         participant_id: &str,
         token: Bytes,
     ) -> Result<Call, EngineError> {
-        let call = self.ask(|reply| Command::JoinRemote {
+        let n = self.workers.len();
+        let worker = self
+            .shared
+            .directory
+            .owner(server)
+            .filter(|&w| w < n)
+            .unwrap_or_else(|| self.next_remote.fetch_add(1, Ordering::Relaxed) % n);
+        let call = self.ask(worker, |reply| Command::JoinRemote {
             server,
             call_id: call_id.to_owned(),
             participant_id: participant_id.to_owned(),
@@ -408,9 +636,10 @@ impl Engine {
     }
 
     /// Hosts a participant in `call_id` inside this engine (see
-    /// [`Hub::join_local`]).
+    /// [`Hub::join_local`]), on the call's home worker.
     pub fn join_local(&self, call_id: &str, participant_id: &str) -> Result<Call, EngineError> {
-        let call = self.ask(|reply| Command::JoinLocal {
+        let worker = home_worker(call_id, self.workers.len());
+        let call = self.ask(worker, |reply| Command::JoinLocal {
             call_id: call_id.to_owned(),
             participant_id: participant_id.to_owned(),
             reply,
@@ -418,23 +647,52 @@ impl Engine {
         Ok(call)
     }
 
-    /// The hub's events since the last call (joins, leaves, rejections).
+    /// The hubs' events since the last call (joins, leaves, rejections):
+    /// each worker's in order, the workers one after the other.
     pub fn events(&self) -> Result<Vec<HubEvent>, EngineError> {
-        self.ask(Command::Events)
+        let mut events = Vec::new();
+        for worker in 0..self.workers.len() {
+            events.extend(self.ask(worker, Command::Events)?);
+        }
+        Ok(events)
     }
 
-    /// Stops the engine: associations are closed gracefully (queued data is
-    /// delivered first) for up to `deadline`, then the worker exits.
+    /// The hubs' counters, summed over the workers.
+    pub fn stats(&self) -> Result<HubStats, EngineError> {
+        let mut stats = HubStats::default();
+        for worker in 0..self.workers.len() {
+            stats += self.ask(worker, Command::Stats)?;
+        }
+        Ok(stats)
+    }
+
+    /// Stops the engine: every worker closes its associations gracefully
+    /// (queued data is delivered first) for up to `deadline`, then the
+    /// workers exit.
     pub fn shutdown(mut self, deadline: Duration) {
         self.stop(deadline);
     }
 
     fn stop(&mut self, deadline: Duration) {
-        if let Some(thread) = self.thread.take() {
-            if self.commands.send(Command::Shutdown { deadline }).is_ok() {
-                let _ = (self.wake)();
+        for w in &self.workers {
+            if w.thread.is_some() && w.commands.send(Command::Shutdown { deadline }).is_ok() {
+                let _ = (w.wake)();
             }
-            let _ = thread.join();
+        }
+        let mut joined = false;
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take() {
+                let _ = thread.join();
+                joined = true;
+            }
+        }
+        if joined && self.workers.len() > 1 {
+            let (forwarded, dropped) = self.shared.forward_counts();
+            tracing::debug!(
+                forwarded,
+                dropped,
+                "engine stopped; datagrams forwarded between workers"
+            );
         }
     }
 }
@@ -454,116 +712,10 @@ trait Io {
     fn flush(&mut self, hub: &mut Hub) -> bool;
 
     /// Waits until a datagram arrives, a wake-up, progress on blocked sends,
-    /// or `deadline`; gives every received datagram to the hub.
-    fn wait(&mut self, hub: &mut Hub, deadline: Option<Instant>) -> io::Result<()>;
+    /// or `deadline`; gives every received datagram to the worker's core
+    /// ([`Core::datagram`]).
+    fn wait(&mut self, core: &mut Core, deadline: Option<Instant>) -> io::Result<()>;
 
     /// Nothing handed to the kernel is still waiting to be sent.
     fn sent_all(&self) -> bool;
-}
-
-/// Everything one core's worker owns: the hub (with its timers), the
-/// backend (socket and ring or poll), and the command inbox.
-struct Worker<I: Io> {
-    hub: Hub,
-    io: I,
-    inbox: mpsc::Receiver<Command>,
-    events: Vec<HubEvent>,
-}
-
-/// How long a stopping worker keeps flushing what is left to send.
-const FINAL_FLUSH: Duration = Duration::from_millis(200);
-
-impl<I: Io> Worker<I> {
-    fn new(hub: Hub, io: I, inbox: mpsc::Receiver<Command>) -> Self {
-        Self {
-            hub,
-            io,
-            inbox,
-            events: Vec::new(),
-        }
-    }
-
-    fn run(mut self) {
-        let mut stopping: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            if let Some(deadline) = self.commands(now) {
-                stopping.get_or_insert(deadline);
-            }
-            if let Some(deadline) = stopping
-                && (now >= deadline || self.hub.node().association_count() == 0)
-            {
-                self.finish();
-                return;
-            }
-            if self.hub.poll_timeout().is_some_and(|t| t <= now) {
-                self.hub.handle_timeout(now);
-            }
-            self.drain_events();
-            self.io.flush(&mut self.hub);
-            let deadline = [self.hub.poll_timeout(), stopping]
-                .into_iter()
-                .flatten()
-                .min();
-            if let Err(e) = self.io.wait(&mut self.hub, deadline) {
-                tracing::error!(error = %e, "waiting for I/O failed; the engine stops");
-                return;
-            }
-        }
-    }
-
-    /// Sends what is left, for a short while.
-    fn finish(&mut self) {
-        let until = Instant::now() + FINAL_FLUSH;
-        while !(self.io.flush(&mut self.hub) && self.io.sent_all()) && Instant::now() < until {
-            if self.io.wait(&mut self.hub, Some(until)).is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Handles queued commands; returns a shutdown deadline if asked to stop.
-    fn commands(&mut self, now: Instant) -> Option<Instant> {
-        let mut stop = None;
-        while let Ok(command) = self.inbox.try_recv() {
-            match command {
-                Command::JoinRemote {
-                    server,
-                    call_id,
-                    participant_id,
-                    token,
-                    reply,
-                } => {
-                    let r = self
-                        .hub
-                        .join_remote(now, server, &call_id, &participant_id, token);
-                    let _ = reply.send(r);
-                }
-                Command::JoinLocal {
-                    call_id,
-                    participant_id,
-                    reply,
-                } => {
-                    let _ = reply.send(self.hub.join_local(now, &call_id, &participant_id));
-                }
-                Command::Events(reply) => {
-                    self.drain_events();
-                    let _ = reply.send(std::mem::take(&mut self.events));
-                }
-                Command::Shutdown { deadline } => {
-                    self.hub.close_all(now);
-                    stop = Some(now + deadline);
-                }
-            }
-        }
-        stop
-    }
-
-    fn drain_events(&mut self) {
-        while let Some(e) = self.hub.poll_event() {
-            if self.events.len() < 10_000 {
-                self.events.push(e);
-            }
-        }
-    }
 }

@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 
 use super::batch::{GsoBatch, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, gro_segments};
+use super::worker::Core;
 use super::{Io, RECV_BUFFER, Wake};
 use crate::hub::Hub;
 use crate::proto;
@@ -129,8 +130,8 @@ impl PortableIo {
         })
     }
 
-    /// Reads every waiting datagram into the hub.
-    fn receive(&mut self, hub: &mut Hub) {
+    /// Reads every waiting datagram into the worker's core.
+    fn receive(&mut self, core: &mut Core) {
         self.more_to_read = false;
         let mut errors = 0;
         loop {
@@ -151,7 +152,7 @@ impl PortableIo {
                         // One copy per train: the hub keeps slices of it.
                         let data = Bytes::copy_from_slice(data);
                         for range in gro_segments(data.len(), meta.stride) {
-                            hub.handle_datagram(now, meta.addr, data.slice(range));
+                            core.datagram(now, meta.addr, data.slice(range));
                         }
                     }
                 }
@@ -205,7 +206,7 @@ impl Io for PortableIo {
         }
     }
 
-    fn wait(&mut self, hub: &mut Hub, deadline: Option<Instant>) -> io::Result<()> {
+    fn wait(&mut self, core: &mut Core, deadline: Option<Instant>) -> io::Result<()> {
         let want_writable = self.unsent.is_some();
         if want_writable != self.want_writable {
             let interest = if want_writable {
@@ -230,7 +231,7 @@ impl Io for PortableIo {
         }
         // Edge-triggered readiness: read until the socket is empty whatever
         // woke us (a wake-up costs one empty recvmmsg).
-        self.receive(hub);
+        self.receive(core);
         Ok(())
     }
 

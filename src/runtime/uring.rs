@@ -57,6 +57,7 @@ use super::batch::{
     GsoBatch, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, cmsg_space, gro_segments, read_cmsg_int,
     read_sockaddr, write_cmsg_u16,
 };
+use super::worker::Core;
 use super::{Io, RECV_BUFFER, Wake};
 use crate::hub::Hub;
 use crate::proto::Transmit;
@@ -438,10 +439,10 @@ impl UringIo {
         }
     }
 
-    /// Handles the completions in the queue: datagrams to `hub` (dropped
+    /// Handles the completions in the queue: datagrams to `core` (dropped
     /// when there is none: setup and shutdown), buffers back to the ring,
     /// send slots freed.
-    fn complete(&mut self, mut hub: Option<&mut Hub>) {
+    fn complete(&mut self, mut core: Option<&mut Core>) {
         self.completions.clear();
         self.completions.extend(
             self.ring
@@ -458,9 +459,10 @@ impl UringIo {
                         self.recv_armed = false;
                     }
                     if let Some(bid) = cqueue::buffer_select(flags) {
-                        if let (Some(hub), Ok(len)) = (hub.as_deref_mut(), usize::try_from(result))
+                        if let (Some(core), Ok(len)) =
+                            (core.as_deref_mut(), usize::try_from(result))
                         {
-                            self.deliver(hub, now, bid, len);
+                            self.deliver(core, now, bid, len);
                         }
                         self.bufs.push(bid);
                         returned = true;
@@ -491,8 +493,8 @@ impl UringIo {
         }
     }
 
-    /// Gives the datagram (or GRO train) in buffer `bid` to the hub.
-    fn deliver(&self, hub: &mut Hub, now: Instant, bid: u16, len: usize) {
+    /// Gives the datagram (or GRO train) in buffer `bid` to the core.
+    fn deliver(&self, core: &mut Core, now: Instant, bid: u16, len: usize) {
         let Some(buf) = self.bufs.buffer(bid, len) else {
             return;
         };
@@ -516,7 +518,7 @@ impl UringIo {
         // the ring right after this.
         let data = Bytes::copy_from_slice(msg.payload_data());
         for range in gro_segments(data.len(), stride) {
-            hub.handle_datagram(now, from, data.slice(range));
+            core.datagram(now, from, data.slice(range));
         }
     }
 
@@ -612,7 +614,7 @@ impl Io for UringIo {
         }
     }
 
-    fn wait(&mut self, hub: &mut Hub, deadline: Option<Instant>) -> io::Result<()> {
+    fn wait(&mut self, core: &mut Core, deadline: Option<Instant>) -> io::Result<()> {
         self.arm();
         let submitted = match deadline {
             Some(deadline) => {
@@ -627,7 +629,7 @@ impl Io for UringIo {
             Err(e) if waited_enough(&e) => {}
             Err(e) => return Err(e),
         }
-        self.complete(Some(hub));
+        self.complete(Some(core));
         Ok(())
     }
 

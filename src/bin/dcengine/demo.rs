@@ -42,6 +42,10 @@ pub(crate) struct DemoArgs {
     /// I/O backend of the UDP engines.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto, conflicts_with = "simulated")]
     backend: BackendArg,
+    /// Worker threads of the UDP server (each with its own socket on the
+    /// port); 0: one per core.
+    #[arg(long, default_value_t = 0, conflicts_with = "simulated")]
+    workers: usize,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -185,18 +189,23 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     // the default traffic rules (what users get).
     let secret = random_secret();
     let clock = WallClock::new(Instant::now(), unix_now());
-    let server = Engine::builder()
+    let mut builder = Engine::builder()
         .bind(([127, 0, 0, 1], 0).into())
         .backend(backend)
         .hub(HubConfig::server(Arc::new(HmacVerifier::new(
             &secret, clock,
-        ))))
+        ))));
+    if args.workers > 0 {
+        builder = builder.workers(args.workers);
+    }
+    let server = builder
         .start()
         .map_err(|e| format!("the server cannot start: {e}"))?;
     let backend = server.backend();
     println!(
-        "dcengine demo: a server on {} and {clients} clients over UDP, {:?} backend, {} s of traffic",
+        "dcengine demo: a server on {} ({} worker(s)) and {clients} clients over UDP, {:?} backend, {} s of traffic",
         server.local_addr(),
+        server.workers(),
         backend,
         args.seconds
     );

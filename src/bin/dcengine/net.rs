@@ -32,9 +32,13 @@ pub(crate) struct ServeArgs {
     /// Seconds without messages after which a receiver closes.
     #[arg(long, default_value_t = 120)]
     idle_timeout: u64,
-    /// Most associations served at once.
+    /// Most associations served at once (per worker).
     #[arg(long, default_value_t = 10_000)]
     max_associations: usize,
+    /// Worker threads, each pinned to a core with its own socket on the
+    /// port (SO_REUSEPORT) and its own hub; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
     /// Seconds to let queued messages drain on shutdown.
     #[arg(long, default_value_t = 5)]
     drain: u64,
@@ -102,15 +106,23 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     hub.channel.max_message_size = args.max_message_size;
     hub.channel.receiver_idle_timeout = Duration::from_secs(args.idle_timeout);
     hub.node.max_associations = args.max_associations;
-    let engine = Engine::builder()
-        .bind(args.bind)
-        .hub(hub)
+    let mut builder = Engine::builder().bind(args.bind).hub(hub);
+    if args.workers > 0 {
+        builder = builder.workers(args.workers);
+    }
+    let engine = builder
         .start()
         .map_err(|e| format!("cannot serve on {}: {e}", args.bind))?;
-    tracing::info!(addr = %engine.local_addr(), backend = ?engine.backend(), "serving");
+    tracing::info!(
+        addr = %engine.local_addr(),
+        backend = ?engine.backend(),
+        workers = engine.workers(),
+        "serving"
+    );
     println!(
-        "dcengine serving on {} with the {:?} backend (Ctrl-C to stop)",
+        "dcengine serving on {} with {} worker(s) on the {:?} backend (Ctrl-C to stop)",
         engine.local_addr(),
+        engine.workers(),
         engine.backend()
     );
 
