@@ -712,7 +712,9 @@ impl Node {
             a.sctp.poll_timeout(),
             Some(a.last_rx + config.idle_timeout),
             (!a.connected).then(|| a.created + config.handshake_timeout),
-            a.connected
+            // No keep-alives while closing (see `handle_timeout`): a past
+            // keep-alive deadline would make every call spin on it.
+            (a.connected && a.closing_since.is_none())
                 .then(|| a.last_rx.max(a.last_keepalive) + config.keepalive_interval),
             a.closing_since.map(|since| since + config.close_timeout),
         ]
