@@ -46,18 +46,17 @@ pub struct NodeConfig {
     /// A graceful close that has not completed after this long is forced.
     /// Default 3 s.
     pub close_timeout: Duration,
-    /// After this many retransmissions of SHUTDOWN (or SHUTDOWN-ACK)
-    /// without an answer the node ends the association: the peer is gone
-    /// (it vanished, or already dropped the association and, like
-    /// sctp-proto, stays silent about it). The last one waits one more
-    /// retransmission timeout, so the wait after the first SHUTDOWN is
-    /// about `RTO × (2^(n+1) − 1)`, the RTO doubling each time up to
-    /// `rto_max`: 7 RTOs with the default 2, 1.4 s at the 200 ms floor.
-    /// [`NodeConfig::close_timeout`] caps a close this node started; this
-    /// also ends one the peer started whose SHUTDOWN-COMPLETE is lost. A
-    /// live peer answers within a round trip, so only three losses in a
-    /// row end a close to a live peer this way (with all data delivered:
-    /// SHUTDOWN goes out only after that). Default 2.
+    /// After this many retransmissions of SHUTDOWN (or SHUTDOWN-ACK) with
+    /// nothing heard from the peer in between, the node ends the
+    /// association: the peer is gone (it vanished, or already dropped the
+    /// association and, like sctp-proto, stays silent about it). The last
+    /// one waits one more retransmission timeout, so a silent peer is given
+    /// up about `RTO × (2^(n+1) − 1)` after the first SHUTDOWN, the RTO
+    /// doubling each time up to `rto_max`: 7 RTOs with the default 2, 1.4 s
+    /// at the 200 ms floor. [`NodeConfig::close_timeout`] caps a close this
+    /// node started; this also ends one the peer started whose
+    /// SHUTDOWN-COMPLETE was lost. A peer that is still sending (finishing
+    /// its own data first) is waited for. Default 2.
     pub max_shutdown_retransmits: u32,
     /// SCTP streams per direction negotiated in INIT. The engine uses two;
     /// the rest are room for channels opened the standard way (DCEP).

@@ -214,8 +214,9 @@ struct Assoc {
     /// The peer started the SCTP shutdown: its SHUTDOWN arrived before this
     /// node sent one, and sctp-proto answers it by itself.
     peer_shutdown: bool,
-    /// The last SHUTDOWN or SHUTDOWN-ACK chunk type sent, and how many of
-    /// them were retransmissions (to give up on a peer that never answers).
+    /// The last SHUTDOWN or SHUTDOWN-ACK chunk type sent, and how many
+    /// retransmissions of them went out since the peer was last heard
+    /// (to give up on a peer that is gone).
     shutdown_sends: (u8, u32),
     /// The reason to report, decided by the node before SCTP reports loss.
     close_reason: Option<CloseReason>,
@@ -392,6 +393,9 @@ impl Node {
                     Some(id) => {
                         if let Some(a) = self.assocs.get_mut(&id) {
                             a.last_rx = now;
+                            // The peer is there: only retransmissions into
+                            // silence count towards giving up the shutdown.
+                            a.shutdown_sends.1 = 0;
                             a.sctp.handle_event(event);
                         }
                         self.drive(id, now);
