@@ -218,6 +218,9 @@ struct Assoc {
     /// retransmissions of them went out since the peer was last heard
     /// (to give up on a peer that is gone).
     shutdown_sends: (u8, u32),
+    /// Set by [`Node::close`]: send one keep-alive after the queued data, so
+    /// the peer acknowledges at once (see `Node::drive`).
+    nudge: bool,
     /// The reason to report, decided by the node before SCTP reports loss.
     close_reason: Option<CloseReason>,
     created: Instant,
@@ -530,7 +533,9 @@ impl Node {
             return;
         }
         a.closing_since = Some(now);
-        if !a.connected {
+        if a.connected {
+            a.nudge = true;
+        } else {
             force_close(a, CloseReason::Local);
         }
         self.drive(assoc, now);
@@ -607,6 +612,7 @@ impl Node {
                 shutdown_started: false,
                 peer_shutdown: false,
                 shutdown_sends: (0, 0),
+                nudge: false,
                 close_reason: None,
                 created: now,
                 last_rx: now,
@@ -747,6 +753,26 @@ impl Node {
                 break;
             }
             push_datagrams(transmits, t);
+        }
+        // A close waits until the peer has acknowledged everything queued,
+        // and a receiver delays the SACK for a lone packet (sctp-proto by
+        // 200 ms): that wait was most of a close to a live peer. So once,
+        // when the close starts with data unacknowledged, the node sends a
+        // keep-alive in a packet of its own after that data; a receiver
+        // acknowledges every second packet at once (RFC 9260 6.2). (The I
+        // bit of RFC 7053 on the last DATA chunk would ask directly;
+        // sctp-proto honours it but cannot send it.)
+        if std::mem::take(&mut a.nudge)
+            && a.close_reason.is_none()
+            && !a.shutdown_started
+            && !a.sctp.is_closing()
+            && queued(a) > 0
+        {
+            // Best effort: without it the peer's delayed SACK still comes.
+            let _ = write(a, Delivery::Lossy, &KeepAlive::ASSOCIATION.to_bytes());
+            while let Some(t) = a.sctp.poll_transmit(now) {
+                push_datagrams(transmits, t);
+            }
         }
         // A reason set by the node (idle timeout, forced close) wins over what
         // SCTP reports; sctp-proto reports nothing when it closes an
