@@ -90,6 +90,9 @@ per_backend!(
     every_worker_of_a_server_reports_and_shuts_down,
     ten_clients_in_one_call_on_a_two_worker_server,
     several_calls_on_a_two_worker_server,
+    clients_leave_and_shut_down_then_the_server_shuts_down_promptly,
+    the_server_shuts_down_then_the_clients_shut_down_promptly,
+    everyone_shuts_down_at_once_promptly,
 );
 
 /// A one-worker server: the scenarios that are not about workers.
@@ -306,6 +309,94 @@ fn a_gso_burst_arrives_complete_and_in_order(backend: Backend) {
     sender.close();
     let got = got.join().expect("receiver thread");
     assert_eq!(got, (1..=COUNT).collect::<Vec<_>>());
+}
+
+/// Deadline given to every `shutdown` in the shutdown scenarios.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// A shutdown whose peers are alive (or already gone cleanly) must return
+/// well before its deadline: this is a behaviour check with a wide margin
+/// (a graceful close takes a few round trips), not a performance bound.
+const PROMPT: Duration = Duration::from_secs(2);
+
+/// Shuts `engine` down with [`SHUTDOWN_DEADLINE`] and checks it returned
+/// within [`PROMPT`].
+fn shut_down_promptly(who: &str, engine: Engine) {
+    let started = Instant::now();
+    engine.shutdown(SHUTDOWN_DEADLINE);
+    let took = started.elapsed();
+    println!("{who}: shutdown took {took:?}");
+    assert!(
+        took < PROMPT,
+        "{who}: shutdown took {took:?} (deadline {SHUTDOWN_DEADLINE:?})"
+    );
+}
+
+/// A server and two clients in one call, joined.
+fn a_call_of_two(backend: Backend) -> (Engine, Vec<(Engine, Call)>) {
+    let server = server(backend);
+    let people: Vec<(Engine, Call)> = ["alice", "bob"]
+        .iter()
+        .map(|w| join(&server, "call", w))
+        .collect();
+    for (_, call) in &people {
+        let c = call.clone();
+        assert!(within(async move { c.ready().await }), "joined");
+    }
+    // One message through the server, so the associations have carried
+    // data; the sender is dropped on return, so its close is still in
+    // flight when the shutdowns start.
+    let sender = people[0]
+        .1
+        .data_channel()
+        .create_sender(chat())
+        .expect("sender");
+    sender.send("before the shutdown").expect("send");
+    let dc = people[1].1.data_channel();
+    within(async move {
+        let r = dc.next_receiver().await.expect("a receiver");
+        r.recv().await.expect("a message")
+    });
+    (server, people)
+}
+
+/// The demo's order: the clients leave their calls and shut down (their
+/// leave and close cross the server's close of their associations), then
+/// the server shuts down.
+fn clients_leave_and_shut_down_then_the_server_shuts_down_promptly(backend: Backend) {
+    let (server, people) = a_call_of_two(backend);
+    for (i, (engine, call)) in people.into_iter().enumerate() {
+        call.leave();
+        shut_down_promptly(&format!("client {i}"), engine);
+    }
+    shut_down_promptly("server", server);
+}
+
+/// The reverse order: the server shuts down first (its members are told
+/// and their associations closed), then the clients.
+fn the_server_shuts_down_then_the_clients_shut_down_promptly(backend: Backend) {
+    let (server, people) = a_call_of_two(backend);
+    shut_down_promptly("server", server);
+    for (i, (engine, call)) in people.into_iter().enumerate() {
+        let waiter = call.clone();
+        within(async move { waiter.ended().await });
+        shut_down_promptly(&format!("client {i}"), engine);
+    }
+}
+
+/// Every engine shuts down at the same moment: SHUTDOWNs cross.
+fn everyone_shuts_down_at_once_promptly(backend: Backend) {
+    let (server, people) = a_call_of_two(backend);
+    let mut engines = vec![("server".to_owned(), server)];
+    for (i, (engine, _call)) in people.into_iter().enumerate() {
+        engines.push((format!("client {i}"), engine));
+    }
+    let threads: Vec<_> = engines
+        .into_iter()
+        .map(|(who, engine)| std::thread::spawn(move || shut_down_promptly(&who, engine)))
+        .collect();
+    for t in threads {
+        t.join().expect("shut down promptly");
+    }
 }
 
 #[test]

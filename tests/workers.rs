@@ -1,7 +1,8 @@
 //! The DataChannel suite again, against a server of three workers: each
 //! call is homed on one worker and its members' associations are spread
 //! over all three (the simulator steers them as the kernel's
-//! `SO_REUSEPORT` does), so every semantic crosses the workers' relays.
+//! `SO_REUSEPORT` does), so every semantic crosses the workers' relays;
+//! the shutdown scenarios run on it too.
 //! See `common::server_workers`.
 // Each included suite brings its own copy of the shared helpers.
 #![allow(clippy::duplicate_mod)]
@@ -11,6 +12,9 @@ mod datachannel;
 
 #[path = "randomized.rs"]
 mod randomized;
+
+#[path = "shutdown_sim.rs"]
+mod shutdown_sim;
 
 #[path = "common/mod.rs"]
 mod common;

@@ -46,6 +46,18 @@ pub struct NodeConfig {
     /// A graceful close that has not completed after this long is forced.
     /// Default 3 s.
     pub close_timeout: Duration,
+    /// After this many retransmissions of SHUTDOWN (or SHUTDOWN-ACK) with
+    /// nothing heard from the peer in between, the node ends the
+    /// association: the peer is gone (it vanished, or already dropped the
+    /// association and, like sctp-proto, stays silent about it). The last
+    /// one waits one more retransmission timeout, so a silent peer is given
+    /// up about `RTO × (2^(n+1) − 1)` after the first SHUTDOWN, the RTO
+    /// doubling each time up to `rto_max`: 7 RTOs with the default 2, 1.4 s
+    /// at the 200 ms floor. [`NodeConfig::close_timeout`] caps a close this
+    /// node started; this also ends one the peer started whose
+    /// SHUTDOWN-COMPLETE was lost. A peer that is still sending (finishing
+    /// its own data first) is waited for. Default 2.
+    pub max_shutdown_retransmits: u32,
     /// SCTP streams per direction negotiated in INIT. The engine uses two;
     /// the rest are room for channels opened the standard way (DCEP).
     /// Default 16.
@@ -71,6 +83,7 @@ impl Default for NodeConfig {
             max_handshaking: 1000,
             keepalive_interval: Duration::from_secs(5),
             close_timeout: Duration::from_secs(3),
+            max_shutdown_retransmits: 2,
             streams: 16,
             sctp_port: sctp_proto::DEFAULT_SCTP_PORT,
         }

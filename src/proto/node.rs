@@ -209,8 +209,18 @@ struct Assoc {
     connected: bool,
     /// Set by [`Node::close`]: a graceful close is under way since then.
     closing_since: Option<Instant>,
-    /// The SCTP shutdown has been started (it waits for queued data first).
+    /// This node started the SCTP shutdown (it waits for queued data first).
     shutdown_started: bool,
+    /// The peer started the SCTP shutdown: its SHUTDOWN arrived before this
+    /// node sent one, and sctp-proto answers it by itself.
+    peer_shutdown: bool,
+    /// The last SHUTDOWN or SHUTDOWN-ACK chunk type sent, and how many
+    /// retransmissions of them went out since the peer was last heard
+    /// (to give up on a peer that is gone).
+    shutdown_sends: (u8, u32),
+    /// Set by [`Node::close`]: send one keep-alive after the queued data, so
+    /// the peer acknowledges at once (see `Node::drive`).
+    nudge: bool,
     /// The reason to report, decided by the node before SCTP reports loss.
     close_reason: Option<CloseReason>,
     created: Instant,
@@ -394,6 +404,9 @@ impl Node {
                     Some(id) => {
                         if let Some(a) = self.assocs.get_mut(&id) {
                             a.last_rx = now;
+                            // The peer is there: only retransmissions into
+                            // silence count towards giving up the shutdown.
+                            a.shutdown_sends.1 = 0;
                             a.sctp.handle_event(event);
                         }
                         self.drive(id, now);
@@ -513,6 +526,12 @@ impl Node {
     /// Closes `assoc` gracefully: queued data is delivered first, then the
     /// SCTP shutdown runs; after [`NodeConfig::close_timeout`] the close is
     /// forced. [`Event::Closed`] with [`CloseReason::Local`] follows.
+    ///
+    /// If the peer's SHUTDOWN came first, the peer's shutdown ends the
+    /// association (SCTP then sends nothing new: what is still queued here
+    /// and not yet sent is dropped, since the peer is leaving). A SHUTDOWN
+    /// the peer never answers ends it after
+    /// [`NodeConfig::max_shutdown_retransmits`] retransmissions.
     pub fn close(&mut self, now: Instant, assoc: AssocId) {
         let now = self.advance(now);
         let Some(a) = self.assocs.get_mut(&assoc) else {
@@ -522,7 +541,9 @@ impl Node {
             return;
         }
         a.closing_since = Some(now);
-        if !a.connected {
+        if a.connected {
+            a.nudge = true;
+        } else {
             force_close(a, CloseReason::Local);
         }
         self.drive(assoc, now);
@@ -597,6 +618,9 @@ impl Node {
                 connected: false,
                 closing_since: None,
                 shutdown_started: false,
+                peer_shutdown: false,
+                shutdown_sends: (0, 0),
+                nudge: false,
                 close_reason: None,
                 created: now,
                 last_rx: now,
@@ -667,35 +691,96 @@ impl Node {
                 _ => {}
             }
         }
+        // A SHUTDOWN from the peer moves sctp-proto out of ESTABLISHED by
+        // itself (SHUTDOWN-RECEIVED, then SHUTDOWN-ACK-SENT once what it has
+        // in flight is acknowledged); it then answers with SHUTDOWN-ACK and
+        // closes on the peer's SHUTDOWN-COMPLETE.
+        if !a.shutdown_started && a.sctp.is_closing() {
+            a.peer_shutdown = true;
+        }
         // sctp-proto's shutdown only waits for data in flight, not for data
-        // still queued, so the node starts it once every queue is empty.
-        if a.closing_since.is_some() && !a.shutdown_started && a.close_reason.is_none() {
-            let queued: usize = [STREAM_RELIABLE, STREAM_LOSSY]
-                .into_iter()
-                .filter_map(|sid| a.sctp.stream(sid).ok()?.buffered_amount().ok())
-                .sum();
-            if queued == 0 {
-                a.shutdown_started = true;
-                if a.sctp.shutdown().is_err() {
-                    force_close(a, CloseReason::Local);
-                }
+        // still queued, so the node starts it once every queue is empty. Not
+        // when the peer's SHUTDOWN came first: `shutdown()` would fail, and
+        // closing the association then would drop it before its SHUTDOWN-ACK
+        // goes out, so the peer would retransmit SHUTDOWN to nobody until
+        // its close timeout (what made a server whose clients had just left,
+        // or clients whose server had just shut down, wait out their
+        // deadline). The peer's shutdown ends the association anyway.
+        if a.closing_since.is_some()
+            && !a.shutdown_started
+            && !a.peer_shutdown
+            && a.close_reason.is_none()
+            && queued(a) == 0
+        {
+            a.shutdown_started = true;
+            if a.sctp.shutdown().is_err() {
+                force_close(a, CloseReason::Local);
             }
         }
         // The node tells the endpoint an association is drained itself, once,
         // when it removes it: sctp-proto's own "drained" from `shutdown()`
         // comes too early (the peer's SHUTDOWN-ACK could no longer be routed).
         while a.sctp.poll_endpoint_event().is_some() {}
+        let ended_gracefully = if a.closing_since.is_some() {
+            CloseReason::Local
+        } else {
+            CloseReason::PeerClosed
+        };
+        let mut gave_up = false;
         while let Some(t) = a.sctp.poll_transmit(now) {
             if let Payload::RawEncode(datagrams) = &t.payload {
-                // sctp-proto sends the SHUTDOWN-COMPLETE that ends a shutdown
-                // it started, but then never closes the association itself.
-                let completes =
-                    |d: &Bytes| d.get(COMMON_HEADER_LEN) == Some(&CHUNK_SHUTDOWN_COMPLETE);
-                if a.shutdown_started && datagrams.iter().any(completes) {
-                    a.close_reason.get_or_insert(CloseReason::Local);
+                for d in datagrams {
+                    match d.get(COMMON_HEADER_LEN).copied() {
+                        // sctp-proto sends the SHUTDOWN-COMPLETE that ends a
+                        // shutdown (after the peer's SHUTDOWN-ACK), but then
+                        // never closes the association itself.
+                        Some(CHUNK_SHUTDOWN_COMPLETE) => {
+                            a.close_reason.get_or_insert(ended_gracefully.clone());
+                        }
+                        // sctp-proto retransmits these without limit, and
+                        // a peer that has already dropped the association
+                        // never answers (sctp-proto, for one, ignores
+                        // packets of associations it does not know). The
+                        // same chunk again is a retransmission (T2-shutdown
+                        // expired); SHUTDOWN then SHUTDOWN-ACK is the
+                        // peer's SHUTDOWN crossing ours. Counted across
+                        // both, as sctp-proto's backoff of T2 is.
+                        Some(chunk @ (CHUNK_SHUTDOWN | CHUNK_SHUTDOWN_ACK)) => {
+                            let (last, retransmits) = a.shutdown_sends;
+                            let retransmits = retransmits + u32::from(last == chunk);
+                            a.shutdown_sends = (chunk, retransmits);
+                            gave_up |= retransmits > config.max_shutdown_retransmits;
+                        }
+                        _ => {}
+                    }
                 }
             }
+            if gave_up {
+                // The retransmission that would go past the limit is not sent.
+                force_close(a, ended_gracefully);
+                break;
+            }
             push_datagrams(transmits, t);
+        }
+        // A close waits until the peer has acknowledged everything queued,
+        // and a receiver delays the SACK for a lone packet (sctp-proto by
+        // 200 ms): that wait was most of a close to a live peer. So once,
+        // when the close starts with data unacknowledged, the node sends a
+        // keep-alive in a packet of its own after that data; a receiver
+        // acknowledges every second packet at once (RFC 9260 6.2). (The I
+        // bit of RFC 7053 on the last DATA chunk would ask directly;
+        // sctp-proto honours it but cannot send it.)
+        if std::mem::take(&mut a.nudge)
+            && a.close_reason.is_none()
+            && !a.shutdown_started
+            && !a.sctp.is_closing()
+            && queued(a) > 0
+        {
+            // Best effort: without it the peer's delayed SACK still comes.
+            let _ = write(a, Delivery::Lossy, &KeepAlive::ASSOCIATION.to_bytes());
+            while let Some(t) = a.sctp.poll_transmit(now) {
+                push_datagrams(transmits, t);
+            }
         }
         // A reason set by the node (idle timeout, forced close) wins over what
         // SCTP reports; sctp-proto reports nothing when it closes an
@@ -704,6 +789,9 @@ impl Node {
             let reason = match (reason, a.closing_since) {
                 // A graceful close we started ends with the peer's SHUTDOWN-COMPLETE.
                 (CloseReason::Aborted | CloseReason::PeerClosed, Some(_)) => CloseReason::Local,
+                // sctp-proto reports the SHUTDOWN-COMPLETE that ends the
+                // peer's graceful close like an abort.
+                (CloseReason::Aborted, None) if a.peer_shutdown => CloseReason::PeerClosed,
                 (r, _) => r,
             };
             let handle = a.handle;
@@ -720,7 +808,9 @@ impl Node {
             a.sctp.poll_timeout(),
             Some(a.last_rx + config.idle_timeout),
             (!a.connected).then(|| a.created + config.handshake_timeout),
-            a.connected
+            // No keep-alives while closing (see `handle_timeout`): a past
+            // keep-alive deadline would make every call spin on it.
+            (a.connected && a.closing_since.is_none())
                 .then(|| a.last_rx.max(a.last_keepalive) + config.keepalive_interval),
             a.closing_since.map(|since| since + config.close_timeout),
         ]
@@ -748,6 +838,10 @@ pub(crate) fn starts_with_init(datagram: &[u8]) -> bool {
 const COMMON_HEADER_LEN: usize = 12;
 /// SCTP chunk type INIT (RFC 9260).
 const CHUNK_INIT: u8 = 1;
+/// SCTP chunk type SHUTDOWN (RFC 9260).
+const CHUNK_SHUTDOWN: u8 = 7;
+/// SCTP chunk type SHUTDOWN ACK (RFC 9260).
+const CHUNK_SHUTDOWN_ACK: u8 = 8;
 /// SCTP chunk type SHUTDOWN COMPLETE (RFC 9260).
 const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
 
@@ -761,6 +855,14 @@ fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendE
         .write_sctp(encoded, PayloadProtocolIdentifier::Binary)
         .map_err(|e| SendError::Sctp(e.to_string()))?;
     Ok(())
+}
+
+/// Bytes queued on the engine's streams and not yet acknowledged.
+fn queued(a: &mut Assoc) -> usize {
+    [STREAM_RELIABLE, STREAM_LOSSY]
+        .into_iter()
+        .filter_map(|sid| a.sctp.stream(sid).ok()?.buffered_amount().ok())
+        .sum()
 }
 
 /// Ends `a` now with `reason` (SCTP reports the loss on the next poll).
