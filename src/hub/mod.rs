@@ -275,6 +275,11 @@ enum Link {
     },
 }
 
+/// Bytes `assoc` holds in SCTP (in flight and unsent) on both streams.
+fn sctp_queued(node: &mut Node, assoc: AssocId) -> usize {
+    node.buffered_amount(assoc, Delivery::Reliable) + node.buffered_amount(assoc, Delivery::Lossy)
+}
+
 /// The smallest egress budget: a few packets, so a slow path still moves.
 const MIN_EGRESS_BUDGET: usize = 2400;
 
@@ -477,6 +482,23 @@ impl Sink {
             ),
             Endpoint::Local(core) => core.handle_frame(now, frame.clone()),
         }
+    }
+
+    /// Tells the members that heard of `route` (no longer in `room`) that
+    /// it closed: in the route's flow, after what it still has queued.
+    fn route_closed(&mut self, now: Instant, room: &mut Room, route: &Route, closed: SenderClosed) {
+        let Some(origin) = closed.origin else {
+            return;
+        };
+        let kind = route.kind(origin, closed.channel, 0, now);
+        self.announce(
+            now,
+            room,
+            &route.announced,
+            kind,
+            Delivery::Reliable,
+            closed.into(),
+        );
     }
 
     /// Gives one frame to each of `to` (encoded once).
@@ -1085,15 +1107,7 @@ impl Hub {
                         reason: CloseReason::REPLACED,
                         origin: Some(from),
                     };
-                    let kind = old.kind(from, o.channel, 0, now);
-                    self.sink.announce(
-                        now,
-                        room,
-                        &old.announced,
-                        kind,
-                        Delivery::Reliable,
-                        closed.into(),
-                    );
+                    self.sink.route_closed(now, room, &old, closed);
                 }
             }
             Frame::SetParticipants(p) => {
@@ -1127,15 +1141,7 @@ impl Hub {
                         origin: Some(from),
                         ..c
                     };
-                    let kind = route.kind(from, c.channel, 0, now);
-                    self.sink.announce(
-                        now,
-                        room,
-                        &route.announced,
-                        kind,
-                        Delivery::Reliable,
-                        closed.into(),
-                    );
+                    self.sink.route_closed(now, room, &route, closed);
                 }
             }
             Frame::KeepAlive(k) if k.origin.is_none() => {
@@ -1312,15 +1318,7 @@ impl Hub {
                     reason: why,
                     origin: Some(member),
                 };
-                let kind = route.kind(member, key.1, 0, now);
-                self.sink.announce(
-                    now,
-                    room,
-                    &route.announced,
-                    kind,
-                    Delivery::Reliable,
-                    closed.into(),
-                );
+                self.sink.route_closed(now, room, &route, closed);
             }
         }
         for route in room.routes.values_mut() {
@@ -1434,8 +1432,7 @@ impl Hub {
         }
         let ready: Vec<AssocId> = self.sink.ready.iter().copied().collect();
         for assoc in ready {
-            let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
-                + self.node.buffered_amount(assoc, Delivery::Lossy);
+            let queued = sctp_queued(&mut self.node, assoc);
             let Some(e) = self.sink.egress.get_mut(&assoc) else {
                 self.sink.ready.remove(&assoc);
                 continue;
@@ -1466,10 +1463,7 @@ impl Hub {
         if out.is_empty() {
             return 0;
         }
-        let buffered = |node: &mut Node| {
-            node.buffered_amount(assoc, Delivery::Reliable)
-                + node.buffered_amount(assoc, Delivery::Lossy)
-        };
+        let buffered = |node: &mut Node| sctp_queued(node, assoc);
         let before = buffered(&mut self.node);
         let mut run: Vec<Bytes> = Vec::new();
         let mut run_len = 0;
@@ -1579,8 +1573,7 @@ impl Hub {
         let keys: Vec<u64> = self.backlog.iter().copied().collect();
         for key in keys {
             let more = if let Some(&assoc) = self.uplinks.get(&key) {
-                let queued = self.node.buffered_amount(assoc, Delivery::Reliable)
-                    + self.node.buffered_amount(assoc, Delivery::Lossy);
+                let queued = sctp_queued(&mut self.node, assoc);
                 let mut out = Out::new();
                 let more = match self.links.get_mut(&assoc) {
                     Some(Link::Uplink { core, budget, .. }) => {
@@ -1684,10 +1677,7 @@ impl Hub {
         if out.is_empty() {
             return;
         }
-        let buffered = |node: &mut Node| {
-            node.buffered_amount(assoc, Delivery::Reliable)
-                + node.buffered_amount(assoc, Delivery::Lossy)
-        };
+        let buffered = |node: &mut Node| sctp_queued(node, assoc);
         let before = buffered(&mut self.node);
         self.send_batched(now, assoc, out);
         let handed = buffered(&mut self.node).saturating_sub(before);
