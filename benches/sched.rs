@@ -29,7 +29,7 @@ fn token_bucket(c: &mut Criterion) {
             black_box(b.try_take(black_box(100), now))
         })
     });
-    let mut limiter =
+    let limiter =
         TrafficPolicy::default().limiter(Reliability::Lossy, Priority::Normal, 32 * 1024, 1, t0);
     let mut now = t0;
     g.bench_function("traffic_rules_admit", |bench| {

@@ -208,17 +208,13 @@ impl DataChannelFeature {
                 scheduled: false.into(),
                 dropped: 0.into(),
                 close_wakers: Wakers::default(),
-                limiter: call
-                    .config
-                    .traffic
-                    .limiter(
-                        options.reliability.into(),
-                        options.priority.into(),
-                        call.max_message_size(),
-                        1,
-                        call.hub.now(),
-                    )
-                    .into(),
+                limiter: call.config.traffic.limiter(
+                    options.reliability.into(),
+                    options.priority.into(),
+                    call.max_message_size(),
+                    1,
+                    call.hub.now(),
+                ),
                 broadcast: options.participants.is_empty().into(),
                 low_threshold: 0.into(),
                 on_low: Default::default(),
@@ -406,8 +402,9 @@ impl DataChannelSender {
             };
         }
         let now = s.call.hub.now();
-        let admitted =
-            lock(&s.limiter).try_admit(data.len(), s.broadcast.load(Ordering::Relaxed), now);
+        let admitted = s
+            .limiter
+            .try_admit(data.len(), s.broadcast.load(Ordering::Relaxed), now);
         if !admitted {
             s.release(cost);
             return Err(DataChannelError::MessageFailureForTrafficLimit);

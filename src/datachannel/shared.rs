@@ -296,9 +296,9 @@ pub(crate) struct SenderShared {
     /// Lossy messages dropped (queue full, or too late to be worth it).
     pub(crate) dropped: AtomicU64,
     pub(crate) close_wakers: Wakers,
-    /// The traffic-limit rules, checked on `send` (a per-sender lock, held
-    /// for a few arithmetic operations; the queue itself is lock-free).
-    pub(crate) limiter: Mutex<crate::sched::TrafficLimiter>,
+    /// The traffic-limit rules, checked on `send` (lock-free, like the
+    /// queue).
+    pub(crate) limiter: crate::sched::TrafficLimiter,
     /// No participant list: the broadcast rule applies.
     pub(crate) broadcast: AtomicBool,
     /// `buffered_amount` at or below which the low event fires.

@@ -1,5 +1,6 @@
 //! A token bucket with exact integer arithmetic.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const NANOS: u128 = 1_000_000_000;
@@ -123,6 +124,126 @@ impl Drop for TokenBucket {
     }
 }
 
+/// A token bucket any number of threads take from without a lock: the
+/// generic cell rate algorithm (GCRA). Instead of a token count it keeps the
+/// *theoretical arrival time* — the instant at which the bucket would be
+/// full again — in one atomic, moved forward by each take with a
+/// compare-and-swap. `n` tokens cost `n / rate` seconds of it, and a take
+/// is admitted when the new theoretical arrival time is at most
+/// `depth / rate` ahead of `now`: exactly a bucket of `depth` tokens
+/// refilling at `rate`, full when created.
+///
+/// Time is kept in nanoseconds since creation and a take's cost is rounded
+/// up to a whole nanosecond, so for a rate that does not divide 10⁹ a take
+/// may cost up to 1 ns of refill more than [`TokenBucket`] charges (exact
+/// for the traffic rules' rates: 8,000, 25,000 and 64,000 bytes, 80 packets
+/// a second). A zero rate never refills: the bucket admits `depth` tokens
+/// in all. Concurrent takers need no ordering between their `now`s: a take
+/// with an earlier `now` than the last one just finds the bucket that much
+/// emptier.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use dcengine::sched::AtomicTokenBucket;
+/// let t0 = Instant::now();
+/// // 64 kbps (8,000 bytes a second), room for one 32 KiB message.
+/// let b = AtomicTokenBucket::new(8_000, 32 * 1024, t0);
+/// assert!(b.try_take(32 * 1024, t0));
+/// assert!(!b.try_take(1, t0));
+/// assert!(b.try_take(8_000, t0 + Duration::from_secs(1)));
+/// ```
+#[derive(Debug)]
+pub struct AtomicTokenBucket {
+    rate: u64,
+    depth: u64,
+    epoch: Instant,
+    /// Theoretical arrival time, in the bucket's time units (nanoseconds
+    /// since `epoch`; for a zero rate, tokens with time standing still).
+    tat: AtomicU64,
+}
+
+impl AtomicTokenBucket {
+    /// A full bucket refilling at `rate` tokens a second up to `depth`.
+    pub fn new(rate: u64, depth: u64, now: Instant) -> Self {
+        Self {
+            rate,
+            depth,
+            epoch: now,
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// Tokens added a second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// The most tokens the bucket holds.
+    pub fn depth(&self) -> u64 {
+        self.depth
+    }
+
+    /// What `n` tokens cost, in time units.
+    fn cost(&self, n: u64) -> u64 {
+        if self.rate == 0 {
+            return n;
+        }
+        let nanos = (u128::from(n) * NANOS).div_ceil(u128::from(self.rate));
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
+
+    /// `now` in time units (a zero rate's time stands still).
+    fn units(&self, now: Instant) -> u64 {
+        if self.rate == 0 {
+            return 0;
+        }
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes `n` tokens if there are that many at `now`; `false` (nothing
+    /// taken) otherwise.
+    pub fn try_take(&self, n: u64, now: Instant) -> bool {
+        if n > self.depth {
+            return false;
+        }
+        let t = self.units(now);
+        let cost = self.cost(n);
+        let tolerance = self.cost(self.depth);
+        self.tat
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                let next = tat.max(t).saturating_add(cost);
+                (next - t <= tolerance).then_some(next)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` tokens taken by [`AtomicTokenBucket::try_take`] (a
+    /// caller whose other rule refused the message). The bucket never holds
+    /// more than `depth`.
+    pub fn refund(&self, n: u64) {
+        let cost = self.cost(n);
+        // The closure always returns Some: the update cannot fail.
+        let _ = self
+            .tat
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                Some(tat.saturating_sub(cost))
+            });
+    }
+
+    /// Whole tokens available at `now` (a snapshot: other threads may take
+    /// them first).
+    pub fn available(&self, now: Instant) -> u64 {
+        let t = self.units(now);
+        let tat = self.tat.load(Ordering::Acquire).max(t);
+        let room = self.cost(self.depth).saturating_sub(tat - t);
+        if self.rate == 0 {
+            return room;
+        }
+        let tokens = u128::from(room) * u128::from(self.rate) / NANOS;
+        u64::try_from(tokens).unwrap_or(u64::MAX).min(self.depth)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +292,81 @@ mod tests {
         let mut zero = TokenBucket::new(0, 10, t0);
         zero.take_up_to(50, t0);
         assert_eq!(zero.time_until(1, t0), None);
+    }
+
+    #[test]
+    fn the_atomic_bucket_admits_exactly_what_the_plain_one_does() {
+        // Rates that divide 10⁹ (the traffic rules'): identical decisions
+        // on the same sequence of takes.
+        for (rate, depth) in [
+            (8_000, 32_768),
+            (64_000, 64_000),
+            (25_000, 32_768),
+            (80, 80),
+        ] {
+            let t0 = t0();
+            let mut plain = TokenBucket::new(rate, depth, t0);
+            let shared = AtomicTokenBucket::new(rate, depth, t0);
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut now = t0;
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                now += Duration::from_micros(x % 3_000);
+                // Often exactly at the edge: all that is there, or one more.
+                let n = match x % 4 {
+                    0 => plain.available(now) + 1,
+                    1 => plain.available(now).max(1),
+                    _ => 1 + (x >> 20) % (depth / 4),
+                };
+                assert_eq!(
+                    plain.try_take(n, now),
+                    shared.try_take(n, now),
+                    "rate {rate} depth {depth}"
+                );
+                assert_eq!(plain.available(now), shared.available(now));
+            }
+        }
+    }
+
+    #[test]
+    fn the_atomic_bucket_refunds_zero_rates_and_early_times() {
+        let t0 = t0() + Duration::from_secs(10);
+        let b = AtomicTokenBucket::new(8_000, 10_000, t0);
+        assert!(!b.try_take(10_001, t0));
+        assert!(b.try_take(6_000, t0));
+        assert!(!b.try_take(5_000, t0));
+        b.refund(6_000);
+        assert_eq!(b.available(t0), 10_000);
+        // A refund never fills it past its depth.
+        b.refund(6_000);
+        assert!(b.try_take(10_000, t0));
+        assert!(!b.try_take(1, t0));
+        // A `now` before the last take finds it emptier, never fuller.
+        assert_eq!(b.available(t0 - Duration::from_secs(5)), 0);
+        assert_eq!(b.available(t0 + Duration::from_millis(125)), 1_000);
+        let zero = AtomicTokenBucket::new(0, 10, t0);
+        assert!(zero.try_take(4, t0));
+        assert!(zero.try_take(6, t0 + Duration::from_secs(3600)));
+        assert!(!zero.try_take(1, t0 + Duration::from_secs(7200)));
+        zero.refund(1);
+        assert_eq!(zero.available(t0), 1);
+    }
+
+    #[test]
+    fn threads_taking_at_once_never_take_more_than_the_bucket_holds() {
+        let t0 = t0();
+        let b = std::sync::Arc::new(AtomicTokenBucket::new(0, 100_000, t0));
+        let taken: u64 = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let b = b.clone();
+                    s.spawn(move || (0..50_000).filter(|_| b.try_take(1, t0)).count() as u64)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("no panic")).sum()
+        });
+        assert_eq!(taken, 100_000);
     }
 }

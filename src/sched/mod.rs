@@ -11,7 +11,7 @@ mod budget;
 mod egress;
 mod policy;
 
-pub use bucket::TokenBucket;
+pub use bucket::{AtomicTokenBucket, TokenBucket};
 pub use budget::EgressBudget;
 pub use egress::{DEFAULT_QUANTUM, FlowSpec, Head, Pick, Scheduler};
 pub use policy::{TrafficLimiter, TrafficPolicy};

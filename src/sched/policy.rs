@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::TokenBucket;
+use super::AtomicTokenBucket;
 use crate::wire::{Priority, Reliability};
 
 /// The traffic-limit rules of the DataChannel feature, per sender.
@@ -98,14 +98,14 @@ impl TrafficPolicy {
         let bytes = self.rate_kbps(reliability, priority).map(|kbps| {
             let rate = u64::from(kbps) * 125;
             let depth = ((rate as f64 * burst) as u64).max(u64::from(max_message_size));
-            TokenBucket::new(rate, depth * slack, now)
+            AtomicTokenBucket::new(rate, depth * slack, now)
         });
         let packets = self.broadcast_packets_per_second.map(|pps| {
             let rate = u64::from(pps);
             let depth = ((rate as f64 * burst) as u64)
                 .max(self.packets(max_message_size as usize))
                 .max(1);
-            TokenBucket::new(rate, depth * slack, now)
+            AtomicTokenBucket::new(rate, depth * slack, now)
         });
         TrafficLimiter {
             bytes,
@@ -116,38 +116,38 @@ impl TrafficPolicy {
 }
 
 /// One sender's traffic-limit state (see [`TrafficPolicy`]).
-#[derive(Debug, Clone)]
+///
+/// Lock-free: [`TrafficLimiter::try_admit`] takes `&self`, so the
+/// application threads sharing a sender check the rules without a mutex
+/// (each rule is an [`AtomicTokenBucket`]).
+#[derive(Debug)]
 pub struct TrafficLimiter {
-    bytes: Option<TokenBucket>,
-    packets: Option<TokenBucket>,
+    bytes: Option<AtomicTokenBucket>,
+    packets: Option<AtomicTokenBucket>,
     packet_bytes: u32,
 }
 
 impl TrafficLimiter {
     /// Whether a message of `len` bytes may go now (`broadcast`: the sender
     /// has no participant list). Takes its tokens only if every rule
-    /// admits it.
-    pub fn try_admit(&mut self, len: usize, broadcast: bool, now: Instant) -> bool {
-        let packets = (len as u64)
-            .div_ceil(u64::from(self.packet_bytes.max(1)))
-            .max(1);
-        let bytes_ok = self
-            .bytes
-            .as_mut()
-            .is_none_or(|b| b.available(now) >= len as u64);
-        let packets_ok = !broadcast
-            || self
-                .packets
-                .as_mut()
-                .is_none_or(|b| b.available(now) >= packets);
-        if !(bytes_ok && packets_ok) {
+    /// admits it: a message one rule refuses gets back what the other took
+    /// (a concurrent send on the same sender may see those tokens taken for
+    /// that instant).
+    pub fn try_admit(&self, len: usize, broadcast: bool, now: Instant) -> bool {
+        let len = len as u64;
+        if let Some(b) = &self.bytes
+            && !b.try_take(len, now)
+        {
             return false;
         }
-        if let Some(b) = &mut self.bytes {
-            b.take_up_to(len as u64, now);
-        }
-        if broadcast && let Some(b) = &mut self.packets {
-            b.take_up_to(packets, now);
+        if broadcast && let Some(p) = &self.packets {
+            let packets = len.div_ceil(u64::from(self.packet_bytes.max(1))).max(1);
+            if !p.try_take(packets, now) {
+                if let Some(b) = &self.bytes {
+                    b.refund(len);
+                }
+                return false;
+            }
         }
         true
     }
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(p.packets(1200), 1);
         assert_eq!(p.packets(1201), 2);
         let t0 = crate::sim::start_instant();
-        let mut l = TrafficPolicy::unlimited().limiter(
+        let l = TrafficPolicy::unlimited().limiter(
             Reliability::Durable,
             Priority::Normal,
             1 << 15,
@@ -188,12 +188,12 @@ mod tests {
         let t0 = crate::sim::start_instant();
         let p = TrafficPolicy::default();
         // Lossy High: 25,000 bytes a second, depth 32,768 (the max message).
-        let mut l = p.limiter(Reliability::Lossy, Priority::High, 32 * 1024, 1, t0);
+        let l = p.limiter(Reliability::Lossy, Priority::High, 32 * 1024, 1, t0);
         assert!(l.try_admit(32 * 1024 - 100, false, t0));
         assert!(!l.try_admit(101, false, t0));
         assert!(l.try_admit(100, false, t0));
         // Broadcast: 80 packets a second; a full bucket holds 80.
-        let mut l = p.limiter(Reliability::Lossy, Priority::Normal, 32 * 1024, 1, t0);
+        let l = p.limiter(Reliability::Lossy, Priority::Normal, 32 * 1024, 1, t0);
         assert!((0..80).all(|_| l.try_admit(10, true, t0)));
         assert!(!l.try_admit(10, true, t0));
         // …but a listed send is not a broadcast.
