@@ -392,6 +392,16 @@ struct Sink {
     egress: HashMap<AssocId, MemberEgress>,
     /// Member associations with egress work.
     ready: BTreeSet<AssocId>,
+    /// Those of `ready` worth pumping at the next settle: new work, or
+    /// their transport moved (`Node::poll_progress`). The others wait for
+    /// acknowledgements that free room (an association with egress work
+    /// always has data in flight after a pump, so one comes), and the
+    /// hub's cost per input stays proportional to what the input touched,
+    /// not to how many members are backlogged.
+    kick: BTreeSet<AssocId>,
+    /// Egress pumps so far (tests check the work per input is bounded).
+    #[cfg(test)]
+    pumps: u64,
     /// Member associations over their Durable limit: closed after the
     /// current fan-out.
     slow: Vec<AssocId>,
@@ -454,6 +464,7 @@ impl Sink {
         match e.push(op, now, self.limits) {
             Pushed::Queued => {
                 self.ready.insert(assoc);
+                self.kick.insert(assoc);
             }
             Pushed::Dropped => self.lossy_dropped += 1,
             Pushed::Overflow => self.slow.push(assoc),
@@ -565,6 +576,9 @@ impl Hub {
             sink: Sink {
                 egress: HashMap::new(),
                 ready: BTreeSet::new(),
+                kick: BTreeSet::new(),
+                #[cfg(test)]
+                pumps: 0,
                 slow: Vec::new(),
                 relay: relay::Outbox::new(workers),
                 limits: Limits {
@@ -1427,11 +1441,22 @@ impl Hub {
 
     /// Lets each member egress with work hand SCTP what its budget allows.
     fn pump_egress(&mut self, now: Instant) {
-        if self.sink.ready.is_empty() {
+        while let Some(assoc) = self.node.poll_progress() {
+            if self.sink.ready.contains(&assoc) {
+                self.sink.kick.insert(assoc);
+            }
+        }
+        if self.sink.kick.is_empty() {
             return;
         }
-        let ready: Vec<AssocId> = self.sink.ready.iter().copied().collect();
-        for assoc in ready {
+        for assoc in std::mem::take(&mut self.sink.kick) {
+            if !self.sink.ready.contains(&assoc) {
+                continue;
+            }
+            #[cfg(test)]
+            {
+                self.sink.pumps += 1;
+            }
             let queued = sctp_queued(&mut self.node, assoc);
             let Some(e) = self.sink.egress.get_mut(&assoc) else {
                 self.sink.ready.remove(&assoc);

@@ -230,6 +230,8 @@ struct Assoc {
     scheduled: Option<Instant>,
     /// Waiting in `Node::dirty` to have its output gathered.
     dirty: bool,
+    /// Waiting in `Node::progressed` to be reported by `poll_progress`.
+    progressed: bool,
 }
 
 /// The sans-IO core: one SCTP endpoint (over UDP, RFC 6951) and its
@@ -279,6 +281,8 @@ pub struct Node {
     next_id: u64,
     timers: BinaryHeap<Reverse<(Instant, AssocId)>>,
     dirty: Vec<AssocId>,
+    /// Associations a datagram or timer was handled for, not yet polled.
+    progressed: VecDeque<AssocId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     now: Option<Instant>,
@@ -317,6 +321,7 @@ impl Node {
             next_id: 0,
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
+            progressed: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             now: None,
@@ -409,6 +414,7 @@ impl Node {
                             a.shutdown_sends.1 = 0;
                             a.sctp.handle_event(event);
                         }
+                        self.mark_progressed(id);
                         self.drive(id, now);
                     }
                     None => self.stats.datagrams_dropped += 1,
@@ -452,6 +458,7 @@ impl Node {
                 // Best effort: if it cannot be queued, the idle timeout decides.
                 let _ = write(a, Delivery::Lossy, &KeepAlive::ASSOCIATION.to_bytes());
             }
+            self.mark_progressed(id);
             self.drive(id, now);
         }
     }
@@ -586,12 +593,48 @@ impl Node {
         self.events.pop_front()
     }
 
+    /// The next association whose transport state may have moved — a
+    /// datagram or a timer was handled for it (acknowledgements freed its
+    /// queue, data arrived, a retransmission went) — since it was last
+    /// returned; each at most once until then. A driver that schedules
+    /// work per association (egress pumps) looks at these instead of at
+    /// every association on every input. Closed associations are reported
+    /// by [`Event::Closed`] instead and skipped here.
+    pub fn poll_progress(&mut self) -> Option<AssocId> {
+        while let Some(id) = self.progressed.pop_front() {
+            if let Some(a) = self.assocs.get_mut(&id) {
+                a.progressed = false;
+                return Some(id);
+            }
+        }
+        None
+    }
+
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
     // ---- Internals ------------------------------------------------------
+
+    /// Queues `id` for [`Node::poll_progress`] (once until polled).
+    fn mark_progressed(&mut self, id: AssocId) {
+        let Some(a) = self.assocs.get_mut(&id) else {
+            return;
+        };
+        if a.progressed {
+            return;
+        }
+        a.progressed = true;
+        self.progressed.push_back(id);
+        // Entries of removed associations wait for the next poll; a driver
+        // that never polls must not make them pile up.
+        if self.progressed.len() > 2 * self.assocs.len() + 64 {
+            let assocs = &self.assocs;
+            self.progressed
+                .retain(|id| assocs.get(id).is_some_and(|a| a.progressed));
+        }
+    }
 
     /// Clamps `now` so time never goes backwards, and remembers it.
     fn advance(&mut self, now: Instant) -> Instant {
@@ -627,6 +670,7 @@ impl Node {
                 last_keepalive: now,
                 scheduled: None,
                 dirty: false,
+                progressed: false,
             },
         );
         self.by_handle.insert(handle, id);
