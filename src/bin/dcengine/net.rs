@@ -32,6 +32,19 @@ pub(crate) struct ServeArgs {
     /// Seconds without messages after which a receiver closes.
     #[arg(long, default_value_t = 120)]
     idle_timeout: u64,
+    /// Traffic rule for Durable senders, in kbps (0: no rule).
+    #[arg(long, default_value_t = 64)]
+    durable_kbps: u32,
+    /// Traffic rule for Normal-priority Lossy senders, in kbps (0: no rule).
+    #[arg(long, default_value_t = 512)]
+    lossy_kbps: u32,
+    /// Traffic rule for High-priority Lossy senders, in kbps (0: no rule).
+    #[arg(long, default_value_t = 200)]
+    high_lossy_kbps: u32,
+    /// Traffic rule for senders to the whole call, in packets (of 1,200
+    /// bytes of a message) a second (0: no rule).
+    #[arg(long, default_value_t = 80)]
+    broadcast_pps: u32,
     /// Most associations served at once (per worker).
     #[arg(long, default_value_t = 10_000)]
     max_associations: usize,
@@ -106,6 +119,12 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     hub.channel.max_message_size = args.max_message_size;
     hub.channel.receiver_idle_timeout = Duration::from_secs(args.idle_timeout);
     hub.node.max_associations = args.max_associations;
+    let rule = |v: u32| (v > 0).then_some(v);
+    let traffic = &mut hub.channel.traffic;
+    traffic.durable_kbps = rule(args.durable_kbps);
+    traffic.lossy_kbps = rule(args.lossy_kbps);
+    traffic.high_lossy_kbps = rule(args.high_lossy_kbps);
+    traffic.broadcast_packets_per_second = rule(args.broadcast_pps);
     let mut builder = Engine::builder().bind(args.bind).hub(hub);
     if args.workers > 0 {
         builder = builder.workers(args.workers);
