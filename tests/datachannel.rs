@@ -942,3 +942,54 @@ fn a_slow_member_is_disconnected_rather_than_buffered_without_bound() {
         "bob was removed; carol got everything"
     );
 }
+
+/// An application woken by its join already knows who is in the call: the
+/// roster that follows `JoinAccepted` is applied before the call turns
+/// joined.
+#[test]
+fn a_join_wakes_the_application_with_the_roster_in_place() {
+    use std::pin::pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Wake, Waker};
+
+    struct SeeRoster {
+        call: dcengine::datachannel::Call,
+        seen: Mutex<Option<Vec<String>>>,
+    }
+    impl Wake for SeeRoster {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            let roster = self
+                .call
+                .participants()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            self.seen
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert(roster);
+        }
+    }
+
+    let mut world = World::new(31, LinkConfig::default());
+    world.call_of("c", &["alice", "bob"]);
+    let (_, carol) = world.join("c", "carol");
+    let see = Arc::new(SeeRoster {
+        call: carol.clone(),
+        seen: Mutex::new(None),
+    });
+    let waker = Waker::from(see.clone());
+    let mut ready = pin!(carol.ready());
+    assert!(
+        ready
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    world.settle_until(|_| carol.is_joined());
+    let seen = see.seen.lock().expect("not poisoned").clone();
+    assert_eq!(seen, Some(vec!["alice".to_owned(), "bob".to_owned()]));
+}

@@ -143,12 +143,16 @@ pub(crate) struct ParticipantCore {
     receivers: HashMap<(MemberId, u16), ReceiverEntry>,
     orphans: Orphans,
     pub(crate) stats: ParticipantStats,
+    /// The server's `JoinAccepted` (its max message size), until
+    /// [`ParticipantCore::complete_join`] makes the call joined.
+    accepted: Option<u32>,
 }
 
 impl ParticipantCore {
     pub(crate) fn new(shared: Arc<CallShared>) -> Self {
         let budget = shared.config.lossy_latency_budget;
         Self {
+            accepted: None,
             shared,
             flows: HashMap::new(),
             sched: Scheduler::new(budget),
@@ -363,13 +367,24 @@ impl ParticipantCore {
         len
     }
 
+    /// Makes the call joined if the server accepted it: called after the
+    /// frames that arrived with the `JoinAccepted` (the roster follows it in
+    /// the same message), so an application woken by the join already sees
+    /// who is in the call.
+    pub(crate) fn complete_join(&mut self) {
+        if let Some(max) = self.accepted.take() {
+            self.shared.set_joined(max);
+        }
+    }
+
     /// A frame from the server (or, for a hosted participant, the room).
     pub(crate) fn handle_frame(&mut self, now: Instant, frame: Frame) {
         if self.shared.state() == super::shared::STATE_ENDED {
             return; // Over: late frames of a closing association change nothing.
         }
         match frame {
-            Frame::JoinAccepted(a) => self.shared.set_joined(a.max_message_size),
+            // Joined once the welcome is in (see `complete_join`).
+            Frame::JoinAccepted(a) => self.accepted = Some(a.max_message_size),
             Frame::JoinRejected(r) => self.end(&format!("join rejected: {}", r.reason)),
             Frame::ParticipantJoined(p) => {
                 lock(&self.shared.control)

@@ -378,6 +378,8 @@ pub struct Hub {
     events: VecDeque<HubEvent>,
     now: Option<Instant>,
     next_tick: Option<Instant>,
+    /// Uplinks whose `JoinAccepted` arrived in the events being processed.
+    joining: Vec<AssocId>,
     stats: HubStats,
     /// Where fan-out goes: member egress queues, relays.
     sink: Sink,
@@ -572,6 +574,7 @@ impl Hub {
             events: VecDeque::new(),
             now: None,
             next_tick: None,
+            joining: Vec::new(),
             stats: HubStats::default(),
             sink: Sink {
                 egress: HashMap::new(),
@@ -682,6 +685,7 @@ impl Hub {
         for (m, x) in &room.members {
             core.handle_frame(now, joined_frame(*m, &x.participant_id).into());
         }
+        core.complete_join();
         let pid = ParticipantId::from(participant_id);
         self.locals.insert(shared.key, (call_id.to_owned(), member));
         self.admit_member(now, call_id, member, pid, Endpoint::Local(Box::new(core)));
@@ -855,6 +859,13 @@ impl Hub {
                 Event::Closed { assoc, reason } => self.on_closed(now, assoc, &reason),
             }
         }
+        // Joins accepted by what just arrived: complete now that the rest of
+        // the welcome (the roster) is in too.
+        for assoc in std::mem::take(&mut self.joining) {
+            if let Some(Link::Uplink { core, .. }) = self.links.get_mut(&assoc) {
+                core.complete_join();
+            }
+        }
     }
 
     fn protocol_error(&mut self, now: Instant, assoc: AssocId, what: &str) {
@@ -905,6 +916,9 @@ impl Hub {
             Some(Link::Closing) => {}
             Some(Link::Uplink { core, .. }) => {
                 let rejected = matches!(frame, Frame::JoinRejected(_));
+                if matches!(frame, Frame::JoinAccepted(_)) {
+                    self.joining.push(assoc);
+                }
                 core.handle_frame(now, frame);
                 if rejected {
                     self.node.close(now, assoc);
