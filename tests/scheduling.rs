@@ -127,7 +127,7 @@ fn a_server_drops_what_a_client_skipping_its_limiter_sends_and_then_cuts_it_off(
     });
     // alice's own limiter is off (World's clients run unlimited).
     let calls = w.call_of("call", &["alice", "bob"]);
-    let s = calls[0]
+    let durable = calls[0]
         .data_channel()
         .create_sender(options(
             1,
@@ -136,27 +136,62 @@ fn a_server_drops_what_a_client_skipping_its_limiter_sends_and_then_cuts_it_off(
             &["bob"],
         ))
         .expect("sender");
-    // 100 kB in one go: the server admits its (doubled) bucket of 64 KiB
-    // and drops the rest.
+    // 100 kB in one go: the server admits its (doubled) bucket of 64 KiB.
+    // The first message past it would leave a hole in a Durable stream, so
+    // the server closes the session instead: bob's receiver gets an
+    // unbroken prefix and closes, alice's sender closes.
     for _ in 0..100 {
-        s.send(vec![1u8; 1000]).expect("queued");
+        durable.send(vec![1u8; 1000]).expect("queued");
     }
     let r = receivers(&mut w, &calls[1], 1).remove(0);
-    w.run_for(Duration::from_secs(1));
-    let got = drain(&r).len();
+    w.settle_until(|_| r.is_closed() && durable.is_closed());
+    let got: Vec<u32> = drain(&r).iter().map(|(seq, _)| *seq).collect();
+    assert!(
+        (60..=75).contains(&got.len()),
+        "about 64 KiB admitted: {}",
+        got.len()
+    );
+    assert_eq!(got, (1..=got.len() as u32).collect::<Vec<_>>(), "no hole");
+    assert_eq!(
+        durable.send(vec![1u8; 10]),
+        Err(DataChannelError::SenderClosed)
+    );
     let stats = w.net.host(w.server).stats();
-    assert!(stats.policed > 0, "{stats:?}");
-    assert_eq!(got as u64 + stats.policed, 100, "{stats:?}");
-    assert!((60..=75).contains(&got), "about 64 KiB admitted: {got}");
+    assert_eq!(stats.policed, 1, "{stats:?}");
     assert_eq!(stats.traffic_abusers, 0, "an excess within the tolerance");
     assert!(calls[0].is_joined());
-    // Keeping at it gets alice disconnected with the reason.
+    // Lossy excess is dropped (and alice told once); keeping at it gets
+    // alice disconnected with the reason.
+    let lossy = calls[0]
+        .data_channel()
+        .create_sender(options(
+            2,
+            DataChannelReliability::Lossy,
+            DataChannelPriority::Normal,
+            &["bob"],
+        ))
+        .expect("sender");
+    for _ in 0..100 {
+        lossy.send(vec![1u8; 1000]).expect("queued");
+    }
+    w.run_for(Duration::from_secs(1));
+    let stats = w.net.host(w.server).stats();
+    assert_eq!(stats.traffic_abusers, 0, "{stats:?}");
+    assert!(!lossy.is_closed(), "a Lossy sender stays open");
+    // 10 messages every 10 ms: 8 Mbit/s against a 512 kbit/s rule.
     for _ in 0..300 {
-        let _ = s.send(vec![1u8; 1000]);
+        if !calls[0].is_joined() {
+            break;
+        }
+        for _ in 0..10 {
+            let _ = lossy.send(vec![1u8; 1000]);
+        }
+        w.run_for(Duration::from_millis(10));
     }
     w.settle_until(|_| !calls[0].is_joined());
     let stats = w.net.host(w.server).stats();
     assert_eq!(stats.traffic_abusers, 1, "{stats:?}");
+    assert!(stats.policed > 100, "{stats:?}");
     let state = format!("{:?}", calls[0].state());
     assert!(state.contains("traffic limit"), "{state}");
     assert_eq!(w.net.host(w.server).members("call").len(), 1);

@@ -291,7 +291,7 @@ impl Drop for SenderGuard {
 }
 
 /// Closes `s` and frees its channel id (if it still holds it).
-fn close_and_release(s: &Arc<SenderShared>, reason: CloseReason) {
+pub(crate) fn close_and_release(s: &Arc<SenderShared>, reason: CloseReason) {
     if s.is_closed() {
         return;
     }

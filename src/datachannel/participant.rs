@@ -437,11 +437,57 @@ impl ParticipantCore {
                     r.last_activity = now;
                 }
             }
+            Frame::SenderClosed(SenderClosed {
+                channel,
+                session,
+                reason,
+                origin: None,
+            }) => self.closed_by_server(channel, session, reason),
             Frame::Leave(l) => self.end(&format!("removed from the call: {}", l.reason)),
             Frame::Error(e) => {
                 tracing::warn!(call = %self.shared.call_id, code = e.code.0, reason = %e.reason, "error from server");
             }
             _ => self.stats.unexpected += 1,
+        }
+    }
+
+    /// The server closed one of this participant's senders (a Durable one
+    /// over the traffic rules): it closes here too, so the application's
+    /// next `send` fails with `SenderClosed`, and what it still had queued
+    /// is dropped (the server would drop it as stale).
+    fn closed_by_server(&mut self, channel: u16, session: u32, reason: crate::wire::CloseReason) {
+        let Some(s) = self
+            .senders
+            .get(&channel)
+            .filter(|e| e.shared.session == session)
+            .map(|e| e.shared.clone())
+        else {
+            return;
+        };
+        tracing::warn!(
+            call = %self.shared.call_id,
+            channel,
+            reason = reason.0,
+            "the server closed a sender"
+        );
+        super::handles::close_and_release(&s, reason);
+        if let Some(f) = self.flows.get_mut(&session)
+            && let Some(SenderOp::Data(data, _)) = &f.head
+        {
+            s.release(message_cost(data.len()));
+            f.head = None;
+        }
+        // Nothing can be queued behind the close any more (the sender is
+        // closed): keep the close, drop the data ahead of it.
+        let mut keep = Vec::new();
+        while let Some(op) = s.ops.pop() {
+            match op {
+                SenderOp::Data(data, _) => s.release(message_cost(data.len())),
+                other => keep.push(other),
+            }
+        }
+        for op in keep {
+            s.ops.push(op);
         }
     }
 

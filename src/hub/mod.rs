@@ -317,6 +317,8 @@ struct Route {
     announced: BTreeSet<MemberId>,
     /// The traffic rules, policed independently of the client's own check.
     limiter: TrafficLimiter,
+    /// A message of this session was over the rules already.
+    policed: bool,
 }
 
 impl Route {
@@ -927,6 +929,66 @@ impl Hub {
         }
     }
 
+    /// A message of `from` was over the traffic rules and dropped. A Durable
+    /// session with a hole is not Durable: its route closes (`SenderClosed`
+    /// with `TRAFFIC_LIMIT` to its receivers, after what they got) and the
+    /// sender is told (`SenderClosed` without origin), so the sending
+    /// application sees its sender closed instead of a silent gap. A Lossy
+    /// one may drop: the sender gets one `Error` per session.
+    fn policed_notice(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        from: MemberId,
+        d: &Data,
+        reliability: Reliability,
+        first: bool,
+    ) {
+        let Some(room) = self.rooms.get_mut(call_id) else {
+            return;
+        };
+        let notice: Frame = match reliability {
+            Reliability::Durable => {
+                let Some(route) = room.routes.remove(&(from, d.channel)) else {
+                    return;
+                };
+                tracing::info!(call = call_id, member = %from, channel = d.channel, "closed a Durable sender over the traffic rules");
+                let closed = SenderClosed {
+                    channel: d.channel,
+                    session: d.session,
+                    reason: CloseReason::TRAFFIC_LIMIT,
+                    origin: Some(from),
+                };
+                self.sink.route_closed(now, room, &route, closed.clone());
+                SenderClosed {
+                    origin: None,
+                    ..closed
+                }
+                .into()
+            }
+            Reliability::Lossy if first => ErrorFrame {
+                code: ErrorCode::TRAFFIC_LIMIT,
+                reason: ShortStr::truncated(&format!(
+                    "Lossy messages on channel {} dropped: over the traffic limit rules",
+                    d.channel
+                )),
+            }
+            .into(),
+            Reliability::Lossy => return,
+        };
+        let encoded = Message::Frame(notice.clone()).to_bytes();
+        if let Some(member) = room.members.get_mut(&from) {
+            self.sink.deliver(
+                now,
+                member,
+                Kind::Control,
+                Delivery::Reliable,
+                &notice,
+                &encoded,
+            );
+        }
+    }
+
     /// Checks a join and admits or rejects it.
     fn admit(&mut self, now: Instant, assoc: AssocId, join: Join) {
         let verdict = if join.version != PROTOCOL_VERSION {
@@ -1127,6 +1189,7 @@ impl Hub {
                         self.config.channel.traffic.server_slack,
                         now,
                     ),
+                    policed: false,
                 };
                 if let Some(old) = room.routes.insert((from, o.channel), route) {
                     let closed = SenderClosed {
@@ -1251,6 +1314,8 @@ impl Hub {
                 }
                 _ => None,
             });
+            let reliability = route.reliability;
+            let first = !std::mem::replace(&mut route.policed, true);
             if let Some((worker, assoc)) = abuser {
                 self.stats.traffic_abusers += 1;
                 tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
@@ -1269,7 +1334,9 @@ impl Hub {
                         self.remove_member(now, call_id, from, CloseReason::ASSOCIATION_LOST);
                     }
                 }
+                return;
             }
+            self.policed_notice(now, call_id, from, &d, reliability, first);
             return;
         }
         let delivery = match route.reliability {

@@ -389,3 +389,98 @@ fn an_input_pumps_only_the_egress_it_touched() {
         assert_eq!(*seen, MESSAGES, "p{i} got {seen}");
     }
 }
+
+/// A client over the traffic rules is told: once per Lossy session (an
+/// `Error`), and a Durable session is closed (`SenderClosed` without
+/// origin) rather than forwarded with a hole.
+#[test]
+fn a_sender_over_the_rules_is_told() {
+    let mut rig = Rig::new();
+    let now = rig.now;
+    let _bob = rig.hub.join_local(now, "call", "bob").expect("local");
+    rig.raw_join("call", "alice");
+    let open = |channel, reliability| -> Frame {
+        SenderOpened {
+            channel,
+            session: 1,
+            reliability,
+            priority: Priority::Normal,
+            bitrate_kbps: 0,
+            origin: None,
+        }
+        .into()
+    };
+    let burst = |rig: &mut Rig, channel: u16, epoch: Option<u16>, n: u32| {
+        let now = rig.now;
+        for seq in 1..=n {
+            let d = Data {
+                channel,
+                session: 1,
+                seq,
+                origin: None,
+                epoch,
+                payload: Bytes::from(vec![0u8; 1000]),
+            };
+            rig.raw
+                .send(
+                    now,
+                    rig.raw_assoc,
+                    Delivery::Reliable,
+                    &Message::Frame(d.into()),
+                )
+                .expect("send");
+        }
+        rig.pump();
+    };
+    rig.raw_send(open(1, Reliability::Lossy));
+    // 200 kB, then 100 kB a second later, against 128 kB and 64 kB a second.
+    burst(&mut rig, 1, Some(0), 200);
+    burst(&mut rig, 1, Some(0), 100);
+    let errors = rig
+        .raw_frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Error(e) if e.code == ErrorCode::TRAFFIC_LIMIT))
+        .count();
+    assert_eq!(errors, 1, "told once: {:?}", rig.hub.stats());
+    assert!(rig.hub.stats().policed > 100);
+    assert!(!rig.raw_closed, "{:?}", rig.hub.stats());
+
+    let mut rig = Rig::new();
+    let now = rig.now;
+    let bob = rig.hub.join_local(now, "call", "bob").expect("local");
+    rig.raw_join("call", "alice");
+    rig.raw_send(open(2, Reliability::Durable));
+    burst(&mut rig, 2, None, 200);
+    let closed: Vec<_> = rig
+        .raw_frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::SenderClosed(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closed,
+        [SenderClosed {
+            channel: 2,
+            session: 1,
+            reason: CloseReason::TRAFFIC_LIMIT,
+            origin: None,
+        }]
+    );
+    assert_eq!(rig.hub.stats().policed, 1);
+    let r = bob
+        .data_channel()
+        .try_next_receiver()
+        .expect("bob's receiver");
+    let mut seqs = Vec::new();
+    while let Some(m) = r.read_message() {
+        seqs.push(m.sequence_number);
+    }
+    assert!(
+        r.is_closed(),
+        "bob's receiver closed after an unbroken prefix"
+    );
+    assert_eq!(seqs, (1..=seqs.len() as u32).collect::<Vec<_>>());
+    assert!(seqs.len() > 60, "{}", seqs.len());
+}

@@ -124,6 +124,10 @@ impl CloseReason {
     pub const IDLE: Self = Self(3);
     /// The sender's association was lost.
     pub const ASSOCIATION_LOST: Self = Self(4);
+    /// The server closed a Durable session that went over the traffic-limit
+    /// rules (its excess would have left a hole in an ordered, lossless
+    /// stream).
+    pub const TRAFFIC_LIMIT: Self = Self(5);
 }
 
 /// An error or rejection code (in [`JoinRejected`], [`Leave`],
