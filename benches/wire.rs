@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dcengine::sched::TrafficPolicy;
 use dcengine::wire::{
     Batch, CloseReason, Codec, Data, ErrorCode, ErrorFrame, Frame, Join, JoinAccepted,
     JoinRejected, KeepAlive, Leave, MemberId, Message, PROTOCOL_VERSION, ParticipantJoined,
@@ -66,6 +67,7 @@ fn frames() -> Vec<(&'static str, Frame)> {
                 member: MemberId(12),
                 max_message_size: 65536,
                 idle_timeout_ms: 120_000,
+                traffic: TrafficPolicy::default().to_rules(),
             }
             .into(),
         ),

@@ -81,6 +81,7 @@ fn frames_flow_both_ways() {
         member: MemberId(3),
         max_message_size: 32768,
         idle_timeout_ms: 120_000,
+        traffic: Default::default(),
     };
     let batch = Message::Batch(dcengine::wire::Batch {
         frames: vec![

@@ -125,8 +125,14 @@ fn a_server_drops_what_a_client_skipping_its_limiter_sends_and_then_cuts_it_off(
     let mut w = World::with_server(32, LinkConfig::default(), |c| {
         c.channel.traffic = TrafficPolicy::default();
     });
-    // alice's own limiter is off (World's clients run unlimited).
-    let calls = w.call_of("call", &["alice", "bob"]);
+    // alice's own limiter is off (World's clients run unlimited) and she
+    // ignores the rules the server announces.
+    let (_, alice) = w.join_with("call", "alice", |c| {
+        c.channel.follow_server_traffic_rules = false;
+    });
+    let (_, bob) = w.join("call", "bob");
+    w.settle_until(|_| alice.participants().len() == 1 && bob.participants().len() == 1);
+    let calls = [alice, bob];
     let durable = calls[0]
         .data_channel()
         .create_sender(options(
@@ -195,6 +201,39 @@ fn a_server_drops_what_a_client_skipping_its_limiter_sends_and_then_cuts_it_off(
     let state = format!("{:?}", calls[0].state());
     assert!(state.contains("traffic limit"), "{state}");
     assert_eq!(w.net.host(w.server).members("call").len(), 1);
+}
+
+/// A client enforces the server's rules where they are stricter than its
+/// own: with no rules of its own, it still fails a send exactly past the
+/// server's Durable bucket, and the server polices nothing.
+#[test]
+fn a_client_follows_the_rules_its_server_announces() {
+    let mut w = World::with_server(36, LinkConfig::default(), |c| {
+        c.channel.traffic = TrafficPolicy::default();
+        c.channel.traffic.durable_kbps = Some(32);
+    });
+    // World's clients have no rules of their own.
+    let calls = w.call_of("call", &["alice", "bob"]);
+    let s = durable_to_bob(&calls[0], 0);
+    // 32 kbps: 4,000 bytes a second, a bucket of one max message (32 KiB).
+    send_bytes(&s, 32 * 1024, 1000);
+    assert_eq!(
+        s.send(vec![0u8; 1]),
+        Err(DataChannelError::MessageFailureForTrafficLimit)
+    );
+    w.run_for(Duration::from_secs(1));
+    send_bytes(&s, 4000, 1000);
+    assert_eq!(
+        s.send(vec![0u8; 1]),
+        Err(DataChannelError::MessageFailureForTrafficLimit)
+    );
+    let r = receivers(&mut w, &calls[1], 1).remove(0);
+    w.run_for(Duration::from_secs(10));
+    // 33 + 4 messages, all delivered: the server policed nothing.
+    assert_eq!(drain(&r).len(), 37);
+    let stats = w.net.host(w.server).stats();
+    assert_eq!(stats.policed, 0, "{stats:?}");
+    assert!(!s.is_closed());
 }
 
 /// Counts wake-ups.

@@ -94,14 +94,29 @@ fn join() -> impl Strategy<Value = Join> {
 }
 
 fn join_accepted() -> impl Strategy<Value = JoinAccepted> {
-    (any::<u16>(), member(), any::<u32>(), any::<u32>()).prop_map(
-        |(version, member, max_message_size, idle_timeout_ms)| JoinAccepted {
-            version,
-            member,
-            max_message_size,
-            idle_timeout_ms,
-        },
+    (
+        any::<u16>(),
+        member(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<[u32; 6]>(),
     )
+        .prop_map(
+            |(version, member, max_message_size, idle_timeout_ms, t)| JoinAccepted {
+                version,
+                member,
+                max_message_size,
+                idle_timeout_ms,
+                traffic: TrafficRules {
+                    durable_kbps: t[0],
+                    lossy_kbps: t[1],
+                    high_lossy_kbps: t[2],
+                    broadcast_packets_per_second: t[3],
+                    packet_bytes: t[4],
+                    burst_ms: t[5],
+                },
+            },
+        )
 }
 
 fn join_rejected() -> impl Strategy<Value = JoinRejected> {

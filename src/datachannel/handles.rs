@@ -208,7 +208,7 @@ impl DataChannelFeature {
                 scheduled: false.into(),
                 dropped: 0.into(),
                 close_wakers: Wakers::default(),
-                limiter: call.config.traffic.limiter(
+                limiter: call.traffic().limiter(
                     options.reliability.into(),
                     options.priority.into(),
                     call.max_message_size(),

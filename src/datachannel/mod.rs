@@ -220,8 +220,16 @@ pub struct ChannelConfig {
     /// Where random channel ids come from. Default 1..=65535.
     pub random_channel_ids: std::ops::RangeInclusive<u16>,
     /// The traffic-limit rules: checked by `send` on clients, policed by
-    /// servers. Default: the concept document's (see [`TrafficPolicy`]).
+    /// servers. Default: the concept document's (see [`TrafficPolicy`]). A
+    /// server sends its rules with `JoinAccepted`, and a client enforces
+    /// the stricter of its own and the server's, rule by rule.
     pub traffic: TrafficPolicy,
+    /// Whether a client adopts the server's traffic rules when they are
+    /// stricter than its own. Default `true`; `false` only to exercise a
+    /// server's policing (the server drops what a client sends over its
+    /// rules, closes Durable sessions that go over them and disconnects a
+    /// client that keeps at it).
+    pub follow_server_traffic_rules: bool,
     /// A Lossy message that would wait longer than this (for shaping
     /// tokens or behind other traffic) is dropped and counted instead.
     /// Default 100 ms.
@@ -238,6 +246,7 @@ impl Default for ChannelConfig {
             receiver_buffer_bytes: 8 * 1024 * 1024,
             random_channel_ids: 1..=u16::MAX,
             traffic: TrafficPolicy::default(),
+            follow_server_traffic_rules: true,
             lossy_latency_budget: Duration::from_millis(100),
         }
     }

@@ -115,10 +115,14 @@ struct Flow {
 /// How the scheduler treats sender `s`: its priority, and shaped at its
 /// `bitrate_kbps` (0: no rate of its own) capped by the traffic rule of its
 /// kind, in a bucket one burst or one max-size message deep.
-fn flow_spec(s: &SenderShared, config: &super::ChannelConfig, max_message_size: u32) -> FlowSpec {
+fn flow_spec(
+    s: &SenderShared,
+    traffic: &crate::sched::TrafficPolicy,
+    max_message_size: u32,
+) -> FlowSpec {
     let reliability: Reliability = s.reliability.into();
     let priority: Priority = s.priority.into();
-    let rule = config.traffic.rate_kbps(reliability, priority);
+    let rule = traffic.rate_kbps(reliability, priority);
     let own = (s.bitrate_kbps > 0).then_some(s.bitrate_kbps);
     let kbps = match (own, rule) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -129,7 +133,7 @@ fn flow_spec(s: &SenderShared, config: &super::ChannelConfig, max_message_size: 
         lossy: reliability == Reliability::Lossy,
         shaping: kbps.map(|kbps| {
             let rate = u64::from(kbps) * 125;
-            let burst = (rate as f64 * config.traffic.burst.as_secs_f64()) as u64;
+            let burst = (rate as f64 * traffic.burst.as_secs_f64()) as u64;
             (rate, burst.max(u64::from(max_message_size)))
         }),
     }
@@ -145,7 +149,7 @@ pub(crate) struct ParticipantCore {
     pub(crate) stats: ParticipantStats,
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
-    accepted: Option<u32>,
+    accepted: Option<crate::wire::JoinAccepted>,
 }
 
 impl ParticipantCore {
@@ -179,7 +183,7 @@ impl ParticipantCore {
             return;
         }
         if !self.flows.contains_key(&s.session) {
-            let spec = flow_spec(s, &self.shared.config, self.shared.max_message_size());
+            let spec = flow_spec(s, self.shared.traffic(), self.shared.max_message_size());
             self.sched.insert(s.session, spec, now);
             self.flows.insert(
                 s.session,
@@ -372,8 +376,8 @@ impl ParticipantCore {
     /// the same message), so an application woken by the join already sees
     /// who is in the call.
     pub(crate) fn complete_join(&mut self) {
-        if let Some(max) = self.accepted.take() {
-            self.shared.set_joined(max);
+        if let Some(a) = self.accepted.take() {
+            self.shared.set_joined(a.max_message_size, &a.traffic);
         }
     }
 
@@ -384,7 +388,7 @@ impl ParticipantCore {
         }
         match frame {
             // Joined once the welcome is in (see `complete_join`).
-            Frame::JoinAccepted(a) => self.accepted = Some(a.max_message_size),
+            Frame::JoinAccepted(a) => self.accepted = Some(a),
             Frame::JoinRejected(r) => self.end(&format!("join rejected: {}", r.reason)),
             Frame::ParticipantJoined(p) => {
                 lock(&self.shared.control)
@@ -645,6 +649,7 @@ mod tests {
                 member: MemberId(0),
                 max_message_size: 32768,
                 idle_timeout_ms: 120_000,
+                traffic: crate::wire::TrafficRules::default(),
             }
             .into(),
         );
@@ -656,6 +661,8 @@ mod tests {
             }
             .into(),
         );
+        core.complete_join();
+        assert_eq!(core.shared.state(), super::super::shared::STATE_JOINED);
         core
     }
 

@@ -131,6 +131,9 @@ pub(crate) struct CallShared {
     pub(crate) config: ChannelConfig,
     state: AtomicU8,
     max_message_size: AtomicU32,
+    /// The traffic rules senders of this call follow, once joined: the
+    /// config's, tightened by the server's (see `ChannelConfig::traffic`).
+    traffic: OnceLock<crate::sched::TrafficPolicy>,
     pub(crate) control: Mutex<Control>,
     pub(crate) new_receivers: SegQueue<super::DataChannelReceiver>,
     pub(crate) receiver_waker: AtomicWaker,
@@ -207,6 +210,7 @@ impl CallShared {
             participant_id,
             config,
             state: AtomicU8::new(STATE_CONNECTING),
+            traffic: OnceLock::new(),
             control: Mutex::default(),
             new_receivers: SegQueue::new(),
             receiver_waker: AtomicWaker::new(),
@@ -223,8 +227,16 @@ impl CallShared {
         self.max_message_size.load(Ordering::Relaxed)
     }
 
-    /// The join completed.
-    pub(crate) fn set_joined(&self, max_message_size: u32) {
+    /// The traffic rules new senders follow.
+    pub(crate) fn traffic(&self) -> &crate::sched::TrafficPolicy {
+        self.traffic.get().unwrap_or(&self.config.traffic)
+    }
+
+    /// The join completed; `rules` are the server's traffic rules.
+    pub(crate) fn set_joined(&self, max_message_size: u32, rules: &crate::wire::TrafficRules) {
+        if self.config.follow_server_traffic_rules {
+            let _ = self.traffic.set(self.config.traffic.stricter(rules));
+        }
         self.max_message_size.store(
             max_message_size.min(self.config.max_message_size),
             Ordering::Relaxed,

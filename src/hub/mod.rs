@@ -1878,6 +1878,7 @@ fn accepted_frame(channel: &ChannelConfig, member: MemberId) -> JoinAccepted {
         max_message_size: channel.max_message_size,
         idle_timeout_ms: u32::try_from(channel.receiver_idle_timeout.as_millis())
             .unwrap_or(u32::MAX),
+        traffic: channel.traffic.to_rules(),
     }
 }
 

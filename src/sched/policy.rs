@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::AtomicTokenBucket;
-use crate::wire::{Priority, Reliability};
+use crate::wire::{Priority, Reliability, TrafficRules};
 
 /// The traffic-limit rules of the DataChannel feature, per sender.
 ///
@@ -64,6 +64,50 @@ impl TrafficPolicy {
             high_lossy_kbps: None,
             broadcast_packets_per_second: None,
             ..Self::default()
+        }
+    }
+
+    /// The rules as a server announces them (in `JoinAccepted`).
+    pub fn to_rules(&self) -> TrafficRules {
+        TrafficRules {
+            durable_kbps: self.durable_kbps.unwrap_or(0),
+            lossy_kbps: self.lossy_kbps.unwrap_or(0),
+            high_lossy_kbps: self.high_lossy_kbps.unwrap_or(0),
+            broadcast_packets_per_second: self.broadcast_packets_per_second.unwrap_or(0),
+            packet_bytes: self.packet_bytes,
+            burst_ms: u32::try_from(self.burst.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// This policy tightened by a server's `rules`, rule by rule: the lower
+    /// rate where both have one, either's where only one has, a smaller
+    /// packet size and a shorter burst. What a client enforces after joining
+    /// (its own rules never loosen; the server's always apply).
+    pub fn stricter(&self, rules: &TrafficRules) -> Self {
+        fn tighter(own: Option<u32>, server: u32) -> Option<u32> {
+            match (own, (server > 0).then_some(server)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        let burst = match rules.burst_ms {
+            0 => self.burst,
+            ms => self.burst.min(Duration::from_millis(u64::from(ms))),
+        };
+        Self {
+            durable_kbps: tighter(self.durable_kbps, rules.durable_kbps),
+            lossy_kbps: tighter(self.lossy_kbps, rules.lossy_kbps),
+            high_lossy_kbps: tighter(self.high_lossy_kbps, rules.high_lossy_kbps),
+            broadcast_packets_per_second: tighter(
+                self.broadcast_packets_per_second,
+                rules.broadcast_packets_per_second,
+            ),
+            packet_bytes: match rules.packet_bytes {
+                0 => self.packet_bytes,
+                b => self.packet_bytes.min(b),
+            },
+            burst,
+            server_slack: self.server_slack,
         }
     }
 
@@ -198,5 +242,35 @@ mod tests {
         assert!(!l.try_admit(10, true, t0));
         // …but a listed send is not a broadcast.
         assert!(l.try_admit(10, false, t0));
+    }
+
+    #[test]
+    fn a_server_tightens_rules_and_never_loosens_them() {
+        let own = TrafficPolicy {
+            durable_kbps: Some(64),
+            lossy_kbps: None,
+            high_lossy_kbps: Some(100),
+            broadcast_packets_per_second: Some(80),
+            ..TrafficPolicy::default()
+        };
+        let server = TrafficRules {
+            durable_kbps: 32,
+            lossy_kbps: 512,
+            high_lossy_kbps: 200,
+            broadcast_packets_per_second: 0,
+            packet_bytes: 1000,
+            burst_ms: 2000,
+        };
+        let p = own.stricter(&server);
+        assert_eq!(p.durable_kbps, Some(32), "the server's lower rate");
+        assert_eq!(p.lossy_kbps, Some(512), "the server's rule where none");
+        assert_eq!(p.high_lossy_kbps, Some(100), "the own lower rate");
+        assert_eq!(p.broadcast_packets_per_second, Some(80), "0 is no rule");
+        assert_eq!(p.packet_bytes, 1000);
+        assert_eq!(p.burst, Duration::from_secs(1));
+        // Announcing a policy and adopting it changes nothing.
+        let d = TrafficPolicy::default();
+        assert_eq!(TrafficPolicy::unlimited().stricter(&d.to_rules()), d);
+        assert_eq!(d.stricter(&TrafficPolicy::unlimited().to_rules()), d);
     }
 }

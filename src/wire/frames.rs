@@ -342,7 +342,8 @@ impl Codec for Join {
     }
 }
 
-/// The server accepts a join (server → client).
+/// The server accepts a join (server → client), with the limits it
+/// enforces so the client can enforce the same ones first.
 ///
 /// ```text
 ///  0                   1                   2                   3
@@ -354,8 +355,10 @@ impl Codec for Join {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |  … Max message size (32, bytes)               | Idle timeout …|
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |  … Receiver idle timeout (32, ms)             |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |  … Receiver idle timeout (32, ms)             | Traffic rules…|
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |  … Traffic rules (6 × 32, see TrafficRules)                   …
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -368,6 +371,8 @@ pub struct JoinAccepted {
     pub max_message_size: u32,
     /// After how long without messages a receiver closes, in milliseconds.
     pub idle_timeout_ms: u32,
+    /// The traffic-limit rules the server polices.
+    pub traffic: TrafficRules,
 }
 
 impl Codec for JoinAccepted {
@@ -378,6 +383,14 @@ impl Codec for JoinAccepted {
             member: get_member(buf)?,
             max_message_size: get_u32(buf)?,
             idle_timeout_ms: get_u32(buf)?,
+            traffic: TrafficRules {
+                durable_kbps: get_u32(buf)?,
+                lossy_kbps: get_u32(buf)?,
+                high_lossy_kbps: get_u32(buf)?,
+                broadcast_packets_per_second: get_u32(buf)?,
+                packet_bytes: get_u32(buf)?,
+                burst_ms: get_u32(buf)?,
+            },
         })
     }
 
@@ -387,11 +400,41 @@ impl Codec for JoinAccepted {
         buf.put_u32(self.member.0);
         buf.put_u32(self.max_message_size);
         buf.put_u32(self.idle_timeout_ms);
+        let t = &self.traffic;
+        for v in [
+            t.durable_kbps,
+            t.lossy_kbps,
+            t.high_lossy_kbps,
+            t.broadcast_packets_per_second,
+            t.packet_bytes,
+            t.burst_ms,
+        ] {
+            buf.put_u32(v);
+        }
     }
 
     fn encoded_len(&self) -> usize {
-        15
+        15 + 6 * 4
     }
+}
+
+/// The traffic-limit rules a server polices, as [`JoinAccepted`] carries
+/// them: six 32-bit fields in this order. A rate of 0 means no such rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct TrafficRules {
+    /// Durable senders, kbps (0: no rule).
+    pub durable_kbps: u32,
+    /// Normal-priority Lossy senders, kbps (0: no rule).
+    pub lossy_kbps: u32,
+    /// High-priority Lossy senders, kbps (0: no rule).
+    pub high_lossy_kbps: u32,
+    /// Senders to the whole call, packets a second (0: no rule).
+    pub broadcast_packets_per_second: u32,
+    /// Bytes of a message that count as one packet.
+    pub packet_bytes: u32,
+    /// How much of a second's allowance may go at once, in milliseconds.
+    pub burst_ms: u32,
 }
 
 /// Implements [`Codec`] for a frame whose body is `code (16) | reason`.
@@ -1145,6 +1188,14 @@ mod tests {
                 member: MemberId(7),
                 max_message_size: 32768,
                 idle_timeout_ms: 120_000,
+                traffic: TrafficRules {
+                    durable_kbps: 64,
+                    lossy_kbps: 512,
+                    high_lossy_kbps: 200,
+                    broadcast_packets_per_second: 80,
+                    packet_bytes: 1200,
+                    burst_ms: 1000,
+                },
             }
             .into(),
             JoinRejected {
