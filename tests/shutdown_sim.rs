@@ -288,6 +288,39 @@ fn server_sends_a_last_frame_and_closes_then_the_client_closes() {
     }
 }
 
+/// The close's request for an immediate SACK must not depend on the peer's
+/// delayed-ack state. Here the peer already owes a SACK for a lone packet
+/// when the last packets before the close arrive: the first of them makes
+/// it acknowledge at once, so the packet after that is a lone one again,
+/// and a peer that only acknowledges every second packet at once held it
+/// for its 200 ms delayed-ack timer before the shutdown could start.
+#[test]
+fn a_close_right_after_a_lone_packet_still_finishes_within_a_few_round_trips() {
+    for seed in 60..65 {
+        let (mut net, server, client, s, _c) = connected_pair(seed);
+        let now = net.now();
+        net.host_mut(server)
+            .send(now, s, Delivery::Reliable, &data(1, "a lone packet"))
+            .expect("send");
+        // It leaves alone; the next ones are a packet behind it.
+        net.run_for(Duration::from_millis(1));
+        let now = net.now();
+        net.host_mut(server)
+            .send(now, s, Delivery::Reliable, &data(2, "the last one"))
+            .expect("send");
+        net.host_mut(server).close(now, s);
+        let (at_s, at_c) = run_until_both_empty(
+            &mut net,
+            (server, client),
+            Duration::from_secs(10),
+            |_, _, _| {},
+        );
+        assert_eq!(at_c.payloads, ["a lone packet", "the last one"]);
+        assert_within("server", &at_s, ALIVE_BOUND);
+        assert_within("client", &at_c, ALIVE_BOUND);
+    }
+}
+
 /// The peer closes while this end still has data in flight to it, then this
 /// end closes too (the peer's SHUTDOWN arrives while ours cannot start yet).
 #[test]

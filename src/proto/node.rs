@@ -771,6 +771,7 @@ impl Node {
             CloseReason::PeerClosed
         };
         let mut gave_up = false;
+        let sent_before = transmits.len();
         while let Some(t) = a.sctp.poll_transmit(now) {
             if let Payload::RawEncode(datagrams) = &t.payload {
                 for d in datagrams {
@@ -808,12 +809,16 @@ impl Node {
         }
         // A close waits until the peer has acknowledged everything queued,
         // and a receiver delays the SACK for a lone packet (sctp-proto by
-        // 200 ms): that wait was most of a close to a live peer. So once,
-        // when the close starts with data unacknowledged, the node sends a
-        // keep-alive in a packet of its own after that data; a receiver
-        // acknowledges every second packet at once (RFC 9260 6.2). (The I
-        // bit of RFC 7053 on the last DATA chunk would ask directly;
-        // sctp-proto honours it but cannot send it.)
+        // 200 ms): that wait was most of a close to a live peer. So while
+        // closing, the last packet with DATA that each run sends carries the
+        // I bit (RFC 7053: "acknowledge at once"; sctp-proto honours it but
+        // cannot send it, so the node sets it and re-signs the packet). And
+        // once, when the close starts with data sent but unacknowledged, a
+        // keep-alive goes after it to carry that bit. (Sending the keep-alive
+        // in a packet of its own and counting on the peer acknowledging
+        // every second packet at once is not enough: a peer that already
+        // owes a SACK acknowledges the packet before it, and holds the
+        // keep-alive.)
         if std::mem::take(&mut a.nudge)
             && a.close_reason.is_none()
             && !a.shutdown_started
@@ -825,6 +830,15 @@ impl Node {
             while let Some(t) = a.sctp.poll_transmit(now) {
                 push_datagrams(transmits, t);
             }
+        }
+        if a.closing_since.is_some()
+            && let Some(last) = transmits
+                .range_mut(sent_before..)
+                .rev()
+                .find_map(|t| last_data_chunk(&t.payload).map(|at| (t, at)))
+        {
+            let (t, at) = last;
+            t.payload = with_immediate_sack(&t.payload, at);
         }
         // A reason set by the node (idle timeout, forced close) wins over what
         // SCTP reports; sctp-proto reports nothing when it closes an
@@ -888,6 +902,47 @@ const CHUNK_SHUTDOWN: u8 = 7;
 const CHUNK_SHUTDOWN_ACK: u8 = 8;
 /// SCTP chunk type SHUTDOWN COMPLETE (RFC 9260).
 const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
+/// SCTP chunk type DATA (RFC 9260).
+const CHUNK_DATA: u8 = 0;
+/// SCTP chunk type I-DATA (RFC 8260).
+const CHUNK_I_DATA: u8 = 64;
+/// The I bit of a DATA or I-DATA chunk's flags: the receiver should
+/// acknowledge it at once (RFC 7053).
+const FLAG_IMMEDIATE_SACK: u8 = 0x08;
+/// Where the checksum sits in the SCTP common header.
+const CHECKSUM: std::ops::Range<usize> = 8..12;
+/// CRC32c, the SCTP checksum (RFC 9260, appendix A).
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// The offset of the last DATA (or I-DATA) chunk of an SCTP packet, if it
+/// has one.
+fn last_data_chunk(packet: &[u8]) -> Option<usize> {
+    let mut at = COMMON_HEADER_LEN;
+    let mut last = None;
+    while let Some(header) = packet.get(at..at + 4) {
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        if matches!(header[0], CHUNK_DATA | CHUNK_I_DATA) {
+            last = Some(at);
+        }
+        if len < 4 {
+            break;
+        }
+        at += len.next_multiple_of(4);
+    }
+    last
+}
+
+/// `packet` with the I bit set on the chunk at `chunk`, checksum recomputed.
+fn with_immediate_sack(packet: &[u8], chunk: usize) -> Bytes {
+    let mut p = BytesMut::from(packet);
+    p[chunk + 1] |= FLAG_IMMEDIATE_SACK;
+    p[CHECKSUM].fill(0);
+    let sum = CRC32C.checksum(&p);
+    // Stored least significant byte first, as sctp-proto and RFC 9260's
+    // reference code do.
+    p[CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+    p.freeze()
+}
 
 /// Writes one encoded message on `delivery`'s stream.
 fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {
