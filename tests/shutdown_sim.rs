@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::World;
+use common::{World, receivers};
 use dcengine::hub::HubCluster;
 use dcengine::proto::{AssocId, CloseReason, Delivery, Event, Node, NodeConfig};
 use dcengine::sim::{HostId, LinkConfig, Network};
@@ -627,5 +627,54 @@ fn everyone_closes_all_at_once() {
         hosts.push(w.server);
         let took = until_all_empty(&mut w, &hosts, Duration::from_secs(10));
         assert!(took <= ALIVE_BOUND, "seed {seed}: took {took:?}");
+    }
+}
+
+/// The server shuts down first while its members are busy: one member's
+/// last message (a sender closing) crosses the server's `Leave`, and the
+/// server still owes the other a SACK for a message it sent just before
+/// (a peer delays the SACK for a lone packet by 200 ms). The clients do
+/// nothing but what their hubs do on the server's `Leave`; every
+/// association must still be gone within a few round trips, not after a
+/// delayed-ack timer (the server's shutdown took 240 ms here, 200 ms more
+/// than its round trips).
+#[test]
+fn the_server_closes_all_while_members_are_busy_and_everything_ends_within_a_few_round_trips() {
+    use dcengine::datachannel::{DataChannelReliability, DataChannelSenderOptions};
+    for seed in 70..75 {
+        let (mut w, people) = world(seed);
+        let durable = DataChannelSenderOptions {
+            channel_id: Some(10),
+            reliability: DataChannelReliability::Durable,
+            ..DataChannelSenderOptions::default()
+        };
+        let alice = people[0].1.data_channel().create_sender(durable.clone()).expect("sender");
+        let bob = people[1].1.data_channel().create_sender(durable).expect("sender");
+        alice.send(b"hello".to_vec()).expect("send");
+        receivers(&mut w, &people[1].1, 1);
+        w.run_for(Duration::from_millis(500));
+        // Bob's message reaches the server, which owes him its SACK...
+        bob.send(b"just before".to_vec()).expect("send");
+        w.run_for(RTT);
+        // ... when it closes everything, as alice closes her sender.
+        drop(alice);
+        let server = w.server;
+        close_all(&mut w, server);
+        let mut hosts: Vec<HostId> = people.iter().map(|(h, _)| *h).collect();
+        hosts.push(server);
+        let start = w.net.now();
+        let done = w.net.run_until(Duration::from_secs(10), |net| {
+            net.host(server).association_count() == 0
+        });
+        let server_took = w.net.now() - start;
+        assert!(done, "seed {seed}: the server still holds associations");
+        let took = until_all_empty(&mut w, &hosts, Duration::from_secs(10)) + server_took;
+        assert!(
+            server_took <= ALIVE_BOUND && took <= ALIVE_BOUND,
+            "seed {seed}: the server's associations took {server_took:?}, everyone's {took:?}, bound {ALIVE_BOUND:?}"
+        );
+        for (_, call) in &people {
+            assert!(!call.is_joined(), "seed {seed}: the call did not end");
+        }
     }
 }

@@ -917,12 +917,18 @@ impl Hub {
             }
             Some(Link::Closing) => {}
             Some(Link::Uplink { core, .. }) => {
-                let rejected = matches!(frame, Frame::JoinRejected(_));
+                // A rejected join, or the server removing this participant
+                // (it shuts down, or finds it too slow or over the rules):
+                // the call is over, and the server closes its side next.
+                // Closing this side at once lets the two shutdowns meet
+                // rather than leave the server waiting on a SACK this side
+                // would only send after its delayed-ack timer.
+                let over = matches!(frame, Frame::JoinRejected(_) | Frame::Leave(_));
                 if matches!(frame, Frame::JoinAccepted(_)) {
                     self.joining.push(assoc);
                 }
                 core.handle_frame(now, frame);
-                if rejected {
+                if over {
                     self.node.close(now, assoc);
                 }
             }
