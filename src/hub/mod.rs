@@ -698,12 +698,17 @@ impl Hub {
 
     /// Closes every association gracefully: members of calls served here
     /// are told the server is shutting down, this hub's own remote calls
-    /// leave. Queued data is delivered first (see [`Node::close`]).
+    /// leave, associations that have not joined yet are told their join is
+    /// refused. Queued data is delivered first (see [`Node::close`]).
+    /// Associations still in their handshake end at once, and from now on
+    /// new ones are refused (see [`Node::close_all`]): nothing new starts
+    /// while the closes complete.
     pub fn close_all(&mut self, now: Instant) {
         let now = self.advance(now);
-        let assocs: Vec<AssocId> = self.links.keys().copied().collect();
+        let mut assocs: Vec<AssocId> = self.links.keys().copied().collect();
+        assocs.sort_unstable();
         for assoc in assocs {
-            let leave = match self.links.get(&assoc) {
+            let last: Option<Frame> = match self.links.get(&assoc) {
                 Some(Link::Member { .. } | Link::Relayed { .. }) => {
                     // What the member's egress holds goes first.
                     if let Some(mut e) = self.drop_egress(assoc) {
@@ -711,22 +716,35 @@ impl Hub {
                         e.pump(now, usize::MAX, 0, &mut out);
                         self.send_encoded_batched(now, assoc, out);
                     }
-                    Some(relay::leave(
-                        ErrorCode::SHUTTING_DOWN,
-                        "the server is shutting down",
-                    ))
+                    Some(relay::leave(ErrorCode::SHUTTING_DOWN, SHUTTING_DOWN).into())
                 }
-                Some(Link::Uplink { .. }) => Some(Leave {
-                    code: ErrorCode::NONE,
-                    reason: ShortStr::default(),
-                }),
-                _ => None,
+                Some(Link::Uplink { .. }) => Some(
+                    Leave {
+                        code: ErrorCode::NONE,
+                        reason: ShortStr::default(),
+                    }
+                    .into(),
+                ),
+                Some(Link::Pending { .. }) => {
+                    // Its join, if one is on the way, finds it closing.
+                    self.links.insert(assoc, Link::Closing);
+                    Some(
+                        JoinRejected {
+                            code: ErrorCode::SHUTTING_DOWN,
+                            reason: ShortStr::truncated(SHUTTING_DOWN),
+                        }
+                        .into(),
+                    )
+                }
+                Some(Link::Closing) | None => None,
             };
-            if let Some(leave) = leave {
-                self.send(now, assoc, Delivery::Reliable, leave.into());
+            if let Some(frame) = last {
+                self.send(now, assoc, Delivery::Reliable, frame);
             }
-            self.node.close(now, assoc);
         }
+        // Closes every association: those above after their last frame,
+        // and those no link knows yet (still in their handshake).
+        self.node.close_all(now);
     }
 
     // ---- sans-IO inputs and outputs --------------------------------------
@@ -1867,6 +1885,9 @@ impl crate::sim::Host for Hub {
         Hub::poll_timeout(self)
     }
 }
+
+/// The reason given to members and joins when the server shuts down.
+const SHUTTING_DOWN: &str = "the server is shutting down";
 
 fn ids(call_id: &str, participant_id: &str) -> Result<(ShortStr, ShortStr), JoinError> {
     if call_id.is_empty() || participant_id.is_empty() {
