@@ -746,3 +746,33 @@ fn a_handshake_under_way_at_close_all_is_aborted_and_the_shutdown_ends_promptly(
         assert!(w.net.host(server).members("call").is_empty());
     }
 }
+
+/// The server shuts down after a participant's handshake completed but
+/// before its join arrived: the join is refused with the reason (it used to
+/// be admitted into the call during the shutdown).
+#[test]
+fn a_join_on_its_way_at_close_all_is_refused_with_the_reason() {
+    for seed in 90..95 {
+        let (mut w, people) = world(seed);
+        let server = w.server;
+        let before = w.net.host(server).association_count();
+        let (carol_host, carol) = w.join("call", "carol");
+        // Her INIT arrives; a round trip later so does her COOKIE-ECHO,
+        // and her join is a round trip behind it.
+        w.settle_until(|w| w.net.host(server).association_count() > before);
+        w.run_for(RTT + RTT / 4);
+        assert!(!carol.is_joined());
+        close_all(&mut w, server);
+        let mut hosts: Vec<HostId> = people.iter().map(|(h, _)| *h).collect();
+        hosts.extend([server, carol_host]);
+        let took = until_all_empty(&mut w, &hosts, Duration::from_secs(10));
+        assert!(took <= ALIVE_BOUND, "seed {seed}: took {took:?}");
+        let reason = ended(&mut w, &carol);
+        assert!(
+            reason.contains("join rejected: the server is shutting down"),
+            "seed {seed}: {reason}"
+        );
+        assert!(w.net.host(server).members("call").is_empty());
+        assert_eq!(w.net.host(server).stats().joins_accepted, 2);
+    }
+}
