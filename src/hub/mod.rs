@@ -315,6 +315,9 @@ struct Route {
     targets: Vec<ParticipantId>,
     /// Members that got `SenderOpened` (and so have a receiver).
     announced: BTreeSet<MemberId>,
+    /// Members that closed their receiver of this session (a Durable one
+    /// whose buffer was full): no longer sent it, nor announced it again.
+    declined: BTreeSet<MemberId>,
     /// The traffic rules, policed independently of the client's own check.
     limiter: TrafficLimiter,
     /// A message of this session was over the rules already.
@@ -946,8 +949,12 @@ impl Hub {
                     self.joining.push(assoc);
                 }
                 core.handle_frame(now, frame);
+                let mut notices = Out::new();
+                core.take_notices(&mut notices);
                 if over {
                     self.node.close(now, assoc);
+                } else {
+                    self.send_out(now, assoc, notices);
                 }
             }
         }
@@ -1206,6 +1213,7 @@ impl Hub {
                     epoch: 0,
                     targets: Vec::new(),
                     announced: BTreeSet::new(),
+                    declined: BTreeSet::new(),
                     limiter: self.config.channel.traffic.limiter(
                         o.reliability,
                         o.priority,
@@ -1257,6 +1265,23 @@ impl Hub {
                         ..c
                     };
                     self.sink.route_closed(now, room, &route, closed);
+                }
+            }
+            // A receiver of `origin`'s session closed on this member's side.
+            Frame::SenderClosed(SenderClosed {
+                channel,
+                session,
+                reason: CloseReason::RECEIVER_OVERFLOW,
+                origin: Some(origin),
+            }) => {
+                if let Some(route) = self
+                    .rooms
+                    .get_mut(call_id)
+                    .and_then(|r| r.routes.get_mut(&(origin, channel)))
+                    .filter(|r| r.session == session)
+                {
+                    route.announced.remove(&from);
+                    route.declined.insert(from);
                 }
             }
             Frame::KeepAlive(k) if k.origin.is_none() => {
@@ -1391,6 +1416,7 @@ impl Hub {
         let mut opened_encoded = None;
         for (m, member) in members.iter_mut() {
             let addressed = *m != from
+                && !route.declined.contains(m)
                 && (route.targets.is_empty() || route.targets.contains(&member.participant_id));
             if !addressed {
                 continue;
@@ -1442,6 +1468,7 @@ impl Hub {
         }
         for route in room.routes.values_mut() {
             route.announced.remove(&member);
+            route.declined.remove(&member);
         }
         let left: Frame = ParticipantLeft { member }.into();
         let encoded = Message::Frame(left.clone()).to_bytes();
