@@ -648,8 +648,16 @@ fn the_server_closes_all_while_members_are_busy_and_everything_ends_within_a_few
             reliability: DataChannelReliability::Durable,
             ..DataChannelSenderOptions::default()
         };
-        let alice = people[0].1.data_channel().create_sender(durable.clone()).expect("sender");
-        let bob = people[1].1.data_channel().create_sender(durable).expect("sender");
+        let alice = people[0]
+            .1
+            .data_channel()
+            .create_sender(durable.clone())
+            .expect("sender");
+        let bob = people[1]
+            .1
+            .data_channel()
+            .create_sender(durable)
+            .expect("sender");
         alice.send(b"hello".to_vec()).expect("send");
         receivers(&mut w, &people[1].1, 1);
         w.run_for(Duration::from_millis(500));

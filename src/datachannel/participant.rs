@@ -19,8 +19,8 @@ use crate::proto::Delivery;
 use crate::sched::{FlowSpec, Head, Pick, Scheduler};
 use crate::wire::Codec;
 use crate::wire::{
-    CloseReason, Data, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability, SenderClosed,
-    SenderOpened, SetParticipants, ShortStr,
+    CloseReason, Data, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability,
+    SenderClosed, SenderOpened, SetParticipants, ShortStr,
 };
 
 /// Frames to send, each on its stream.
