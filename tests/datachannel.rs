@@ -415,6 +415,61 @@ fn close_closes_every_receiver_of_the_session_after_its_messages() {
     );
 }
 
+/// A Durable receiver whose buffer fills closes (it can no longer be
+/// lossless) and tells the server, which stops sending that member the
+/// session (it used to keep forwarding every message, which the member then
+/// dropped); the others still get everything, and a new session of the
+/// sender opens a new receiver for it.
+#[test]
+fn a_durable_receiver_closed_on_overflow_is_no_longer_sent_the_session() {
+    let mut w = World::new(9, LinkConfig::default());
+    let calls = w.call_of("call", &["alice", "carol"]);
+    // Bob holds two unread 10-byte messages at most (64 bytes each on top).
+    let (_, bob) = w.join_with("call", "bob", |c| {
+        c.channel.receiver_buffer_bytes = 2 * (64 + 10);
+    });
+    w.settle_until(|_| bob.is_joined() && calls[0].participants().len() == 2);
+    let s = calls[0]
+        .data_channel()
+        .create_sender(chat(5))
+        .expect("sender");
+    s.send(vec![0; 10]).expect("send");
+    let bob_rx = receivers(&mut w, &bob, 1).remove(0);
+    let carol_rx = receivers(&mut w, &calls[1], 1).remove(0);
+    // Bob does not read: the third message does not fit.
+    for i in 1..3 {
+        s.send(vec![i; 10]).expect("send");
+    }
+    w.settle_until(|_| bob_rx.is_closed());
+    w.run_for(Duration::from_millis(100));
+    let server = w.server;
+    let before = w.net.host(server).stats().messages_forwarded;
+    for i in 3..23 {
+        s.send(vec![i; 10]).expect("send");
+    }
+    let mut got = Vec::new();
+    w.settle_until(|_| {
+        got.extend(drain(&carol_rx).into_iter().map(|(_, d)| d[0]));
+        got.len() == 23
+    });
+    assert_eq!(got, (0..23).collect::<Vec<u8>>());
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(
+        w.net.host(server).stats().messages_forwarded - before,
+        20,
+        "only carol is sent the session now"
+    );
+    assert_eq!(drain(&bob_rx).len(), 2, "what bob held is still readable");
+    // A new session of the sender is a new receiver for bob.
+    let again = calls[0]
+        .data_channel()
+        .create_sender(chat(5))
+        .expect("sender");
+    again.send("again").expect("send");
+    let rx = receivers(&mut w, &bob, 1).remove(0);
+    w.settle_until(|_| rx.read_message().is_some_and(|m| m.data == "again"));
+}
+
 #[test]
 fn receivers_close_when_idle_and_keepalives_hold_open_senders() {
     let short = |c: &mut HubConfig| {

@@ -19,8 +19,8 @@ use crate::proto::Delivery;
 use crate::sched::{FlowSpec, Head, Pick, Scheduler};
 use crate::wire::Codec;
 use crate::wire::{
-    Data, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability, SenderClosed,
-    SenderOpened, SetParticipants, ShortStr,
+    CloseReason, Data, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability,
+    SenderClosed, SenderOpened, SetParticipants, ShortStr,
 };
 
 /// Frames to send, each on its stream.
@@ -146,6 +146,9 @@ pub(crate) struct ParticipantCore {
     senders: HashMap<u16, SenderEntry>,
     receivers: HashMap<(MemberId, u16), ReceiverEntry>,
     orphans: Orphans,
+    /// Frames for the server that receiving produced: receivers closed
+    /// here, which the server stops sending to (see [`Self::take_notices`]).
+    notices: Vec<Frame>,
     pub(crate) stats: ParticipantStats,
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
@@ -163,8 +166,21 @@ impl ParticipantCore {
             senders: HashMap::new(),
             receivers: HashMap::new(),
             orphans: Orphans::default(),
+            notices: Vec::new(),
             stats: ParticipantStats::default(),
         }
+    }
+
+    /// Moves the frames receiving produced for the server into `out`: a
+    /// `SenderClosed` with the sender's origin for each Durable receiver
+    /// closed because its buffer was full, so the server stops sending it
+    /// that session (a new session of the sender opens a new receiver).
+    pub(crate) fn take_notices(&mut self, out: &mut Out) {
+        out.extend(
+            self.notices
+                .drain(..)
+                .map(|frame| (Delivery::Reliable, frame)),
+        );
     }
 
     /// Sender `s` has operations queued: makes it a flow of this
@@ -512,6 +528,15 @@ impl ParticipantCore {
                     // It can no longer be lossless: close rather than lie.
                     r.shared.close();
                     self.receivers.remove(&(origin, d.channel));
+                    self.notices.push(
+                        SenderClosed {
+                            channel: d.channel,
+                            session: d.session,
+                            reason: CloseReason::RECEIVER_OVERFLOW,
+                            origin: Some(origin),
+                        }
+                        .into(),
+                    );
                 }
             }
             // Sessions count up per sender: a newer one may not be open yet.
@@ -582,6 +607,7 @@ impl ParticipantCore {
 
     /// Closes idle receivers and keeps idle senders' receivers alive.
     pub(crate) fn tick(&mut self, now: Instant, out: &mut Out) {
+        self.take_notices(out);
         let config = &self.shared.config;
         self.receivers.retain(|_, r| {
             let alive = now < r.last_activity + config.receiver_idle_timeout;
@@ -612,6 +638,7 @@ impl ParticipantCore {
     /// The call is over: everything closes.
     pub(crate) fn end(&mut self, reason: &str) {
         self.shared.set_ended(reason);
+        self.notices.clear();
         for (_, r) in self.receivers.drain() {
             r.shared.close();
         }

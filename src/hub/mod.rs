@@ -315,6 +315,9 @@ struct Route {
     targets: Vec<ParticipantId>,
     /// Members that got `SenderOpened` (and so have a receiver).
     announced: BTreeSet<MemberId>,
+    /// Members that closed their receiver of this session (a Durable one
+    /// whose buffer was full): no longer sent it, nor announced it again.
+    declined: BTreeSet<MemberId>,
     /// The traffic rules, policed independently of the client's own check.
     limiter: TrafficLimiter,
     /// A message of this session was over the rules already.
@@ -698,12 +701,17 @@ impl Hub {
 
     /// Closes every association gracefully: members of calls served here
     /// are told the server is shutting down, this hub's own remote calls
-    /// leave. Queued data is delivered first (see [`Node::close`]).
+    /// leave, associations that have not joined yet are told their join is
+    /// refused. Queued data is delivered first (see [`Node::close`]).
+    /// Associations still in their handshake end at once, and from now on
+    /// new ones are refused (see [`Node::close_all`]): nothing new starts
+    /// while the closes complete.
     pub fn close_all(&mut self, now: Instant) {
         let now = self.advance(now);
-        let assocs: Vec<AssocId> = self.links.keys().copied().collect();
+        let mut assocs: Vec<AssocId> = self.links.keys().copied().collect();
+        assocs.sort_unstable();
         for assoc in assocs {
-            let leave = match self.links.get(&assoc) {
+            let last: Option<Frame> = match self.links.get(&assoc) {
                 Some(Link::Member { .. } | Link::Relayed { .. }) => {
                     // What the member's egress holds goes first.
                     if let Some(mut e) = self.drop_egress(assoc) {
@@ -711,22 +719,35 @@ impl Hub {
                         e.pump(now, usize::MAX, 0, &mut out);
                         self.send_encoded_batched(now, assoc, out);
                     }
-                    Some(relay::leave(
-                        ErrorCode::SHUTTING_DOWN,
-                        "the server is shutting down",
-                    ))
+                    Some(relay::leave(ErrorCode::SHUTTING_DOWN, SHUTTING_DOWN).into())
                 }
-                Some(Link::Uplink { .. }) => Some(Leave {
-                    code: ErrorCode::NONE,
-                    reason: ShortStr::default(),
-                }),
-                _ => None,
+                Some(Link::Uplink { .. }) => Some(
+                    Leave {
+                        code: ErrorCode::NONE,
+                        reason: ShortStr::default(),
+                    }
+                    .into(),
+                ),
+                Some(Link::Pending { .. }) => {
+                    // Its join, if one is on the way, finds it closing.
+                    self.links.insert(assoc, Link::Closing);
+                    Some(
+                        JoinRejected {
+                            code: ErrorCode::SHUTTING_DOWN,
+                            reason: ShortStr::truncated(SHUTTING_DOWN),
+                        }
+                        .into(),
+                    )
+                }
+                Some(Link::Closing) | None => None,
             };
-            if let Some(leave) = leave {
-                self.send(now, assoc, Delivery::Reliable, leave.into());
+            if let Some(frame) = last {
+                self.send(now, assoc, Delivery::Reliable, frame);
             }
-            self.node.close(now, assoc);
         }
+        // Closes every association: those above after their last frame,
+        // and those no link knows yet (still in their handshake).
+        self.node.close_all(now);
     }
 
     // ---- sans-IO inputs and outputs --------------------------------------
@@ -917,13 +938,23 @@ impl Hub {
             }
             Some(Link::Closing) => {}
             Some(Link::Uplink { core, .. }) => {
-                let rejected = matches!(frame, Frame::JoinRejected(_));
+                // A rejected join, or the server removing this participant
+                // (it shuts down, or finds it too slow or over the rules):
+                // the call is over, and the server closes its side next.
+                // Closing this side at once lets the two shutdowns meet
+                // rather than leave the server waiting on a SACK this side
+                // would only send after its delayed-ack timer.
+                let over = matches!(frame, Frame::JoinRejected(_) | Frame::Leave(_));
                 if matches!(frame, Frame::JoinAccepted(_)) {
                     self.joining.push(assoc);
                 }
                 core.handle_frame(now, frame);
-                if rejected {
+                let mut notices = Out::new();
+                core.take_notices(&mut notices);
+                if over {
                     self.node.close(now, assoc);
+                } else {
+                    self.send_out(now, assoc, notices);
                 }
             }
         }
@@ -1182,6 +1213,7 @@ impl Hub {
                     epoch: 0,
                     targets: Vec::new(),
                     announced: BTreeSet::new(),
+                    declined: BTreeSet::new(),
                     limiter: self.config.channel.traffic.limiter(
                         o.reliability,
                         o.priority,
@@ -1233,6 +1265,23 @@ impl Hub {
                         ..c
                     };
                     self.sink.route_closed(now, room, &route, closed);
+                }
+            }
+            // A receiver of `origin`'s session closed on this member's side.
+            Frame::SenderClosed(SenderClosed {
+                channel,
+                session,
+                reason: CloseReason::RECEIVER_OVERFLOW,
+                origin: Some(origin),
+            }) => {
+                if let Some(route) = self
+                    .rooms
+                    .get_mut(call_id)
+                    .and_then(|r| r.routes.get_mut(&(origin, channel)))
+                    .filter(|r| r.session == session)
+                {
+                    route.announced.remove(&from);
+                    route.declined.insert(from);
                 }
             }
             Frame::KeepAlive(k) if k.origin.is_none() => {
@@ -1367,6 +1416,7 @@ impl Hub {
         let mut opened_encoded = None;
         for (m, member) in members.iter_mut() {
             let addressed = *m != from
+                && !route.declined.contains(m)
                 && (route.targets.is_empty() || route.targets.contains(&member.participant_id));
             if !addressed {
                 continue;
@@ -1418,6 +1468,7 @@ impl Hub {
         }
         for route in room.routes.values_mut() {
             route.announced.remove(&member);
+            route.declined.remove(&member);
         }
         let left: Frame = ParticipantLeft { member }.into();
         let encoded = Message::Frame(left.clone()).to_bytes();
@@ -1861,6 +1912,9 @@ impl crate::sim::Host for Hub {
         Hub::poll_timeout(self)
     }
 }
+
+/// The reason given to members and joins when the server shuts down.
+const SHUTTING_DOWN: &str = "the server is shutting down";
 
 fn ids(call_id: &str, participant_id: &str) -> Result<(ShortStr, ShortStr), JoinError> {
     if call_id.is_empty() || participant_id.is_empty() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use sctp_proto::{
     Association, AssociationError, AssociationHandle, ClientConfig, DatagramEvent, Endpoint,
     EndpointConfig, EndpointEvent, Event as SctpEvent, Payload, PayloadProtocolIdentifier,
@@ -198,7 +198,8 @@ pub struct NodeStats {
     pub messages_malformed: u64,
     /// Messages on streams or with PPIDs the engine does not use (dropped).
     pub messages_ignored: u64,
-    /// Incoming associations refused because the node was full.
+    /// Incoming associations refused because the node was full, or was
+    /// closing everything ([`Node::close_all`]).
     pub associations_refused: u64,
 }
 
@@ -223,6 +224,9 @@ struct Assoc {
     nudge: bool,
     /// The reason to report, decided by the node before SCTP reports loss.
     close_reason: Option<CloseReason>,
+    /// For an association the peer started: the peer's INIT, to abort the
+    /// handshake with (sctp-proto's `close` tells the peer nothing).
+    peer_init: Option<InitTag>,
     created: Instant,
     last_rx: Instant,
     last_keepalive: Instant,
@@ -274,6 +278,8 @@ pub struct Node {
     client_config: ClientConfig,
     /// Whether the endpoint has a server config (accepts INITs).
     accepting: bool,
+    /// Set by [`Node::close_all`]: INITs are answered with an ABORT.
+    refusing: bool,
     assocs: HashMap<AssocId, Assoc>,
     by_handle: HashMap<AssociationHandle, AssocId>,
     /// Associations not yet connected.
@@ -312,6 +318,7 @@ impl Node {
         let endpoint = Endpoint::new(Arc::new(EndpointConfig::new()), server_config.clone());
         Self {
             accepting: server_config.is_some(),
+            refusing: false,
             config,
             endpoint,
             client_config,
@@ -390,6 +397,16 @@ impl Node {
             self.stats.datagrams_dropped += 1;
             return;
         }
+        if self.refusing && starts_with_init(&datagram) {
+            // Closing everything: the peer learns at once rather than
+            // retransmitting its INIT until its handshake times out.
+            self.stats.associations_refused += 1;
+            if let Some(init) = InitTag::parse(&datagram) {
+                self.transmits.push_back(init.abort(remote));
+            }
+            return;
+        }
+        let init = InitTag::parse(&datagram);
         match self.endpoint.handle(now, remote, None, None, datagram) {
             None => self.stats.datagrams_dropped += 1,
             Some((handle, DatagramEvent::NewAssociation(sctp))) => {
@@ -401,6 +418,9 @@ impl Node {
                     self.endpoint.handle_event(handle, EndpointEvent::drained());
                 } else {
                     let id = self.insert(handle, sctp, remote, now);
+                    if let Some(a) = self.assocs.get_mut(&id) {
+                        a.peer_init = init;
+                    }
                     self.drive(id, now);
                 }
             }
@@ -551,9 +571,25 @@ impl Node {
         if a.connected {
             a.nudge = true;
         } else {
+            abort_handshake(a, &mut self.transmits);
             force_close(a, CloseReason::Local);
         }
         self.drive(assoc, now);
+    }
+
+    /// Stops accepting associations and closes every one this node holds:
+    /// an established one gracefully ([`Node::close`]), one still in its
+    /// handshake at once, with an ABORT to the peer if the peer started it.
+    /// From then on an INIT is answered with an ABORT (and counted in
+    /// [`NodeStats::associations_refused`]). For an engine that shuts down:
+    /// nothing new can start while it waits for its closes to complete.
+    pub fn close_all(&mut self, now: Instant) {
+        self.refusing = true;
+        let mut ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.close(now, id);
+        }
     }
 
     /// Ends `assoc` at once, dropping whatever it still had queued (for a
@@ -565,6 +601,9 @@ impl Node {
         let Some(a) = self.assocs.get_mut(&assoc) else {
             return false;
         };
+        if !a.connected && a.close_reason.is_none() {
+            abort_handshake(a, &mut self.transmits);
+        }
         force_close(a, reason);
         self.drive(assoc, now);
         true
@@ -665,6 +704,7 @@ impl Node {
                 shutdown_sends: (0, 0),
                 nudge: false,
                 close_reason: None,
+                peer_init: None,
                 created: now,
                 last_rx: now,
                 last_keepalive: now,
@@ -771,6 +811,7 @@ impl Node {
             CloseReason::PeerClosed
         };
         let mut gave_up = false;
+        let sent_before = transmits.len();
         while let Some(t) = a.sctp.poll_transmit(now) {
             if let Payload::RawEncode(datagrams) = &t.payload {
                 for d in datagrams {
@@ -808,12 +849,16 @@ impl Node {
         }
         // A close waits until the peer has acknowledged everything queued,
         // and a receiver delays the SACK for a lone packet (sctp-proto by
-        // 200 ms): that wait was most of a close to a live peer. So once,
-        // when the close starts with data unacknowledged, the node sends a
-        // keep-alive in a packet of its own after that data; a receiver
-        // acknowledges every second packet at once (RFC 9260 6.2). (The I
-        // bit of RFC 7053 on the last DATA chunk would ask directly;
-        // sctp-proto honours it but cannot send it.)
+        // 200 ms): that wait was most of a close to a live peer. So while
+        // closing, the last packet with DATA that each run sends carries the
+        // I bit (RFC 7053: "acknowledge at once"; sctp-proto honours it but
+        // cannot send it, so the node sets it and re-signs the packet). And
+        // once, when the close starts with data sent but unacknowledged, a
+        // keep-alive goes after it to carry that bit. (Sending the keep-alive
+        // in a packet of its own and counting on the peer acknowledging
+        // every second packet at once is not enough: a peer that already
+        // owes a SACK acknowledges the packet before it, and holds the
+        // keep-alive.)
         if std::mem::take(&mut a.nudge)
             && a.close_reason.is_none()
             && !a.shutdown_started
@@ -825,6 +870,15 @@ impl Node {
             while let Some(t) = a.sctp.poll_transmit(now) {
                 push_datagrams(transmits, t);
             }
+        }
+        if a.closing_since.is_some()
+            && let Some(last) = transmits
+                .range_mut(sent_before..)
+                .rev()
+                .find_map(|t| last_data_chunk(&t.payload).map(|at| (t, at)))
+        {
+            let (t, at) = last;
+            t.payload = with_immediate_sack(&t.payload, at);
         }
         // A reason set by the node (idle timeout, forced close) wins over what
         // SCTP reports; sctp-proto reports nothing when it closes an
@@ -888,6 +942,109 @@ const CHUNK_SHUTDOWN: u8 = 7;
 const CHUNK_SHUTDOWN_ACK: u8 = 8;
 /// SCTP chunk type SHUTDOWN COMPLETE (RFC 9260).
 const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
+/// SCTP chunk type DATA (RFC 9260).
+const CHUNK_DATA: u8 = 0;
+/// SCTP chunk type I-DATA (RFC 8260).
+const CHUNK_I_DATA: u8 = 64;
+/// The I bit of a DATA or I-DATA chunk's flags: the receiver should
+/// acknowledge it at once (RFC 7053).
+const FLAG_IMMEDIATE_SACK: u8 = 0x08;
+/// Where the checksum sits in the SCTP common header.
+const CHECKSUM: std::ops::Range<usize> = 8..12;
+/// CRC32c, the SCTP checksum (RFC 9260, appendix A).
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// The offset of the last DATA (or I-DATA) chunk of an SCTP packet, if it
+/// has one.
+fn last_data_chunk(packet: &[u8]) -> Option<usize> {
+    let mut at = COMMON_HEADER_LEN;
+    let mut last = None;
+    while let Some(header) = packet.get(at..at + 4) {
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        if matches!(header[0], CHUNK_DATA | CHUNK_I_DATA) {
+            last = Some(at);
+        }
+        if len < 4 {
+            break;
+        }
+        at += len.next_multiple_of(4);
+    }
+    last
+}
+
+/// `packet` with the I bit set on the chunk at `chunk`, checksum recomputed.
+fn with_immediate_sack(packet: &[u8], chunk: usize) -> Bytes {
+    let mut p = BytesMut::from(packet);
+    p[chunk + 1] |= FLAG_IMMEDIATE_SACK;
+    p[CHECKSUM].fill(0);
+    let sum = CRC32C.checksum(&p);
+    // Stored least significant byte first, as sctp-proto and RFC 9260's
+    // reference code do.
+    p[CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+    p.freeze()
+}
+
+/// SCTP chunk type ABORT (RFC 9260).
+const CHUNK_ABORT: u8 = 6;
+/// Error cause "User-Initiated Abort" (RFC 9260 3.3.10.12).
+const CAUSE_USER_INITIATED_ABORT: u16 = 12;
+
+/// What answering a peer's INIT takes: its initiate tag (the verification
+/// tag the peer expects) and the SCTP ports, from the INIT's packet.
+#[derive(Debug, Clone, Copy)]
+struct InitTag {
+    /// The INIT's source port: the destination port of the answer.
+    peer_port: u16,
+    /// The INIT's destination port: the source port of the answer.
+    our_port: u16,
+    tag: u32,
+}
+
+impl InitTag {
+    /// The INIT at the start of `packet`, if it is one.
+    fn parse(packet: &[u8]) -> Option<Self> {
+        if !starts_with_init(packet) {
+            return None;
+        }
+        let port = |at: usize| Some(u16::from_be_bytes(packet.get(at..at + 2)?.try_into().ok()?));
+        let tag_at = COMMON_HEADER_LEN + 4;
+        let tag = u32::from_be_bytes(packet.get(tag_at..tag_at + 4)?.try_into().ok()?);
+        Some(Self {
+            peer_port: port(0)?,
+            our_port: port(2)?,
+            // An INIT's initiate tag is never 0 (sctp-proto refuses one).
+            tag: (tag != 0).then_some(tag)?,
+        })
+    }
+
+    /// An ABORT (cause: user-initiated, no reason) ending the peer's
+    /// handshake, to `remote`.
+    fn abort(self, remote: SocketAddr) -> Transmit {
+        let mut p = BytesMut::with_capacity(COMMON_HEADER_LEN + 8);
+        p.put_u16(self.our_port);
+        p.put_u16(self.peer_port);
+        p.put_u32(self.tag);
+        p.put_u32(0); // Checksum, below.
+        p.put_slice(&[CHUNK_ABORT, 0]); // T bit clear: the peer's own tag.
+        p.put_u16(8);
+        p.put_u16(CAUSE_USER_INITIATED_ABORT);
+        p.put_u16(4);
+        let sum = CRC32C.checksum(&p);
+        p[CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+        Transmit {
+            destination: remote,
+            payload: p.freeze(),
+        }
+    }
+}
+
+/// Tells the peer of `a`, still in its handshake, that it is over (when the
+/// peer started it: a handshake this node started is only forgotten).
+fn abort_handshake(a: &Assoc, transmits: &mut VecDeque<Transmit>) {
+    if let Some(init) = a.peer_init {
+        transmits.push_back(init.abort(a.remote));
+    }
+}
 
 /// Writes one encoded message on `delivery`'s stream.
 fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {

@@ -128,6 +128,10 @@ impl CloseReason {
     /// rules (its excess would have left a hole in an ordered, lossless
     /// stream).
     pub const TRAFFIC_LIMIT: Self = Self(5);
+    /// Receiver → server: the receiver of this session could not hold a
+    /// Durable message (its buffer was full) and closed; the server stops
+    /// sending it the session.
+    pub const RECEIVER_OVERFLOW: Self = Self(6);
 }
 
 /// An error or rejection code (in [`JoinRejected`], [`Leave`],
@@ -693,7 +697,9 @@ pub struct SenderClosed {
     pub session: u32,
     /// Why.
     pub reason: CloseReason,
-    /// The sending member (server → receiver leg only).
+    /// The sending member: set on the server → receiver leg, and when a
+    /// receiver tells the server it closed its receiver of that member's
+    /// session ([`CloseReason::RECEIVER_OVERFLOW`]).
     pub origin: Option<MemberId>,
 }
 
