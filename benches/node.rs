@@ -3,17 +3,19 @@
 //! both on one thread, with the in-flight data capped at 64 KiB (the
 //! reference measurements compare designs at the same cap).
 //!
-//! Two ways to carry 100-byte messages: one SCTP message per application
-//! message, or 32 frames packed into one `Batch` per SCTP message (what the
-//! hub does with frames queued in the same turn).
+//! Ways to carry 100-byte messages: one SCTP message per application
+//! message (no coalescing), 32 frames packed into one `Batch` per SCTP
+//! message, or as many frames as fit a byte cap per `Batch` (what the hub
+//! does with frames queued in the same turn): one packet
+//! (`MAX_PACKET_MESSAGE`, 1,200 B: 10 frames) or 16 KiB (143 frames).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dcengine::proto::{AssocId, Delivery, Event, Node, NodeConfig};
-use dcengine::wire::{Batch, Data, Frame, Message};
+use dcengine::proto::{AssocId, Delivery, Event, MAX_PACKET_MESSAGE, Node, NodeConfig};
+use dcengine::wire::{Batch, Codec, Data, Frame, Message};
 
 const MESSAGES: u32 = 20_000;
 const WINDOW: usize = 64 * 1024;
@@ -104,11 +106,30 @@ fn run(pair: &mut Pair, per_message: u32) {
     }
 }
 
+/// How many 100-byte Data frames fit a batch of at most `cap` bytes.
+fn frames_within(cap: usize) -> u32 {
+    let payload = Bytes::from(vec![0x42u8; 100]);
+    let frame_len = data(u32::MAX, &payload).encoded_len();
+    let mut n = 1;
+    while Batch::len_with(n + 1, (n + 1) * frame_len) <= cap {
+        n += 1;
+    }
+    n as u32
+}
+
 fn node_pair(c: &mut Criterion) {
     let mut group = c.benchmark_group("node_pair_100B");
     group.throughput(Throughput::Elements(u64::from(MESSAGES)));
     group.sample_size(10);
-    for (name, per_message) in [("one_message_each", 1), ("batched_32", 32)] {
+    let one_packet = frames_within(MAX_PACKET_MESSAGE);
+    let sixteen_k = frames_within(16 * 1024);
+    eprintln!("frames per batch: one packet {one_packet}, 16 KiB {sixteen_k}");
+    for (name, per_message) in [
+        ("one_message_each", 1),
+        ("batched_32", 32),
+        ("batched_one_packet", one_packet),
+        ("batched_16KiB", sixteen_k),
+    ] {
         group.bench_function(name, |b| {
             b.iter_batched(
                 Pair::new,

@@ -10,7 +10,7 @@
 mod config;
 mod node;
 
-pub use config::NodeConfig;
+pub use config::{MAX_PACKET_MESSAGE, NodeConfig, SCTP_PACKET_BYTES};
 pub(crate) use node::starts_with_init;
 pub use node::{
     AssocId, CloseReason, ConnectError, Delivery, Event, Node, NodeStats, SendError, Transmit,

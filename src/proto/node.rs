@@ -315,7 +315,9 @@ impl Node {
         });
         let mut client_config = ClientConfig::new();
         client_config.transport = transport;
-        let endpoint = Endpoint::new(Arc::new(EndpointConfig::new()), server_config.clone());
+        let mut endpoint_config = EndpointConfig::new();
+        endpoint_config.max_payload_size(super::config::MAX_PACKET_MESSAGE as u32);
+        let endpoint = Endpoint::new(Arc::new(endpoint_config), server_config.clone());
         Self {
             accepting: server_config.is_some(),
             refusing: false,

@@ -219,3 +219,24 @@ fn an_init_flood_cannot_take_every_slot() {
     while server.poll_event().is_some() {}
     assert_eq!(server.association_count(), 0);
 }
+
+/// A message of `MAX_PACKET_MESSAGE` bytes leaves in one datagram of
+/// `SCTP_PACKET_BYTES`; one byte more takes two (sctp-proto fragments it).
+#[test]
+fn a_message_of_max_packet_message_bytes_fills_exactly_one_packet() {
+    let (mut net, _, client, _, c) = pair(NodeConfig::server());
+    let now = net.now();
+    let node = net.host_mut(client);
+    while node.poll_transmit().is_some() {}
+    let datagrams = |node: &mut Node, len: usize| {
+        node.send_encoded(now, c, Delivery::Reliable, Bytes::from(vec![0u8; len]))
+            .expect("send");
+        std::iter::from_fn(|| node.poll_transmit())
+            .map(|t| t.payload.len())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(datagrams(node, MAX_PACKET_MESSAGE), vec![SCTP_PACKET_BYTES]);
+    let two = datagrams(node, MAX_PACKET_MESSAGE + 1);
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert!(two.iter().all(|&n| n <= SCTP_PACKET_BYTES), "{two:?}");
+}
