@@ -229,6 +229,12 @@ impl ParticipantCore {
     /// senders may use `high_reserve` bytes more: a High message never
     /// waits for room behind Normal ones (the traffic rules bound what High
     /// senders send).
+    /// How long what is picked from now on waits in the transport (see
+    /// [`crate::sched::Scheduler::set_transit`]).
+    pub(crate) fn set_transit(&mut self, transit: std::time::Duration) {
+        self.sched.set_transit(transit);
+    }
+
     pub(crate) fn pump(&mut self, now: Instant, room: usize, high_reserve: usize, out: &mut Out) {
         let mut used = 0;
         // Channels whose `SenderOpened` is in this batch.

@@ -221,6 +221,12 @@ impl MemberEgress {
     /// first (whatever the room), then what the scheduler picks while
     /// `room` bytes last, then High flows alone for `high_reserve` more.
     /// Returns how many Lossy messages were dropped as late.
+    /// How long what is picked from now on waits in the transport (see
+    /// [`crate::sched::Scheduler::set_transit`]).
+    pub(crate) fn set_transit(&mut self, transit: std::time::Duration) {
+        self.sched.set_transit(transit);
+    }
+
     pub(crate) fn pump(
         &mut self,
         now: Instant,

@@ -355,13 +355,21 @@ const BATCH_BYTES: usize = 16 * 1024;
 /// message per packet makes the egress budget settle below the offered
 /// rate (its estimate only sees what it let through, and delayed SACKs
 /// stretch the round trip), so for now Lossy batches as much as Durable.
-const LOSSY_BATCH_BYTES: usize = BATCH_BYTES;
+const LOSSY_BATCH_BYTES: usize = crate::proto::MAX_PACKET_MESSAGE;
 
 /// How large a batch on `delivery`'s stream may grow.
 fn batch_limit(delivery: Delivery) -> usize {
     match delivery {
         Delivery::Reliable => BATCH_BYTES,
         Delivery::Lossy => LOSSY_BATCH_BYTES,
+    }
+}
+
+/// The egress budget of an uplink (0 if `assoc` is not one).
+fn uplink_budget(links: &HashMap<AssocId, Link>, assoc: AssocId) -> usize {
+    match links.get(&assoc) {
+        Some(Link::Uplink { budget, .. }) => budget.budget(),
+        _ => 0,
     }
 }
 
@@ -1598,6 +1606,7 @@ impl Hub {
             let room = e.budget.room(queued);
             let reserve = HIGH_RESERVE.saturating_sub(queued.saturating_sub(e.budget.budget()));
             let mut out = Vec::new();
+            e.set_transit(e.budget.drain_time(queued));
             self.stats.lossy_dropped_slow += e.pump(now, room, reserve, &mut out);
             if !e.has_work() {
                 self.sink.ready.remove(&assoc);
@@ -1605,6 +1614,9 @@ impl Hub {
             let handed = self.send_encoded_batched(now, assoc, out);
             if let Some(e) = self.sink.egress.get_mut(&assoc) {
                 e.budget.on_sent(handed, now);
+                if e.has_work() && handed >= room {
+                    e.budget.on_limited();
+                }
             }
         }
     }
@@ -1738,12 +1750,21 @@ impl Hub {
                         let room = budget.room(queued);
                         let reserve =
                             HIGH_RESERVE.saturating_sub(queued.saturating_sub(budget.budget()));
+                        core.set_transit(budget.drain_time(queued));
                         core.pump(now, room, reserve, &mut out);
                         core.has_work()
                     }
                     _ => false,
                 };
                 self.send_out(now, assoc, out);
+                // Work left with the budget's room used up: the budget held
+                // the sender back (work left for want of shaping tokens
+                // leaves room).
+                let held =
+                    more && sctp_queued(&mut self.node, assoc) >= uplink_budget(&self.links, assoc);
+                if held && let Some(Link::Uplink { budget, .. }) = self.links.get_mut(&assoc) {
+                    budget.on_limited();
+                }
                 more
             } else if let Some((call_id, member)) = self.locals.get(&key).cloned() {
                 let mut out = Out::new();

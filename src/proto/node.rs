@@ -851,16 +851,13 @@ impl Node {
         }
         // A close waits until the peer has acknowledged everything queued,
         // and a receiver delays the SACK for a lone packet (sctp-proto by
-        // 200 ms): that wait was most of a close to a live peer. So while
-        // closing, the last packet with DATA that each run sends carries the
-        // I bit (RFC 7053: "acknowledge at once"; sctp-proto honours it but
-        // cannot send it, so the node sets it and re-signs the packet). And
-        // once, when the close starts with data sent but unacknowledged, a
-        // keep-alive goes after it to carry that bit. (Sending the keep-alive
-        // in a packet of its own and counting on the peer acknowledging
-        // every second packet at once is not enough: a peer that already
-        // owes a SACK acknowledges the packet before it, and holds the
-        // keep-alive.)
+        // 200 ms): that wait was most of a close to a live peer. So every
+        // packet with DATA carries the I bit (below; RFC 7053: "acknowledge
+        // at once"; sctp-proto honours it but cannot send it, so the node
+        // sets it and re-signs the packet). And once, when the close starts
+        // with data sent but unacknowledged (sent before this node set the
+        // bit, or its SACK lost), a keep-alive goes after it to carry that
+        // bit.
         if std::mem::take(&mut a.nudge)
             && a.close_reason.is_none()
             && !a.shutdown_started
@@ -873,14 +870,14 @@ impl Node {
                 push_datagrams(transmits, t);
             }
         }
-        if a.closing_since.is_some()
-            && let Some(last) = transmits
-                .range_mut(sent_before..)
-                .rev()
-                .find_map(|t| last_data_chunk(&t.payload).map(|at| (t, at)))
-        {
-            let (t, at) = last;
-            t.payload = with_immediate_sack(&t.payload, at);
+        // Every DATA packet asks for an immediate SACK: the egress budget
+        // reads round trips off acknowledgements, and a peer's delayed ack
+        // (sctp-proto: the second packet, or 200 ms) would add a packet's
+        // serialization or 200 ms to them — and to a close.
+        for t in transmits.range_mut(sent_before..) {
+            if let Some(at) = last_data_chunk(&t.payload) {
+                t.payload = with_immediate_sack(&t.payload, at);
+            }
         }
         // A reason set by the node (idle timeout, forced close) wins over what
         // SCTP reports; sctp-proto reports nothing when it closes an
@@ -950,7 +947,7 @@ const CHUNK_DATA: u8 = 0;
 const CHUNK_I_DATA: u8 = 64;
 /// The I bit of a DATA or I-DATA chunk's flags: the receiver should
 /// acknowledge it at once (RFC 7053).
-const FLAG_IMMEDIATE_SACK: u8 = 0x08;
+pub(super) const FLAG_IMMEDIATE_SACK: u8 = 0x08;
 /// Where the checksum sits in the SCTP common header.
 const CHECKSUM: std::ops::Range<usize> = 8..12;
 /// CRC32c, the SCTP checksum (RFC 9260, appendix A).
@@ -958,7 +955,7 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// The offset of the last DATA (or I-DATA) chunk of an SCTP packet, if it
 /// has one.
-fn last_data_chunk(packet: &[u8]) -> Option<usize> {
+pub(super) fn last_data_chunk(packet: &[u8]) -> Option<usize> {
     let mut at = COMMON_HEADER_LEN;
     let mut last = None;
     while let Some(header) = packet.get(at..at + 4) {

@@ -3,64 +3,123 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How long a minimum round trip stays valid before it is measured again.
+/// How long a base round trip stays valid before it is measured again.
 const RTT_WINDOW: Duration = Duration::from_secs(10);
-/// How long the budget stays at its minimum to measure the round trip.
+/// How long the budget stays at its minimum to measure the base round trip.
 const PROBE_TIME: Duration = Duration::from_millis(200);
-/// How long delivery-rate samples count.
-const RATE_WINDOW: Duration = Duration::from_secs(1);
-/// Shortest span a delivery-rate sample covers.
-const MIN_SAMPLE: Duration = Duration::from_millis(50);
 /// Most send marks kept for round-trip samples.
 const MAX_MARKS: usize = 1024;
+/// Bytes of one full packet's worth of messages.
+const QUANTUM: usize = crate::proto::MAX_PACKET_MESSAGE;
+/// The standing queue a round may show before the budget grows, in packets.
+const LOW_PACKETS: f64 = 0.25;
+/// The standing queue a round may show before the budget shrinks, in
+/// packets.
+const HIGH_PACKETS: f64 = 1.0;
 
 /// The egress budget of one association (sans-IO): how many bytes the
 /// engine lets sit in the transport's own queue (in flight plus unsent).
 ///
 /// SCTP keeps one FIFO per association and fills whatever bottleneck queue
 /// the path has; anything the engine hands it is out of the scheduler's
-/// hands. So the engine hands it only about a bandwidth-delay product: the
-/// budget is `delivery rate × (minimum round trip + target)`, within
-/// `[min, max]`. The delivery rate is the windowed maximum of the rate at
-/// which the transport's queue drains; the round trip is the windowed
-/// minimum of the time from handing bytes over to their leaving the queue
-/// (acknowledged). The `target` term both bounds the standing queue and
-/// lets the rate estimate grow when the path has more room. Every
-/// [`RTT_WINDOW`] without a new minimum the budget drops to `min` for
-/// [`PROBE_TIME`], so the queue drains and the round trip is measured
-/// afresh (as BBR's ProbeRTT does) rather than creeping up.
+/// hands. So the engine hands it about a bandwidth-delay product plus a
+/// small standing queue, found by watching delay, as TCP Vegas does:
+///
+/// - Round trips are sampled per hand-over of at least half a packet (a
+///   smaller one crosses a slow link faster than the packets the budget is
+///   about): from handing it over until its first byte has left the queue
+///   (acknowledged) for the *base* round trip, the windowed minimum; until
+///   its last byte has, for the queue a round shows (that byte waited
+///   behind everything handed over before it, its own batch included).
+/// - Each *round* (about one round trip: until the bytes handed over when
+///   it began have left) in which the budget held the sender back, the
+///   smallest round trip of the round tells how much of the budget sat in
+///   a queue: `budget × (1 − base / round trip)` bytes. Below
+///   a quarter of a packet the budget grows (by an eighth, at least a
+///   packet); above one packet it shrinks. On a fast path,
+///   where `target` × rate is more than a packet, the marks are half of
+///   that and that instead. So a slow link keeps about one packet queued
+///   (each packet of queue delays a High message by its serialization
+///   time), a fast one about `target`.
+/// - It starts at `min` and doubles each round that shows no more than
+///   the high mark of queue (*startup*), so a large path is found in a few
+///   round trips; the first round over it ends startup. Past the high mark
+///   the budget shrinks back to the middle of the marks (a packet at
+///   least) in one step.
+/// - A round in which the budget did not hold the sender back (it sent all
+///   it had) says nothing about the path and changes nothing.
+/// - Every [`RTT_WINDOW`] without a new minimum the budget drops to `min`
+///   for [`PROBE_TIME`] again, so the base follows a path that got longer
+///   (as BBR's ProbeRTT does).
+///
+/// Round trips are only as honest as the acknowledgements: the node asks
+/// for an immediate SACK on every DATA packet (RFC 7053), so no sample
+/// waits for the peer's delayed-ack timer or for a second packet.
 #[derive(Debug, Clone)]
 pub struct EgressBudget {
     min: usize,
     max: usize,
     target: Duration,
+    budget: usize,
     /// Bytes handed over so far.
     handed: u64,
     /// Bytes that left the queue so far.
     delivered: u64,
-    /// `(handed after, when)` of recent hand-overs.
-    marks: VecDeque<(u64, Instant)>,
-    rtt_min: Option<(Duration, Instant)>,
+    /// `(byte, when, kind)` of recent hand-overs: the first byte of each
+    /// for the base, the last for the round.
+    marks: VecDeque<(u64, Instant, Sample)>,
+    base: Option<(Duration, Instant)>,
+    /// Until when the budget is held at `min`, and the best base sample
+    /// seen meanwhile.
     probe: Option<(Instant, Option<Duration>)>,
-    last_sample: Option<(Instant, u64)>,
-    rates: VecDeque<(Instant, u64)>,
+    /// The round under way (none before the first hand-over).
+    round: Option<Round>,
+    /// Still looking for the path's size (see the type's documentation).
+    startup: bool,
+    /// The delivery rate of the last round the budget held the sender
+    /// back, bytes a second.
+    rate: Option<f64>,
+}
+
+/// Which round trip a mark samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sample {
+    /// A hand-over's first byte: on an idle path, the base.
+    First,
+    /// A hand-over's last byte: the queue it met, its own batch included.
+    Last,
+}
+
+/// One round of the budget's measurements.
+#[derive(Debug, Clone)]
+struct Round {
+    /// The round ends when `delivered` reaches this.
+    end: u64,
+    start: Instant,
+    delivered_at_start: u64,
+    rtt: Option<Duration>,
+    limited: bool,
 }
 
 impl EgressBudget {
-    /// A budget between `min` and `max` bytes allowing `target` of standing
-    /// queue; it starts at `min(max, 8 KiB)` until it has measured.
+    /// A budget between `min` and `max` bytes allowing about `target` of
+    /// standing queue on a fast path (one packet on a slow one); it starts
+    /// at `min`.
     pub fn new(min: usize, max: usize, target: Duration) -> Self {
+        let min = min.min(max);
         Self {
-            min: min.min(max),
+            min,
             max,
             target,
+            budget: min,
             handed: 0,
             delivered: 0,
             marks: VecDeque::new(),
-            rtt_min: None,
+            base: None,
             probe: None,
-            last_sample: None,
-            rates: VecDeque::new(),
+            round: None,
+            startup: true,
+            rate: None,
         }
     }
 
@@ -69,12 +128,34 @@ impl EgressBudget {
         if bytes == 0 {
             return;
         }
-        // The mark is the first byte: its round trip is how long it waited
-        // behind what was queued before, not behind its own batch.
-        if self.marks.len() < MAX_MARKS {
-            self.marks.push_back((self.handed + 1, now));
+        if self.round.is_none() || self.handed == self.delivered {
+            // Idle until now: a new round starts with this hand-over.
+            self.round = Some(self.new_round(now));
         }
+        let first = self.handed + 1;
         self.handed += bytes as u64;
+        if bytes >= QUANTUM / 2 && self.marks.len() + 2 <= MAX_MARKS {
+            self.marks.push_back((first, now, Sample::First));
+            self.marks.push_back((self.handed, now, Sample::Last));
+        }
+    }
+
+    /// The budget held the sender back: it had more to send than the
+    /// budget's room.
+    pub fn on_limited(&mut self) {
+        if let Some(r) = &mut self.round {
+            r.limited = true;
+        }
+    }
+
+    fn new_round(&self, now: Instant) -> Round {
+        Round {
+            end: self.handed + 1,
+            start: now,
+            delivered_at_start: self.delivered,
+            rtt: None,
+            limited: false,
+        }
     }
 
     /// The transport holds `buffered` bytes at `now`.
@@ -84,48 +165,28 @@ impl EgressBudget {
             .saturating_sub(buffered as u64)
             .max(self.delivered);
         self.delivered = delivered;
-        while let Some(&(upto, at)) = self.marks.front() {
+        while let Some(&(upto, at, kind)) = self.marks.front() {
             if upto > delivered {
                 break;
             }
             self.marks.pop_front();
-            self.rtt_sample(now.saturating_duration_since(at), now);
+            self.rtt_sample(now.saturating_duration_since(at), kind, now);
         }
-        match self.last_sample {
-            None => self.last_sample = Some((now, delivered)),
-            Some((at, before)) => {
-                let span = now.saturating_duration_since(at);
-                // Over at least two round trips: acknowledgements come in
-                // bursts, and a short span would see a rate the path lacks.
-                let floor = self
-                    .rtt_min
-                    .map_or(MIN_SAMPLE, |(r, _)| (4 * r).max(MIN_SAMPLE));
-                if span >= floor {
-                    let rate = (delivered - before) as f64 / span.as_secs_f64();
-                    self.rates.push_back((now, rate as u64));
-                    self.last_sample = Some((now, delivered));
-                }
-            }
+        if self.round.as_ref().is_some_and(|r| delivered >= r.end) {
+            self.end_round(now);
         }
-        while self
-            .rates
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > RATE_WINDOW)
-        {
-            self.rates.pop_front();
-        }
-        // Time to measure the round trip again?
+        // Time to measure the base again?
         match self.probe {
             Some((until, best)) if now >= until => {
                 self.probe = None;
                 if let Some(rtt) = best {
-                    self.rtt_min = Some((rtt, now));
-                } else if let Some((rtt, _)) = self.rtt_min {
-                    self.rtt_min = Some((rtt, now));
+                    self.base = Some((rtt, now));
+                } else if let Some((rtt, _)) = self.base {
+                    self.base = Some((rtt, now));
                 }
             }
             None if self
-                .rtt_min
+                .base
                 .is_some_and(|(_, at)| now.saturating_duration_since(at) > RTT_WINDOW) =>
             {
                 self.probe = Some((now + PROBE_TIME, None));
@@ -134,13 +195,59 @@ impl EgressBudget {
         }
     }
 
-    fn rtt_sample(&mut self, rtt: Duration, now: Instant) {
-        if let Some((_, best)) = &mut self.probe {
-            *best = Some(best.map_or(rtt, |b| b.min(rtt)));
+    fn rtt_sample(&mut self, rtt: Duration, kind: Sample, now: Instant) {
+        match kind {
+            Sample::First => {
+                if let Some((_, best)) = &mut self.probe {
+                    *best = Some(best.map_or(rtt, |b| b.min(rtt)));
+                }
+                if self.base.is_none_or(|(min, _)| rtt <= min) {
+                    self.base = Some((rtt, now));
+                }
+            }
+            Sample::Last => {
+                if let Some(r) = &mut self.round {
+                    r.rtt = Some(r.rtt.map_or(rtt, |x| x.min(rtt)));
+                }
+            }
         }
-        if self.rtt_min.is_none_or(|(min, _)| rtt <= min) {
-            self.rtt_min = Some((rtt, now));
+    }
+
+    /// A round ended: grow or shrink by the queue it showed.
+    fn end_round(&mut self, now: Instant) {
+        let next = self.new_round(now);
+        let Some(round) = self.round.replace(next) else {
+            return;
+        };
+        let span = now.saturating_duration_since(round.start);
+        if !round.limited || self.probe.is_some() || span.is_zero() {
+            return;
         }
+        let (Some((base, _)), Some(rtt)) = (self.base, round.rtt) else {
+            return;
+        };
+        self.rate = Some((self.delivered - round.delivered_at_start) as f64 / span.as_secs_f64());
+        // Vegas: of the budget in flight, the share `1 − base / rtt` sat in
+        // a queue; the budget over the round trip is the rate it went at.
+        let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64().max(1e-6));
+        let in_flight = self.budget as f64;
+        let queue = in_flight * (1.0 - base / rtt).max(0.0);
+        let by_time = in_flight / rtt * self.target.as_secs_f64();
+        let low = (QUANTUM as f64 * LOW_PACKETS).max(by_time / 2.0);
+        let high = (QUANTUM as f64 * HIGH_PACKETS).max(by_time);
+        if self.startup && queue <= high {
+            self.budget = self.budget.saturating_mul(2);
+        } else if queue < low {
+            self.budget = self.budget.saturating_add((self.budget / 8).max(QUANTUM));
+        } else {
+            self.startup = false;
+            if queue > high {
+                // Back to the middle of the marks, a packet at least.
+                let excess = queue - (low + high) / 2.0;
+                self.budget = self.budget.saturating_sub((excess as usize).max(QUANTUM));
+            }
+        }
+        self.budget = self.budget.clamp(self.min, self.max);
     }
 
     /// The bytes the transport may hold now.
@@ -148,14 +255,7 @@ impl EgressBudget {
         if self.probe.is_some() {
             return self.min;
         }
-        let rate = self.rates.iter().map(|(_, r)| *r).max();
-        match (rate, self.rtt_min) {
-            (Some(rate), Some((rtt, _))) if rate > 0 => {
-                let bytes = rate as f64 * (rtt + self.target).as_secs_f64();
-                (bytes as usize).clamp(self.min, self.max)
-            }
-            _ => (8 * 1024).clamp(self.min, self.max),
-        }
+        self.budget
     }
 
     /// How many more bytes may be handed over while the transport holds
@@ -164,9 +264,19 @@ impl EgressBudget {
         self.budget().saturating_sub(buffered)
     }
 
-    /// The measured minimum round trip, if any.
+    /// How long the transport takes to send `buffered` bytes at the
+    /// measured delivery rate (zero before there is one): how long a
+    /// message handed over now waits behind them.
+    pub fn drain_time(&self, buffered: usize) -> Duration {
+        match self.rate {
+            Some(rate) if rate > 0.0 => Duration::from_secs_f64(buffered as f64 / rate),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The measured base round trip, if any.
     pub fn rtt_min(&self) -> Option<Duration> {
-        self.rtt_min.map(|(r, _)| r)
+        self.base.map(|(r, _)| r)
     }
 }
 
@@ -174,55 +284,170 @@ impl EgressBudget {
 mod tests {
     use super::*;
 
-    /// A bottleneck of `rate` bytes a second and `rtt` base round trip,
-    /// fed by a sender that always has data: the budget settles near the
-    /// bandwidth-delay product plus the target.
-    #[test]
-    fn settles_near_the_bandwidth_delay_product() {
+    /// A bottleneck of `rate` bytes a second and `rtt` of propagation,
+    /// every packet acknowledged at once, fed with 1,000-byte packets by a
+    /// sender that has `offered` bytes a second to send (`None`: always
+    /// more) and hands over what the budget allows each millisecond.
+    /// Returns the budgets and the standing queues (time the link was
+    /// booked ahead) seen after `settle`, and the bytes delivered then.
+    fn run(
+        rate: f64,
+        rtt: Duration,
+        target: Duration,
+        offered: Option<f64>,
+        settle: Duration,
+        total: Duration,
+    ) -> (Vec<usize>, Vec<Duration>, usize) {
         let t0 = crate::sim::start_instant();
-        let (rate, rtt) = (125_000.0, Duration::from_millis(20));
-        let mut b = EgressBudget::new(4096, 1 << 20, Duration::from_millis(10));
-        // The path: bytes leave the queue in order at `rate`, each
-        // acknowledged `rtt` after it is serialized.
-        let mut in_queue: VecDeque<(Instant, usize)> = VecDeque::new();
+        let mut b = EgressBudget::new(2400, 4 << 20, target);
+        let mut in_flight: VecDeque<(Instant, usize)> = VecDeque::new();
         let mut link_free = t0;
         let mut buffered = 0usize;
+        let mut backlog = 0.0f64;
         let step = Duration::from_millis(1);
         let mut now = t0;
-        let mut budgets = Vec::new();
-        for _ in 0..30_000 {
+        let (mut budgets, mut queues, mut delivered) = (Vec::new(), Vec::new(), 0);
+        while now < t0 + total {
             now += step;
-            while let Some(&(acked_at, n)) = in_queue.front() {
+            while let Some(&(acked_at, n)) = in_flight.front() {
                 if acked_at > now {
                     break;
                 }
-                in_queue.pop_front();
+                in_flight.pop_front();
                 buffered -= n;
+                if now > t0 + settle {
+                    delivered += n;
+                }
             }
             b.on_progress(buffered, now);
-            let mut room = b.room(buffered);
-            while room >= 1000 {
+            backlog += offered.map_or(f64::INFINITY, |r| r / 1000.0);
+            let room = b.room(buffered);
+            let mut handed = 0;
+            while handed < room && backlog >= 1000.0 {
                 let start = link_free.max(now);
                 link_free = start + Duration::from_secs_f64(1000.0 / rate);
-                in_queue.push_back((link_free + rtt, 1000));
+                in_flight.push_back((link_free + rtt, 1000));
                 buffered += 1000;
-                b.on_sent(1000, now);
-                room -= 1000;
+                handed += 1000;
+                backlog -= 1000.0;
             }
-            if now > t0 + Duration::from_secs(5) {
+            b.on_sent(handed, now);
+            if backlog >= 1000.0 && handed >= room {
+                b.on_limited();
+            }
+            if offered.is_some() {
+                backlog = backlog.min(10_000.0);
+            }
+            if now > t0 + settle {
                 budgets.push(b.budget());
+                queues.push(link_free.saturating_duration_since(now));
             }
         }
-        let rtt_min = b.rtt_min().expect("measured");
-        // 20 ms plus 8 ms to serialize a 1,000-byte packet, in 1 ms steps.
-        assert!(rtt_min < Duration::from_millis(35), "{rtt_min:?}");
-        budgets.sort();
+        budgets.sort_unstable();
+        queues.sort_unstable();
+        (budgets, queues, delivered)
+    }
+
+    /// 1 Mbit/s and 20 ms: the link stays busy and about one packet waits
+    /// (a packet takes 8 ms to serialize here).
+    #[test]
+    fn a_slow_path_stays_full_with_about_a_packet_queued() {
+        let (rate, rtt) = (125_000.0, Duration::from_millis(20));
+        let (budgets, queues, delivered) = run(
+            rate,
+            rtt,
+            Duration::from_millis(5),
+            None,
+            Duration::from_secs(5),
+            Duration::from_secs(35),
+        );
+        // 30 s at 125 kB/s: the link is busy at least 97 % of the time.
+        assert!(delivered as f64 >= 0.97 * rate * 30.0, "{delivered}");
+        let q99 = queues[queues.len() * 99 / 100];
+        // A packet in service (8 ms) and about one more.
+        assert!(q99 <= Duration::from_millis(17), "queue p99 {q99:?}");
+        // 125 kB/s × 28 ms is 3.5 kB in flight; the sender here (as the
+        // engine's pumps) may go past the budget by the message that ends
+        // a hand-over, so the budget itself sits at or a packet under that.
         let median = budgets[budgets.len() / 2];
-        // 125 kB/s × (≈32 ms measured round trip + 10 ms target) ≈ 5.2 kB.
-        assert!((3_000..=6_000).contains(&median), "median budget {median}");
-        // The standing queue stays small: the link is never idle long, and
-        // the queue behind it is at most a few packets.
-        let queued = link_free.saturating_duration_since(now);
-        assert!(queued < Duration::from_millis(40), "{queued:?}");
+        assert!((2_400..=5_000).contains(&median), "median budget {median}");
+    }
+
+    /// 100 Mbit/s and 20 ms: startup finds the path in a few round trips,
+    /// and the standing queue stays about the target.
+    #[test]
+    fn a_fast_path_is_found_quickly_and_queues_about_the_target() {
+        let (rate, rtt) = (12_500_000.0, Duration::from_millis(20));
+        let (budgets, queues, delivered) = run(
+            rate,
+            rtt,
+            Duration::from_millis(5),
+            None,
+            Duration::from_secs(1),
+            Duration::from_secs(11),
+        );
+        assert!(delivered as f64 >= 0.95 * rate * 10.0, "{delivered}");
+        let q99 = queues[queues.len() * 99 / 100];
+        // The target, plus a growth step (an eighth of the budget, 3 ms
+        // here) before the round that shows it.
+        assert!(q99 <= Duration::from_millis(10), "queue p99 {q99:?}");
+        let median = budgets[budgets.len() / 2];
+        // The bandwidth-delay product is 250 kB; up to 5 ms more.
+        assert!(
+            (250_000..=330_000).contains(&median),
+            "median budget {median}"
+        );
+        // Startup doubles: in its first 300 ms the path carries at least
+        // 40 % of what it could (growing by an eighth a round, under 5 %).
+        let (_, _, early) = run(
+            rate,
+            rtt,
+            Duration::from_millis(5),
+            None,
+            Duration::ZERO,
+            Duration::from_millis(300),
+        );
+        assert!(early as f64 >= 0.4 * rate * 0.3, "{early}");
+    }
+
+    /// A sender that sends less than the path takes is never held back:
+    /// its budget has room for what it sends, and does not grow past it.
+    #[test]
+    fn an_app_limited_sender_is_not_held_back() {
+        let (budgets, queues, delivered) = run(
+            125_000.0,
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            Some(50_000.0),
+            Duration::from_secs(5),
+            Duration::from_secs(15),
+        );
+        assert!(delivered >= 490_000, "{delivered}");
+        assert!(queues[queues.len() * 99 / 100] <= Duration::from_millis(9));
+        assert!(budgets[budgets.len() - 1] <= 8 * 1024, "{budgets:?}");
+    }
+
+    #[test]
+    fn the_base_comes_from_packet_sized_hand_overs() {
+        let t0 = crate::sim::start_instant();
+        let mut b = EgressBudget::new(2400, 1 << 20, Duration::from_millis(5));
+        // A tiny hand-over crosses fast; it does not set the base.
+        b.on_sent(100, t0);
+        b.on_progress(0, t0 + Duration::from_millis(20));
+        assert_eq!(b.rtt_min(), None);
+        // A packet does.
+        let t1 = t0 + Duration::from_millis(30);
+        b.on_sent(1000, t1);
+        b.on_progress(0, t1 + Duration::from_millis(28));
+        assert_eq!(b.rtt_min(), Some(Duration::from_millis(28)));
+        // Three packets at once: their first byte's round trip is the
+        // path's; the last waited behind the others.
+        let t2 = t1 + Duration::from_millis(100);
+        b.on_sent(3000, t2);
+        b.on_progress(2000, t2 + Duration::from_millis(27));
+        assert_eq!(b.rtt_min(), Some(Duration::from_millis(27)));
+        b.on_progress(0, t2 + Duration::from_millis(44));
+        assert_eq!(b.rtt_min(), Some(Duration::from_millis(27)));
+        assert_eq!(b.drain_time(1000), Duration::ZERO, "no rate yet");
     }
 }

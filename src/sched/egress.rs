@@ -72,7 +72,9 @@ struct Flow {
 /// - **Shaping**: a flow with a rate waits for tokens (a token bucket at
 ///   least one max-size message deep); while it waits it is parked and
 ///   others go. A Lossy message that would wait past `lossy_budget` from
-///   when it was queued is dropped instead.
+///   when it was queued is dropped instead — counting the time it would
+///   then wait in the transport's queue ([`Scheduler::set_transit`]), so
+///   what goes arrives within the budget of the path's own delay.
 ///
 /// The scheduler holds no messages: the caller keeps each flow's queue,
 /// tells the scheduler when a flow gets work ([`Scheduler::wake`]), and asks
@@ -87,6 +89,8 @@ pub struct Scheduler<K> {
     parked_seq: u64,
     quantum: i64,
     lossy_budget: Duration,
+    /// How long a message picked now waits in the transport's queue.
+    transit: Duration,
 }
 
 /// The default deficit-round-robin quantum: about one packet.
@@ -109,7 +113,16 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
             parked_seq: 0,
             quantum: DEFAULT_QUANTUM as i64,
             lossy_budget,
+            transit: Duration::ZERO,
         }
+    }
+
+    /// How long a message picked from now on will wait in the transport's
+    /// queue before it leaves (what is queued there ahead of it, at the
+    /// rate it drains): a Lossy message is late when its age plus this is
+    /// past the budget.
+    pub fn set_transit(&mut self, transit: Duration) {
+        self.transit = transit;
     }
 
     /// Adds (or replaces) flow `k`, idle, its bucket full at `now`.
@@ -249,8 +262,10 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
                     self.active[c].rotate_left(1);
                     continue;
                 }
-                let late =
-                    |at: Instant| at.saturating_duration_since(h.queued_at) > self.lossy_budget;
+                let transit = self.transit;
+                let late = |at: Instant| {
+                    (at + transit).saturating_duration_since(h.queued_at) > self.lossy_budget
+                };
                 if f.spec.lossy && late(now) {
                     return Some(Pick::Drop(k));
                 }
@@ -402,5 +417,32 @@ mod tests {
         s.wake(7);
         s.remove(7);
         assert!(drain(&mut s, &mut q, t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    /// A Lossy message that would go past its budget while waiting in the
+    /// transport is dropped now rather than sent late.
+    #[test]
+    fn transit_counts_towards_the_lossy_budget() {
+        let t0 = crate::sim::start_instant();
+        let mut s: Scheduler<u32> = Scheduler::new(Duration::from_millis(100));
+        s.insert(
+            1,
+            FlowSpec {
+                lossy: true,
+                ..spec(Priority::Normal)
+            },
+            t0,
+        );
+        s.wake(1);
+        let head = |_| {
+            Some(Head {
+                len: 100,
+                queued_at: t0,
+            })
+        };
+        let at = t0 + Duration::from_millis(70);
+        assert_eq!(s.next(at, head), Some(Pick::Send(1)));
+        s.set_transit(Duration::from_millis(40));
+        assert_eq!(s.next(at, head), Some(Pick::Drop(1)));
     }
 }
