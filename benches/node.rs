@@ -7,7 +7,9 @@
 //! message (no coalescing), 32 frames packed into one `Batch` per SCTP
 //! message, or as many frames as fit a byte cap per `Batch` (what the hub
 //! does with frames queued in the same turn): one packet
-//! (`MAX_PACKET_MESSAGE`, 1,200 B: 10 frames) or 16 KiB (143 frames).
+//! (`MAX_PACKET_MESSAGE`, 1,200 B: 10 frames) or 16 KiB (143 frames); and
+//! one packet with an immediate SACK asked for every packet (as the hub's
+//! budgeted associations do).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -138,6 +140,20 @@ fn node_pair(c: &mut Criterion) {
             );
         });
     }
+    // The hub asks for an immediate SACK on every DATA packet of the
+    // associations it budgets (`Node::set_immediate_acks`): the price of
+    // honest round trips, a SACK per packet instead of one per two.
+    group.bench_function("batched_one_packet_immediate_acks", |b| {
+        b.iter_batched(
+            || {
+                let mut pair = Pair::new();
+                pair.client.set_immediate_acks(pair.assoc, true);
+                pair
+            },
+            |mut pair| run(&mut pair, one_packet),
+            criterion::BatchSize::LargeInput,
+        );
+    });
     group.finish();
 }
 

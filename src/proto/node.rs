@@ -236,6 +236,9 @@ struct Assoc {
     dirty: bool,
     /// Waiting in `Node::progressed` to be reported by `poll_progress`.
     progressed: bool,
+    /// Every DATA packet asks for an immediate SACK (see
+    /// `Node::set_immediate_acks`).
+    immediate_acks: bool,
 }
 
 /// The sans-IO core: one SCTP endpoint (over UDP, RFC 6951) and its
@@ -634,6 +637,18 @@ impl Node {
         self.events.pop_front()
     }
 
+    /// Whether every DATA packet `assoc` sends asks the peer for an
+    /// immediate SACK (RFC 7053's I bit) instead of its delayed ack. A driver
+    /// that paces an association by its round trips (the hub's egress
+    /// budget, while it holds a sender back) turns it on: the peer's delayed
+    /// ack would add up to a packet's serialization, or 200 ms, to them. It
+    /// costs a SACK per packet, so it is off by default.
+    pub fn set_immediate_acks(&mut self, assoc: AssocId, on: bool) {
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.immediate_acks = on;
+        }
+    }
+
     /// The next association whose transport state may have moved — a
     /// datagram or a timer was handled for it (acknowledgements freed its
     /// queue, data arrived, a retransmission went) — since it was last
@@ -713,6 +728,7 @@ impl Node {
                 scheduled: None,
                 dirty: false,
                 progressed: false,
+                immediate_acks: false,
             },
         );
         self.by_handle.insert(handle, id);
@@ -851,13 +867,16 @@ impl Node {
         }
         // A close waits until the peer has acknowledged everything queued,
         // and a receiver delays the SACK for a lone packet (sctp-proto by
-        // 200 ms): that wait was most of a close to a live peer. So every
-        // packet with DATA carries the I bit (below; RFC 7053: "acknowledge
-        // at once"; sctp-proto honours it but cannot send it, so the node
-        // sets it and re-signs the packet). And once, when the close starts
-        // with data sent but unacknowledged (sent before this node set the
-        // bit, or its SACK lost), a keep-alive goes after it to carry that
-        // bit.
+        // 200 ms): that wait was most of a close to a live peer. So while
+        // closing, the last packet with DATA that each run sends carries
+        // the I bit (below; RFC 7053: "acknowledge at once"; sctp-proto
+        // honours it but cannot send it, so the node sets it and re-signs
+        // the packet). And once, when the close starts with data sent but
+        // unacknowledged, a keep-alive goes after it to carry that bit.
+        // (Sending the keep-alive in a packet of its own and counting on the
+        // peer acknowledging every second packet at once is not enough: a
+        // peer that already owes a SACK acknowledges the packet before it,
+        // and holds the keep-alive.)
         if std::mem::take(&mut a.nudge)
             && a.close_reason.is_none()
             && !a.shutdown_started
@@ -870,14 +889,25 @@ impl Node {
                 push_datagrams(transmits, t);
             }
         }
-        // Every DATA packet asks for an immediate SACK: the egress budget
-        // reads round trips off acknowledgements, and a peer's delayed ack
-        // (sctp-proto: the second packet, or 200 ms) would add a packet's
-        // serialization or 200 ms to them — and to a close.
-        for t in transmits.range_mut(sent_before..) {
-            if let Some(at) = last_data_chunk(&t.payload) {
-                t.payload = with_immediate_sack(&t.payload, at);
+        // Immediate SACKs (the I bit): on every DATA packet while the
+        // driver asks for them (`Node::set_immediate_acks`: its egress budget
+        // reads round trips off acknowledgements, and a peer's delayed ack —
+        // sctp-proto: the second packet, or 200 ms — would add a packet's
+        // serialization or 200 ms to them); on the last of each run while
+        // closing (the close waits for the acknowledgement).
+        if a.immediate_acks {
+            for t in transmits.range_mut(sent_before..) {
+                if let Some(at) = last_data_chunk(&t.payload) {
+                    t.payload = with_immediate_sack(std::mem::take(&mut t.payload), at);
+                }
             }
+        } else if a.closing_since.is_some()
+            && let Some((t, at)) = transmits
+                .range_mut(sent_before..)
+                .rev()
+                .find_map(|t| last_data_chunk(&t.payload).map(|at| (t, at)))
+        {
+            t.payload = with_immediate_sack(std::mem::take(&mut t.payload), at);
         }
         // A reason set by the node (idle timeout, forced close) wins over what
         // SCTP reports; sctp-proto reports nothing when it closes an
@@ -951,7 +981,10 @@ pub(super) const FLAG_IMMEDIATE_SACK: u8 = 0x08;
 /// Where the checksum sits in the SCTP common header.
 const CHECKSUM: std::ops::Range<usize> = 8..12;
 /// CRC32c, the SCTP checksum (RFC 9260, appendix A).
-const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// Slice-by-16 tables: every DATA packet is re-signed (see `Node::drive`),
+/// so this runs once per packet.
+const CRC32C: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// The offset of the last DATA (or I-DATA) chunk of an SCTP packet, if it
 /// has one.
@@ -972,8 +1005,11 @@ pub(super) fn last_data_chunk(packet: &[u8]) -> Option<usize> {
 }
 
 /// `packet` with the I bit set on the chunk at `chunk`, checksum recomputed.
-fn with_immediate_sack(packet: &[u8], chunk: usize) -> Bytes {
-    let mut p = BytesMut::from(packet);
+fn with_immediate_sack(packet: Bytes, chunk: usize) -> Bytes {
+    // sctp-proto hands over each packet in a buffer of its own: no copy.
+    let mut p = packet
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
     p[chunk + 1] |= FLAG_IMMEDIATE_SACK;
     p[CHECKSUM].fill(0);
     let sum = CRC32C.checksum(&p);

@@ -241,42 +241,62 @@ fn a_message_of_max_packet_message_bytes_fills_exactly_one_packet() {
     assert!(two.iter().all(|&n| n <= SCTP_PACKET_BYTES), "{two:?}");
 }
 
-/// Every packet with DATA asks for an immediate SACK (RFC 7053 I bit, the
-/// checksum still valid), so the peer acknowledges each one at once rather
-/// than every second one or after its delayed-ack timer: the egress budget
-/// reads round trips off these acknowledgements.
+/// With immediate acks on (`Node::set_immediate_acks`), every packet with
+/// DATA asks for an immediate SACK (RFC 7053 I bit, the checksum still
+/// valid), so the peer acknowledges each one at once rather than every
+/// second one or after its delayed-ack timer; off (the default), none does.
 #[test]
-fn every_data_packet_asks_for_an_immediate_sack() {
+fn immediate_acks_mark_every_data_packet() {
     let (mut net, server, client, _, c) = pair(NodeConfig::server());
     let now = net.now();
-    let node = net.host_mut(client);
-    while node.poll_transmit().is_some() {}
-    // Three packets' worth, in one run.
-    node.send_encoded(
-        now,
-        c,
-        Delivery::Reliable,
-        Bytes::from(vec![7u8; 3 * MAX_PACKET_MESSAGE]),
-    )
-    .expect("send");
-    let packets: Vec<Bytes> = std::iter::from_fn(|| node.poll_transmit())
+    while net.host_mut(client).poll_transmit().is_some() {}
+    // Two packets' worth in one run.
+    let run = |node: &mut Node| {
+        node.send_encoded(
+            now,
+            c,
+            Delivery::Reliable,
+            Bytes::from(vec![7u8; 2 * MAX_PACKET_MESSAGE]),
+        )
+        .expect("send");
+        let packets: Vec<Bytes> = std::iter::from_fn(|| node.poll_transmit())
+            .map(|t| t.payload)
+            .collect();
+        assert_eq!(packets.len(), 2);
+        let marked = packets
+            .iter()
+            .filter(|p| {
+                let at = node::last_data_chunk(p).expect("a DATA chunk");
+                p[at + 1] & node::FLAG_IMMEDIATE_SACK != 0
+            })
+            .count();
+        (packets, marked)
+    };
+    let client_addr = net.addr(client);
+    let server_addr = net.addr(server);
+    // Off (the default): no packet is marked, and the peer holds the SACK
+    // for a lone packet until a second arrives.
+    let (plain, marked) = run(net.host_mut(client));
+    assert_eq!(marked, 0, "off by default");
+    let peer = net.host_mut(server);
+    peer.handle_datagram(now, client_addr, plain[0].clone());
+    assert_eq!(std::iter::from_fn(|| peer.poll_transmit()).count(), 0);
+    peer.handle_datagram(now, client_addr, plain[1].clone());
+    let sacks: Vec<Bytes> = std::iter::from_fn(|| peer.poll_transmit())
         .map(|t| t.payload)
         .collect();
-    assert_eq!(packets.len(), 3);
-    for p in &packets {
-        let at = node::last_data_chunk(p).expect("a DATA chunk");
-        assert_eq!(
-            p[at + 1] & node::FLAG_IMMEDIATE_SACK,
-            node::FLAG_IMMEDIATE_SACK
-        );
+    let node = net.host_mut(client);
+    for sack in sacks {
+        node.handle_datagram(now, server_addr, sack);
     }
-    // The peer takes them (the checksum holds) and answers the first at
-    // once, before the second arrives (without the bit sctp-proto holds
-    // the SACK for a second packet).
-    let client_addr = net.addr(client);
+    while node.poll_transmit().is_some() {}
+    // On: every packet is marked, the peer takes them (the checksum holds)
+    // and answers a lone one at once.
+    node.set_immediate_acks(c, true);
+    let (packets, marked) = run(node);
+    assert_eq!(marked, 2, "every one, not only the last");
     let peer = net.host_mut(server);
     peer.handle_datagram(now, client_addr, packets[0].clone());
-    let sacks = std::iter::from_fn(|| peer.poll_transmit()).count();
-    assert_eq!(sacks, 1, "an immediate SACK for a lone packet");
+    assert_eq!(std::iter::from_fn(|| peer.poll_transmit()).count(), 1);
     assert_eq!(peer.stats().datagrams_dropped, 0);
 }

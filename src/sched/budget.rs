@@ -52,9 +52,10 @@ const HIGH_PACKETS: f64 = 1.0;
 ///   for [`PROBE_TIME`] again, so the base follows a path that got longer
 ///   (as BBR's ProbeRTT does).
 ///
-/// Round trips are only as honest as the acknowledgements: the node asks
-/// for an immediate SACK on every DATA packet (RFC 7053), so no sample
-/// waits for the peer's delayed-ack timer or for a second packet.
+/// Round trips are only as honest as the acknowledgements: the hub has the
+/// node ask for an immediate SACK on every DATA packet of an association it
+/// budgets (RFC 7053; `Node::set_immediate_acks`), so no sample waits for
+/// the peer's delayed-ack timer or for a second packet.
 #[derive(Debug, Clone)]
 pub struct EgressBudget {
     min: usize,
