@@ -286,6 +286,17 @@ const MIN_EGRESS_BUDGET: usize = 2400;
 /// Room High senders get beyond the egress budget: two packets.
 const HIGH_RESERVE: usize = 2400;
 
+/// How many bytes past the budget's room High senders may hand over while
+/// the transport holds `queued`: up to [`HIGH_RESERVE`] past the budget —
+/// the budget as it is outside its round-trip probes, so a probe that
+/// drains the queue slows Normal traffic only.
+fn high_reserve(budget: &EgressBudget, queued: usize) -> usize {
+    let room = budget.room(queued);
+    (budget.steady_budget() + HIGH_RESERVE)
+        .saturating_sub(queued)
+        .saturating_sub(room)
+}
+
 enum Endpoint {
     /// An association of this hub.
     Remote(AssocId),
@@ -346,18 +357,15 @@ struct Room {
     routes: HashMap<(MemberId, u16), Route>,
 }
 
-/// Largest Durable batch, in bytes: a few packets. One packet's worth
-/// (as Lossy) costs 7 % of the node pair's throughput (1.37 vs 1.47 M
-/// msg/s, perf/README.md) and, on a 20 kbit/s downlink with immediate
-/// SACKs, sent a slow consumer's association into spurious retransmissions
-/// (`a_slow_member_is_disconnected_rather_than_buffered_without_bound`):
-/// kept at 16 KiB until that is understood. A Durable batch lost in part
-/// is retransmitted in part, so its size costs only latency behind a loss.
-const BATCH_BYTES: usize = 16 * 1024;
+/// Largest Durable batch: one packet (`MAX_PACKET_MESSAGE`, 1,200 B), so
+/// the receiver delivers each packet's messages as it arrives instead of
+/// reassembling a larger batch first, and the egress budget moves by
+/// packets. Against 16 KiB batches it costs 7 % of the node pair's
+/// throughput (1.37 vs 1.47 M msg/s, perf/README.md).
+const BATCH_BYTES: usize = crate::proto::MAX_PACKET_MESSAGE;
 
-/// Largest Lossy batch: one packet (`MAX_PACKET_MESSAGE`). A Lossy batch is
-/// abandoned whole when one of its packets is lost, so one packet's worth
-/// loses least.
+/// Largest Lossy batch: one packet. A Lossy batch is abandoned whole when
+/// one of its packets is lost, so one packet's worth loses least.
 const LOSSY_BATCH_BYTES: usize = crate::proto::MAX_PACKET_MESSAGE;
 
 /// How large a batch on `delivery`'s stream may grow.
@@ -1613,7 +1621,7 @@ impl Hub {
             };
             e.budget.on_progress(queued, now);
             let room = e.budget.room(queued);
-            let reserve = HIGH_RESERVE.saturating_sub(queued.saturating_sub(e.budget.budget()));
+            let reserve = high_reserve(&e.budget, queued);
             let mut out = Vec::new();
             e.set_transit(e.budget.drain_time(queued));
             self.stats.lossy_dropped_slow += e.pump(now, room, reserve, &mut out);
@@ -1757,8 +1765,7 @@ impl Hub {
                     Some(Link::Uplink { core, budget, .. }) => {
                         budget.on_progress(queued, now);
                         let room = budget.room(queued);
-                        let reserve =
-                            HIGH_RESERVE.saturating_sub(queued.saturating_sub(budget.budget()));
+                        let reserve = high_reserve(budget, queued);
                         core.set_transit(budget.drain_time(queued));
                         core.pump(now, room, reserve, &mut out);
                         core.has_work()
