@@ -266,7 +266,9 @@ impl EgressBudget {
             // product is under the minimum budget gets a packet at a time,
             // not a second of queue in one round).
             let bdp = (rate * base) as usize;
-            self.budget = self.budget.saturating_add(bdp.clamp(QUANTUM, self.budget));
+            self.budget = self
+                .budget
+                .saturating_add(bdp.min(self.budget).max(QUANTUM));
         } else if queue < low {
             self.budget = self.budget.saturating_add((self.budget / 8).max(QUANTUM));
         } else {
@@ -493,5 +495,34 @@ mod tests {
         b.on_progress(0, t2 + Duration::from_millis(44));
         assert_eq!(b.rtt_min(), Some(Duration::from_millis(27)));
         assert_eq!(b.drain_time(1000), Duration::ZERO, "no rate yet");
+    }
+
+    /// Any limits, any inputs: no panic, and the budget stays within them.
+    #[test]
+    fn tiny_and_odd_limits_hold() {
+        let t0 = crate::sim::start_instant();
+        for (min, max) in [(0, 0), (1, 10), (100, 50), (2400, 1 << 30)] {
+            let mut b = EgressBudget::new(min, max, Duration::ZERO);
+            let mut now = t0;
+            let mut buffered = 0usize;
+            for i in 0..2_000u64 {
+                now += Duration::from_micros(137 * (i % 7 + 1));
+                let bytes = (i as usize * 7919) % 5000;
+                b.on_sent(bytes, now);
+                buffered += bytes;
+                if i % 3 == 0 {
+                    b.on_limited();
+                }
+                buffered -= buffered / 3;
+                b.on_progress(buffered, now);
+                assert!(
+                    b.budget() <= max.max(min.min(max)),
+                    "{min} {max}: {}",
+                    b.budget()
+                );
+                assert!(b.budget() >= min.min(max));
+                let _ = b.drain_time(buffered);
+            }
+        }
     }
 }
