@@ -307,8 +307,13 @@ impl EgressBudget {
     /// measured delivery rate (zero before there is one): how long a
     /// message handed over now waits behind them.
     pub fn drain_time(&self, buffered: usize) -> Duration {
+        // Past a minute the answer is "late" for any use; the cap keeps the
+        // arithmetic finite whatever the rate.
+        const MAX: Duration = Duration::from_secs(60);
         match self.rate {
-            Some(rate) if rate > 0.0 => Duration::from_secs_f64(buffered as f64 / rate),
+            Some(rate) if rate > 0.0 => {
+                Duration::try_from_secs_f64(buffered as f64 / rate).map_or(MAX, |d| d.min(MAX))
+            }
             _ => Duration::ZERO,
         }
     }

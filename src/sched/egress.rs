@@ -264,7 +264,9 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
                 }
                 let transit = self.transit;
                 let late = |at: Instant| {
-                    (at + transit).saturating_duration_since(h.queued_at) > self.lossy_budget
+                    at.checked_add(transit).is_none_or(|t| {
+                        t.saturating_duration_since(h.queued_at) > self.lossy_budget
+                    })
                 };
                 if f.spec.lossy && late(now) {
                     return Some(Pick::Drop(k));
