@@ -376,14 +376,6 @@ fn batch_limit(delivery: Delivery) -> usize {
     }
 }
 
-/// The egress budget of an uplink (0 if `assoc` is not one).
-fn uplink_budget(links: &HashMap<AssocId, Link>, assoc: AssocId) -> usize {
-    match links.get(&assoc) {
-        Some(Link::Uplink { budget, .. }) => budget.budget(),
-        _ => 0,
-    }
-}
-
 /// The engine's sans-IO core. See the module documentation.
 pub struct Hub {
     config: HubConfig,
@@ -1761,24 +1753,25 @@ impl Hub {
             let more = if let Some(&assoc) = self.uplinks.get(&key) {
                 let queued = sctp_queued(&mut self.node, assoc);
                 let mut out = Out::new();
-                let more = match self.links.get_mut(&assoc) {
+                let (more, room) = match self.links.get_mut(&assoc) {
                     Some(Link::Uplink { core, budget, .. }) => {
                         budget.on_progress(queued, now);
                         let room = budget.room(queued);
                         let reserve = high_reserve(budget, queued);
                         core.set_transit(budget.drain_time(queued));
                         core.pump(now, room, reserve, &mut out);
-                        core.has_work()
+                        (core.has_work(), room)
                     }
-                    _ => false,
+                    _ => (false, 0),
                 };
-                self.send_out(now, assoc, out);
+                let handed = self.send_out(now, assoc, out);
                 // Work left with the budget's room used up: the budget held
                 // the sender back (work left for want of shaping tokens
                 // leaves room).
-                let held =
-                    more && sctp_queued(&mut self.node, assoc) >= uplink_budget(&self.links, assoc);
-                if held && let Some(Link::Uplink { budget, .. }) = self.links.get_mut(&assoc) {
+                if more
+                    && handed >= room
+                    && let Some(Link::Uplink { budget, .. }) = self.links.get_mut(&assoc)
+                {
                     budget.on_limited();
                 }
                 more
@@ -1867,9 +1860,9 @@ impl Hub {
 
     /// Sends frames in order, packing runs on the same stream into batches
     /// (and counts what an uplink's egress budget handed over).
-    fn send_out(&mut self, now: Instant, assoc: AssocId, out: Out) {
+    fn send_out(&mut self, now: Instant, assoc: AssocId, out: Out) -> usize {
         if out.is_empty() {
-            return;
+            return 0;
         }
         let buffered = |node: &mut Node| sctp_queued(node, assoc);
         let before = buffered(&mut self.node);
@@ -1878,6 +1871,7 @@ impl Hub {
         if let Some(Link::Uplink { budget, .. }) = self.links.get_mut(&assoc) {
             budget.on_sent(handed, now);
         }
+        handed
     }
 
     fn send_batched(&mut self, now: Instant, assoc: AssocId, out: Out) {
