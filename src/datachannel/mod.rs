@@ -25,9 +25,9 @@
 #![forbid(unsafe_code)]
 
 mod handles;
-pub(crate) mod participant;
-mod shared;
+pub(crate) mod shared;
 
+pub(crate) use handles::close_and_release;
 pub use handles::{Call, CallState, DataChannelFeature, DataChannelReceiver, DataChannelSender};
 pub(crate) use shared::{CallShared, HubShared, Work};
 

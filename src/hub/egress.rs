@@ -48,7 +48,7 @@ fn origin_of(k: FlowKey) -> MemberId {
 
 /// One frame for one member.
 #[derive(Debug, Clone)]
-pub(crate) enum EgressOp {
+pub(super) enum EgressOp {
     /// A member-level control frame: ahead of every flow, never dropped.
     Control { delivery: Delivery, bytes: Bytes },
     /// A frame of a route (`SenderOpened`, `Data`, `KeepAlive`,
@@ -72,7 +72,7 @@ pub(crate) enum EgressOp {
 
 /// How much one member may have waiting.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub(super) struct Limits {
     /// Lossy data bytes; more is dropped on arrival.
     pub lossy: usize,
     /// Durable data and control bytes; more makes the member a slow
@@ -82,7 +82,7 @@ pub(crate) struct Limits {
 
 /// What [`MemberEgress::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pushed {
+pub(super) enum Pushed {
     Queued,
     /// Lossy data over [`Limits::lossy`]: dropped.
     Dropped,
@@ -103,7 +103,7 @@ struct Item {
 
 /// Everything the server has waiting for one member association.
 #[derive(Debug)]
-pub(crate) struct MemberEgress {
+pub(super) struct MemberEgress {
     sched: Scheduler<FlowKey>,
     /// Non-empty flows only (a flow is removed when it drains, which is
     /// also when deficit round robin forgets its deficit).
@@ -116,11 +116,11 @@ pub(crate) struct MemberEgress {
     durable_bytes: usize,
     lossy_bytes: usize,
     /// How much the association's SCTP queue may hold.
-    pub(crate) budget: EgressBudget,
+    budget: EgressBudget,
 }
 
 impl MemberEgress {
-    pub(crate) fn new(lossy_budget: Duration, budget: EgressBudget) -> Self {
+    pub(super) fn new(lossy_budget: Duration, budget: EgressBudget) -> Self {
         Self {
             sched: Scheduler::new(lossy_budget),
             flows: HashMap::new(),
@@ -135,17 +135,17 @@ impl MemberEgress {
 
     /// Bytes waiting (not yet handed to SCTP).
     #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
+    pub(super) fn queued(&self) -> usize {
         self.durable_bytes + self.lossy_bytes
     }
 
     /// Whether something can be sent (given room).
-    pub(crate) fn has_work(&self) -> bool {
+    pub(super) fn has_work(&self) -> bool {
         !self.control.is_empty() || self.sched.has_work()
     }
 
     /// Queues `op` unless the limits say otherwise.
-    pub(crate) fn push(&mut self, op: EgressOp, now: Instant, limits: Limits) -> Pushed {
+    pub(super) fn push(&mut self, op: EgressOp, now: Instant, limits: Limits) -> Pushed {
         match op {
             EgressOp::Control { delivery, bytes } => {
                 if self.durable_bytes + bytes.len() > limits.durable {
@@ -217,17 +217,17 @@ impl MemberEgress {
         Pushed::Queued
     }
 
+    /// How long what is picked from now on waits in the transport (see
+    /// [`crate::sched::Scheduler::set_transit`]).
+    pub(super) fn set_transit(&mut self, transit: std::time::Duration) {
+        self.sched.set_transit(transit);
+    }
+
     /// Moves frames to `out` in the order they should go: control frames
     /// first (whatever the room), then what the scheduler picks while
     /// `room` bytes last, then High flows alone for `high_reserve` more.
     /// Returns how many Lossy messages were dropped as late.
-    /// How long what is picked from now on waits in the transport (see
-    /// [`crate::sched::Scheduler::set_transit`]).
-    pub(crate) fn set_transit(&mut self, transit: std::time::Duration) {
-        self.sched.set_transit(transit);
-    }
-
-    pub(crate) fn pump(
+    pub(super) fn pump(
         &mut self,
         now: Instant,
         room: usize,
@@ -299,6 +299,32 @@ impl MemberEgress {
                 i += 1;
             }
         }
+    }
+}
+
+impl super::pump::Scheduled for MemberEgress {
+    type Piece = Bytes;
+
+    fn budget(&mut self) -> &mut EgressBudget {
+        &mut self.budget
+    }
+
+    fn set_transit(&mut self, transit: Duration) {
+        MemberEgress::set_transit(self, transit);
+    }
+
+    fn pump(
+        &mut self,
+        now: Instant,
+        room: usize,
+        high_reserve: usize,
+        out: &mut Vec<(Delivery, Bytes)>,
+    ) -> u64 {
+        MemberEgress::pump(self, now, room, high_reserve, out)
+    }
+
+    fn has_work(&self) -> bool {
+        MemberEgress::has_work(self)
     }
 }
 

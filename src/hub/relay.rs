@@ -8,11 +8,13 @@
 
 use std::time::Instant;
 
+use super::Hub;
 use super::egress::EgressOp;
-use super::{Endpoint, Hub, Link};
+use super::room::MemberAt;
+use super::server::{Home, Link};
 use crate::datachannel::ParticipantId;
 use crate::proto::{AssocId, Delivery};
-use crate::wire::{CloseReason, Codec, Frame, Leave, MemberId, Message, ShortStr};
+use crate::wire::{CloseReason, Frame, Leave};
 
 /// The worker that homes `call_id` in an engine of `workers` workers: a
 /// fixed hash (FNV-1a), so every worker agrees without a lookup.
@@ -31,11 +33,11 @@ pub fn home_worker(call_id: &str, workers: usize) -> usize {
 /// One unit of work for another worker's hub (opaque to the driver).
 #[derive(Debug)]
 pub struct Relay {
-    pub(crate) msg: RelayMsg,
+    pub(super) msg: RelayMsg,
 }
 
 impl Relay {
-    pub(crate) fn new(msg: RelayMsg) -> Self {
+    pub(super) fn new(msg: RelayMsg) -> Self {
         Self { msg }
     }
 }
@@ -43,7 +45,7 @@ impl Relay {
 /// What workers tell each other. The owner of a member's association is
 /// `worker`; the call's home holds the room.
 #[derive(Debug)]
-pub(crate) enum RelayMsg {
+pub(super) enum RelayMsg {
     /// Owner → home: a join to this call was verified on `worker`'s
     /// association `assoc`; admit it.
     Attach {
@@ -64,29 +66,30 @@ pub(crate) enum RelayMsg {
         assoc: AssocId,
         why: CloseReason,
     },
-    /// Home → owner: a frame for that member's egress.
-    Egress { assoc: AssocId, op: EgressOp },
+    /// Home → owner: a frame for the egress of each of these members (a
+    /// fan-out sends one per worker, not one per member).
+    Egress { assocs: Vec<AssocId>, op: EgressOp },
     /// Home → owner: send `leave` and close the association.
     Close { assoc: AssocId, leave: Leave },
 }
 
 /// Batches waiting for each worker.
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub(super) struct Outbox {
     batches: Vec<Vec<Relay>>,
     /// Workers with a non-empty batch, in the order they got their first.
     ready: Vec<usize>,
 }
 
 impl Outbox {
-    pub(crate) fn new(workers: usize) -> Self {
+    pub(super) fn new(workers: usize) -> Self {
         Self {
             batches: (0..workers).map(|_| Vec::new()).collect(),
             ready: Vec::new(),
         }
     }
 
-    pub(crate) fn push(&mut self, worker: usize, relay: Relay) {
+    pub(super) fn push(&mut self, worker: usize, relay: Relay) {
         let Some(batch) = self.batches.get_mut(worker) else {
             return;
         };
@@ -96,7 +99,7 @@ impl Outbox {
         batch.push(relay);
     }
 
-    pub(crate) fn poll(&mut self) -> Option<(usize, Vec<Relay>)> {
+    pub(super) fn poll(&mut self) -> Option<(usize, Vec<Relay>)> {
         let worker = self.ready.pop()?;
         Some((worker, std::mem::take(&mut self.batches[worker])))
     }
@@ -110,7 +113,13 @@ impl Hub {
                 assoc,
                 call_id,
                 participant_id,
-            } => self.attach(now, worker, assoc, &call_id, participant_id),
+            } => {
+                // Home side: admits a member whose association lives on
+                // `worker`; its welcome is relayed back.
+                let at = MemberAt::Worker { worker, assoc };
+                let member = self.admit_member(now, &call_id, participant_id, at);
+                self.relayed.insert((worker, assoc), (call_id, member));
+            }
             RelayMsg::Frame {
                 worker,
                 assoc,
@@ -125,86 +134,33 @@ impl Hub {
                     self.remove_member(now, &call_id, member, why);
                 }
             }
-            RelayMsg::Egress { assoc, op } => {
-                if matches!(self.links.get(&assoc), Some(Link::Relayed { .. })) {
-                    self.sink.push(now, assoc, op);
+            RelayMsg::Egress { assocs, op } => {
+                for assoc in assocs {
+                    if self.is_relayed_member(assoc) {
+                        self.egress.push(now, assoc, op.clone());
+                    }
                 }
             }
             RelayMsg::Close { assoc, leave } => {
-                if matches!(self.links.get(&assoc), Some(Link::Relayed { .. })) {
+                if self.is_relayed_member(assoc) {
                     self.send(now, assoc, Delivery::Reliable, leave.into());
                     // The home has already removed the member: no Detach.
                     self.links.insert(assoc, Link::Closing);
-                    self.drop_egress(assoc);
+                    self.egress.remove(assoc);
                     self.node.close(now, assoc);
                 }
             }
         }
     }
 
-    /// Home side: admits a member whose association lives on `worker`.
-    fn attach(
-        &mut self,
-        now: Instant,
-        worker: usize,
-        assoc: AssocId,
-        call_id: &str,
-        participant_id: ParticipantId,
-    ) {
-        let room = self.rooms.entry(call_id.to_owned()).or_default();
-        let member = MemberId(room.next_member);
-        room.next_member += 1;
-        let mut welcome: Vec<Frame> =
-            vec![super::accepted_frame(&self.config.channel, member).into()];
-        if let Some(room) = self.rooms.get(call_id) {
-            welcome.extend(
-                room.members
-                    .iter()
-                    .map(|(m, x)| super::joined_frame(*m, &x.participant_id).into()),
-            );
-        }
-        for frame in welcome {
-            let op = EgressOp::Control {
-                delivery: Delivery::Reliable,
-                bytes: Message::Frame(frame).to_bytes(),
-            };
-            self.sink
-                .relay
-                .push(worker, Relay::new(RelayMsg::Egress { assoc, op }));
-        }
-        self.relayed
-            .insert((worker, assoc), (call_id.to_owned(), member));
-        self.admit_member(
-            now,
-            call_id,
-            member,
-            participant_id,
-            Endpoint::Relayed { worker, assoc },
-        );
+    fn is_relayed_member(&self, assoc: AssocId) -> bool {
+        matches!(self.links.get(&assoc), Some(Link::Member(Home::Worker(_))))
     }
 
     /// Owner side: a member of a call homed elsewhere is gone.
     pub(super) fn detach(&mut self, home: usize, assoc: AssocId, why: CloseReason) {
         let worker = self.config.worker;
-        self.sink
-            .relay
+        self.relay
             .push(home, Relay::new(RelayMsg::Detach { worker, assoc, why }));
-    }
-
-    /// Home side: tells the owner of a relayed member to send `reason` and
-    /// close it.
-    pub(super) fn close_relayed(&mut self, worker: usize, assoc: AssocId, leave: Leave) {
-        self.relayed.remove(&(worker, assoc));
-        self.sink
-            .relay
-            .push(worker, Relay::new(RelayMsg::Close { assoc, leave }));
-    }
-}
-
-/// A `Leave` with `code` and `reason`.
-pub(super) fn leave(code: crate::wire::ErrorCode, reason: &str) -> Leave {
-    Leave {
-        code,
-        reason: ShortStr::truncated(reason),
     }
 }

@@ -9,6 +9,9 @@ use bytes::Bytes;
 use super::*;
 use crate::auth::{HmacVerifier, WallClock, mint_token};
 use crate::proto::{Event, Node, NodeConfig};
+use crate::wire::{
+    CloseReason, Data, Join, PROTOCOL_VERSION, Priority, Reliability, SenderClosed, SenderOpened,
+};
 
 const SECRET: &[u8] = b"s";
 
@@ -332,7 +335,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
         .expect("join");
     }
     route(&mut hub, &mut raws, &mut held, &mut now, 300, &|_| false);
-    assert_eq!(hub.rooms["call"].members.len(), N, "everyone joined");
+    assert_eq!(hub.rooms["call"].members().count(), N, "everyone joined");
     // Everyone but p0 stops hearing the server; p0 sends 40 kB to all.
     let (raw0, assoc0) = &mut raws[0];
     let opened = SenderOpened {
@@ -363,7 +366,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
             .expect("data");
     }
     route(&mut hub, &mut raws, &mut held, &mut now, 100, &|i| i != 0);
-    let backlogged = hub.sink.ready.len();
+    let backlogged = hub.egress.ready.len();
     assert!(backlogged >= N - 2, "members backlogged: {backlogged}");
     // p1 hears the server again and acknowledges: one datagram in, one
     // egress pumped.
@@ -377,9 +380,9 @@ fn an_input_pumps_only_the_egress_it_touched() {
     }
     assert!(!acks.is_empty(), "p1 acknowledges");
     for ack in acks {
-        let before = hub.sink.pumps;
+        let before = hub.egress.pumps;
         hub.handle_datagram(now, addr(1), ack);
-        let pumped = hub.sink.pumps - before;
+        let pumped = hub.egress.pumps - before;
         assert!(pumped <= 1, "one datagram from p1 pumped {pumped} egresses");
     }
     // Let everything flow: nothing was lost while held.

@@ -1,7 +1,8 @@
 //! The participant side of a call, sans-IO: turns the application's sender
 //! operations into frames, and frames from the server (or the local room)
 //! into receivers and messages. Used for calls joined over the network and
-//! for participants hosted inside a hub alike.
+//! for participants hosted inside a hub alike (see [`super::client`]).
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,11 +11,14 @@ use std::time::Instant;
 
 use crossbeam_queue::SegQueue;
 
-use super::handles::DataChannelReceiver;
-use super::shared::{
-    CallShared, ReceiverShared, STATE_JOINED, SenderOp, SenderShared, Wakers, lock, message_cost,
+use crate::datachannel::shared::{
+    CallShared, ReceiverShared, STATE_ENDED, STATE_JOINED, SenderOp, SenderShared, Wakers, lock,
+    message_cost,
 };
-use super::{DataChannelMessage, DataChannelPriority, DataChannelReliability, ParticipantId};
+use crate::datachannel::{
+    DataChannelMessage, DataChannelPriority, DataChannelReceiver, DataChannelReliability,
+    ParticipantId, close_and_release,
+};
 use crate::proto::Delivery;
 use crate::sched::{FlowSpec, Head, Pick, Scheduler};
 use crate::wire::Codec;
@@ -24,7 +28,7 @@ use crate::wire::{
 };
 
 /// Frames to send, each on its stream.
-pub(crate) type Out = Vec<(Delivery, Frame)>;
+pub(super) type Frames = Vec<(Delivery, Frame)>;
 
 struct SenderEntry {
     shared: Arc<SenderShared>,
@@ -96,13 +100,13 @@ struct ReceiverEntry {
 
 /// Counters of one participant.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct ParticipantStats {
+pub(super) struct ParticipantStats {
     /// Data for a session that is not (or no longer) current: discarded.
-    pub(crate) stale: u64,
+    pub(super) stale: u64,
     /// Frames a server should not send to a participant.
-    pub(crate) unexpected: u64,
+    pub(super) unexpected: u64,
     /// Lossy messages dropped because they waited past the latency budget.
-    pub(crate) lossy_late: u64,
+    pub(super) lossy_late: u64,
 }
 
 /// A sender as a flow of the egress scheduler: its queue's head, once
@@ -139,8 +143,8 @@ fn flow_spec(
     }
 }
 
-pub(crate) struct ParticipantCore {
-    pub(crate) shared: Arc<CallShared>,
+pub(super) struct ParticipantCore {
+    pub(super) shared: Arc<CallShared>,
     flows: HashMap<u32, Flow>,
     sched: Scheduler<u32>,
     senders: HashMap<u16, SenderEntry>,
@@ -149,14 +153,14 @@ pub(crate) struct ParticipantCore {
     /// Frames for the server that receiving produced: receivers closed
     /// here, which the server stops sending to (see [`Self::take_notices`]).
     notices: Vec<Frame>,
-    pub(crate) stats: ParticipantStats,
+    pub(super) stats: ParticipantStats,
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
     accepted: Option<crate::wire::JoinAccepted>,
 }
 
 impl ParticipantCore {
-    pub(crate) fn new(shared: Arc<CallShared>) -> Self {
+    pub(super) fn new(shared: Arc<CallShared>) -> Self {
         let budget = shared.config.lossy_latency_budget;
         Self {
             accepted: None,
@@ -175,7 +179,7 @@ impl ParticipantCore {
     /// `SenderClosed` with the sender's origin for each Durable receiver
     /// closed because its buffer was full, so the server stops sending it
     /// that session (a new session of the sender opens a new receiver).
-    pub(crate) fn take_notices(&mut self, out: &mut Out) {
+    pub(super) fn take_notices(&mut self, out: &mut Frames) {
         out.extend(
             self.notices
                 .drain(..)
@@ -186,7 +190,7 @@ impl ParticipantCore {
     /// Sender `s` has operations queued: makes it a flow of this
     /// participant's egress scheduler (or, once the call is over, drops
     /// them).
-    pub(crate) fn enqueue(&mut self, now: Instant, s: &Arc<SenderShared>) {
+    pub(super) fn enqueue(&mut self, now: Instant, s: &Arc<SenderShared>) {
         // Clear first: an operation pushed from now on schedules again.
         s.scheduled.store(false, Ordering::SeqCst);
         if self.shared.state() != STATE_JOINED {
@@ -214,13 +218,19 @@ impl ParticipantCore {
 
     /// Whether a sender has something queued (possibly waiting for tokens
     /// or for room in the association).
-    pub(crate) fn has_work(&self) -> bool {
+    pub(super) fn has_work(&self) -> bool {
         self.sched.has_work()
     }
 
     /// When a sender waiting for shaping tokens may go.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.sched.poll_timeout()
+    }
+
+    /// How long what is picked from now on waits in the transport (see
+    /// [`crate::sched::Scheduler::set_transit`]).
+    pub(super) fn set_transit(&mut self, transit: std::time::Duration) {
+        self.sched.set_transit(transit);
     }
 
     /// Turns queued operations into frames in the scheduler's order
@@ -229,13 +239,13 @@ impl ParticipantCore {
     /// senders may use `high_reserve` bytes more: a High message never
     /// waits for room behind Normal ones (the traffic rules bound what High
     /// senders send).
-    /// How long what is picked from now on waits in the transport (see
-    /// [`crate::sched::Scheduler::set_transit`]).
-    pub(crate) fn set_transit(&mut self, transit: std::time::Duration) {
-        self.sched.set_transit(transit);
-    }
-
-    pub(crate) fn pump(&mut self, now: Instant, room: usize, high_reserve: usize, out: &mut Out) {
+    pub(super) fn pump(
+        &mut self,
+        now: Instant,
+        room: usize,
+        high_reserve: usize,
+        out: &mut Frames,
+    ) {
         let mut used = 0;
         // Channels whose `SenderOpened` is in this batch.
         let mut opened_now: Vec<u16> = Vec::new();
@@ -289,7 +299,7 @@ impl ParticipantCore {
         s: &Arc<SenderShared>,
         op: SenderOp,
         opened_now: &mut Vec<u16>,
-        out: &mut Out,
+        out: &mut Frames,
     ) -> usize {
         let frame: Frame = match op {
             SenderOp::Open => {
@@ -397,15 +407,15 @@ impl ParticipantCore {
     /// frames that arrived with the `JoinAccepted` (the roster follows it in
     /// the same message), so an application woken by the join already sees
     /// who is in the call.
-    pub(crate) fn complete_join(&mut self) {
+    pub(super) fn complete_join(&mut self) {
         if let Some(a) = self.accepted.take() {
             self.shared.set_joined(a.max_message_size, &a.traffic);
         }
     }
 
     /// A frame from the server (or, for a hosted participant, the room).
-    pub(crate) fn handle_frame(&mut self, now: Instant, frame: Frame) {
-        if self.shared.state() == super::shared::STATE_ENDED {
+    pub(super) fn handle_frame(&mut self, now: Instant, frame: Frame) {
+        if self.shared.state() == STATE_ENDED {
             return; // Over: late frames of a closing association change nothing.
         }
         match frame {
@@ -496,7 +506,7 @@ impl ParticipantCore {
             reason = reason.0,
             "the server closed a sender"
         );
-        super::handles::close_and_release(&s, reason);
+        close_and_release(&s, reason);
         if let Some(f) = self.flows.get_mut(&session)
             && let Some(SenderOp::Data(data, _)) = &f.head
         {
@@ -612,7 +622,7 @@ impl ParticipantCore {
     }
 
     /// Closes idle receivers and keeps idle senders' receivers alive.
-    pub(crate) fn tick(&mut self, now: Instant, out: &mut Out) {
+    pub(super) fn tick(&mut self, now: Instant, out: &mut Frames) {
         self.take_notices(out);
         let config = &self.shared.config;
         self.receivers.retain(|_, r| {
@@ -642,7 +652,7 @@ impl ParticipantCore {
     }
 
     /// The call is over: everything closes.
-    pub(crate) fn end(&mut self, reason: &str) {
+    pub(super) fn end(&mut self, reason: &str) {
         self.shared.set_ended(reason);
         self.notices.clear();
         for (_, r) in self.receivers.drain() {
@@ -659,7 +669,7 @@ impl ParticipantCore {
 
     /// How many receivers are open.
     #[cfg(test)]
-    pub(crate) fn receiver_count(&self) -> usize {
+    pub(super) fn receiver_count(&self) -> usize {
         self.receivers.len()
     }
 }
@@ -695,7 +705,7 @@ mod tests {
             .into(),
         );
         core.complete_join();
-        assert_eq!(core.shared.state(), super::super::shared::STATE_JOINED);
+        assert_eq!(core.shared.state(), STATE_JOINED);
         core
     }
 

@@ -1,0 +1,755 @@
+//! A call's room, as a pure function of its state: who is in it, which
+//! senders are open, and where each frame a member sends goes.
+//!
+//! The room knows members by number and where each lives ([`MemberAt`]),
+//! never associations' state: it takes frames from members and writes what
+//! follows into [`Outputs`] — frames for members (each encoded at most
+//! once, whatever the number of targets), welcomes, protocol violations,
+//! members expelled or removed, and the embedder's events — for the hub to
+//! carry out. So admission, routes, participant lists, sessions, fan-out
+//! targets and policing are unit-tested here without a single association.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::HubConfig;
+use super::HubEvent;
+use super::HubStats;
+use super::egress::EgressOp;
+use crate::datachannel::{ChannelConfig, ParticipantId};
+use crate::proto::{AssocId, Delivery};
+use crate::sched::{TokenBucket, TrafficLimiter};
+use crate::wire::{
+    CloseReason, Codec, Data, ErrorCode, ErrorFrame, Frame, JoinAccepted, KeepAlive, Leave,
+    MemberId, Message, PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Priority, Reliability,
+    SenderClosed, SenderOpened, ShortStr,
+};
+
+/// Where a member of a room lives: how the hub reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MemberAt {
+    /// An association of this hub.
+    Assoc(AssocId),
+    /// An association of another worker's hub (the room relays to it).
+    Worker {
+        /// That worker.
+        worker: usize,
+        /// Its association.
+        assoc: AssocId,
+    },
+    /// A participant hosted by this hub: the call's key.
+    Hosted(u64),
+}
+
+/// Which part of a member's egress a frame goes to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lane {
+    /// Member-level control: ahead of every flow.
+    Control,
+    /// A frame of the route (origin, channel): in that route's flow.
+    Route {
+        origin: MemberId,
+        channel: u16,
+        priority: Priority,
+        lossy: bool,
+        /// Payload bytes (0: a control frame of the route).
+        len: usize,
+        queued_at: Instant,
+    },
+    /// `ParticipantLeft` of a member: after that member's flows.
+    AfterFlowsOf(MemberId),
+}
+
+impl Lane {
+    /// The egress operation that puts `bytes` in this lane.
+    pub(super) fn op(self, delivery: Delivery, bytes: Bytes) -> EgressOp {
+        match self {
+            Lane::Control => EgressOp::Control { delivery, bytes },
+            Lane::Route {
+                origin,
+                channel,
+                priority,
+                lossy,
+                len,
+                queued_at,
+            } => EgressOp::Route {
+                origin,
+                channel,
+                priority,
+                lossy,
+                delivery,
+                bytes,
+                len,
+                queued_at,
+            },
+            Lane::AfterFlowsOf(origin) => EgressOp::Left { origin, bytes },
+        }
+    }
+}
+
+/// One member a frame goes to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    pub(super) member: MemberId,
+    pub(super) at: MemberAt,
+    pub(super) delivery: Delivery,
+}
+
+/// Something the hub must do because of what the room decided.
+#[derive(Debug)]
+pub(super) enum Output {
+    /// Frame number `frame` of [`Outputs::frame`] to each target in
+    /// `targets` (a range of [`Outputs::targets`]), in `lane`.
+    Send {
+        frame: usize,
+        lane: Lane,
+        targets: Range<usize>,
+    },
+    /// A new member's welcome: frames `frames` (its `JoinAccepted`, then
+    /// one `ParticipantJoined` per member already there), ahead of
+    /// anything else it gets.
+    Welcome { at: MemberAt, frames: Range<usize> },
+    /// A member broke the protocol: it is told `what`.
+    Violation { at: MemberAt, what: String },
+    /// A member is removed for staying over the traffic rules: it is sent
+    /// `leave` and its association closes. Its [`Output::Removed`] follows.
+    Expel { at: MemberAt, leave: Leave },
+    /// A member is no longer in the room (after the frames its leaving
+    /// sent the others).
+    Removed { at: MemberAt },
+}
+
+/// What the room decided, in order, for the hub to carry out. The buffers
+/// are kept between inputs: fanning a message out allocates nothing but its
+/// frames.
+#[derive(Debug, Default)]
+pub(super) struct Outputs {
+    pub(super) items: Vec<Output>,
+    frames: Vec<Frame>,
+    encoded: Vec<Option<Bytes>>,
+    pub(super) targets: Vec<Target>,
+    /// For the embedder.
+    pub(super) events: Vec<HubEvent>,
+    /// Counted while deciding.
+    pub(super) stats: HubStats,
+}
+
+impl Outputs {
+    /// Forgets what was carried out, keeping the buffers.
+    pub(super) fn clear(&mut self) {
+        self.items.clear();
+        self.frames.clear();
+        self.encoded.clear();
+        self.targets.clear();
+    }
+
+    /// Frame number `i`.
+    pub(super) fn frame(&self, i: usize) -> &Frame {
+        &self.frames[i]
+    }
+
+    /// Frame number `i`, encoded as one message (once, however many ask).
+    pub(super) fn encoded(&mut self, i: usize) -> Bytes {
+        let frames = &self.frames;
+        self.encoded[i]
+            .get_or_insert_with(|| Message::Frame(frames[i].clone()).to_bytes())
+            .clone()
+    }
+
+    fn add_frame(&mut self, frame: Frame) -> usize {
+        self.frames.push(frame);
+        self.encoded.push(None);
+        self.frames.len() - 1
+    }
+
+    /// Sends `frame` in `lane` to the targets pushed by `targets`.
+    fn send(&mut self, frame: Frame, lane: Lane, targets: impl FnOnce(&mut Vec<Target>)) {
+        let start = self.targets.len();
+        targets(&mut self.targets);
+        if self.targets.len() == start {
+            return;
+        }
+        let frame = self.add_frame(frame);
+        let targets = start..self.targets.len();
+        self.items.push(Output::Send {
+            frame,
+            lane,
+            targets,
+        });
+    }
+}
+
+/// One member of a room.
+#[derive(Debug)]
+struct Member {
+    participant_id: ParticipantId,
+    at: MemberAt,
+    /// Server policing: how many more messages over the traffic rules it
+    /// may send before it is expelled (see
+    /// [`HubConfig::policing_tolerance`]).
+    strikes: TokenBucket,
+}
+
+/// The room's view of one open sender.
+#[derive(Debug)]
+struct Route {
+    session: u32,
+    reliability: Reliability,
+    priority: Priority,
+    bitrate_kbps: u32,
+    epoch: u16,
+    /// Empty: everyone else in the call.
+    targets: Vec<ParticipantId>,
+    /// Members that got `SenderOpened` (and so have a receiver).
+    announced: BTreeSet<MemberId>,
+    /// Members that closed their receiver of this session (a Durable one
+    /// whose buffer was full): no longer sent it, nor announced it again.
+    declined: BTreeSet<MemberId>,
+    /// The traffic rules, policed independently of the client's own check.
+    limiter: TrafficLimiter,
+    /// A message of this session was over the rules already.
+    policed: bool,
+}
+
+impl Route {
+    /// The lane of this route's frames (sent by `origin` on `channel`).
+    fn lane(&self, origin: MemberId, channel: u16, len: usize, queued_at: Instant) -> Lane {
+        Lane::Route {
+            origin,
+            channel,
+            priority: self.priority,
+            lossy: self.reliability == Reliability::Lossy,
+            len,
+            queued_at,
+        }
+    }
+
+    fn delivery(&self) -> Delivery {
+        match self.reliability {
+            Reliability::Durable => Delivery::Reliable,
+            Reliability::Lossy => Delivery::Lossy,
+        }
+    }
+}
+
+/// A call's members and open senders. See the module documentation.
+#[derive(Debug, Default)]
+pub(super) struct Room {
+    members: BTreeMap<MemberId, Member>,
+    next_member: u32,
+    routes: HashMap<(MemberId, u16), Route>,
+}
+
+/// A call's `JoinAccepted` for `member`: the server's limits and rules.
+pub(super) fn accepted_frame(channel: &ChannelConfig, member: MemberId) -> JoinAccepted {
+    JoinAccepted {
+        version: PROTOCOL_VERSION,
+        member,
+        max_message_size: channel.max_message_size,
+        idle_timeout_ms: u32::try_from(channel.receiver_idle_timeout.as_millis())
+            .unwrap_or(u32::MAX),
+        traffic: channel.traffic.to_rules(),
+    }
+}
+
+fn joined_frame(member: MemberId, pid: &ParticipantId) -> Frame {
+    ParticipantJoined {
+        member,
+        participant_id: ShortStr::truncated(pid.as_str()),
+    }
+    .into()
+}
+
+/// A `Leave` with `code` and `reason`.
+pub(super) fn leave(code: ErrorCode, reason: &str) -> Leave {
+    Leave {
+        code,
+        reason: ShortStr::truncated(reason),
+    }
+}
+
+impl Room {
+    /// Whether nobody is left.
+    pub(super) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Who is in the room.
+    pub(super) fn members(&self) -> impl Iterator<Item = (MemberId, &ParticipantId)> {
+        self.members.iter().map(|(m, x)| (*m, &x.participant_id))
+    }
+
+    /// Admits `participant_id`, living at `at`: it is welcomed (its
+    /// `JoinAccepted` and who is here) and everyone else is told.
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        config: &HubConfig,
+        call_id: &str,
+        participant_id: ParticipantId,
+        at: MemberAt,
+        out: &mut Outputs,
+    ) -> MemberId {
+        let member = MemberId(self.next_member);
+        self.next_member += 1;
+        let start = out.frames.len();
+        out.add_frame(accepted_frame(&config.channel, member).into());
+        for (m, x) in &self.members {
+            out.add_frame(joined_frame(*m, &x.participant_id));
+        }
+        out.items.push(Output::Welcome {
+            at,
+            frames: start..out.frames.len(),
+        });
+        let members = &self.members;
+        out.send(
+            joined_frame(member, &participant_id),
+            Lane::Control,
+            |targets| {
+                targets.extend(members.iter().map(|(m, x)| Target {
+                    member: *m,
+                    at: x.at,
+                    delivery: Delivery::Reliable,
+                }));
+            },
+        );
+        let (rate, burst) = config.policing_tolerance;
+        self.members.insert(
+            member,
+            Member {
+                participant_id: participant_id.clone(),
+                at,
+                strikes: TokenBucket::new(rate, burst, now),
+            },
+        );
+        out.events.push(HubEvent::ParticipantJoined {
+            call_id: call_id.to_owned(),
+            participant_id,
+            member,
+        });
+        member
+    }
+
+    /// Removes `member`: its senders close everywhere (`why`), everyone is
+    /// told, and [`Output::Removed`] comes last.
+    pub(super) fn remove(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        member: MemberId,
+        why: CloseReason,
+        out: &mut Outputs,
+    ) {
+        let Some(gone) = self.members.remove(&member) else {
+            return;
+        };
+        let mut theirs: Vec<u16> = self
+            .routes
+            .keys()
+            .filter(|(m, _)| *m == member)
+            .map(|(_, channel)| *channel)
+            .collect();
+        theirs.sort_unstable();
+        for channel in theirs {
+            if let Some(route) = self.routes.remove(&(member, channel)) {
+                self.close_route(now, member, channel, &route, why, out);
+            }
+        }
+        for route in self.routes.values_mut() {
+            route.announced.remove(&member);
+            route.declined.remove(&member);
+        }
+        let members = &self.members;
+        out.send(
+            ParticipantLeft { member }.into(),
+            Lane::AfterFlowsOf(member),
+            |targets| {
+                targets.extend(members.iter().map(|(m, x)| Target {
+                    member: *m,
+                    at: x.at,
+                    delivery: Delivery::Reliable,
+                }));
+            },
+        );
+        out.items.push(Output::Removed { at: gone.at });
+        out.events.push(HubEvent::ParticipantLeft {
+            call_id: call_id.to_owned(),
+            participant_id: gone.participant_id,
+            member,
+        });
+    }
+
+    /// Tells the members that heard of `route` (no longer in the room)
+    /// that it closed: in the route's flow, after what it still has queued.
+    fn close_route(
+        &self,
+        now: Instant,
+        origin: MemberId,
+        channel: u16,
+        route: &Route,
+        reason: CloseReason,
+        out: &mut Outputs,
+    ) {
+        let closed = SenderClosed {
+            channel,
+            session: route.session,
+            reason,
+            origin: Some(origin),
+        };
+        let lane = route.lane(origin, channel, 0, now);
+        self.send_to_announced(route, closed.into(), lane, Delivery::Reliable, out);
+    }
+
+    /// Sends `frame` to the members that have a receiver of `route`.
+    fn send_to_announced(
+        &self,
+        route: &Route,
+        frame: Frame,
+        lane: Lane,
+        delivery: Delivery,
+        out: &mut Outputs,
+    ) {
+        let members = &self.members;
+        out.send(frame, lane, |targets| {
+            targets.extend(route.announced.iter().filter_map(|m| {
+                members.get(m).map(|x| Target {
+                    member: *m,
+                    at: x.at,
+                    delivery,
+                })
+            }));
+        });
+    }
+
+    /// Sends one control frame to member `to`.
+    fn send_to(&self, to: MemberId, frame: Frame, out: &mut Outputs) {
+        let Some(x) = self.members.get(&to) else {
+            return;
+        };
+        let at = x.at;
+        out.send(frame, Lane::Control, |targets| {
+            targets.push(Target {
+                member: to,
+                at,
+                delivery: Delivery::Reliable,
+            });
+        });
+    }
+
+    fn violation(&self, from: MemberId, what: String, out: &mut Outputs) {
+        if let Some(x) = self.members.get(&from) {
+            out.items.push(Output::Violation { at: x.at, what });
+        }
+    }
+
+    /// A frame from member `from`.
+    pub(super) fn handle_frame(
+        &mut self,
+        now: Instant,
+        config: &HubConfig,
+        call_id: &str,
+        from: MemberId,
+        frame: Frame,
+        out: &mut Outputs,
+    ) {
+        if !self.members.contains_key(&from) {
+            return;
+        }
+        match frame {
+            Frame::SenderOpened(o) if o.origin.is_none() => self.open(now, config, from, o, out),
+            Frame::SetParticipants(p) => {
+                if let Some(route) = self.routes.get_mut(&(from, p.channel)) {
+                    route.epoch = p.epoch;
+                    route.targets = p
+                        .participants
+                        .ids()
+                        .iter()
+                        .map(|s| ParticipantId::from(s.as_str()))
+                        .collect();
+                }
+            }
+            Frame::Data(d) if d.origin.is_none() => {
+                self.forward(now, config, call_id, from, d, out);
+            }
+            Frame::SenderClosed(c) if c.origin.is_none() => {
+                if self
+                    .routes
+                    .get(&(from, c.channel))
+                    .is_some_and(|r| r.session == c.session)
+                    && let Some(route) = self.routes.remove(&(from, c.channel))
+                {
+                    self.close_route(now, from, c.channel, &route, c.reason, out);
+                }
+            }
+            // A receiver of `origin`'s session closed on this member's side.
+            Frame::SenderClosed(SenderClosed {
+                channel,
+                session,
+                reason: CloseReason::RECEIVER_OVERFLOW,
+                origin: Some(origin),
+            }) => {
+                if let Some(route) = self
+                    .routes
+                    .get_mut(&(origin, channel))
+                    .filter(|r| r.session == session)
+                {
+                    route.announced.remove(&from);
+                    route.declined.insert(from);
+                }
+            }
+            Frame::KeepAlive(k) if k.origin.is_none() => {
+                if let Some(route) = self
+                    .routes
+                    .get(&(from, k.channel))
+                    .filter(|r| r.session == k.session)
+                {
+                    let lane = route.lane(from, k.channel, 0, now);
+                    let ka = KeepAlive {
+                        origin: Some(from),
+                        ..k
+                    };
+                    self.send_to_announced(route, ka.into(), lane, Delivery::Lossy, out);
+                }
+            }
+            Frame::Leave(_) => self.remove(now, call_id, from, CloseReason::LEFT, out),
+            Frame::Error(e) => {
+                // Peer-controlled: debug level, so a chatty peer cannot flood logs.
+                tracing::debug!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
+            }
+            other => self.violation(
+                from,
+                format!("{} is not allowed from a participant", other.name()),
+                out,
+            ),
+        }
+    }
+
+    /// `from` opens a sender (a session on a channel); a newer session on
+    /// the same channel replaces the old one.
+    fn open(
+        &mut self,
+        now: Instant,
+        config: &HubConfig,
+        from: MemberId,
+        o: SenderOpened,
+        out: &mut Outputs,
+    ) {
+        if self
+            .routes
+            .get(&(from, o.channel))
+            .is_some_and(|old| old.session == o.session)
+        {
+            return;
+        }
+        let theirs = self.routes.keys().filter(|(m, _)| *m == from).count();
+        if !self.routes.contains_key(&(from, o.channel)) && theirs >= config.max_senders_per_member
+        {
+            self.violation(from, "too many open senders".into(), out);
+            return;
+        }
+        let channel = &config.channel;
+        let route = Route {
+            session: o.session,
+            reliability: o.reliability,
+            priority: o.priority,
+            bitrate_kbps: o.bitrate_kbps,
+            epoch: 0,
+            targets: Vec::new(),
+            announced: BTreeSet::new(),
+            declined: BTreeSet::new(),
+            limiter: channel.traffic.limiter(
+                o.reliability,
+                o.priority,
+                channel.max_message_size,
+                channel.traffic.server_slack,
+                now,
+            ),
+            policed: false,
+        };
+        if let Some(old) = self.routes.insert((from, o.channel), route) {
+            self.close_route(now, from, o.channel, &old, CloseReason::REPLACED, out);
+        }
+    }
+
+    /// Fans a data frame out to its sender's targets.
+    fn forward(
+        &mut self,
+        now: Instant,
+        config: &HubConfig,
+        call_id: &str,
+        from: MemberId,
+        d: Data,
+        out: &mut Outputs,
+    ) {
+        if d.payload.len() > config.channel.max_message_size as usize {
+            // The client checks this; one that does not is breaking the rules.
+            out.stats.protocol_errors += 1;
+            return;
+        }
+        let Some(route) = self
+            .routes
+            .get_mut(&(from, d.channel))
+            .filter(|r| r.session == d.session)
+        else {
+            out.stats.messages_stale += 1;
+            return;
+        };
+        // A Lossy message may overtake its sender's latest participant list:
+        // one sent under another list is dropped rather than misdelivered.
+        if route.reliability == Reliability::Lossy && d.epoch != Some(route.epoch) {
+            out.stats.messages_stale += 1;
+            return;
+        }
+        // Policing: a client that skips its own limiter loses the excess, and
+        // one that keeps at it is expelled.
+        if !route
+            .limiter
+            .try_admit(d.payload.len(), route.targets.is_empty(), now)
+        {
+            let first = !std::mem::replace(&mut route.policed, true);
+            self.policed(now, call_id, from, &d, first, out);
+            return;
+        }
+        let route = &self.routes[&(from, d.channel)];
+        let len = d.payload.len().max(1);
+        let control = route.lane(from, d.channel, 0, now);
+        let lane = route.lane(from, d.channel, len, now);
+        let addressed = |m: &MemberId, x: &Member| {
+            *m != from
+                && !route.declined.contains(m)
+                && (route.targets.is_empty() || route.targets.contains(&x.participant_id))
+        };
+        let new = |m: &MemberId, x: &Member| addressed(m, x) && !route.announced.contains(m);
+        let members = &self.members;
+        // New receivers get `SenderOpened` first, and their first message
+        // goes ordered after it (unordered data would overtake it).
+        let opened = SenderOpened {
+            channel: d.channel,
+            session: d.session,
+            reliability: route.reliability,
+            priority: route.priority,
+            bitrate_kbps: route.bitrate_kbps,
+            origin: Some(from),
+        };
+        out.send(opened.into(), control, |targets| {
+            targets.extend(
+                members
+                    .iter()
+                    .filter(|(m, x)| new(m, x))
+                    .map(|(m, x)| Target {
+                        member: *m,
+                        at: x.at,
+                        delivery: Delivery::Reliable,
+                    }),
+            );
+        });
+        let delivery = route.delivery();
+        let mut forwarded = 0;
+        let data = Data {
+            origin: Some(from),
+            epoch: None,
+            ..d
+        };
+        out.send(data.into(), lane, |targets| {
+            for (m, x) in members.iter().filter(|(m, x)| addressed(m, x)) {
+                forwarded += 1;
+                targets.push(Target {
+                    member: *m,
+                    at: x.at,
+                    delivery: if route.announced.contains(m) {
+                        delivery
+                    } else {
+                        Delivery::Reliable
+                    },
+                });
+            }
+        });
+        out.stats.messages_forwarded += forwarded;
+        let route = self
+            .routes
+            .get_mut(&(from, d.channel))
+            .expect("looked up above");
+        for t in &out.targets[out.targets.len() - forwarded as usize..] {
+            route.announced.insert(t.member);
+        }
+    }
+
+    /// A message of `from` was over the traffic rules and dropped. One who
+    /// keeps at it is expelled. Otherwise: a Durable session with a hole is
+    /// not Durable, so its route closes (`SenderClosed` with
+    /// `TRAFFIC_LIMIT` to its receivers, after what they got) and the
+    /// sender is told (`SenderClosed` without origin), so the sending
+    /// application sees its sender closed instead of a silent gap; a Lossy
+    /// one may drop: the sender gets one `Error` per session (`first`).
+    fn policed(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        from: MemberId,
+        d: &Data,
+        first: bool,
+        out: &mut Outputs,
+    ) {
+        out.stats.policed += 1;
+        let Some(member) = self.members.get_mut(&from) else {
+            return;
+        };
+        // Hosted participants are trusted: never expelled.
+        if !matches!(member.at, MemberAt::Hosted(_)) && !member.strikes.try_take(1, now) {
+            out.stats.traffic_abusers += 1;
+            tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
+            out.items.push(Output::Expel {
+                at: member.at,
+                leave: leave(
+                    ErrorCode::TRAFFIC_LIMIT,
+                    "persistently over the traffic limit rules",
+                ),
+            });
+            self.remove(now, call_id, from, CloseReason::ASSOCIATION_LOST, out);
+            return;
+        }
+        let Some(reliability) = self.routes.get(&(from, d.channel)).map(|r| r.reliability) else {
+            return;
+        };
+        let notice: Frame = match reliability {
+            Reliability::Durable => {
+                let Some(route) = self.routes.remove(&(from, d.channel)) else {
+                    return;
+                };
+                tracing::info!(call = call_id, member = %from, channel = d.channel, "closed a Durable sender over the traffic rules");
+                self.close_route(
+                    now,
+                    from,
+                    d.channel,
+                    &route,
+                    CloseReason::TRAFFIC_LIMIT,
+                    out,
+                );
+                SenderClosed {
+                    channel: d.channel,
+                    session: d.session,
+                    reason: CloseReason::TRAFFIC_LIMIT,
+                    origin: None,
+                }
+                .into()
+            }
+            Reliability::Lossy if first => ErrorFrame {
+                code: ErrorCode::TRAFFIC_LIMIT,
+                reason: ShortStr::truncated(&format!(
+                    "Lossy messages on channel {} dropped: over the traffic limit rules",
+                    d.channel
+                )),
+            }
+            .into(),
+            Reliability::Lossy => return,
+        };
+        self.send_to(from, notice, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

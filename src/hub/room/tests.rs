@@ -1,0 +1,1 @@
+//! The room alone: frames in, outputs out, no association anywhere.
