@@ -43,7 +43,7 @@ pub(super) enum Via {
     Uplink {
         assoc: AssocId,
         /// How much the association's SCTP queue may hold.
-        budget: EgressBudget,
+        budget: Box<EgressBudget>,
         /// Sent once the association is up.
         join: Option<Join>,
     },
@@ -110,7 +110,10 @@ impl Hub {
         self.links.insert(assoc, Link::Uplink(shared.key));
         let via = Via::Uplink {
             assoc,
-            budget: pump::new_budget(self.config.uplink_buffer, self.config.queue_target),
+            budget: Box::new(pump::new_budget(
+                self.config.uplink_buffer,
+                self.config.queue_target,
+            )),
             join: Some(Join {
                 version: PROTOCOL_VERSION,
                 call_id: call,
@@ -317,7 +320,10 @@ impl Hub {
                     via: Via::Uplink { assoc, budget, .. },
                 }) => {
                     let assoc = *assoc;
-                    let mut uplink = Uplink { core, budget };
+                    let mut uplink = Uplink {
+                        core,
+                        budget: budget.as_mut(),
+                    };
                     let Pumped { more, .. } = pump::pump(&mut self.node, now, assoc, &mut uplink);
                     more
                 }
