@@ -13,12 +13,13 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 use std::time::Instant;
 
 use super::egress::{Limits, MemberEgress, Pushed};
 use super::pump::{self, Pumped};
 use super::relay::{Relay, RelayMsg};
-use super::room::{MemberAt, Output, leave};
+use super::room::{Lane, MemberAt, Output, Outputs, leave};
 use super::{Hub, HubConfig, HubEvent, home_worker};
 use crate::auth::{JoinRejection, JoinRequest};
 use crate::datachannel::ParticipantId;
@@ -229,45 +230,13 @@ impl Hub {
         self.stats += std::mem::take(&mut out.stats);
         self.events.extend(out.events.drain(..));
         let mut items = std::mem::take(&mut out.items);
-        // Fan-out to another worker goes as one relay per worker (and
-        // stream) with the member list.
-        let mut relays: Vec<(usize, Delivery, Vec<AssocId>)> = Vec::new();
         for item in items.drain(..) {
             match item {
                 Output::Send {
                     frame,
                     lane,
                     targets,
-                } => {
-                    for i in targets {
-                        let t = out.targets[i];
-                        match t.at {
-                            MemberAt::Assoc(assoc) => {
-                                let op = lane.op(t.delivery, out.encoded(frame));
-                                self.egress.push(now, assoc, op);
-                            }
-                            MemberAt::Worker { worker, assoc } => {
-                                match relays
-                                    .iter_mut()
-                                    .find(|(w, d, _)| *w == worker && *d == t.delivery)
-                                {
-                                    Some((_, _, assocs)) => assocs.push(assoc),
-                                    None => relays.push((worker, t.delivery, vec![assoc])),
-                                }
-                            }
-                            MemberAt::Hosted(key) => {
-                                if let Some(p) = self.participants.get_mut(&key) {
-                                    p.core.handle_frame(now, out.frame(frame).clone());
-                                }
-                            }
-                        }
-                    }
-                    for (worker, delivery, assocs) in relays.drain(..) {
-                        let op = lane.op(delivery, out.encoded(frame));
-                        self.relay
-                            .push(worker, Relay::new(RelayMsg::Egress { assocs, op }));
-                    }
-                }
+                } => self.send_to_targets(now, &mut out, frame, lane, targets),
                 Output::Welcome { at, frames } => match at {
                     MemberAt::Assoc(assoc) => {
                         let welcome = frames.map(|i| (Delivery::Reliable, out.frame(i).clone()));
@@ -329,6 +298,47 @@ impl Hub {
         out.items = items;
         out.clear();
         self.outputs = out;
+    }
+
+    /// Gives frame `frame` of `out` to each of `targets`: the encoded bytes
+    /// to a remote member's egress (here, or relayed to its worker: one
+    /// relay per worker and stream with the member list), the frame to a
+    /// hosted one.
+    fn send_to_targets(
+        &mut self,
+        now: Instant,
+        out: &mut Outputs,
+        frame: usize,
+        lane: Lane,
+        targets: Range<usize>,
+    ) {
+        let mut relays: Vec<(usize, Delivery, Vec<AssocId>)> = Vec::new();
+        for i in targets {
+            let t = out.targets[i];
+            match t.at {
+                MemberAt::Assoc(assoc) => {
+                    let op = lane.op(t.delivery, out.encoded(frame));
+                    self.egress.push(now, assoc, op);
+                }
+                MemberAt::Worker { worker, assoc } => match relays
+                    .iter_mut()
+                    .find(|(w, d, _)| *w == worker && *d == t.delivery)
+                {
+                    Some((_, _, assocs)) => assocs.push(assoc),
+                    None => relays.push((worker, t.delivery, vec![assoc])),
+                },
+                MemberAt::Hosted(key) => {
+                    if let Some(p) = self.participants.get_mut(&key) {
+                        p.core.handle_frame(now, out.frame(frame).clone());
+                    }
+                }
+            }
+        }
+        for (worker, delivery, assocs) in relays {
+            let op = lane.op(delivery, out.encoded(frame));
+            self.relay
+                .push(worker, Relay::new(RelayMsg::Egress { assocs, op }));
+        }
     }
 
     /// Tells a member that broke the protocol what it did wrong.

@@ -1,1 +1,430 @@
 //! The room alone: frames in, outputs out, no association anywhere.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::sched::TrafficPolicy;
+use crate::wire::{ParticipantList, SetParticipants};
+
+const CALL: &str = "call";
+
+/// One output, flattened for assertions: what, to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// A frame (by name) to a member, on a stream.
+    Send(&'static str, MemberId, Delivery),
+    Welcome(MemberAt, Vec<&'static str>),
+    Violation(MemberAt),
+    Expel(MemberAt, ErrorCode),
+    Removed(MemberAt),
+}
+
+struct Rig {
+    now: Instant,
+    config: HubConfig,
+    room: Room,
+    out: Outputs,
+}
+
+impl Rig {
+    fn new() -> Self {
+        Self {
+            now: Instant::now(),
+            config: HubConfig::client(),
+            room: Room::default(),
+            out: Outputs::default(),
+        }
+    }
+
+    /// What the room decided since the last call, flattened; the frames
+    /// sent, in order, with their targets.
+    fn take(&mut self) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        for item in &self.out.items {
+            match item {
+                Output::Send { frame, targets, .. } => {
+                    for t in &self.out.targets[targets.clone()] {
+                        seen.push(Seen::Send(
+                            self.out.frames[*frame].name(),
+                            t.member,
+                            t.delivery,
+                        ));
+                    }
+                }
+                Output::Welcome { at, frames } => seen.push(Seen::Welcome(
+                    *at,
+                    self.out.frames[frames.clone()]
+                        .iter()
+                        .map(Frame::name)
+                        .collect(),
+                )),
+                Output::Violation { at, .. } => seen.push(Seen::Violation(*at)),
+                Output::Expel { at, leave } => seen.push(Seen::Expel(*at, leave.code)),
+                Output::Removed { at } => seen.push(Seen::Removed(*at)),
+            }
+        }
+        self.out.clear();
+        seen
+    }
+
+    fn admit(&mut self, who: &str, at: MemberAt) -> MemberId {
+        self.room.admit(
+            self.now,
+            &self.config,
+            CALL,
+            ParticipantId::from(who),
+            at,
+            &mut self.out,
+        )
+    }
+
+    fn frame(&mut self, from: MemberId, frame: impl Into<Frame>) {
+        self.room.handle_frame(
+            self.now,
+            &self.config,
+            CALL,
+            from,
+            frame.into(),
+            &mut self.out,
+        );
+    }
+
+    fn open(&mut self, from: MemberId, channel: u16, session: u32, reliability: Reliability) {
+        self.frame(
+            from,
+            SenderOpened {
+                channel,
+                session,
+                reliability,
+                priority: Priority::Normal,
+                bitrate_kbps: 0,
+                origin: None,
+            },
+        );
+    }
+
+    fn data(&mut self, from: MemberId, channel: u16, session: u32, epoch: Option<u16>, len: usize) {
+        self.frame(
+            from,
+            Data {
+                channel,
+                session,
+                seq: 1,
+                origin: None,
+                epoch,
+                payload: Bytes::from(vec![1; len]),
+            },
+        );
+    }
+}
+
+fn at(i: u64) -> MemberAt {
+    MemberAt::Assoc(AssocId(i))
+}
+
+#[test]
+fn a_member_is_welcomed_with_the_roster_and_announced_to_the_others() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Welcome(at(1), vec!["JoinAccepted"])],
+        "nobody to tell yet"
+    );
+    let bob = rig.admit("bob", MemberAt::Hosted(7));
+    assert_ne!(alice, bob);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Welcome(
+                MemberAt::Hosted(7),
+                vec!["JoinAccepted", "ParticipantJoined"]
+            ),
+            Seen::Send("ParticipantJoined", alice, Delivery::Reliable),
+        ]
+    );
+    let events: Vec<_> = rig.out.events.drain(..).collect();
+    assert!(matches!(
+        &events[..],
+        [HubEvent::ParticipantJoined { member: a, .. }, HubEvent::ParticipantJoined { member: b, .. }]
+            if *a == alice && *b == bob
+    ));
+    let who: Vec<_> = rig.room.members().map(|(m, p)| (m, p.clone())).collect();
+    assert_eq!(
+        who,
+        vec![(alice, "alice".into()), (bob, "bob".into())],
+        "the roster"
+    );
+}
+
+#[test]
+fn data_fans_out_once_encoded_and_a_new_receiver_hears_of_its_sender_first() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let carol = rig.admit(
+        "carol",
+        MemberAt::Worker {
+            worker: 1,
+            assoc: AssocId(3),
+        },
+    );
+    rig.take();
+    rig.open(alice, 5, 1, Reliability::Lossy);
+    assert!(rig.take().is_empty(), "nothing to announce before data");
+    rig.data(alice, 5, 1, Some(0), 10);
+    // Each new receiver: SenderOpened, then the first message ordered.
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderOpened", bob, Delivery::Reliable),
+            Seen::Send("SenderOpened", carol, Delivery::Reliable),
+            Seen::Send("Data", bob, Delivery::Reliable),
+            Seen::Send("Data", carol, Delivery::Reliable),
+        ]
+    );
+    rig.data(alice, 5, 1, Some(0), 10);
+    // Encoded once, whatever the number of targets.
+    let Some(Output::Send { frame, .. }) = rig.out.items.first() else {
+        panic!("a send");
+    };
+    let frame = *frame;
+    let (a, b) = (rig.out.encoded(frame), rig.out.encoded(frame));
+    assert_eq!(a.as_ptr(), b.as_ptr(), "one encoding shared");
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("Data", bob, Delivery::Lossy),
+            Seen::Send("Data", carol, Delivery::Lossy),
+        ],
+        "later messages on the Lossy stream; never back to the sender"
+    );
+    assert_eq!(rig.out.stats.messages_forwarded, 4);
+}
+
+#[test]
+fn a_participant_list_narrows_the_targets_and_stale_data_is_dropped() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let _carol = rig.admit("carol", at(3));
+    rig.take();
+    rig.open(alice, 5, 1, Reliability::Lossy);
+    let list = ParticipantList::try_from(vec![ShortStr::truncated("bob")]).expect("list");
+    rig.frame(
+        alice,
+        SetParticipants {
+            channel: 5,
+            epoch: 1,
+            participants: list,
+        },
+    );
+    // Sent under the old list (epoch 0): overtook the change, dropped.
+    rig.data(alice, 5, 1, Some(0), 10);
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.out.stats.messages_stale, 1);
+    rig.data(alice, 5, 1, Some(1), 10);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderOpened", bob, Delivery::Reliable),
+            Seen::Send("Data", bob, Delivery::Reliable),
+        ]
+    );
+    // Another session's data: stale.
+    rig.data(alice, 5, 2, Some(1), 10);
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.out.stats.messages_stale, 2);
+}
+
+#[test]
+fn a_new_session_replaces_the_old_and_a_leaver_closes_its_senders_first() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.take();
+    rig.open(alice, 5, 1, Reliability::Durable);
+    rig.data(alice, 5, 1, None, 10);
+    rig.take();
+    rig.open(alice, 5, 2, Reliability::Durable);
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("SenderClosed", bob, Delivery::Reliable)],
+        "the old session's receiver closes"
+    );
+    rig.data(alice, 5, 2, None, 10);
+    rig.take();
+    rig.frame(
+        alice,
+        Leave {
+            code: ErrorCode::NONE,
+            reason: ShortStr::default(),
+        },
+    );
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderClosed", bob, Delivery::Reliable),
+            Seen::Send("ParticipantLeft", bob, Delivery::Reliable),
+            Seen::Removed(at(1)),
+        ]
+    );
+    assert_eq!(rig.room.members().count(), 1);
+}
+
+#[test]
+fn a_receiver_that_declined_a_session_is_sent_no_more_of_it() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let carol = rig.admit("carol", at(3));
+    rig.open(alice, 5, 1, Reliability::Durable);
+    rig.data(alice, 5, 1, None, 10);
+    rig.take();
+    rig.frame(
+        bob,
+        SenderClosed {
+            channel: 5,
+            session: 1,
+            reason: CloseReason::RECEIVER_OVERFLOW,
+            origin: Some(alice),
+        },
+    );
+    rig.data(alice, 5, 1, None, 10);
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("Data", carol, Delivery::Reliable)]
+    );
+}
+
+#[test]
+fn frames_a_participant_may_not_send_and_too_many_senders_are_violations() {
+    let mut rig = Rig::new();
+    rig.config.max_senders_per_member = 2;
+    let alice = rig.admit("alice", at(1));
+    rig.take();
+    rig.frame(alice, accepted_frame(&ChannelConfig::default(), alice));
+    assert_eq!(rig.take(), vec![Seen::Violation(at(1))]);
+    rig.open(alice, 1, 1, Reliability::Lossy);
+    rig.open(alice, 2, 2, Reliability::Lossy);
+    rig.open(alice, 2, 3, Reliability::Lossy); // A replacement is no new sender.
+    assert!(rig.take().is_empty());
+    rig.open(alice, 3, 4, Reliability::Lossy);
+    assert_eq!(rig.take(), vec![Seen::Violation(at(1))]);
+    // Oversize data is counted, never forwarded.
+    rig.data(alice, 1, 1, Some(0), 40_000);
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.out.stats.protocol_errors, 1);
+}
+
+#[test]
+fn a_durable_session_over_the_rules_closes_and_its_sender_is_told() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.open(alice, 5, 1, Reliability::Durable);
+    // 64 kbps, twice a 32 KiB bucket at the server: the third 32 KiB
+    // message at once is over.
+    for _ in 0..2 {
+        rig.data(alice, 5, 1, None, 32 * 1024);
+    }
+    rig.take();
+    rig.data(alice, 5, 1, None, 32 * 1024);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderClosed", bob, Delivery::Reliable),
+            Seen::Send("SenderClosed", alice, Delivery::Reliable),
+        ]
+    );
+    assert_eq!(rig.out.stats.policed, 1);
+    // The session is gone: more of it is stale.
+    rig.data(alice, 5, 1, None, 10);
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.out.stats.messages_stale, 1);
+}
+
+#[test]
+fn a_lossy_session_over_the_rules_is_told_once_and_an_abuser_is_expelled() {
+    let mut rig = Rig::new();
+    rig.config.policing_tolerance = (1, 3);
+    rig.config.channel.traffic = TrafficPolicy {
+        broadcast_packets_per_second: None,
+        ..TrafficPolicy::default()
+    };
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.open(alice, 5, 1, Reliability::Lossy);
+    // 512 kbps: 64 kB a second, twice a 64 kB bucket at the server.
+    for _ in 0..3 {
+        rig.data(alice, 5, 1, Some(0), 32 * 1024);
+    }
+    rig.take();
+    rig.data(alice, 5, 1, Some(0), 32 * 1024);
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("Error", alice, Delivery::Reliable)]
+    );
+    rig.data(alice, 5, 1, Some(0), 32 * 1024);
+    rig.data(alice, 5, 1, Some(0), 32 * 1024);
+    assert!(rig.take().is_empty(), "told once per session");
+    // The fourth strike of a tolerance of three.
+    rig.data(alice, 5, 1, Some(0), 32 * 1024);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Expel(at(1), ErrorCode::TRAFFIC_LIMIT),
+            Seen::Send("SenderClosed", bob, Delivery::Reliable),
+            Seen::Send("ParticipantLeft", bob, Delivery::Reliable),
+            Seen::Removed(at(1)),
+        ]
+    );
+    assert_eq!(rig.out.stats.traffic_abusers, 1);
+    // Strikes refill at the tolerance's rate; a hosted participant is
+    // trusted, never expelled.
+    rig.now += Duration::from_secs(60);
+    let host = rig.admit("host", MemberAt::Hosted(1));
+    rig.open(host, 5, 1, Reliability::Lossy);
+    for _ in 0..20 {
+        rig.data(host, 5, 1, Some(0), 32 * 1024);
+    }
+    assert!(
+        !rig.take()
+            .iter()
+            .any(|s| matches!(s, Seen::Expel(..) | Seen::Removed(_)))
+    );
+}
+
+#[test]
+fn keep_alives_reach_the_announced_receivers_on_the_lossy_stream() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let _carol = rig.admit("carol", at(3));
+    rig.open(alice, 5, 1, Reliability::Durable);
+    let list = ParticipantList::try_from(vec![ShortStr::truncated("bob")]).expect("list");
+    rig.frame(
+        alice,
+        SetParticipants {
+            channel: 5,
+            epoch: 1,
+            participants: list,
+        },
+    );
+    rig.data(alice, 5, 1, None, 1);
+    rig.take();
+    rig.frame(
+        alice,
+        KeepAlive {
+            channel: 5,
+            session: 1,
+            origin: None,
+        },
+    );
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("KeepAlive", bob, Delivery::Lossy)]
+    );
+}
