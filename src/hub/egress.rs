@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::pump::Scheduled;
 use crate::proto::Delivery;
 use crate::sched::{EgressBudget, FlowSpec, Head, Pick, Scheduler};
 use crate::wire::{MemberId, Priority};
@@ -46,28 +47,47 @@ fn origin_of(k: FlowKey) -> MemberId {
     MemberId(u32::try_from(k >> 16).unwrap_or(u32::MAX))
 }
 
-/// One frame for one member.
-#[derive(Debug, Clone)]
-pub(super) enum EgressOp {
-    /// A member-level control frame: ahead of every flow, never dropped.
-    Control { delivery: Delivery, bytes: Bytes },
+/// Which part of a member's egress a frame goes to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lane {
+    /// Member-level control: ahead of every flow, never dropped.
+    Control,
     /// A frame of a route (`SenderOpened`, `Data`, `KeepAlive`,
-    /// `SenderClosed`), in that route's flow.
+    /// `SenderClosed`), in that route's flow (origin, channel).
     Route {
         origin: MemberId,
         channel: u16,
         priority: Priority,
         /// The route is Lossy: its data may be dropped.
         lossy: bool,
-        delivery: Delivery,
-        bytes: Bytes,
-        /// Payload bytes; 0 for control frames (never dropped).
+        /// Payload bytes; 0 for control frames of the route (never
+        /// dropped).
         len: usize,
         /// When the server received it.
         queued_at: Instant,
     },
-    /// `ParticipantLeft` for `origin`: after that participant's flows.
-    Left { origin: MemberId, bytes: Bytes },
+    /// `ParticipantLeft` of a member: after that member's flows.
+    AfterFlowsOf(MemberId),
+}
+
+impl Lane {
+    /// The egress operation that puts `bytes` in this lane.
+    pub(super) fn op(self, delivery: Delivery, bytes: Bytes) -> EgressOp {
+        EgressOp {
+            lane: self,
+            delivery,
+            bytes,
+        }
+    }
+}
+
+/// One encoded frame for one member, and where it goes in its egress.
+#[derive(Debug, Clone)]
+pub(super) struct EgressOp {
+    pub(super) lane: Lane,
+    /// Its stream (`AfterFlowsOf` always goes ordered).
+    pub(super) delivery: Delivery,
+    pub(super) bytes: Bytes,
 }
 
 /// How much one member may have waiting.
@@ -139,22 +159,22 @@ impl MemberEgress {
         self.durable_bytes + self.lossy_bytes
     }
 
-    /// Whether something can be sent (given room).
-    pub(super) fn has_work(&self) -> bool {
-        !self.control.is_empty() || self.sched.has_work()
-    }
-
     /// Queues `op` unless the limits say otherwise.
     pub(super) fn push(&mut self, op: EgressOp, now: Instant, limits: Limits) -> Pushed {
-        match op {
-            EgressOp::Control { delivery, bytes } => {
+        let EgressOp {
+            lane,
+            delivery,
+            bytes,
+        } = op;
+        match lane {
+            Lane::Control => {
                 if self.durable_bytes + bytes.len() > limits.durable {
                     return Pushed::Overflow;
                 }
                 self.durable_bytes += bytes.len();
                 self.control.push_back((delivery, bytes));
             }
-            EgressOp::Left { origin, bytes } => {
+            Lane::AfterFlowsOf(origin) => {
                 if self.durable_bytes + bytes.len() > limits.durable {
                     return Pushed::Overflow;
                 }
@@ -165,13 +185,11 @@ impl MemberEgress {
                     self.control.push_back((Delivery::Reliable, bytes));
                 }
             }
-            EgressOp::Route {
+            Lane::Route {
                 origin,
                 channel,
                 priority,
                 lossy,
-                delivery,
-                bytes,
                 len,
                 queued_at,
             } => {
@@ -217,17 +235,45 @@ impl MemberEgress {
         Pushed::Queued
     }
 
-    /// How long what is picked from now on waits in the transport (see
-    /// [`crate::sched::Scheduler::set_transit`]).
-    pub(super) fn set_transit(&mut self, transit: std::time::Duration) {
+    /// The last flow from `origin` drained: its `ParticipantLeft` may go.
+    fn flow_drained(&mut self, origin: MemberId, out: &mut Vec<(Delivery, Bytes)>) {
+        let Some(n) = self.origins.get_mut(&origin) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        self.origins.remove(&origin);
+        let mut i = 0;
+        while i < self.left.len() {
+            if self.left[i].0 == origin {
+                let (_, bytes) = self.left.remove(i);
+                self.durable_bytes -= bytes.len();
+                out.push((Delivery::Reliable, bytes));
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl Scheduled for MemberEgress {
+    type Piece = Bytes;
+
+    fn budget(&mut self) -> &mut EgressBudget {
+        &mut self.budget
+    }
+
+    fn has_work(&self) -> bool {
+        !self.control.is_empty() || self.sched.has_work()
+    }
+
+    fn set_transit(&mut self, transit: Duration) {
         self.sched.set_transit(transit);
     }
 
-    /// Moves frames to `out` in the order they should go: control frames
-    /// first (whatever the room), then what the scheduler picks while
-    /// `room` bytes last, then High flows alone for `high_reserve` more.
-    /// Returns how many Lossy messages were dropped as late.
-    pub(super) fn pump(
+    fn pump(
         &mut self,
         now: Instant,
         room: usize,
@@ -278,54 +324,6 @@ impl MemberEgress {
         }
         dropped
     }
-
-    /// The last flow from `origin` drained: its `ParticipantLeft` may go.
-    fn flow_drained(&mut self, origin: MemberId, out: &mut Vec<(Delivery, Bytes)>) {
-        let Some(n) = self.origins.get_mut(&origin) else {
-            return;
-        };
-        *n -= 1;
-        if *n > 0 {
-            return;
-        }
-        self.origins.remove(&origin);
-        let mut i = 0;
-        while i < self.left.len() {
-            if self.left[i].0 == origin {
-                let (_, bytes) = self.left.remove(i);
-                self.durable_bytes -= bytes.len();
-                out.push((Delivery::Reliable, bytes));
-            } else {
-                i += 1;
-            }
-        }
-    }
-}
-
-impl super::pump::Scheduled for MemberEgress {
-    type Piece = Bytes;
-
-    fn budget(&mut self) -> &mut EgressBudget {
-        &mut self.budget
-    }
-
-    fn set_transit(&mut self, transit: Duration) {
-        MemberEgress::set_transit(self, transit);
-    }
-
-    fn pump(
-        &mut self,
-        now: Instant,
-        room: usize,
-        high_reserve: usize,
-        out: &mut Vec<(Delivery, Bytes)>,
-    ) -> u64 {
-        MemberEgress::pump(self, now, room, high_reserve, out)
-    }
-
-    fn has_work(&self) -> bool {
-        MemberEgress::has_work(self)
-    }
 }
 
 #[cfg(test)]
@@ -352,20 +350,20 @@ mod tests {
         len: usize,
         at: Instant,
     ) -> EgressOp {
-        EgressOp::Route {
+        let lane = Lane::Route {
             origin: MemberId(origin),
             channel: 7,
             priority: prio,
             lossy,
-            delivery: if lossy {
-                Delivery::Lossy
-            } else {
-                Delivery::Reliable
-            },
-            bytes: Bytes::from(vec![tag; len.max(1)]),
             len,
             queued_at: at,
-        }
+        };
+        let delivery = if lossy {
+            Delivery::Lossy
+        } else {
+            Delivery::Reliable
+        };
+        lane.op(delivery, Bytes::from(vec![tag; len.max(1)]))
     }
 
     fn tags(out: &[(Delivery, Bytes)]) -> Vec<u8> {
@@ -382,19 +380,14 @@ mod tests {
                 Pushed::Queued
             );
         }
-        let left = EgressOp::Left {
-            origin: MemberId(1),
-            bytes: Bytes::from_static(&[99]),
-        };
+        let left =
+            Lane::AfterFlowsOf(MemberId(1)).op(Delivery::Reliable, Bytes::from_static(&[99]));
         assert_eq!(e.push(left, t, LIMITS), Pushed::Queued);
         assert_eq!(
             e.push(route(2, Priority::High, false, 20, 100, t), t, LIMITS),
             Pushed::Queued
         );
-        let ctl = EgressOp::Control {
-            delivery: Delivery::Reliable,
-            bytes: Bytes::from_static(&[1]),
-        };
+        let ctl = Lane::Control.op(Delivery::Reliable, Bytes::from_static(&[1]));
         assert_eq!(e.push(ctl, t, LIMITS), Pushed::Queued);
         let mut out = Vec::new();
         assert_eq!(e.pump(t, 10_000, 0, &mut out), 0);
@@ -402,10 +395,8 @@ mod tests {
         assert_eq!(e.queued(), 0);
         assert!(!e.has_work());
         // A participant with nothing queued leaves at once.
-        let left = EgressOp::Left {
-            origin: MemberId(3),
-            bytes: Bytes::from_static(&[98]),
-        };
+        let left =
+            Lane::AfterFlowsOf(MemberId(3)).op(Delivery::Reliable, Bytes::from_static(&[98]));
         e.push(left, t, LIMITS);
         out.clear();
         e.pump(t, 0, 0, &mut out);

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::HubConfig;
 use super::HubEvent;
 use super::HubStats;
-use super::egress::EgressOp;
+use super::egress::Lane;
 use crate::datachannel::{ChannelConfig, ParticipantId};
 use crate::proto::{AssocId, Delivery};
 use crate::sched::{TokenBucket, TrafficLimiter};
@@ -43,52 +43,6 @@ pub(super) enum MemberAt {
     },
     /// A participant hosted by this hub: the call's key.
     Hosted(u64),
-}
-
-/// Which part of a member's egress a frame goes to.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Lane {
-    /// Member-level control: ahead of every flow.
-    Control,
-    /// A frame of the route (origin, channel): in that route's flow.
-    Route {
-        origin: MemberId,
-        channel: u16,
-        priority: Priority,
-        lossy: bool,
-        /// Payload bytes (0: a control frame of the route).
-        len: usize,
-        queued_at: Instant,
-    },
-    /// `ParticipantLeft` of a member: after that member's flows.
-    AfterFlowsOf(MemberId),
-}
-
-impl Lane {
-    /// The egress operation that puts `bytes` in this lane.
-    pub(super) fn op(self, delivery: Delivery, bytes: Bytes) -> EgressOp {
-        match self {
-            Lane::Control => EgressOp::Control { delivery, bytes },
-            Lane::Route {
-                origin,
-                channel,
-                priority,
-                lossy,
-                len,
-                queued_at,
-            } => EgressOp::Route {
-                origin,
-                channel,
-                priority,
-                lossy,
-                delivery,
-                bytes,
-                len,
-                queued_at,
-            },
-            Lane::AfterFlowsOf(origin) => EgressOp::Left { origin, bytes },
-        }
-    }
 }
 
 /// One member a frame goes to.

@@ -16,10 +16,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::time::Instant;
 
+use super::egress::Lane;
 use super::egress::{Limits, MemberEgress, Pushed};
-use super::pump::{self, Pumped};
+use super::pump::{self, Pumped, Scheduled};
 use super::relay::{Relay, RelayMsg};
-use super::room::{Lane, MemberAt, Output, Outputs, leave};
+use super::room::{MemberAt, Output, Outputs, leave};
 use super::{Hub, HubConfig, HubEvent, home_worker};
 use crate::auth::{JoinRejection, JoinRequest};
 use crate::datachannel::ParticipantId;
@@ -244,10 +245,7 @@ impl Hub {
                     }
                     MemberAt::Worker { worker, assoc } => {
                         for i in frames {
-                            let op = super::egress::EgressOp::Control {
-                                delivery: Delivery::Reliable,
-                                bytes: out.encoded(i),
-                            };
+                            let op = Lane::Control.op(Delivery::Reliable, out.encoded(i));
                             let assocs = vec![assoc];
                             self.relay
                                 .push(worker, Relay::new(RelayMsg::Egress { assocs, op }));
@@ -352,10 +350,7 @@ impl Hub {
                     reason: ShortStr::truncated(what),
                 }
                 .into();
-                let op = super::egress::EgressOp::Control {
-                    delivery: Delivery::Reliable,
-                    bytes: Message::Frame(frame).to_bytes(),
-                };
+                let op = Lane::Control.op(Delivery::Reliable, Message::Frame(frame).to_bytes());
                 let assocs = vec![assoc];
                 self.relay
                     .push(worker, Relay::new(RelayMsg::Egress { assocs, op }));
