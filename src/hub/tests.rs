@@ -243,6 +243,119 @@ fn hosted_participants_join_only_on_their_calls_home_worker() {
     assert_eq!(homes.len(), 3);
 }
 
+/// A server and `N` raw clients, with the datagrams from the server to
+/// some of them held back.
+struct HeldBack {
+    now: Instant,
+    hub: Hub,
+    raws: Vec<(Node, AssocId)>,
+    held: Vec<Vec<Bytes>>,
+    /// 1,000-byte data frames each raw client got.
+    data_seen: Vec<usize>,
+}
+
+impl HeldBack {
+    fn addr(i: usize) -> SocketAddr {
+        SocketAddr::new(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            10 + i as u16,
+        )
+    }
+
+    /// `n` raw clients, all joined to "call".
+    fn joined(n: usize) -> Self {
+        let now = crate::sim::start_instant();
+        let clock = WallClock::new(now, Duration::from_secs(1000));
+        let hub = Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
+            SECRET, clock,
+        ))));
+        let raws = (0..n)
+            .map(|_| {
+                let mut n = Node::new(NodeConfig::client());
+                let a = n.connect(now, HUB).expect("connect");
+                (n, a)
+            })
+            .collect();
+        let mut rig = Self {
+            now,
+            hub,
+            raws,
+            held: vec![Vec::new(); n],
+            data_seen: vec![0; n],
+        };
+        rig.route(200, &|_| false);
+        let now = rig.now;
+        for (i, (raw, assoc)) in rig.raws.iter_mut().enumerate() {
+            assert!(raw.is_connected(*assoc));
+            let who = format!("p{i}");
+            let token = mint_token(SECRET, "call", &who, 5000).expect("token");
+            let join = Join {
+                version: PROTOCOL_VERSION,
+                call_id: ShortStr::truncated("call"),
+                participant_id: ShortStr::truncated(&who),
+                token,
+            };
+            raw.send(
+                now,
+                *assoc,
+                Delivery::Reliable,
+                &Message::Frame(join.into()),
+            )
+            .expect("join");
+        }
+        rig.route(300, &|_| false);
+        rig
+    }
+
+    /// Moves datagrams for `ms` of virtual time; hub → raw `i` is held
+    /// back while `hold(i)`.
+    fn route(&mut self, ms: u64, hold: &dyn Fn(usize) -> bool) {
+        for _ in 0..ms {
+            self.now += Duration::from_millis(1);
+            let now = self.now;
+            self.hub.handle_timeout(now);
+            for (i, (raw, _)) in self.raws.iter_mut().enumerate() {
+                raw.handle_timeout(now);
+                if !hold(i) {
+                    for d in self.held[i].drain(..) {
+                        raw.handle_datagram(now, HUB, d);
+                    }
+                }
+                while let Some(t) = raw.poll_transmit() {
+                    self.hub.handle_datagram(now, Self::addr(i), t.payload);
+                }
+            }
+            while let Some(t) = self.hub.poll_transmit() {
+                let i = (t.destination.port() - 10) as usize;
+                if hold(i) {
+                    self.held[i].push(t.payload);
+                } else {
+                    self.raws[i].0.handle_datagram(now, HUB, t.payload);
+                }
+            }
+            for (i, (raw, _)) in self.raws.iter_mut().enumerate() {
+                while let Some(e) = raw.poll_event() {
+                    if let Event::Frame {
+                        frame: Frame::Data(d),
+                        ..
+                    } = e
+                        && d.payload.len() == 1000
+                    {
+                        self.data_seen[i] += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Raw client `i` sends `frame`.
+    fn send(&mut self, i: usize, frame: Frame) {
+        let (raw, assoc) = &mut self.raws[i];
+        raw.send(self.now, *assoc, Delivery::Reliable, &Message::Frame(frame))
+            .expect("send");
+    }
+}
+
 /// A server's work per input follows what the input touched: with many
 /// members backlogged (their acknowledgements held back), a datagram from
 /// one of them pumps that member's egress alone. And holding back never
@@ -251,93 +364,13 @@ fn hosted_participants_join_only_on_their_calls_home_worker() {
 fn an_input_pumps_only_the_egress_it_touched() {
     const N: usize = 12;
     const MESSAGES: usize = 40;
-    let mut now = crate::sim::start_instant();
-    let clock = WallClock::new(now, Duration::from_secs(1000));
-    let mut hub = Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
-        SECRET, clock,
-    ))));
-    let addr = |i: usize| {
-        SocketAddr::new(
-            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            10 + i as u16,
-        )
-    };
-    let mut raws: Vec<(Node, AssocId)> = (0..N)
-        .map(|_| {
-            let mut n = Node::new(NodeConfig::client());
-            let a = n.connect(now, HUB).expect("connect");
-            (n, a)
-        })
-        .collect();
-    let mut held: Vec<Vec<Bytes>> = vec![Vec::new(); N];
-    let mut data_seen = [0usize; N];
-    // Moves datagrams for `ms` of virtual time; hub → raw `i` is held back
-    // while `hold[i]`.
-    let mut route = |hub: &mut Hub,
-                     raws: &mut Vec<(Node, AssocId)>,
-                     held: &mut Vec<Vec<Bytes>>,
-                     now: &mut Instant,
-                     ms: u64,
-                     hold: &dyn Fn(usize) -> bool| {
-        for _ in 0..ms {
-            *now += Duration::from_millis(1);
-            hub.handle_timeout(*now);
-            for (i, (raw, _)) in raws.iter_mut().enumerate() {
-                raw.handle_timeout(*now);
-                if !hold(i) {
-                    for d in held[i].drain(..) {
-                        raw.handle_datagram(*now, HUB, d);
-                    }
-                }
-                while let Some(t) = raw.poll_transmit() {
-                    hub.handle_datagram(*now, addr(i), t.payload);
-                }
-            }
-            while let Some(t) = hub.poll_transmit() {
-                let i = (t.destination.port() - 10) as usize;
-                if hold(i) {
-                    held[i].push(t.payload);
-                } else {
-                    raws[i].0.handle_datagram(*now, HUB, t.payload);
-                }
-            }
-            for (i, (raw, _)) in raws.iter_mut().enumerate() {
-                while let Some(e) = raw.poll_event() {
-                    if let Event::Frame {
-                        frame: Frame::Data(d),
-                        ..
-                    } = e
-                        && d.payload.len() == 1000
-                    {
-                        data_seen[i] += 1;
-                    }
-                }
-            }
-        }
-    };
-    route(&mut hub, &mut raws, &mut held, &mut now, 200, &|_| false);
-    for (i, (raw, assoc)) in raws.iter_mut().enumerate() {
-        assert!(raw.is_connected(*assoc));
-        let who = format!("p{i}");
-        let token = mint_token(SECRET, "call", &who, 5000).expect("token");
-        let join = Join {
-            version: PROTOCOL_VERSION,
-            call_id: ShortStr::truncated("call"),
-            participant_id: ShortStr::truncated(&who),
-            token,
-        };
-        raw.send(
-            now,
-            *assoc,
-            Delivery::Reliable,
-            &Message::Frame(join.into()),
-        )
-        .expect("join");
-    }
-    route(&mut hub, &mut raws, &mut held, &mut now, 300, &|_| false);
-    assert_eq!(hub.rooms["call"].members().count(), N, "everyone joined");
+    let mut rig = HeldBack::joined(N);
+    assert_eq!(
+        rig.hub.rooms["call"].members().count(),
+        N,
+        "everyone joined"
+    );
     // Everyone but p0 stops hearing the server; p0 sends 40 kB to all.
-    let (raw0, assoc0) = &mut raws[0];
     let opened = SenderOpened {
         channel: 1,
         session: 1,
@@ -346,13 +379,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
         bitrate_kbps: 0,
         origin: None,
     };
-    raw0.send(
-        now,
-        *assoc0,
-        Delivery::Reliable,
-        &Message::Frame(opened.into()),
-    )
-    .expect("open");
+    rig.send(0, opened.into());
     for seq in 0..MESSAGES as u32 {
         let d = Data {
             channel: 1,
@@ -362,16 +389,16 @@ fn an_input_pumps_only_the_egress_it_touched() {
             epoch: None,
             payload: Bytes::from(vec![7u8; 1000]),
         };
-        raw0.send(now, *assoc0, Delivery::Reliable, &Message::Frame(d.into()))
-            .expect("data");
+        rig.send(0, d.into());
     }
-    route(&mut hub, &mut raws, &mut held, &mut now, 100, &|i| i != 0);
-    let backlogged = hub.egress.ready.len();
+    rig.route(100, &|i| i != 0);
+    let backlogged = rig.hub.egress.ready.len();
     assert!(backlogged >= N - 2, "members backlogged: {backlogged}");
     // p1 hears the server again and acknowledges: one datagram in, one
     // egress pumped.
-    let (raw1, _) = &mut raws[1];
-    for d in held[1].drain(..) {
+    let now = rig.now;
+    let (raw1, _) = &mut rig.raws[1];
+    for d in rig.held[1].drain(..) {
         raw1.handle_datagram(now, HUB, d);
     }
     let mut acks = Vec::new();
@@ -380,15 +407,15 @@ fn an_input_pumps_only_the_egress_it_touched() {
     }
     assert!(!acks.is_empty(), "p1 acknowledges");
     for ack in acks {
-        let before = hub.egress.pumps;
-        hub.handle_datagram(now, addr(1), ack);
-        let pumped = hub.egress.pumps - before;
+        let before = rig.hub.egress.pumps;
+        rig.hub.handle_datagram(now, HeldBack::addr(1), ack);
+        let pumped = rig.hub.egress.pumps - before;
         assert!(pumped <= 1, "one datagram from p1 pumped {pumped} egresses");
     }
     // Let everything flow: nothing was lost while held.
-    route(&mut hub, &mut raws, &mut held, &mut now, 5_000, &|_| false);
-    assert_eq!(data_seen[0], 0, "a sender does not hear itself");
-    for (i, seen) in data_seen.iter().enumerate().skip(1) {
+    rig.route(5_000, &|_| false);
+    assert_eq!(rig.data_seen[0], 0, "a sender does not hear itself");
+    for (i, seen) in rig.data_seen.iter().enumerate().skip(1) {
         assert_eq!(*seen, MESSAGES, "p{i} got {seen}");
     }
 }
