@@ -514,3 +514,59 @@ fn a_sender_over_the_rules_is_told() {
     assert_eq!(seqs, (1..=seqs.len() as u32).collect::<Vec<_>>());
     assert!(seqs.len() > 60, "{}", seqs.len());
 }
+
+/// Fan-out to members whose associations live on another worker goes as
+/// one relay per worker (and stream) with the member list, not one per
+/// member.
+#[test]
+fn fan_out_to_another_worker_is_one_relay_with_the_member_list() {
+    use super::relay::{Relay, RelayMsg};
+    let now = crate::sim::start_instant();
+    let mut config = HubConfig::client();
+    config.workers = 2;
+    config.worker = 0;
+    config.channel.traffic = crate::sched::TrafficPolicy::unlimited();
+    let call = (0..)
+        .map(|i| format!("call-{i}"))
+        .find(|c| home_worker(c, 2) == 0)
+        .expect("a call homed on worker 0");
+    let mut hub = Hub::new(config);
+    // Five members on worker 1's associations, attached by their owner.
+    let attach = (1..=5)
+        .map(|i| {
+            Relay::new(RelayMsg::Attach {
+                worker: 1,
+                assoc: AssocId(i),
+                call_id: call.clone(),
+                participant_id: ParticipantId::from(format!("remote-{i}")),
+            })
+        })
+        .collect();
+    hub.handle_relay(now, attach);
+    while hub.poll_relay().is_some() {}
+    // A hosted participant sends one Durable message to everyone.
+    let host = hub.join_local(now, &call, "host").expect("hosted");
+    while hub.poll_relay().is_some() {}
+    let sender = host
+        .data_channel()
+        .create_sender(crate::datachannel::DataChannelSenderOptions {
+            channel_id: Some(9),
+            reliability: crate::datachannel::DataChannelReliability::Durable,
+            ..Default::default()
+        })
+        .expect("sender");
+    sender.send(&b"to everyone"[..]).expect("send");
+    hub.handle_timeout(now);
+    let mut egress: Vec<(usize, Vec<AssocId>)> = Vec::new();
+    while let Some((worker, batch)) = hub.poll_relay() {
+        for relay in batch {
+            if let RelayMsg::Egress { assocs, .. } = relay.msg {
+                egress.push((worker, assocs));
+            }
+        }
+    }
+    let all: Vec<AssocId> = (1..=5).map(AssocId).collect();
+    // `SenderOpened` for the five new receivers, then the message: one
+    // relay each, to worker 1, naming all five.
+    assert_eq!(egress, vec![(1, all.clone()), (1, all)]);
+}
