@@ -162,7 +162,7 @@ impl Hub {
             *m = member;
         }
         self.arm_tick(now);
-        self.settle(now);
+        self.finish_input(now);
         Ok(Call { shared })
     }
 

@@ -241,7 +241,7 @@ impl Hub {
         self.node.handle_datagram(now, from, datagram);
         self.process_node_events(now);
         self.pump_backlog(now);
-        self.settle(now);
+        self.finish_input(now);
     }
 
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
@@ -256,7 +256,7 @@ impl Hub {
             self.tick(now);
         }
         self.process_node_events(now);
-        self.settle(now);
+        self.finish_input(now);
     }
 
     /// The next datagram to send.
@@ -281,7 +281,7 @@ impl Hub {
             self.on_relay(now, relay);
         }
         self.process_node_events(now);
-        self.settle(now);
+        self.finish_input(now);
     }
 
     /// The next event for the embedder.
@@ -360,11 +360,6 @@ impl Hub {
             }
         }
         self.complete_joins();
-    }
-
-    /// After any input: the rooms' consequences for the member egresses.
-    fn settle(&mut self, now: Instant) {
-        self.settle_egress(now);
     }
 
     /// Timers: join deadlines, idle receivers, sender keep-alives.

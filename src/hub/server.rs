@@ -509,7 +509,7 @@ impl Hub {
     /// After any input: members found too slow are disconnected, and the
     /// member egresses with work that the input touched send what their
     /// budgets allow.
-    pub(super) fn settle_egress(&mut self, now: Instant) {
+    pub(super) fn finish_input(&mut self, now: Instant) {
         while !self.egress.slow.is_empty() {
             for assoc in std::mem::take(&mut self.egress.slow) {
                 if !self.egress.by_assoc.contains_key(&assoc) {
