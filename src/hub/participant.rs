@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::SegQueue;
 
@@ -157,6 +157,13 @@ pub(super) struct ParticipantCore {
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
     accepted: Option<crate::wire::JoinAccepted>,
+    /// The call's receiver idle timeout: the server's (its `JoinAccepted`),
+    /// which every member of the call uses.
+    idle_timeout: Duration,
+    /// How often an idle sender sends a keep-alive: its own interval, at
+    /// most a quarter of the call's idle timeout, so keep-alives always
+    /// beat the receivers' timeout.
+    keepalive_interval: Duration,
 }
 
 impl ParticipantCore {
@@ -164,6 +171,8 @@ impl ParticipantCore {
         let budget = shared.config.lossy_latency_budget;
         Self {
             accepted: None,
+            idle_timeout: shared.config.receiver_idle_timeout,
+            keepalive_interval: shared.config.keepalive_interval,
             shared,
             flows: HashMap::new(),
             sched: Scheduler::new(budget),
@@ -409,6 +418,10 @@ impl ParticipantCore {
     /// who is in the call.
     pub(super) fn complete_join(&mut self) {
         if let Some(a) = self.accepted.take() {
+            if a.idle_timeout_ms > 0 {
+                self.idle_timeout = Duration::from_millis(u64::from(a.idle_timeout_ms));
+                self.keepalive_interval = self.keepalive_interval.min(self.idle_timeout / 4);
+            }
             self.shared.set_joined(a.max_message_size, &a.traffic);
         }
     }
@@ -624,9 +637,9 @@ impl ParticipantCore {
     /// Closes idle receivers and keeps idle senders' receivers alive.
     pub(super) fn tick(&mut self, now: Instant, out: &mut Frames) {
         self.take_notices(out);
-        let config = &self.shared.config;
+        let (idle_timeout, keepalive_interval) = (self.idle_timeout, self.keepalive_interval);
         self.receivers.retain(|_, r| {
-            let alive = now < r.last_activity + config.receiver_idle_timeout;
+            let alive = now < r.last_activity + idle_timeout;
             if !alive {
                 r.shared.close();
             }
@@ -636,7 +649,7 @@ impl ParticipantCore {
         // A fixed cadence, data or not: a receiver the sender stopped
         // addressing must stay open as long as the sender is open.
         for e in self.senders.values_mut() {
-            if now >= e.last_keepalive + config.keepalive_interval {
+            if now >= e.last_keepalive + keepalive_interval {
                 e.last_keepalive = now;
                 out.push((
                     Delivery::Lossy,
@@ -682,6 +695,11 @@ mod tests {
     use bytes::Bytes;
 
     fn joined(config: ChannelConfig, now: Instant) -> ParticipantCore {
+        joined_with(config, now, 120_000)
+    }
+
+    /// Joined a call whose server announced an idle timeout of `idle_ms`.
+    fn joined_with(config: ChannelConfig, now: Instant, idle_ms: u32) -> ParticipantCore {
         let hub = Arc::new(HubShared::default());
         let shared = Arc::new(CallShared::new(hub, 0, "call".into(), "me".into(), config));
         let mut core = ParticipantCore::new(shared);
@@ -691,7 +709,7 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 member: MemberId(0),
                 max_message_size: 32768,
-                idle_timeout_ms: 120_000,
+                idle_timeout_ms: idle_ms,
                 traffic: crate::wire::TrafficRules::default(),
             }
             .into(),
@@ -731,6 +749,30 @@ mod tests {
             payload: Bytes::from(vec![0; len]),
         }
         .into()
+    }
+
+    /// The call's idle timeout is the server's (its `JoinAccepted`), and
+    /// keep-alives go at least four times within it, whatever the
+    /// participant's own configuration says.
+    #[test]
+    fn the_servers_idle_timeout_rules_receivers_and_keep_alives() {
+        let now = crate::sim::start_instant();
+        let mut core = joined_with(ChannelConfig::default(), now, 8_000);
+        assert_eq!(core.keepalive_interval, std::time::Duration::from_secs(2));
+        core.handle_frame(now, opened(1, Reliability::Durable));
+        let receiver = core.shared.new_receivers.pop().expect("announced");
+        let mut out = Frames::new();
+        core.tick(now + std::time::Duration::from_millis(7_999), &mut out);
+        assert!(!receiver.is_closed());
+        core.tick(now + std::time::Duration::from_secs(8), &mut out);
+        assert!(
+            receiver.is_closed(),
+            "closed on the call's 8 s, not its own 120 s"
+        );
+        // A server that announces none leaves the participant's own.
+        let core = joined_with(ChannelConfig::default(), now, 0);
+        assert_eq!(core.idle_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(core.keepalive_interval, std::time::Duration::from_secs(30));
     }
 
     #[test]
