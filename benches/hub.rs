@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
+use dcengine::datachannel::ChannelConfig;
 use dcengine::hub::{Hub, HubConfig};
 use dcengine::proto::{AssocId, Delivery, Node, NodeConfig};
 use dcengine::wire::{
@@ -85,10 +86,13 @@ impl Call {
 fn backlogged_call() -> (Call, Bytes) {
     let now = Instant::now();
     let clock = WallClock::new(now, Duration::from_secs(1_700_000_000));
-    let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
-    config.node.max_associations = MEMBERS + 10;
-    config.node.max_handshaking = MEMBERS + 10;
-    config.channel.traffic = dcengine::sched::TrafficPolicy::unlimited();
+    let config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .node(
+            NodeConfig::server()
+                .max_associations(MEMBERS + 10)
+                .max_handshaking(MEMBERS + 10),
+        )
+        .channel(ChannelConfig::default().traffic(dcengine::sched::TrafficPolicy::unlimited()));
     let mut call = Call {
         now,
         hub: Hub::new(config),
