@@ -73,7 +73,7 @@ impl Call {
             while let Some(t) = self.hub.poll_transmit() {
                 let i = index(t.destination);
                 if !(hold && i > 1) {
-                    self.clients[i].0.handle_datagram(now, SERVER, t.payload);
+                    let _ = self.clients[i].0.handle_datagram(now, SERVER, t.payload);
                 }
             }
             for (c, _) in &mut self.clients {

@@ -56,7 +56,7 @@ impl Rig {
                 self.hub.handle_datagram(self.now, RAW, t.payload);
             }
             while let Some(t) = self.hub.poll_transmit() {
-                self.raw.handle_datagram(self.now, HUB, t.payload);
+                let _ = self.raw.handle_datagram(self.now, HUB, t.payload);
             }
             while let Some(e) = self.raw.poll_event() {
                 match e {
@@ -283,7 +283,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
                 raw.handle_timeout(*now);
                 if !hold(i) {
                     for d in held[i].drain(..) {
-                        raw.handle_datagram(*now, HUB, d);
+                        let _ = raw.handle_datagram(*now, HUB, d);
                     }
                 }
                 while let Some(t) = raw.poll_transmit() {
@@ -295,7 +295,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
                 if hold(i) {
                     held[i].push(t.payload);
                 } else {
-                    raws[i].0.handle_datagram(*now, HUB, t.payload);
+                    let _ = raws[i].0.handle_datagram(*now, HUB, t.payload);
                 }
             }
             for (i, (raw, _)) in raws.iter_mut().enumerate() {
@@ -369,7 +369,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
     // egress pumped.
     let (raw1, _) = &mut raws[1];
     for d in held[1].drain(..) {
-        raw1.handle_datagram(now, HUB, d);
+        let _ = raw1.handle_datagram(now, HUB, d);
     }
     let mut acks = Vec::new();
     while let Some(t) = raw1.poll_transmit() {
