@@ -13,7 +13,7 @@ mod node;
 pub use config::{MAX_PACKET_MESSAGE, NodeConfig, SCTP_PACKET_BYTES};
 pub use node::{
     AssocId, CloseReason, ConnectError, Delivery, DropReason, Event, Node, NodeStats, Placement,
-    SendError, Transmit,
+    SendError, Transmit, Violation,
 };
 
 /// SCTP stream carrying control frames and Durable data: ordered, reliable.

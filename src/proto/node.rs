@@ -114,12 +114,12 @@ pub enum CloseReason {
     /// vanished or the path is down), or the handshake did not finish in it.
     #[error("timed out: nothing received within the idle timeout")]
     TimedOut,
-    /// The SCTP handshake failed.
+    /// The SCTP handshake failed; sctp-proto says why.
     #[error("handshake failed: {0}")]
-    HandshakeFailed(String),
+    HandshakeFailed(#[source] sctp_proto::Error),
     /// The peer broke the SCTP or engine protocol.
     #[error("protocol violation: {0}")]
-    ProtocolViolation(String),
+    ProtocolViolation(Violation),
     /// The peer filled the receive buffer with data that cannot be read.
     #[error("receive buffer exhausted")]
     ReceiveBufferExhausted,
@@ -129,13 +129,30 @@ pub enum CloseReason {
     SlowConsumer,
 }
 
+/// How a peer broke the protocol ([`CloseReason::ProtocolViolation`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// sctp-proto found the peer in breach of the SCTP specification (its
+    /// [`AssociationError::TransportError`]).
+    #[error("SCTP transport error")]
+    SctpTransport,
+    /// The peer sent on a stream beyond those negotiated
+    /// ([`NodeConfig::streams`]).
+    #[error("data on stream {stream}, beyond the {negotiated} negotiated")]
+    StreamBeyondNegotiated {
+        /// The stream it sent on.
+        stream: u16,
+        /// The streams negotiated.
+        negotiated: u16,
+    },
+}
+
 impl CloseReason {
-    fn from_sctp(e: &AssociationError) -> Self {
+    fn from_sctp(e: AssociationError) -> Self {
         match e {
-            AssociationError::HandshakeFailed(e) => Self::HandshakeFailed(e.to_string()),
-            AssociationError::TransportError => {
-                Self::ProtocolViolation("SCTP transport error".into())
-            }
+            AssociationError::HandshakeFailed(e) => Self::HandshakeFailed(e),
+            AssociationError::TransportError => Self::ProtocolViolation(Violation::SctpTransport),
             AssociationError::ReceiveBufferExhausted => Self::ReceiveBufferExhausted,
             AssociationError::ApplicationClosed => Self::PeerClosed,
             AssociationError::TimedOut => Self::TimedOut,
@@ -189,9 +206,9 @@ pub enum ConnectError {
     /// The node already holds [`NodeConfig::max_associations`].
     #[error("too many associations")]
     TooManyAssociations,
-    /// sctp-proto refused (e.g. port 0).
+    /// sctp-proto refused (e.g. port 0); it says why.
     #[error("cannot start an association: {0}")]
-    Sctp(String),
+    Sctp(#[from] sctp_proto::ConnectError),
 }
 
 /// [`Node::send`] failed; nothing was queued.
@@ -215,9 +232,9 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
-    /// sctp-proto refused the write.
+    /// sctp-proto refused the write; it says why.
     #[error("SCTP refused the message: {0}")]
-    Sctp(String),
+    Sctp(#[from] sctp_proto::Error),
 }
 
 /// Counters since the node was created.
@@ -560,10 +577,7 @@ impl Node {
         if self.assocs.len() >= self.config.max_associations {
             return Err(ConnectError::TooManyAssociations);
         }
-        let (handle, sctp) = self
-            .endpoint
-            .connect(self.client_config.clone(), remote)
-            .map_err(|e| ConnectError::Sctp(e.to_string()))?;
+        let (handle, sctp) = self.endpoint.connect(self.client_config.clone(), remote)?;
         let id = self.insert(handle, sctp, remote, now);
         self.drive(id, now);
         Ok(id)
@@ -835,7 +849,7 @@ impl Node {
                     });
                 }
                 SctpEvent::HandshakeFailed { reason } | SctpEvent::AssociationLost { reason } => {
-                    lost.get_or_insert(CloseReason::from_sctp(&reason));
+                    lost.get_or_insert(CloseReason::from_sctp(reason));
                 }
                 SctpEvent::Stream(StreamEvent::Readable { id: sid }) => {
                     read_stream(a, id, sid, events, stats);
@@ -845,10 +859,10 @@ impl Node {
                     if sid >= config.streams {
                         force_close(
                             a,
-                            CloseReason::ProtocolViolation(format!(
-                                "data on stream {sid}, beyond the {} negotiated",
-                                config.streams
-                            )),
+                            CloseReason::ProtocolViolation(Violation::StreamBeyondNegotiated {
+                                stream: sid,
+                                negotiated: config.streams,
+                            }),
                         );
                     }
                 }
@@ -1145,13 +1159,9 @@ fn abort_handshake(a: &Assoc, transmits: &mut VecDeque<Transmit>) {
 
 /// Writes one encoded message on `delivery`'s stream.
 fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {
-    let mut stream = a
-        .sctp
-        .stream(delivery.stream())
-        .map_err(|e| SendError::Sctp(e.to_string()))?;
-    stream
-        .write_sctp(encoded, PayloadProtocolIdentifier::Binary)
-        .map_err(|e| SendError::Sctp(e.to_string()))?;
+    a.sctp
+        .stream(delivery.stream())?
+        .write_sctp(encoded, PayloadProtocolIdentifier::Binary)?;
     Ok(())
 }
 

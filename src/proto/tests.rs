@@ -39,6 +39,42 @@ fn small_data() -> Message {
 }
 
 #[test]
+fn connect_errors_carry_sctp_protos_own() {
+    use std::error::Error as _;
+    let now = crate::sim::start_instant();
+    let port0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let e = Node::new(NodeConfig::client())
+        .connect(now, port0)
+        .expect_err("port 0");
+    assert_eq!(
+        e,
+        ConnectError::Sctp(sctp_proto::ConnectError::InvalidRemoteAddress(port0))
+    );
+    assert_eq!(
+        e.to_string(),
+        "cannot start an association: invalid remote address: 127.0.0.1:0"
+    );
+    assert!(e.source().is_some(), "sctp-proto's error is the source");
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let e = Node::new(NodeConfig::client().sctp_port(0))
+        .connect(now, to)
+        .expect_err("SCTP port 0");
+    assert_eq!(
+        e,
+        ConnectError::Sctp(sctp_proto::ConnectError::InvalidSctpPort)
+    );
+    // The engine's own violations read as before, from typed fields.
+    let v = CloseReason::ProtocolViolation(Violation::StreamBeyondNegotiated {
+        stream: 20,
+        negotiated: 16,
+    });
+    assert_eq!(
+        v.to_string(),
+        "protocol violation: data on stream 20, beyond the 16 negotiated"
+    );
+}
+
+#[test]
 fn send_errors_are_typed_and_queue_nothing() {
     let mut net: Network = Network::new(1, LinkConfig::default());
     let server = net.add_host(Node::new(NodeConfig::server()));
