@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
+use dcengine::datachannel::ChannelConfig;
 use dcengine::hub::{Hub, HubConfig};
 use dcengine::proto::{AssocId, Delivery, Node, NodeConfig};
 use dcengine::wire::{
@@ -72,7 +73,7 @@ impl Call {
             while let Some(t) = self.hub.poll_transmit() {
                 let i = index(t.destination);
                 if !(hold && i > 1) {
-                    self.clients[i].0.handle_datagram(now, SERVER, t.payload);
+                    let _ = self.clients[i].0.handle_datagram(now, SERVER, t.payload);
                 }
             }
             for (c, _) in &mut self.clients {
@@ -85,10 +86,13 @@ impl Call {
 fn backlogged_call() -> (Call, Bytes) {
     let now = Instant::now();
     let clock = WallClock::new(now, Duration::from_secs(1_700_000_000));
-    let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
-    config.node.max_associations = MEMBERS + 10;
-    config.node.max_handshaking = MEMBERS + 10;
-    config.channel.traffic = dcengine::sched::TrafficPolicy::unlimited();
+    let config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .node(
+            NodeConfig::server()
+                .max_associations(MEMBERS + 10)
+                .max_handshaking(MEMBERS + 10),
+        )
+        .channel(ChannelConfig::default().traffic(dcengine::sched::TrafficPolicy::unlimited()));
     let mut call = Call {
         now,
         hub: Hub::new(config),

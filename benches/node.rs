@@ -53,7 +53,7 @@ impl Pair {
     fn shuttle(&mut self) -> u32 {
         let mut frames = 0;
         while let Some(t) = self.client.poll_transmit() {
-            self.server.handle_datagram(self.now, CLIENT, t.payload);
+            let _ = self.server.handle_datagram(self.now, CLIENT, t.payload);
         }
         while let Some(e) = self.server.poll_event() {
             if let Event::Frame { .. } = e {
@@ -61,7 +61,7 @@ impl Pair {
             }
         }
         while let Some(t) = self.server.poll_transmit() {
-            self.client.handle_datagram(self.now, SERVER, t.payload);
+            let _ = self.client.handle_datagram(self.now, SERVER, t.payload);
         }
         while self.client.poll_event().is_some() {}
         // Time passes a little so delayed acknowledgements go out.

@@ -173,10 +173,7 @@ fn closes_through_a_lossy_link_deliver_the_data_and_end_in_bounded_time() {
         ..LinkConfig::default()
     };
     for seed in 100..160 {
-        let patient = |mut config: NodeConfig| {
-            config.close_timeout = CLOSE_TIMEOUT;
-            config
-        };
+        let patient = |config: NodeConfig| config.close_timeout(CLOSE_TIMEOUT);
         let (mut net, server, client, s, c) = connected_pair_with(
             seed,
             patient(NodeConfig::server()),
@@ -361,9 +358,8 @@ fn a_close_crossing_data_in_flight_finishes_on_both_ends() {
 /// Nodes whose retransmission timeout starts at its 200 ms floor (no data
 /// is exchanged in these scenarios, so it stays there), to show the
 /// retransmission limit ending a close well before the close timeout.
-fn fast_rto(mut config: NodeConfig) -> NodeConfig {
-    config.rto_initial = Duration::from_millis(200);
-    config
+fn fast_rto(config: NodeConfig) -> NodeConfig {
+    config.rto_initial(Duration::from_millis(200))
 }
 
 /// The bound on a close whose SHUTDOWN nobody answers: the node gives up
@@ -498,8 +494,7 @@ fn a_close_with_data_queued_to_a_vanished_peer_ends_at_the_close_timeout() {
 fn a_close_longer_than_the_keepalive_interval_ends_without_spinning() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut config = NodeConfig::client();
-        config.close_timeout = Duration::from_secs(60);
+        let config = NodeConfig::client().close_timeout(Duration::from_secs(60));
         let (mut net, server, client, _s, c) =
             connected_pair_with(46, NodeConfig::server(), config.clone());
         net.set_up(server, false);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
 use dcengine::datachannel::{
-    Call, CallState, DataChannelError, DataChannelPriority, DataChannelReceiver,
+    Call, CallState, ChannelConfig, DataChannelError, DataChannelPriority, DataChannelReceiver,
     DataChannelReliability, DataChannelSender, DataChannelSenderOptions, ParticipantId,
     TrafficPolicy,
 };
@@ -104,8 +104,8 @@ fn server(backend: Backend) -> Engine {
 fn server_with(backend: Backend, workers: usize) -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
     // Bulk streams here: no traffic rules (their tests run on the simulator).
-    let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
-    config.channel.traffic = TrafficPolicy::unlimited();
+    let config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
     let server = Engine::builder()
         .backend(backend)
         .workers(workers)
@@ -118,8 +118,8 @@ fn server_with(backend: Backend, workers: usize) -> Engine {
 }
 
 fn join(server: &Engine, call: &str, who: &str) -> (Engine, Call) {
-    let mut config = HubConfig::client();
-    config.channel.traffic = TrafficPolicy::unlimited();
+    let config =
+        HubConfig::client().channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
     let client = Engine::builder()
         .backend(server.backend())
         .hub(config)
@@ -409,7 +409,9 @@ fn auto_falls_back_to_portable_when_io_uring_is_disabled() {
     let server = Engine::builder()
         .disable_io_uring()
         .workers(1)
-        .server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
+            SECRET, clock,
+        ))))
         .start()
         .expect("server starts");
     assert_eq!(server.backend(), Backend::Portable);
@@ -468,7 +470,9 @@ fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
-        .server(Arc::new(HmacVerifier::new(SECRET, clock)))
+        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
+            SECRET, clock,
+        ))))
         .start()
         .expect("server starts");
     assert_eq!(server.workers(), cores);
@@ -593,8 +597,8 @@ fn ready_all<'a>(calls: impl IntoIterator<Item = &'a Call>) {
 /// certain).
 fn a_two_worker_client_gets_the_replies_the_kernel_gives_its_other_socket(backend: Backend) {
     let servers: Vec<Engine> = (0..4).map(|_| server_with(backend, 1)).collect();
-    let mut config = HubConfig::client();
-    config.channel.traffic = TrafficPolicy::unlimited();
+    let config =
+        HubConfig::client().channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
     let me = Engine::builder()
         .backend(backend)
         .workers(2)

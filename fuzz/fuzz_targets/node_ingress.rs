@@ -90,7 +90,7 @@ impl Rig {
             }
             while let Some(t) = self.server.poll_transmit() {
                 if t.destination == addr(CLIENT) {
-                    self.client.handle_datagram(self.now, addr(SERVER), t.payload);
+                    let _ = self.client.handle_datagram(self.now, addr(SERVER), t.payload);
                 }
                 moved = true;
             }

@@ -109,25 +109,36 @@ impl From<DataChannelReliability> for Reliability {
 }
 
 /// How to create a sender (the seeds' `DataChannelSenderOptions`).
+///
+/// Written as a struct literal like the seeds' options object, or with
+/// chainable setters named after the fields, each of which says its
+/// default:
+///
+/// ```
+/// # use dcengine::datachannel::*;
+/// let chat = DataChannelSenderOptions { channel_id: Some(10000), ..Default::default() };
+/// let cursors = DataChannelSenderOptions::new()
+///     .channel_id(10001)
+///     .reliability(DataChannelReliability::Lossy)
+///     .priority(DataChannelPriority::High)
+///     .participants(["bob"]);
+/// assert_eq!(chat.channel_id, Some(10000));
+/// assert_eq!(cursors.participants, vec![ParticipantId::from("bob")]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataChannelSenderOptions {
-    /// The channel id, 1..=65535. `None` or `Some(0)` picks a free id at
-    /// random from [`ChannelConfig::random_channel_ids`]. A new sender on an
-    /// id this participant already sends on closes the old sender.
-    /// Default `None`.
+    /// The channel id, or `None` for a random one; see
+    /// [`DataChannelSenderOptions::channel_id()`].
     pub channel_id: Option<u16>,
-    /// The bitrate the sender intends to use, in kbit/s. Default 32 (the
-    /// seeds' samples). Messages are shaped to it (a token bucket one burst
-    /// or one max-size message deep; never faster than the traffic rule of
-    /// the sender's kind); 0 means no rate of its own, only the rule's.
+    /// The bitrate the sender intends to use, in kbit/s; see
+    /// [`DataChannelSenderOptions::bitrate_kbps()`].
     pub bitrate_kbps: u32,
-    /// Default [`DataChannelPriority::Normal`].
+    /// The scheduling class; see [`DataChannelSenderOptions::priority()`].
     pub priority: DataChannelPriority,
-    /// Default [`DataChannelReliability::Durable`].
+    /// The delivery class; see [`DataChannelSenderOptions::reliability()`].
     pub reliability: DataChannelReliability,
-    /// Who receives the messages: at most 64 participants; empty (the
-    /// default) is everyone else in the call. Every endpoint that joined with
-    /// a listed identifier receives them.
+    /// Who receives the messages (empty: everyone else); see
+    /// [`DataChannelSenderOptions::participants()`].
     pub participants: Vec<ParticipantId>,
 }
 
@@ -140,6 +151,56 @@ impl Default for DataChannelSenderOptions {
             reliability: DataChannelReliability::Durable,
             participants: Vec::new(),
         }
+    }
+}
+
+impl DataChannelSenderOptions {
+    /// The defaults: a random channel id, 32 kbit/s, Normal, Durable, to
+    /// everyone else in the call.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The channel id, 1..=65535. `None` or `Some(0)` picks a free id at
+    /// random from [`ChannelConfig::random_channel_ids()`]. A new sender on
+    /// an id this participant already sends on closes the old sender.
+    /// Default `None`.
+    pub fn channel_id(mut self, id: impl Into<Option<u16>>) -> Self {
+        self.channel_id = id.into();
+        self
+    }
+
+    /// The bitrate the sender intends to use, in kbit/s. Default 32 (the
+    /// seeds' samples). Messages are shaped to it (a token bucket one burst
+    /// or one max-size message deep; never faster than the traffic rule of
+    /// the sender's kind); 0 means no rate of its own, only the rule's.
+    pub fn bitrate_kbps(mut self, kbps: u32) -> Self {
+        self.bitrate_kbps = kbps;
+        self
+    }
+
+    /// The scheduling class. Default [`DataChannelPriority::Normal`].
+    pub fn priority(mut self, priority: DataChannelPriority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The delivery class. Default [`DataChannelReliability::Durable`].
+    pub fn reliability(mut self, reliability: DataChannelReliability) -> Self {
+        self.reliability = reliability;
+        self
+    }
+
+    /// Who receives the messages: at most 64 participants; empty (the
+    /// default) is everyone else in the call. Every endpoint that joined
+    /// with a listed identifier receives them. The list is checked when the
+    /// sender is created ([`DataChannelFeature::create_sender`]).
+    pub fn participants(
+        mut self,
+        participants: impl IntoIterator<Item = impl Into<ParticipantId>>,
+    ) -> Self {
+        self.participants = participants.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -196,43 +257,47 @@ pub enum DataChannelError {
 
 /// Limits and timers of the DataChannel feature. `Default` gives the values
 /// below.
+///
+/// Built with chainable setters named after the fields, each of which says
+/// its default; the fields are public for reading:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use dcengine::datachannel::{ChannelConfig, TrafficPolicy};
+/// let channel = ChannelConfig::default()
+///     .max_message_size(16 * 1024)
+///     .receiver_idle_timeout(Duration::from_secs(60))
+///     .traffic(TrafficPolicy::unlimited());
+/// assert_eq!(channel.max_message_size, 16 * 1024);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ChannelConfig {
-    /// Largest message a sender may send, in bytes. Default 32 KiB; at most
-    /// 256 KiB. A client uses the smaller of its own and the server's.
+    /// Largest message a sender may send, in bytes; see
+    /// [`ChannelConfig::max_message_size()`].
     pub max_message_size: u32,
-    /// A receiver with no message and no keep-alive for this long closes.
-    /// Default 2 minutes.
+    /// Silence after which a receiver closes; see
+    /// [`ChannelConfig::receiver_idle_timeout()`].
     pub receiver_idle_timeout: Duration,
-    /// An open sender that sent nothing for this long sends a keep-alive, so
-    /// its receivers stay open. Default 30 s (a quarter of the idle timeout).
+    /// Silence after which an open sender sends a keep-alive; see
+    /// [`ChannelConfig::keepalive_interval()`].
     pub keepalive_interval: Duration,
-    /// Bytes a sender may have queued before Durable sends fail with
-    /// [`DataChannelError::MessageFailureForBandwidth`] (Lossy ones are
-    /// dropped silently). Each message counts its payload plus 64 bytes, so
-    /// the bound holds for tiny messages too. Default 1 MiB.
+    /// Bytes a sender may have queued; see
+    /// [`ChannelConfig::sender_queue_bytes()`].
     pub sender_queue_bytes: usize,
-    /// Bytes of unread messages a receiver holds (payload plus 64 bytes
-    /// each). Past it, Lossy messages are dropped (counted) and a Durable
-    /// receiver closes, since it can no longer be lossless. Default 8 MiB.
+    /// Bytes of unread messages a receiver holds; see
+    /// [`ChannelConfig::receiver_buffer_bytes()`].
     pub receiver_buffer_bytes: usize,
-    /// Where random channel ids come from. Default 1..=65535.
+    /// Where random channel ids come from; see
+    /// [`ChannelConfig::random_channel_ids()`].
     pub random_channel_ids: std::ops::RangeInclusive<u16>,
-    /// The traffic-limit rules: checked by `send` on clients, policed by
-    /// servers. Default: the concept document's (see [`TrafficPolicy`]). A
-    /// server sends its rules with `JoinAccepted`, and a client enforces
-    /// the stricter of its own and the server's, rule by rule.
+    /// The traffic-limit rules; see [`ChannelConfig::traffic()`].
     pub traffic: TrafficPolicy,
-    /// Whether a client adopts the server's traffic rules when they are
-    /// stricter than its own. Default `true`; `false` only to exercise a
-    /// server's policing (the server drops what a client sends over its
-    /// rules, closes Durable sessions that go over them and disconnects a
-    /// client that keeps at it).
+    /// Whether a client adopts a server's stricter traffic rules; see
+    /// [`ChannelConfig::follow_server_traffic_rules()`].
     pub follow_server_traffic_rules: bool,
-    /// A Lossy message that would wait longer than this (for shaping
-    /// tokens or behind other traffic) is dropped and counted instead.
-    /// Default 100 ms.
+    /// Longest wait before a Lossy message is dropped; see
+    /// [`ChannelConfig::lossy_latency_budget()`].
     pub lossy_latency_budget: Duration,
 }
 
@@ -249,6 +314,82 @@ impl Default for ChannelConfig {
             follow_server_traffic_rules: true,
             lossy_latency_budget: Duration::from_millis(100),
         }
+    }
+}
+
+impl ChannelConfig {
+    /// Largest message a sender may send, in bytes. Default 32 KiB; at most
+    /// [`MAX_MESSAGE_SIZE_LIMIT`] (256 KiB; a hub caps a larger value). A
+    /// client uses the smaller of its own and the server's.
+    pub fn max_message_size(mut self, bytes: u32) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// A receiver with no message and no keep-alive for this long closes.
+    /// Default 2 minutes.
+    pub fn receiver_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.receiver_idle_timeout = timeout;
+        self
+    }
+
+    /// An open sender that sent nothing for this long sends a keep-alive, so
+    /// its receivers stay open. Default 30 s (a quarter of the idle timeout).
+    pub fn keepalive_interval(mut self, interval: Duration) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+
+    /// Bytes a sender may have queued before Durable sends fail with
+    /// [`DataChannelError::MessageFailureForBandwidth`] (Lossy ones are
+    /// dropped silently). Each message counts its payload plus 64 bytes, so
+    /// the bound holds for tiny messages too. Default 1 MiB.
+    pub fn sender_queue_bytes(mut self, bytes: usize) -> Self {
+        self.sender_queue_bytes = bytes;
+        self
+    }
+
+    /// Bytes of unread messages a receiver holds (payload plus 64 bytes
+    /// each). Past it, Lossy messages are dropped (counted) and a Durable
+    /// receiver closes, since it can no longer be lossless. Default 8 MiB.
+    pub fn receiver_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.receiver_buffer_bytes = bytes;
+        self
+    }
+
+    /// Where random channel ids come from (0 is never picked; an empty
+    /// range makes random ids fail with
+    /// [`DataChannelError::RandomIdNotAvailable`]). Default 1..=65535.
+    pub fn random_channel_ids(mut self, ids: std::ops::RangeInclusive<u16>) -> Self {
+        self.random_channel_ids = ids;
+        self
+    }
+
+    /// The traffic-limit rules: checked by `send` on clients, policed by
+    /// servers. Default: the concept document's (see [`TrafficPolicy`]). A
+    /// server sends its rules with `JoinAccepted`, and a client enforces
+    /// the stricter of its own and the server's, rule by rule.
+    pub fn traffic(mut self, traffic: TrafficPolicy) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
+    /// Whether a client adopts the server's traffic rules when they are
+    /// stricter than its own. Default `true`; `false` only to exercise a
+    /// server's policing (the server drops what a client sends over its
+    /// rules, closes Durable sessions that go over them and disconnects a
+    /// client that keeps at it).
+    pub fn follow_server_traffic_rules(mut self, follow: bool) -> Self {
+        self.follow_server_traffic_rules = follow;
+        self
+    }
+
+    /// A Lossy message that would wait longer than this (for shaping
+    /// tokens or behind other traffic) is dropped and counted instead.
+    /// Default 100 ms.
+    pub fn lossy_latency_budget(mut self, budget: Duration) -> Self {
+        self.lossy_latency_budget = budget;
+        self
     }
 }
 
@@ -274,4 +415,59 @@ fn check_participants(list: &[ParticipantId]) -> Result<(), DataChannelError> {
 /// Seeds a call's random channel-id picker.
 pub(crate) fn seed_call(call: &CallShared, seed: u64) {
     shared::lock(&call.control).rng = seed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_config_setters_set_their_field() {
+        let ms = Duration::from_millis;
+        let c = ChannelConfig::default()
+            .max_message_size(1)
+            .receiver_idle_timeout(ms(2))
+            .keepalive_interval(ms(3))
+            .sender_queue_bytes(4)
+            .receiver_buffer_bytes(5)
+            .random_channel_ids(6..=7)
+            .traffic(TrafficPolicy::unlimited())
+            .follow_server_traffic_rules(false)
+            .lossy_latency_budget(ms(8));
+        let expected = ChannelConfig {
+            max_message_size: 1,
+            receiver_idle_timeout: ms(2),
+            keepalive_interval: ms(3),
+            sender_queue_bytes: 4,
+            receiver_buffer_bytes: 5,
+            random_channel_ids: 6..=7,
+            traffic: TrafficPolicy::unlimited(),
+            follow_server_traffic_rules: false,
+            lossy_latency_budget: ms(8),
+        };
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn sender_options_setters_set_their_field() {
+        let o = DataChannelSenderOptions::new()
+            .channel_id(9)
+            .bitrate_kbps(10)
+            .priority(DataChannelPriority::High)
+            .reliability(DataChannelReliability::Lossy)
+            .participants(["bob", "carol"]);
+        let expected = DataChannelSenderOptions {
+            channel_id: Some(9),
+            bitrate_kbps: 10,
+            priority: DataChannelPriority::High,
+            reliability: DataChannelReliability::Lossy,
+            participants: vec!["bob".into(), "carol".into()],
+        };
+        assert_eq!(o, expected);
+        assert_eq!(o.channel_id(None).channel_id, None);
+        assert_eq!(
+            DataChannelSenderOptions::new(),
+            DataChannelSenderOptions::default()
+        );
+    }
 }

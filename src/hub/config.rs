@@ -14,64 +14,78 @@ use crate::wire::MemberId;
 #[allow(unused_imports)] // doc links
 use super::{Hub, home_worker};
 
-/// How a hub behaves.
+/// How a hub behaves: its role, limits and timers.
+///
+/// The role comes from the constructor: [`HubConfig::client`] (also
+/// `Default`) or [`HubConfig::server`], the one way to make a server (the
+/// runtime's [`crate::runtime::EngineBuilder::hub`] takes the same value).
+/// Everything else has a chainable setter named after the field, each of
+/// which says its default; the fields are public for reading:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::time::{Duration, Instant};
+/// # use dcengine::auth::{HmacVerifier, WallClock};
+/// # use dcengine::datachannel::{ChannelConfig, TrafficPolicy};
+/// # use dcengine::hub::HubConfig;
+/// # let verifier = Arc::new(HmacVerifier::new(b"secret", WallClock::new(Instant::now(), Duration::ZERO)));
+/// let config = HubConfig::server(verifier)
+///     .join_timeout(Duration::from_secs(5))
+///     .channel(
+///         ChannelConfig::default()
+///             .max_message_size(16 * 1024)
+///             .traffic(TrafficPolicy::unlimited()),
+///     );
+/// assert!(config.verifier.is_some());
+/// assert_eq!(config.join_timeout, Duration::from_secs(5));
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct HubConfig {
-    /// The node underneath. [`HubConfig::server`] sets it to accept
-    /// associations.
+    /// The node underneath; see [`HubConfig::node()`].
     pub node: NodeConfig,
-    /// Limits and timers of the DataChannel feature.
+    /// Limits and timers of the DataChannel feature; see
+    /// [`HubConfig::channel()`].
     pub channel: ChannelConfig,
     /// The server role: joins are checked with this. `None`: the hub
-    /// accepts no joins from the network.
+    /// accepts no joins from the network. Set by [`HubConfig::server`].
     pub verifier: Option<Arc<dyn JoinVerifier>>,
-    /// An association that has not joined within this long is closed.
-    /// Default 10 s.
+    /// How long an association may take to join; see
+    /// [`HubConfig::join_timeout()`].
     pub join_timeout: Duration,
-    /// Seeds the random channel-id picker (each call mixes in its own key).
+    /// Seeds the random channel-id picker; see [`HubConfig::seed()`].
     pub seed: u64,
-    /// The most an association to a server may have queued in SCTP (in
-    /// flight and unsent) before this hub stops taking messages from its
-    /// senders' queues. Below it the egress budget adapts to the path
-    /// (about delivery rate × (round trip + [`HubConfig::queue_target`]),
-    /// see [`EgressBudget`]): the scheduler decides what goes next only if
-    /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
-    /// sender queues then push back (Durable sends fail with
-    /// `MessageFailureForBandwidth`). The server's egress to each member
-    /// uses the same bound. Default 256 KiB.
+    /// The most an association to a server may have queued in SCTP; see
+    /// [`HubConfig::uplink_buffer()`].
     pub uplink_buffer: usize,
-    /// How much standing queue the egress budget (uplinks, and the server's
-    /// per-member egress) allows on top of the path's round trip.
-    /// Default 5 ms.
+    /// Standing queue the egress budget allows on top of the round trip;
+    /// see [`HubConfig::queue_target()`].
     pub queue_target: Duration,
-    /// Server role: Lossy bytes that may wait in one member's egress queue
-    /// (the server's per-member scheduler, ahead of its SCTP queue); more
-    /// are dropped on arrival. Lossy messages are also dropped when they
-    /// waited longer than `channel.lossy_latency_budget`. Default 256 KiB.
+    /// Server role: Lossy bytes that may wait for one member; see
+    /// [`HubConfig::lossy_drop_buffer()`].
     pub lossy_drop_buffer: usize,
-    /// Server role: Durable and control bytes that may wait in one member's
-    /// egress queue; one more and the member is a slow consumer: it is
-    /// sent `Leave` (`SLOW_CONSUMER`) and its association closed (Durable
-    /// messages cannot be dropped, and the server will not hold them
-    /// without bound). Must exceed a sender's burst. Default 4 MiB.
+    /// Server role: Durable and control bytes that may wait for one member
+    /// before it is a slow consumer; see
+    /// [`HubConfig::slow_consumer_buffer()`].
     pub slow_consumer_buffer: usize,
-    /// Server role: most open senders one member may have. Default 1,024.
+    /// Server role: most open senders one member may have; see
+    /// [`HubConfig::max_senders_per_member()`].
     pub max_senders_per_member: usize,
     /// Server role: messages over the traffic rules a member may send
-    /// (each is dropped and counted) before its association is closed:
-    /// `(per second, burst)`. Default 10 a second, bursts of 100.
+    /// before its association is closed, `(per second, burst)`; see
+    /// [`HubConfig::policing_tolerance()`].
     pub policing_tolerance: (u64, u64),
-    /// What the application's handles read the time from (the traffic
-    /// rules on `send`, send timestamps). Default: the system clock; a
-    /// [`crate::sim::Network`] gives its hosts its virtual clock.
+    /// What the application's handles read the time from; see
+    /// [`HubConfig::clock()`].
     pub clock: crate::sched::Clock,
     /// How many workers (hubs) the engine runs, each with its own socket
-    /// on the shared port. Default 1. With several, a call is homed on
+    /// on the shared port. Set by the engine (and [`super::HubCluster`]);
+    /// default 1. With several, a call is homed on
     /// [`home_worker`]`(call id, workers)` and members whose association
     /// lives on another worker are relayed (see [`Hub::poll_relay`]).
     pub workers: usize,
-    /// Which of the engine's workers this hub is: `0..workers`. Default 0.
+    /// Which of the engine's workers this hub is: `0..workers`. Set by the
+    /// engine (and [`super::HubCluster`]); default 0.
     pub worker: usize,
 }
 
@@ -86,8 +100,16 @@ impl std::fmt::Debug for HubConfig {
     }
 }
 
+impl Default for HubConfig {
+    /// A client ([`HubConfig::client`]).
+    fn default() -> Self {
+        Self::client()
+    }
+}
+
 impl HubConfig {
-    /// A client: joins calls on servers, accepts nothing.
+    /// A client: joins calls on servers, accepts no joins. Also
+    /// `HubConfig::default()`.
     pub fn client() -> Self {
         Self {
             node: NodeConfig::client(),
@@ -107,13 +129,113 @@ impl HubConfig {
         }
     }
 
-    /// A server admitting the joins `verifier` accepts.
+    /// A server admitting the joins `verifier` accepts: the one way to give
+    /// a hub, or an engine ([`crate::runtime::EngineBuilder::hub`]), the
+    /// server role. Its node accepts associations ([`Hub::new`] makes sure
+    /// of it, whatever [`HubConfig::node()`] is given later); the rest is
+    /// [`HubConfig::client`]'s defaults.
     pub fn server(verifier: Arc<dyn JoinVerifier>) -> Self {
         Self {
             node: NodeConfig::server(),
             verifier: Some(verifier),
             ..Self::client()
         }
+    }
+
+    /// The node underneath (SCTP limits and timers). Default
+    /// [`NodeConfig::client`], or [`NodeConfig::server`] from
+    /// [`HubConfig::server`]; a hub with the server role accepts
+    /// associations whatever the given value's
+    /// [`NodeConfig::accept_incoming`] says.
+    pub fn node(mut self, node: NodeConfig) -> Self {
+        self.node = node;
+        self
+    }
+
+    /// Limits and timers of the DataChannel feature. Default
+    /// [`ChannelConfig::default`].
+    pub fn channel(mut self, channel: ChannelConfig) -> Self {
+        self.channel = channel;
+        self
+    }
+
+    /// An association that has not joined within this long is closed.
+    /// Default 10 s.
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// Seeds the random channel-id picker (each call mixes in its own key;
+    /// an engine's workers each add their own). Default: random.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The most an association to a server may have queued in SCTP (in
+    /// flight and unsent) before this hub stops taking messages from its
+    /// senders' queues. Below it the egress budget adapts to the path
+    /// (about delivery rate × (round trip + [`HubConfig::queue_target()`]),
+    /// see [`EgressBudget`](crate::sched::EgressBudget)): the scheduler decides what goes next only if
+    /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
+    /// sender queues then push back (Durable sends fail with
+    /// `MessageFailureForBandwidth`). The server's egress to each member
+    /// uses the same bound. Default 256 KiB.
+    pub fn uplink_buffer(mut self, bytes: usize) -> Self {
+        self.uplink_buffer = bytes;
+        self
+    }
+
+    /// How much standing queue the egress budget (uplinks, and the server's
+    /// per-member egress) allows on top of the path's round trip.
+    /// Default 5 ms.
+    pub fn queue_target(mut self, target: Duration) -> Self {
+        self.queue_target = target;
+        self
+    }
+
+    /// Server role: Lossy bytes that may wait in one member's egress queue
+    /// (the server's per-member scheduler, ahead of its SCTP queue); more
+    /// are dropped on arrival. Lossy messages are also dropped when they
+    /// waited longer than the channel's
+    /// [`ChannelConfig::lossy_latency_budget()`]. Default 256 KiB.
+    pub fn lossy_drop_buffer(mut self, bytes: usize) -> Self {
+        self.lossy_drop_buffer = bytes;
+        self
+    }
+
+    /// Server role: Durable and control bytes that may wait in one member's
+    /// egress queue; one more and the member is a slow consumer: it is
+    /// sent `Leave` (`SLOW_CONSUMER`) and its association closed (Durable
+    /// messages cannot be dropped, and the server will not hold them
+    /// without bound). Must exceed a sender's burst. Default 4 MiB.
+    pub fn slow_consumer_buffer(mut self, bytes: usize) -> Self {
+        self.slow_consumer_buffer = bytes;
+        self
+    }
+
+    /// Server role: most open senders one member may have. Default 1,024.
+    pub fn max_senders_per_member(mut self, max: usize) -> Self {
+        self.max_senders_per_member = max;
+        self
+    }
+
+    /// Server role: how many messages over the traffic rules a member may
+    /// send (each is dropped and counted) before its association is
+    /// closed: `per_second` on average, `burst` at once. Default 10 a
+    /// second, bursts of 100.
+    pub fn policing_tolerance(mut self, per_second: u64, burst: u64) -> Self {
+        self.policing_tolerance = (per_second, burst);
+        self
+    }
+
+    /// What the application's handles read the time from (the traffic
+    /// rules on `send`, send timestamps). Default: the system clock; a
+    /// [`crate::sim::Network`] gives its hosts its virtual clock by itself.
+    pub fn clock(mut self, clock: crate::sched::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -221,5 +343,54 @@ impl std::ops::AddAssign for HubStats {
         self.slow_consumers += slow_consumers;
         self.policed += policed;
         self.traffic_abusers += traffic_abusers;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{HmacVerifier, WallClock};
+    use crate::datachannel::TrafficPolicy;
+
+    #[test]
+    fn setters_set_their_field() {
+        let ms = Duration::from_millis;
+        let clock = crate::sched::Clock::manual(crate::sim::start_instant());
+        let c = HubConfig::default()
+            .node(NodeConfig::default().max_associations(1))
+            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()))
+            .join_timeout(ms(2))
+            .seed(3)
+            .uplink_buffer(4)
+            .queue_target(ms(5))
+            .lossy_drop_buffer(6)
+            .slow_consumer_buffer(7)
+            .max_senders_per_member(8)
+            .policing_tolerance(9, 10)
+            .clock(clock);
+        assert_eq!(c.node.max_associations, 1);
+        assert_eq!(c.channel.traffic, TrafficPolicy::unlimited());
+        assert_eq!((c.join_timeout, c.seed, c.uplink_buffer), (ms(2), 3, 4));
+        assert_eq!(c.queue_target, ms(5));
+        assert_eq!((c.lossy_drop_buffer, c.slow_consumer_buffer), (6, 7));
+        assert_eq!(
+            (c.max_senders_per_member, c.policing_tolerance),
+            (8, (9, 10))
+        );
+        assert!(!c.clock.is_system());
+        assert!(c.verifier.is_none() && !c.node.accept_incoming);
+        assert_eq!((c.workers, c.worker), (1, 0));
+    }
+
+    #[test]
+    fn the_server_role_comes_from_the_constructor_only() {
+        let clock = WallClock::new(crate::sim::start_instant(), Duration::ZERO);
+        let verifier = Arc::new(HmacVerifier::new(b"secret", clock));
+        let c = HubConfig::server(verifier).join_timeout(Duration::from_secs(1));
+        assert!(c.verifier.is_some() && c.node.accept_incoming);
+        // A node given later does not take the role away from the hub.
+        let hub = super::super::Hub::new(c.node(NodeConfig::client()));
+        assert!(hub.node().config().accept_incoming);
+        assert!(HubConfig::client().verifier.is_none());
     }
 }

@@ -235,13 +235,20 @@ impl Hub {
 
     // ---- sans-IO inputs and outputs --------------------------------------
 
-    /// A UDP datagram arrived.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+    /// A UDP datagram arrived. Returns what the node did with it (see
+    /// [`Node::handle_datagram`]).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: Bytes,
+    ) -> crate::proto::Placement {
         let now = self.advance(now);
-        self.node.handle_datagram(now, from, datagram);
+        let placement = self.node.handle_datagram(now, from, datagram);
         self.process_node_events(now);
         self.pump_backlog(now);
         self.finish_input(now);
+        placement
     }
 
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.

@@ -59,7 +59,7 @@ impl Rig {
                 self.hub.handle_datagram(self.now, RAW, t.payload);
             }
             while let Some(t) = self.hub.poll_transmit() {
-                self.raw.handle_datagram(self.now, HUB, t.payload);
+                let _ = self.raw.handle_datagram(self.now, HUB, t.payload);
             }
             while let Some(e) = self.raw.poll_event() {
                 match e {
@@ -318,7 +318,7 @@ impl HeldBack {
                 raw.handle_timeout(now);
                 if !hold(i) {
                     for d in self.held[i].drain(..) {
-                        raw.handle_datagram(now, HUB, d);
+                        let _ = raw.handle_datagram(now, HUB, d);
                     }
                 }
                 while let Some(t) = raw.poll_transmit() {
@@ -330,7 +330,7 @@ impl HeldBack {
                 if hold(i) {
                     self.held[i].push(t.payload);
                 } else {
-                    self.raws[i].0.handle_datagram(now, HUB, t.payload);
+                    let _ = self.raws[i].0.handle_datagram(now, HUB, t.payload);
                 }
             }
             for (i, (raw, _)) in self.raws.iter_mut().enumerate() {
@@ -399,7 +399,7 @@ fn an_input_pumps_only_the_egress_it_touched() {
     let now = rig.now;
     let (raw1, _) = &mut rig.raws[1];
     for d in rig.held[1].drain(..) {
-        raw1.handle_datagram(now, HUB, d);
+        let _ = raw1.handle_datagram(now, HUB, d);
     }
     let mut acks = Vec::new();
     while let Some(t) = raw1.poll_transmit() {

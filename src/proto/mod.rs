@@ -11,9 +11,9 @@ mod config;
 mod node;
 
 pub use config::{MAX_PACKET_MESSAGE, NodeConfig, SCTP_PACKET_BYTES};
-pub(crate) use node::starts_with_init;
 pub use node::{
-    AssocId, CloseReason, ConnectError, Delivery, Event, Node, NodeStats, SendError, Transmit,
+    AssocId, CloseReason, ConnectError, Delivery, DropReason, Event, Node, NodeStats, Placement,
+    SendError, Transmit, Violation,
 };
 
 /// SCTP stream carrying control frames and Durable data: ordered, reliable.

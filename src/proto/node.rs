@@ -56,6 +56,47 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
+/// What [`Node::handle_datagram`] did with a datagram.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// An association of this node took it, or it started a new one.
+    Placed,
+    /// An INIT the node turned down because it holds
+    /// [`NodeConfig::max_associations`] or [`NodeConfig::max_handshaking`],
+    /// or is closing everything ([`Node::close_all`]; the peer is sent an
+    /// ABORT). Counted in [`NodeStats::associations_refused`].
+    Refused,
+    /// Nobody took it. Counted in [`NodeStats::datagrams_dropped`].
+    Dropped(DropReason),
+}
+
+/// Why [`Node::handle_datagram`] dropped a datagram.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// An INIT (a peer starting an association) reached a node that does
+    /// not accept associations ([`NodeConfig::accept_incoming`]).
+    NotAccepting,
+    /// An INIT the SCTP endpoint turned down: malformed (a bad checksum,
+    /// no initiate tag) or over sctp-proto's own association limit.
+    InitRejected,
+    /// Not an INIT, and not for any association of this node (an unknown
+    /// verification tag) or not a valid SCTP packet (too short, a bad
+    /// checksum).
+    UnknownAssociation,
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotAccepting => "an INIT, and this node accepts no associations",
+            Self::InitRejected => "an INIT the SCTP endpoint turned down",
+            Self::UnknownAssociation => "not for any association of this node, or not SCTP",
+        })
+    }
+}
+
 /// Why an association ended.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,12 +114,12 @@ pub enum CloseReason {
     /// vanished or the path is down), or the handshake did not finish in it.
     #[error("timed out: nothing received within the idle timeout")]
     TimedOut,
-    /// The SCTP handshake failed.
+    /// The SCTP handshake failed; sctp-proto says why.
     #[error("handshake failed: {0}")]
-    HandshakeFailed(String),
+    HandshakeFailed(#[source] sctp_proto::Error),
     /// The peer broke the SCTP or engine protocol.
     #[error("protocol violation: {0}")]
-    ProtocolViolation(String),
+    ProtocolViolation(Violation),
     /// The peer filled the receive buffer with data that cannot be read.
     #[error("receive buffer exhausted")]
     ReceiveBufferExhausted,
@@ -88,13 +129,30 @@ pub enum CloseReason {
     SlowConsumer,
 }
 
+/// How a peer broke the protocol ([`CloseReason::ProtocolViolation`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// sctp-proto found the peer in breach of the SCTP specification (its
+    /// [`AssociationError::TransportError`]).
+    #[error("SCTP transport error")]
+    SctpTransport,
+    /// The peer sent on a stream beyond those negotiated
+    /// ([`NodeConfig::streams`]).
+    #[error("data on stream {stream}, beyond the {negotiated} negotiated")]
+    StreamBeyondNegotiated {
+        /// The stream it sent on.
+        stream: u16,
+        /// The streams negotiated.
+        negotiated: u16,
+    },
+}
+
 impl CloseReason {
-    fn from_sctp(e: &AssociationError) -> Self {
+    fn from_sctp(e: AssociationError) -> Self {
         match e {
-            AssociationError::HandshakeFailed(e) => Self::HandshakeFailed(e.to_string()),
-            AssociationError::TransportError => {
-                Self::ProtocolViolation("SCTP transport error".into())
-            }
+            AssociationError::HandshakeFailed(e) => Self::HandshakeFailed(e),
+            AssociationError::TransportError => Self::ProtocolViolation(Violation::SctpTransport),
             AssociationError::ReceiveBufferExhausted => Self::ReceiveBufferExhausted,
             AssociationError::ApplicationClosed => Self::PeerClosed,
             AssociationError::TimedOut => Self::TimedOut,
@@ -148,9 +206,9 @@ pub enum ConnectError {
     /// The node already holds [`NodeConfig::max_associations`].
     #[error("too many associations")]
     TooManyAssociations,
-    /// sctp-proto refused (e.g. port 0).
+    /// sctp-proto refused (e.g. port 0); it says why.
     #[error("cannot start an association: {0}")]
-    Sctp(String),
+    Sctp(#[from] sctp_proto::ConnectError),
 }
 
 /// [`Node::send`] failed; nothing was queued.
@@ -174,9 +232,9 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
-    /// sctp-proto refused the write.
+    /// sctp-proto refused the write; it says why.
     #[error("SCTP refused the message: {0}")]
-    Sctp(String),
+    Sctp(#[from] sctp_proto::Error),
 }
 
 /// Counters since the node was created.
@@ -251,7 +309,8 @@ struct Assoc {
 /// - Getters: [`Node::stats`], [`Node::association_count`],
 ///   [`Node::is_connected`], [`Node::remote`], [`Node::knows_remote`],
 ///   [`Node::buffered_amount`].
-/// - Inputs: [`Node::handle_datagram`] (a UDP datagram arrived) and
+/// - Inputs: [`Node::handle_datagram`] (a UDP datagram arrived; returns
+///   whether an association took it, a [`Placement`]) and
 ///   [`Node::handle_timeout`] (the time from [`Node::poll_timeout`] came).
 /// - Commands: [`Node::connect`], [`Node::send`], [`Node::send_encoded`],
 ///   [`Node::close`].
@@ -392,28 +451,38 @@ impl Node {
 
     // ---- Inputs ---------------------------------------------------------
 
-    /// A UDP datagram from `remote` arrived at `now`.
-    pub fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: Bytes) {
+    /// A UDP datagram from `remote` arrived at `now`. Returns what became
+    /// of it: taken by an association (or starting one), refused (an INIT
+    /// while full or closing), or dropped, and why. A runtime with several
+    /// sockets forwards what no association knows to the others.
+    #[must_use = "a datagram no association took may be another socket's"]
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        datagram: Bytes,
+    ) -> Placement {
         let now = self.advance(now);
         self.stats.datagrams_received += 1;
+        let is_init = starts_with_init(&datagram);
         // sctp-proto panics on an INIT that reaches an endpoint without a
         // server config; a node that does not accept never needs one.
-        if !self.accepting && starts_with_init(&datagram) {
-            self.stats.datagrams_dropped += 1;
-            return;
+        if !self.accepting && is_init {
+            return self.dropped(DropReason::NotAccepting);
         }
-        if self.refusing && starts_with_init(&datagram) {
+        if self.refusing && is_init {
             // Closing everything: the peer learns at once rather than
             // retransmitting its INIT until its handshake times out.
             self.stats.associations_refused += 1;
             if let Some(init) = InitTag::parse(&datagram) {
                 self.transmits.push_back(init.abort(remote));
             }
-            return;
+            return Placement::Refused;
         }
         let init = InitTag::parse(&datagram);
-        match self.endpoint.handle(now, remote, None, None, datagram) {
-            None => self.stats.datagrams_dropped += 1,
+        let placement = match self.endpoint.handle(now, remote, None, None, datagram) {
+            None if is_init => self.dropped(DropReason::InitRejected),
+            None => self.dropped(DropReason::UnknownAssociation),
             Some((handle, DatagramEvent::NewAssociation(sctp))) => {
                 if self.assocs.len() >= self.config.max_associations
                     || self.handshaking >= self.config.max_handshaking
@@ -421,12 +490,14 @@ impl Node {
                     // Full: forget it before it answers, so it holds nothing.
                     self.stats.associations_refused += 1;
                     self.endpoint.handle_event(handle, EndpointEvent::drained());
+                    Placement::Refused
                 } else {
                     let id = self.insert(handle, sctp, remote, now);
                     if let Some(a) = self.assocs.get_mut(&id) {
                         a.peer_init = init;
                     }
                     self.drive(id, now);
+                    Placement::Placed
                 }
             }
             Some((handle, DatagramEvent::AssociationEvent(event))) => {
@@ -441,12 +512,20 @@ impl Node {
                         }
                         self.mark_progressed(id);
                         self.drive(id, now);
+                        Placement::Placed
                     }
-                    None => self.stats.datagrams_dropped += 1,
+                    None => self.dropped(DropReason::UnknownAssociation),
                 }
             }
-        }
+        };
         self.drain_endpoint_transmits();
+        placement
+    }
+
+    /// Counts a datagram dropped for `reason`.
+    fn dropped(&mut self, reason: DropReason) -> Placement {
+        self.stats.datagrams_dropped += 1;
+        Placement::Dropped(reason)
     }
 
     /// The time returned by [`Node::poll_timeout`] arrived (or later).
@@ -498,10 +577,7 @@ impl Node {
         if self.assocs.len() >= self.config.max_associations {
             return Err(ConnectError::TooManyAssociations);
         }
-        let (handle, sctp) = self
-            .endpoint
-            .connect(self.client_config.clone(), remote)
-            .map_err(|e| ConnectError::Sctp(e.to_string()))?;
+        let (handle, sctp) = self.endpoint.connect(self.client_config.clone(), remote)?;
         let id = self.insert(handle, sctp, remote, now);
         self.drive(id, now);
         Ok(id)
@@ -773,7 +849,7 @@ impl Node {
                     });
                 }
                 SctpEvent::HandshakeFailed { reason } | SctpEvent::AssociationLost { reason } => {
-                    lost.get_or_insert(CloseReason::from_sctp(&reason));
+                    lost.get_or_insert(CloseReason::from_sctp(reason));
                 }
                 SctpEvent::Stream(StreamEvent::Readable { id: sid }) => {
                     read_stream(a, id, sid, events, stats);
@@ -783,10 +859,10 @@ impl Node {
                     if sid >= config.streams {
                         force_close(
                             a,
-                            CloseReason::ProtocolViolation(format!(
-                                "data on stream {sid}, beyond the {} negotiated",
-                                config.streams
-                            )),
+                            CloseReason::ProtocolViolation(Violation::StreamBeyondNegotiated {
+                                stream: sid,
+                                negotiated: config.streams,
+                            }),
                         );
                     }
                 }
@@ -957,7 +1033,7 @@ impl Node {
 
 /// Whether `datagram` is an SCTP packet that starts with an INIT chunk: the
 /// one packet (verification tag 0) that no association owns yet.
-pub(crate) fn starts_with_init(datagram: &[u8]) -> bool {
+fn starts_with_init(datagram: &[u8]) -> bool {
     datagram.get(COMMON_HEADER_LEN) == Some(&CHUNK_INIT)
 }
 
@@ -1083,13 +1159,9 @@ fn abort_handshake(a: &Assoc, transmits: &mut VecDeque<Transmit>) {
 
 /// Writes one encoded message on `delivery`'s stream.
 fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {
-    let mut stream = a
-        .sctp
-        .stream(delivery.stream())
-        .map_err(|e| SendError::Sctp(e.to_string()))?;
-    stream
-        .write_sctp(encoded, PayloadProtocolIdentifier::Binary)
-        .map_err(|e| SendError::Sctp(e.to_string()))?;
+    a.sctp
+        .stream(delivery.stream())?
+        .write_sctp(encoded, PayloadProtocolIdentifier::Binary)?;
     Ok(())
 }
 

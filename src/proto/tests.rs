@@ -39,6 +39,42 @@ fn small_data() -> Message {
 }
 
 #[test]
+fn connect_errors_carry_sctp_protos_own() {
+    use std::error::Error as _;
+    let now = crate::sim::start_instant();
+    let port0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let e = Node::new(NodeConfig::client())
+        .connect(now, port0)
+        .expect_err("port 0");
+    assert_eq!(
+        e,
+        ConnectError::Sctp(sctp_proto::ConnectError::InvalidRemoteAddress(port0))
+    );
+    assert_eq!(
+        e.to_string(),
+        "cannot start an association: invalid remote address: 127.0.0.1:0"
+    );
+    assert!(e.source().is_some(), "sctp-proto's error is the source");
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let e = Node::new(NodeConfig::client().sctp_port(0))
+        .connect(now, to)
+        .expect_err("SCTP port 0");
+    assert_eq!(
+        e,
+        ConnectError::Sctp(sctp_proto::ConnectError::InvalidSctpPort)
+    );
+    // The engine's own violations read as before, from typed fields.
+    let v = CloseReason::ProtocolViolation(Violation::StreamBeyondNegotiated {
+        stream: 20,
+        negotiated: 16,
+    });
+    assert_eq!(
+        v.to_string(),
+        "protocol violation: data on stream 20, beyond the 16 negotiated"
+    );
+}
+
+#[test]
 fn send_errors_are_typed_and_queue_nothing() {
     let mut net: Network = Network::new(1, LinkConfig::default());
     let server = net.add_host(Node::new(NodeConfig::server()));
@@ -77,7 +113,11 @@ fn garbage_datagrams_are_counted_and_harm_nothing() {
     let from = net.addr(client);
     let node = net.host_mut(server);
     for junk in [&b""[..], b"x", &[0u8; 12], &[0xffu8; 200]] {
-        node.handle_datagram(now, from, Bytes::copy_from_slice(junk));
+        let placement = node.handle_datagram(now, from, Bytes::copy_from_slice(junk));
+        assert_eq!(
+            placement,
+            Placement::Dropped(DropReason::UnknownAssociation)
+        );
     }
     assert_eq!(node.stats().datagrams_dropped, 4);
     assert!(node.is_connected(s));
@@ -186,27 +226,34 @@ fn an_init_sent_to_a_client_node_is_dropped_not_a_panic() {
     let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     a.connect(now, addr(2)).expect("connect");
     let init = a.poll_transmit().expect("INIT");
-    b.handle_datagram(now, addr(1), init.payload);
+    let placement = b.handle_datagram(now, addr(1), init.payload);
+    assert_eq!(placement, Placement::Dropped(DropReason::NotAccepting));
     assert_eq!(b.stats().datagrams_dropped, 1);
     assert_eq!(b.association_count(), 0);
 }
 
 #[test]
 fn an_init_flood_cannot_take_every_slot() {
-    let config = NodeConfig {
-        max_handshaking: 3,
-        ..NodeConfig::server()
-    };
-    let mut server = Node::new(config);
+    let mut server = Node::new(NodeConfig::server().max_handshaking(3));
     let now = crate::sim::start_instant();
     let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     // Ten spoofed INITs (real ones, whose senders never answer).
+    let mut placements = Vec::new();
     for p in 0..10 {
         let mut c = Node::new(NodeConfig::client());
         c.connect(now, addr(1)).expect("connect");
         let init = c.poll_transmit().expect("INIT");
-        server.handle_datagram(now, addr(100 + p), init.payload);
+        placements.push(server.handle_datagram(now, addr(100 + p), init.payload));
     }
+    let placed = placements
+        .iter()
+        .filter(|&&p| p == Placement::Placed)
+        .count();
+    let refused = placements
+        .iter()
+        .filter(|&&p| p == Placement::Refused)
+        .count();
+    assert_eq!((placed, refused), (3, 7));
     assert_eq!(
         server.association_count(),
         3,
@@ -218,6 +265,34 @@ fn an_init_flood_cannot_take_every_slot() {
     server.handle_timeout(later);
     while server.poll_event().is_some() {}
     assert_eq!(server.association_count(), 0);
+}
+
+#[test]
+fn a_server_says_which_inits_it_drops_and_which_it_refuses() {
+    let mut server = Node::new(NodeConfig::server());
+    let now = crate::sim::start_instant();
+    let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let init = || {
+        let mut c = Node::new(NodeConfig::client());
+        c.connect(now, addr(1)).expect("connect");
+        c.poll_transmit().expect("INIT").payload
+    };
+    // A corrupted INIT (its checksum no longer holds): SCTP turns it down.
+    let mut bad = init().to_vec();
+    bad[8] ^= 0xff;
+    let placement = server.handle_datagram(now, addr(2), Bytes::from(bad));
+    assert_eq!(placement, Placement::Dropped(DropReason::InitRejected));
+    assert_eq!(server.stats().datagrams_dropped, 1);
+    // Closing everything: a new INIT is refused (answered with an ABORT),
+    // not dropped.
+    server.close_all(now);
+    assert_eq!(
+        server.handle_datagram(now, addr(3), init()),
+        Placement::Refused
+    );
+    assert_eq!(server.stats().associations_refused, 1);
+    assert_eq!(server.stats().datagrams_dropped, 1);
+    assert!(server.poll_transmit().is_some(), "the ABORT");
 }
 
 /// A message of `MAX_PACKET_MESSAGE` bytes leaves in one datagram of
@@ -279,15 +354,20 @@ fn immediate_acks_mark_every_data_packet() {
     let (plain, marked) = run(net.host_mut(client));
     assert_eq!(marked, 0, "off by default");
     let peer = net.host_mut(server);
-    peer.handle_datagram(now, client_addr, plain[0].clone());
+    let placement = peer.handle_datagram(now, client_addr, plain[0].clone());
+    assert_eq!(placement, Placement::Placed);
     assert_eq!(std::iter::from_fn(|| peer.poll_transmit()).count(), 0);
-    peer.handle_datagram(now, client_addr, plain[1].clone());
+    let placement = peer.handle_datagram(now, client_addr, plain[1].clone());
+    assert_eq!(placement, Placement::Placed);
     let sacks: Vec<Bytes> = std::iter::from_fn(|| peer.poll_transmit())
         .map(|t| t.payload)
         .collect();
     let node = net.host_mut(client);
     for sack in sacks {
-        node.handle_datagram(now, server_addr, sack);
+        assert_eq!(
+            node.handle_datagram(now, server_addr, sack),
+            Placement::Placed
+        );
     }
     while node.poll_transmit().is_some() {}
     // On: every packet is marked, the peer takes them (the checksum holds)
@@ -296,7 +376,8 @@ fn immediate_acks_mark_every_data_packet() {
     let (packets, marked) = run(node);
     assert_eq!(marked, 2, "every one, not only the last");
     let peer = net.host_mut(server);
-    peer.handle_datagram(now, client_addr, packets[0].clone());
+    let placement = peer.handle_datagram(now, client_addr, packets[0].clone());
+    assert_eq!(placement, Placement::Placed);
     assert_eq!(std::iter::from_fn(|| peer.poll_transmit()).count(), 1);
     assert_eq!(peer.stats().datagrams_dropped, 0);
 }

@@ -56,7 +56,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::auth::JoinVerifier;
 use crate::datachannel::Call;
 use crate::hub::{Hub, HubConfig, HubEvent, HubStats, JoinError, home_worker};
 use worker::{Core, INBOX_CAPACITY, Shared, Worker};
@@ -144,19 +143,17 @@ impl EngineBuilder {
         self
     }
 
-    /// The hub's configuration (limits, timers, roles). Default: client.
+    /// The hubs' configuration: the role and everything else (limits,
+    /// timers), replacing whatever was set before. Default
+    /// [`HubConfig::client`]. This is how an engine becomes a server:
+    /// `.hub(HubConfig::server(verifier))`, with setters chained on for the
+    /// rest (see [`HubConfig`]).
+    ///
     /// Every worker's hub gets a copy, so its limits (such as
     /// `node.max_associations`) apply per worker; the engine sets
     /// [`HubConfig::workers`] and [`HubConfig::worker`] in each.
     pub fn hub(mut self, config: HubConfig) -> Self {
         self.hub = config;
-        self
-    }
-
-    /// Makes the engine a server admitting the joins `verifier` accepts.
-    pub fn server(mut self, verifier: Arc<dyn JoinVerifier>) -> Self {
-        self.hub.verifier = Some(verifier);
-        self.hub.node.accept_incoming = true;
         self
     }
 
@@ -532,13 +529,16 @@ struct WorkerHandle {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
+/// # use std::time::Duration;
 /// # use dcengine::auth::{HmacVerifier, WallClock};
+/// # use dcengine::hub::HubConfig;
 /// # use dcengine::runtime::Engine;
 /// let clock = WallClock::new(std::time::Instant::now(),
 ///     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap());
+/// let verifier = Arc::new(HmacVerifier::new(b"secret", clock));
 /// let server = Engine::builder()
 ///     .bind("0.0.0.0:5000".parse().unwrap())
-///     .server(Arc::new(HmacVerifier::new(b"secret", clock)))
+///     .hub(HubConfig::server(verifier).join_timeout(Duration::from_secs(5)))
 ///     .start()
 ///     .unwrap();
 /// println!("serving on {} with {} workers on {:?}",

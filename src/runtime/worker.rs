@@ -59,7 +59,7 @@ use crossbeam_queue::ArrayQueue;
 use super::Engine;
 use super::{Command, Io, Wake};
 use crate::hub::{Hub, HubEvent, Relay};
-use crate::proto::starts_with_init;
+use crate::proto::{DropReason, Placement};
 
 /// Batches one inbox holds.
 pub(super) const INBOX_CAPACITY: usize = 1024;
@@ -418,12 +418,11 @@ impl Core {
             self.hub.handle_datagram(now, from, data);
             return;
         }
-        // Some worker started an association: this datagram may be one of
-        // its replies. Whether the node placed it shows in its drop count
-        // (an unknown verification tag is dropped without side effects).
-        let dropped = self.hub.node().stats().datagrams_dropped;
-        self.hub.handle_datagram(now, from, data.clone());
-        if self.hub.node().stats().datagrams_dropped != dropped && !starts_with_init(&data) {
+        // Some worker started an association: a datagram no association
+        // here knows may be one of its replies (an unknown verification
+        // tag is dropped without side effects; an INIT is never a reply).
+        let placement = self.hub.handle_datagram(now, from, data.clone());
+        if placement == Placement::Dropped(DropReason::UnknownAssociation) {
             self.cross.unplaced(from, data);
         }
     }

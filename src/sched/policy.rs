@@ -20,24 +20,38 @@ use crate::wire::{Priority, Reliability, TrafficRules};
 /// (`MessageFailureForTrafficLimit`); a server polices the same rules
 /// independently, with `server_slack` times the depth (arrival times are
 /// bunched by the network).
+///
+/// Built with chainable setters named after the fields (`None` or a rate
+/// turns a rule off or on), each of which says its default:
+///
+/// ```
+/// # use dcengine::datachannel::TrafficPolicy;
+/// let policy = TrafficPolicy::default().durable_kbps(128).lossy_kbps(None);
+/// assert_eq!((policy.durable_kbps, policy.lossy_kbps), (Some(128), None));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TrafficPolicy {
-    /// Durable senders (either priority). Default 64 kbps.
+    /// The rule for Durable senders, in kbps (`None`: no rule); see
+    /// [`TrafficPolicy::durable_kbps()`].
     pub durable_kbps: Option<u32>,
-    /// Normal-priority Lossy senders. Default 512 kbps.
+    /// The rule for Normal-priority Lossy senders, in kbps; see
+    /// [`TrafficPolicy::lossy_kbps()`].
     pub lossy_kbps: Option<u32>,
-    /// High-priority Lossy senders. Default 200 kbps.
+    /// The rule for High-priority Lossy senders, in kbps; see
+    /// [`TrafficPolicy::high_lossy_kbps()`].
     pub high_lossy_kbps: Option<u32>,
-    /// Senders to everyone (no participant list). Default 80 packets a
-    /// second.
+    /// The rule for senders to everyone, in packets a second; see
+    /// [`TrafficPolicy::broadcast_packets_per_second()`].
     pub broadcast_packets_per_second: Option<u32>,
-    /// Bytes of a message that count as one packet. Default 1,200.
+    /// Bytes of a message that count as one packet; see
+    /// [`TrafficPolicy::packet_bytes()`].
     pub packet_bytes: u32,
-    /// How much of a second's allowance may go at once (the bucket depth,
-    /// never less than one max-size message). Default 1 s.
+    /// How much of a second's allowance may go at once; see
+    /// [`TrafficPolicy::burst()`].
     pub burst: Duration,
-    /// Server policing: depth multiplier (≥ 1). Default 2.
+    /// Server policing's depth multiplier; see
+    /// [`TrafficPolicy::server_slack()`].
     pub server_slack: u32,
 }
 
@@ -65,6 +79,56 @@ impl TrafficPolicy {
             broadcast_packets_per_second: None,
             ..Self::default()
         }
+    }
+
+    /// The rule for Durable senders (either priority), in kbps; `None`:
+    /// no rule. Default 64 kbps.
+    pub fn durable_kbps(mut self, kbps: impl Into<Option<u32>>) -> Self {
+        self.durable_kbps = kbps.into();
+        self
+    }
+
+    /// The rule for Normal-priority Lossy senders, in kbps; `None`: no
+    /// rule. Default 512 kbps.
+    pub fn lossy_kbps(mut self, kbps: impl Into<Option<u32>>) -> Self {
+        self.lossy_kbps = kbps.into();
+        self
+    }
+
+    /// The rule for High-priority Lossy senders, in kbps; `None`: no rule.
+    /// Default 200 kbps.
+    pub fn high_lossy_kbps(mut self, kbps: impl Into<Option<u32>>) -> Self {
+        self.high_lossy_kbps = kbps.into();
+        self
+    }
+
+    /// The rule for senders to everyone (no participant list), in packets
+    /// of [`TrafficPolicy::packet_bytes()`] a second; `None`: no rule.
+    /// Default 80 packets a second.
+    pub fn broadcast_packets_per_second(mut self, packets: impl Into<Option<u32>>) -> Self {
+        self.broadcast_packets_per_second = packets.into();
+        self
+    }
+
+    /// Bytes of a message that count as one packet for the broadcast rule.
+    /// Default 1,200.
+    pub fn packet_bytes(mut self, bytes: u32) -> Self {
+        self.packet_bytes = bytes;
+        self
+    }
+
+    /// How much of a second's allowance may go at once (the bucket depth,
+    /// never less than one max-size message). Default 1 s.
+    pub fn burst(mut self, burst: Duration) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// Server policing: how many times a rule's depth the server allows
+    /// (≥ 1; arrival times are bunched by the network). Default 2.
+    pub fn server_slack(mut self, slack: u32) -> Self {
+        self.server_slack = slack;
+        self
     }
 
     /// The rules as a server announces them (in `JoinAccepted`).
@@ -225,6 +289,34 @@ mod tests {
         );
         assert!(l.is_unlimited());
         assert!((0..10_000).all(|_| l.try_admit(32 * 1024, true, t0)));
+    }
+
+    #[test]
+    fn setters_set_their_field() {
+        let p = TrafficPolicy::default()
+            .durable_kbps(1)
+            .lossy_kbps(None)
+            .high_lossy_kbps(Some(3))
+            .broadcast_packets_per_second(4)
+            .packet_bytes(5)
+            .burst(Duration::from_millis(6))
+            .server_slack(7);
+        let expected = TrafficPolicy {
+            durable_kbps: Some(1),
+            lossy_kbps: None,
+            high_lossy_kbps: Some(3),
+            broadcast_packets_per_second: Some(4),
+            packet_bytes: 5,
+            burst: Duration::from_millis(6),
+            server_slack: 7,
+        };
+        assert_eq!(p, expected);
+        let none = TrafficPolicy::default()
+            .durable_kbps(None)
+            .lossy_kbps(None)
+            .high_lossy_kbps(None)
+            .broadcast_packets_per_second(None);
+        assert_eq!(none, TrafficPolicy::unlimited());
     }
 
     #[test]

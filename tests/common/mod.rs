@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{Call, DataChannelReceiver, DataChannelSender, TrafficPolicy};
+use dcengine::datachannel::{
+    Call, ChannelConfig, DataChannelReceiver, DataChannelSender, TrafficPolicy,
+};
 use dcengine::hub::{HubCluster, HubConfig};
 use dcengine::sim::{HostId, LinkConfig, Network};
 
@@ -39,11 +41,11 @@ impl World {
     pub fn with_server(seed: u64, link: LinkConfig, tweak: impl FnOnce(&mut HubConfig)) -> Self {
         let mut net = Network::new(seed, link);
         let clock = WallClock::new(net.now(), Duration::from_secs(EPOCH));
-        let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)));
-        config.seed = seed;
         // Scenarios about semantics run without the traffic rules; the
         // rules' own tests turn them on.
-        config.channel.traffic = TrafficPolicy::unlimited();
+        let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
+            .seed(seed)
+            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
         tweak(&mut config);
         let server = net.add_host(HubCluster::new(config, server_workers()));
         Self { net, server }
@@ -56,9 +58,9 @@ impl World {
         who: &str,
         tweak: impl FnOnce(&mut HubConfig),
     ) -> (HostId, Call) {
-        let mut config = HubConfig::client();
-        config.seed = self.net.host_count() as u64;
-        config.channel.traffic = TrafficPolicy::unlimited();
+        let mut config = HubConfig::client()
+            .seed(self.net.host_count() as u64)
+            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
         tweak(&mut config);
         let host = self.net.add_host(HubCluster::new(config, 1));
         let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{CallState, DataChannelSenderOptions};
+use dcengine::datachannel::{CallState, ChannelConfig, DataChannelSenderOptions, TrafficPolicy};
 use dcengine::hub::{HubConfig, HubEvent};
+use dcengine::proto::NodeConfig;
 use dcengine::runtime::Engine;
 
 /// The chat channel of the ACS sample.
@@ -115,16 +116,21 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     init_logging(args.log_level);
     let clock = WallClock::new(Instant::now(), unix_now());
     let verifier = Arc::new(HmacVerifier::new(args.secret.as_bytes(), clock));
-    let mut hub = HubConfig::server(verifier.clone());
-    hub.channel.max_message_size = args.max_message_size;
-    hub.channel.receiver_idle_timeout = Duration::from_secs(args.idle_timeout);
-    hub.node.max_associations = args.max_associations;
+    // 0 on the command line: no rule.
     let rule = |v: u32| (v > 0).then_some(v);
-    let traffic = &mut hub.channel.traffic;
-    traffic.durable_kbps = rule(args.durable_kbps);
-    traffic.lossy_kbps = rule(args.lossy_kbps);
-    traffic.high_lossy_kbps = rule(args.high_lossy_kbps);
-    traffic.broadcast_packets_per_second = rule(args.broadcast_pps);
+    let traffic = TrafficPolicy::default()
+        .durable_kbps(rule(args.durable_kbps))
+        .lossy_kbps(rule(args.lossy_kbps))
+        .high_lossy_kbps(rule(args.high_lossy_kbps))
+        .broadcast_packets_per_second(rule(args.broadcast_pps));
+    let hub = HubConfig::server(verifier)
+        .node(NodeConfig::server().max_associations(args.max_associations))
+        .channel(
+            ChannelConfig::default()
+                .max_message_size(args.max_message_size)
+                .receiver_idle_timeout(Duration::from_secs(args.idle_timeout))
+                .traffic(traffic),
+        );
     let mut builder = Engine::builder().bind(args.bind).hub(hub);
     if args.workers > 0 {
         builder = builder.workers(args.workers);
