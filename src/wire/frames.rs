@@ -48,7 +48,7 @@ pub const FLAG_EPOCH: u8 = 0x02;
 /// participant joins and announced in [`ParticipantJoined`]. Frames name
 /// participants by this number rather than by their (long) identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct MemberId(pub u32);
 
 impl std::fmt::Display for MemberId {
@@ -59,7 +59,7 @@ impl std::fmt::Display for MemberId {
 
 /// Delivery class of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 #[repr(u8)]
 pub enum Reliability {
     /// Unordered; may drop silently.
@@ -84,7 +84,7 @@ impl Reliability {
 
 /// Scheduling class of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 #[repr(u8)]
 pub enum Priority {
     /// Served after High.
@@ -110,7 +110,7 @@ impl Priority {
 /// Why a sender session ended (in [`SenderClosed`]). Unknown values are kept
 /// as they are so newer peers can add reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct CloseReason(pub u8);
 
 impl CloseReason {
@@ -137,7 +137,7 @@ impl CloseReason {
 /// An error or rejection code (in [`JoinRejected`], [`Leave`],
 /// [`ErrorFrame`]). Unknown values are kept as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u16);
 
 impl ErrorCode {
@@ -238,7 +238,7 @@ impl Codec for ParticipantList {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 impl<'a> arbitrary::Arbitrary<'a> for ParticipantList {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         let mut v = Vec::<ShortStr>::arbitrary(u)?;
@@ -247,18 +247,18 @@ impl<'a> arbitrary::Arbitrary<'a> for ParticipantList {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 fn arbitrary_bytes(u: &mut arbitrary::Unstructured<'_>, max: usize) -> arbitrary::Result<Bytes> {
     let len = u.int_in_range(0..=max.min(u.len()))?;
     Ok(Bytes::copy_from_slice(u.bytes(len)?))
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 fn arbitrary_token(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Bytes> {
     arbitrary_bytes(u, MAX_TOKEN_LEN)
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 fn arbitrary_payload(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Bytes> {
     arbitrary_bytes(u, MAX_PAYLOAD_LEN)
 }
@@ -308,7 +308,7 @@ fn origin_len(origin: Option<MemberId>) -> usize {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Join {
     /// The protocol version the client speaks ([`super::PROTOCOL_VERSION`]).
     pub version: u16,
@@ -317,7 +317,7 @@ pub struct Join {
     /// Who the client says it is; the token must prove it.
     pub participant_id: ShortStr,
     /// Proof of the right to join (opaque to the wire).
-    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_token))]
+    #[cfg_attr(feature = "_internal", arbitrary(with = arbitrary_token))]
     pub token: Bytes,
 }
 
@@ -365,7 +365,7 @@ impl Codec for Join {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct JoinAccepted {
     /// The protocol version the server speaks.
     pub version: u16,
@@ -425,7 +425,7 @@ impl Codec for JoinAccepted {
 /// The traffic-limit rules a server polices, as [`JoinAccepted`] carries
 /// them: six 32-bit fields in this order. A rate of 0 means no such rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct TrafficRules {
     /// Durable senders, kbps (0: no rule).
     pub durable_kbps: u32,
@@ -478,7 +478,7 @@ macro_rules! code_reason_frame {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct JoinRejected {
     /// Why, as a code.
     pub code: ErrorCode,
@@ -500,7 +500,7 @@ code_reason_frame!(JoinRejected, frame_type::JOIN_REJECTED);
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Leave {
     /// [`ErrorCode::NONE`] for a normal leave.
     pub code: ErrorCode,
@@ -522,7 +522,7 @@ code_reason_frame!(Leave, frame_type::LEAVE);
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ErrorFrame {
     /// What went wrong, as a code.
     pub code: ErrorCode,
@@ -544,7 +544,7 @@ code_reason_frame!(ErrorFrame, frame_type::ERROR);
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ParticipantJoined {
     /// The member's number in the call.
     pub member: MemberId,
@@ -584,7 +584,7 @@ impl Codec for ParticipantJoined {
 /// +-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ParticipantLeft {
     /// The member who left.
     pub member: MemberId,
@@ -627,7 +627,7 @@ impl Codec for ParticipantLeft {
 ///   Reliability: 0 Lossy, 1 Durable. Priority: 0 Normal, 1 High.
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct SenderOpened {
     /// The channel id.
     pub channel: u16,
@@ -689,7 +689,7 @@ impl Codec for SenderOpened {
 ///   Flags: 0x01 ORIGIN; other bits reserved (0).
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct SenderClosed {
     /// The channel id.
     pub channel: u16,
@@ -746,7 +746,7 @@ impl Codec for SenderClosed {
 /// The epoch counts the sender's list changes; [`Data`] frames that may
 /// overtake this frame (Lossy ones) carry the epoch they were sent under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct SetParticipants {
     /// The channel id.
     pub channel: u16,
@@ -799,7 +799,7 @@ impl Codec for SetParticipants {
 ///   Flags: 0x01 ORIGIN, 0x02 EPOCH; other bits reserved (0).
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Data {
     /// The channel id.
     pub channel: u16,
@@ -812,7 +812,7 @@ pub struct Data {
     /// The participant-list epoch the message was sent under.
     pub epoch: Option<u16>,
     /// The message.
-    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_payload))]
+    #[cfg_attr(feature = "_internal", arbitrary(with = arbitrary_payload))]
     pub payload: Bytes,
 }
 
@@ -888,7 +888,7 @@ impl Codec for Data {
 ///   Flags: 0x01 ORIGIN; other bits reserved (0).
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct KeepAlive {
     /// The channel id, or 0 for the association itself.
     pub channel: u16,
@@ -933,7 +933,7 @@ impl Codec for KeepAlive {
 
 /// Any one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 #[allow(missing_docs)] // The variants are the frames of the same names.
 pub enum Frame {
     Join(Join),
@@ -1034,7 +1034,7 @@ impl Codec for Frame {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Batch {
     /// The frames, in order.
     pub frames: Vec<Frame>,
@@ -1104,7 +1104,7 @@ impl Batch {
 
 /// What one SCTP user message holds: one frame, or a batch of frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub enum Message {
     /// A single frame.
     Frame(Frame),
