@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use crate::sched::TrafficPolicy;
+use crate::sched::TrafficPolicy;
 use crate::wire::{MAX_PARTICIPANTS, Priority, Reliability};
 
 /// Identifies a participant (like an ACS `CommunicationIdentifier`'s raw
@@ -253,7 +253,7 @@ impl Default for ChannelConfig {
 }
 
 /// Largest configurable message size.
-pub const MAX_MESSAGE_SIZE_LIMIT: u32 = 256 * 1024;
+pub(crate) const MAX_MESSAGE_SIZE_LIMIT: u32 = 256 * 1024;
 
 fn check_participants(list: &[ParticipantId]) -> Result<(), DataChannelError> {
     if list.len() > MAX_PARTICIPANTS {

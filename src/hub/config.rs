@@ -34,8 +34,8 @@ pub struct HubConfig {
     /// The most an association to a server may have queued in SCTP (in
     /// flight and unsent) before this hub stops taking messages from its
     /// senders' queues. Below it the egress budget adapts to the path
-    /// (about delivery rate × (round trip + [`HubConfig::queue_target`]),
-    /// see [`EgressBudget`]): the scheduler decides what goes next only if
+    /// (about delivery rate × (round trip + [`HubConfig::queue_target`])):
+    /// the scheduler decides what goes next only if
     /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
     /// sender queues then push back (Durable sends fail with
     /// `MessageFailureForBandwidth`). The server's egress to each member
@@ -64,15 +64,15 @@ pub struct HubConfig {
     pub policing_tolerance: (u64, u64),
     /// What the application's handles read the time from (the traffic
     /// rules on `send`, send timestamps). Default: the system clock; a
-    /// [`crate::sim::Network`] gives its hosts its virtual clock.
+    /// `sim::Network` gives its hosts its virtual clock.
     pub clock: crate::sched::Clock,
     /// How many workers (hubs) the engine runs, each with its own socket
     /// on the shared port. Default 1. With several, a call is homed on
     /// [`home_worker`]`(call id, workers)` and members whose association
     /// lives on another worker are relayed (see [`Hub::poll_relay`]).
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Which of the engine's workers this hub is: `0..workers`. Default 0.
-    pub worker: usize,
+    pub(crate) worker: usize,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -162,8 +162,8 @@ pub enum JoinError {
     /// The association could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// A hosted participant must join on its call's home worker (see
-    /// [`home_worker`]); this hub is another.
+    /// A hosted participant must join on its call's home worker; this hub
+    /// is another.
     #[error("call is homed on worker {home}, not this one")]
     WrongWorker {
         /// The worker that homes the call.

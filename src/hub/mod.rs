@@ -410,7 +410,7 @@ impl Hub {
     }
 
     /// The node underneath (for its counters and associations).
-    pub fn node(&self) -> &Node {
+    pub(crate) fn node(&self) -> &Node {
         &self.node
     }
 
@@ -503,9 +503,9 @@ impl Hub {
     /// Closes every association gracefully: members of calls served here
     /// are told the server is shutting down, this hub's own remote calls
     /// leave, associations that have not joined yet are told their join is
-    /// refused. Queued data is delivered first (see [`Node::close`]).
+    /// refused. Queued data is delivered first.
     /// Associations still in their handshake end at once, and from now on
-    /// new ones are refused (see [`Node::close_all`]): nothing new starts
+    /// new ones are refused: nothing new starts
     /// while the closes complete.
     pub fn close_all(&mut self, now: Instant) {
         let now = self.advance(now);
@@ -587,13 +587,13 @@ impl Hub {
     /// hands the batch to that worker's hub with [`Hub::handle_relay`], in
     /// order, never dropping one. Only hubs with
     /// [`HubConfig::workers`] > 1 produce any.
-    pub fn poll_relay(&mut self) -> Option<(usize, Vec<Relay>)> {
+    pub(crate) fn poll_relay(&mut self) -> Option<(usize, Vec<Relay>)> {
         self.sink.relay.poll()
     }
 
     /// A batch another worker's hub produced for this one (see
     /// [`Hub::poll_relay`]).
-    pub fn handle_relay(&mut self, now: Instant, batch: Vec<Relay>) {
+    pub(crate) fn handle_relay(&mut self, now: Instant, batch: Vec<Relay>) {
         let now = self.advance(now);
         for relay in batch {
             self.on_relay(now, relay);
@@ -1713,6 +1713,7 @@ impl Hub {
     }
 }
 
+#[cfg(feature = "sim")]
 impl crate::sim::Host for Hub {
     fn use_clock(&mut self, clock: &crate::sched::Clock) {
         self.shared.set_clock(clock.clone());
@@ -1761,14 +1762,17 @@ fn joined_frame(member: MemberId, pid: &ParticipantId) -> ParticipantJoined {
     }
 }
 
+#[cfg(feature = "_internal")]
 mod cluster;
 mod config;
 mod egress;
 mod relay;
+#[cfg(feature = "_internal")]
 pub use cluster::HubCluster;
 pub use config::{HubConfig, HubEvent, HubStats, JoinError};
+pub(crate) use relay::Relay;
 use relay::RelayMsg;
-pub use relay::{Relay, home_worker};
+pub use relay::home_worker;
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,9 @@ pub const SCTP_PACKET_BYTES: usize = 1228;
 /// this size is one DATA chunk, never fragmented.
 pub const MAX_PACKET_MESSAGE: usize = SCTP_PACKET_BYTES - 12 - 16;
 
-/// How a [`super::Node`] behaves. `Default` gives the values below.
+/// How the SCTP node under a [`Hub`](crate::Hub) behaves
+/// ([`HubConfig::node`](crate::HubConfig::node)). `Default` gives the
+/// values below.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NodeConfig {
@@ -25,7 +27,7 @@ pub struct NodeConfig {
     /// Most associations the node keeps at once; new ones beyond it are
     /// refused. Default 10,000.
     pub max_associations: usize,
-    /// Largest SCTP user message (one encoded [`crate::wire::Message`]) sent
+    /// Largest SCTP user message (one encoded engine message or batch) sent
     /// or accepted. Default 256 KiB + 1 KiB: the largest configurable
     /// application message plus framing.
     pub max_sctp_message_size: u32,
@@ -138,7 +140,7 @@ impl NodeConfig {
     ///   default) is enforced above SCTP with a clear error.
     /// - A small number of streams: each stream the peer opens costs state,
     ///   and sctp-proto does not bound the streams a peer can create.
-    pub fn transport(&self) -> Arc<TransportConfig> {
+    pub(crate) fn transport(&self) -> Arc<TransportConfig> {
         Arc::new(
             TransportConfig::default()
                 .with_max_receive_buffer_size(self.receive_buffer)

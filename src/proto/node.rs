@@ -141,7 +141,7 @@ pub enum Event {
     },
 }
 
-/// [`Node::connect`] failed.
+/// An association could not be started ([`JoinError::Connect`](crate::JoinError::Connect)).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {

@@ -68,7 +68,7 @@ const RECV_BUFFER: usize = 64 * 1024;
 
 /// The environment variable that, set to `1`, makes engines act as if
 /// io_uring were unavailable (see [`EngineBuilder::disable_io_uring`]).
-pub const DISABLE_IO_URING_ENV: &str = "DCENGINE_DISABLE_IO_URING";
+const DISABLE_IO_URING_ENV: &str = "DCENGINE_DISABLE_IO_URING";
 
 /// How the worker does its I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,8 +146,8 @@ impl EngineBuilder {
 
     /// The hub's configuration (limits, timers, roles). Default: client.
     /// Every worker's hub gets a copy, so its limits (such as
-    /// `node.max_associations`) apply per worker; the engine sets
-    /// [`HubConfig::workers`] and [`HubConfig::worker`] in each.
+    /// `node.max_associations`) apply per worker; the engine tells each
+    /// hub how many workers there are and which one it is.
     pub fn hub(mut self, config: HubConfig) -> Self {
         self.hub = config;
         self
@@ -192,7 +192,7 @@ impl EngineBuilder {
     /// [`Backend::IoUring`] fails to start. For tests of the fallback and
     /// for operators who want the portable backend without rebuilding
     /// their configuration; setting the environment variable
-    /// [`DISABLE_IO_URING_ENV`] to `1` does the same for every engine the
+    /// `DCENGINE_DISABLE_IO_URING` to `1` does the same for every engine the
     /// process starts.
     pub fn disable_io_uring(mut self) -> Self {
         self.disable_io_uring = true;
@@ -532,8 +532,7 @@ struct WorkerHandle {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # use dcengine::auth::{HmacVerifier, WallClock};
-/// # use dcengine::runtime::Engine;
+/// # use dcengine::{Engine, HmacVerifier, WallClock};
 /// let clock = WallClock::new(std::time::Instant::now(),
 ///     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap());
 /// let server = Engine::builder()

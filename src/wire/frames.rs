@@ -45,8 +45,9 @@ pub const FLAG_ORIGIN: u8 = 0x01;
 pub const FLAG_EPOCH: u8 = 0x02;
 
 /// A participant's number within its call, assigned by the server when the
-/// participant joins and announced in [`ParticipantJoined`]. Frames name
-/// participants by this number rather than by their (long) identifier.
+/// participant joins and announced to the others (`ParticipantJoined`).
+/// Frames name participants by this number rather than by their (long)
+/// identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct MemberId(pub u32);
@@ -134,8 +135,9 @@ impl CloseReason {
     pub const RECEIVER_OVERFLOW: Self = Self(6);
 }
 
-/// An error or rejection code (in [`JoinRejected`], [`Leave`],
-/// [`ErrorFrame`]). Unknown values are kept as they are.
+/// An error or rejection code, on the wire in `JoinRejected`, `Leave` and
+/// `Error` frames (a [`JoinRejection`](crate::JoinRejection) carries one).
+/// Unknown values are kept as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u16);

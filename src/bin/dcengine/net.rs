@@ -9,10 +9,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{CallState, DataChannelSenderOptions};
-use dcengine::hub::{HubConfig, HubEvent};
-use dcengine::runtime::Engine;
+use dcengine::{
+    CallState, DataChannelSenderOptions, Engine, HmacVerifier, HubConfig, HubEvent, WallClock,
+    mint_token,
+};
 
 /// The chat channel of the ACS sample.
 const CHAT_CHANNEL: u16 = 10000;
@@ -300,7 +300,7 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
 }
 
 /// Waits (at most 10 s) for the join to complete.
-pub(crate) fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
+pub(crate) fn pollster_ready(call: &dcengine::Call) -> bool {
     let (tx, rx) = mpsc::channel();
     let c = call.clone();
     std::thread::spawn(move || {
@@ -309,7 +309,7 @@ pub(crate) fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
     rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
 }
 
-fn futures_ready(call: dcengine::datachannel::Call) -> bool {
+fn futures_ready(call: dcengine::Call) -> bool {
     // A tiny executor: park this thread until the future's waker unparks it.
     use std::future::Future;
     use std::task::{Context, Poll, Wake, Waker};
