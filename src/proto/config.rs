@@ -8,7 +8,7 @@ use sctp_proto::TransportConfig;
 /// Largest SCTP packet a node sends, the UDP payload of one datagram:
 /// sctp-proto's MTU (it does no path MTU discovery), 1,228 bytes, which
 /// leaves room for IPv6, UDP and DTLS headers within a 1,280-byte path.
-pub const SCTP_PACKET_BYTES: usize = 1228;
+pub(crate) const SCTP_PACKET_BYTES: usize = 1228;
 
 /// Largest SCTP user message that leaves in one packet: the packet less the
 /// SCTP common header (12 bytes) and one DATA chunk header (16 bytes). The

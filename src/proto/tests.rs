@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::config::SCTP_PACKET_BYTES;
 use super::*;
 use crate::sim::{HostId, LinkConfig};
 use crate::wire::{Data, Frame, Message};

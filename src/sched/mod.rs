@@ -13,7 +13,7 @@ mod policy;
 
 pub use bucket::{AtomicTokenBucket, TokenBucket};
 pub use budget::EgressBudget;
-pub use egress::{DEFAULT_QUANTUM, FlowSpec, Head, Pick, Scheduler};
+pub use egress::{FlowSpec, Head, Pick, Scheduler};
 pub use policy::{TrafficLimiter, TrafficPolicy};
 
 use std::sync::Arc;

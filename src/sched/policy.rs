@@ -197,7 +197,8 @@ impl TrafficLimiter {
     }
 
     /// Whether no rule applies.
-    pub fn is_unlimited(&self) -> bool {
+    #[cfg(test)]
+    fn is_unlimited(&self) -> bool {
         self.bytes.is_none() && self.packets.is_none()
     }
 }

@@ -121,8 +121,6 @@ impl CloseReason {
     pub const REPLACED: Self = Self(1);
     /// The sending participant left the call.
     pub const LEFT: Self = Self(2);
-    /// The session was idle for longer than the idle timeout.
-    pub const IDLE: Self = Self(3);
     /// The sender's association was lost.
     pub const ASSOCIATION_LOST: Self = Self(4);
     /// The server closed a Durable session that went over the traffic-limit
@@ -187,11 +185,6 @@ impl ParticipantList {
     /// The identifiers.
     pub fn ids(&self) -> &[ShortStr] {
         &self.0
-    }
-
-    /// Whether the list is empty (broadcast).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
