@@ -14,8 +14,7 @@
 //!   per remote sender; messages arrive as [`DataChannelMessage`]s, failures
 //!   are [`DataChannelError`]s. The handles are `Send + Sync`.
 //! - [`Hub`] is the sans-IO core under the engine, for embedders that drive
-//!   it themselves: give it datagrams and the time, take [`Transmit`]s,
-//!   [`HubEvent`]s and its next deadline. It reads no clock and does no I/O.
+//!   it themselves (below).
 //! - `sim` (feature `sim`): a deterministic in-memory network that drives
 //!   hubs in virtual time, with seeded loss, reordering, duplication,
 //!   latency and rate limits.
@@ -23,6 +22,89 @@
 //! Configuration: [`HubConfig`] (roles, buffers, timers), with the
 //! DataChannel limits in [`ChannelConfig`], the traffic-limit rules in
 //! [`TrafficPolicy`] and the SCTP transport in [`NodeConfig`].
+//!
+//! # The DataChannel API
+//! - A [`DataChannelSender`] sends binary messages on a channel id to a
+//!   list of participants (empty: everyone else in the call), Durable
+//!   (lossless, ordered) or Lossy (unordered, may drop), at Normal or High
+//!   priority.
+//! - Each participant that a sender's messages reach gets one
+//!   [`DataChannelReceiver`] per (sender, channel, session), announced once
+//!   by [`DataChannelFeature::next_receiver`] (or its non-blocking and
+//!   callback forms).
+//! - Messages carry a `u32` sequence number per sender and channel, counting
+//!   from 1; a receiver sees gaps where messages went to others.
+//!
+//! Names follow the ACS seeds in Rust style: `createDataChannelSender` is
+//! [`DataChannelFeature::create_sender`], `sendMessage` is
+//! [`DataChannelSender::send`], `setParticipants` is
+//! [`DataChannelSender::set_participants`], `readMessage` is
+//! [`DataChannelReceiver::read_message`], `MaxMessageSizeInBytes` is
+//! [`DataChannelSender::max_message_size`], the `dataChannelReceiverCreated`
+//! event is [`DataChannelFeature::next_receiver`] and friends.
+//!
+//! # Driving a hub yourself
+//! A [`Hub`] does no I/O and reads no clock: every input carries the
+//! current time, every output is polled.
+//! - Inputs: [`Hub::handle_datagram`] (a UDP datagram arrived) and
+//!   [`Hub::handle_timeout`] (the instant from [`Hub::poll_timeout`] came).
+//! - Commands: [`Hub::join_remote`], [`Hub::join_local`],
+//!   [`Hub::close_all`]. Application handles ([`Call`], senders,
+//!   receivers) queue their work from any thread and call the hook given
+//!   to [`Hub::set_wake_hook`] (once per batch); [`Hub::poll_timeout`]
+//!   then returns an instant already past.
+//! - Outputs: [`Hub::poll_transmit`] ([`Transmit`]s to send),
+//!   [`Hub::poll_event`] ([`HubEvent`]s), [`Hub::poll_timeout`].
+//!
+//! After any input or command, send every datagram [`Hub::poll_transmit`]
+//! gives, handle every event, then wait for a datagram, the instant
+//! [`Hub::poll_timeout`] returns (calling [`Hub::handle_timeout`] early or
+//! late is harmless), or the wake hook. Time must not go backwards: an
+//! instant earlier than one already given counts as the latest one seen.
+//! The handles read the time from [`HubConfig::clock`]: leave it the system
+//! clock when the driver gives `Instant::now()`, or give them a
+//! [`Clock::manual`] that the driver moves along with virtual time.
+//!
+//! A driver over a blocking socket that looks for queued work every 10 ms
+//! instead of waking on the hook:
+//!
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use std::time::{Duration, Instant};
+//! use dcengine::{Bytes, Hub};
+//!
+//! fn drive(mut hub: Hub, socket: UdpSocket) -> std::io::Result<()> {
+//!     const TICK: Duration = Duration::from_millis(10);
+//!     let mut buf = vec![0; 64 * 1024];
+//!     loop {
+//!         while let Some(t) = hub.poll_transmit() {
+//!             socket.send_to(&t.payload, t.destination)?;
+//!         }
+//!         while let Some(event) = hub.poll_event() {
+//!             println!("{event:?}");
+//!         }
+//!         let now = Instant::now();
+//!         let wait = match hub.poll_timeout() {
+//!             Some(at) if at <= now => {
+//!                 hub.handle_timeout(now);
+//!                 continue;
+//!             }
+//!             Some(at) => (at - now).min(TICK),
+//!             None => TICK,
+//!         };
+//!         socket.set_read_timeout(Some(wait))?;
+//!         match socket.recv_from(&mut buf) {
+//!             Ok((len, from)) => {
+//!                 let datagram = Bytes::copy_from_slice(&buf[..len]);
+//!                 hub.handle_datagram(Instant::now(), from, datagram);
+//!             }
+//!             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock
+//!                 | std::io::ErrorKind::TimedOut) => hub.handle_timeout(Instant::now()),
+//!             Err(e) => return Err(e),
+//!         }
+//!     }
+//! }
+//! ```
 //!
 //! See `docs/architecture.md` for the layers underneath.
 //!

@@ -1,27 +1,10 @@
-//! The DataChannel feature: one-way senders and receivers in a call, with
-//! the semantics of the Azure Communication Services DataChannel API.
-//!
-//! - A [`DataChannelSender`] sends binary messages on a channel id to a
-//!   list of participants (empty: everyone else in the call).
-//! - Each participant that a sender's messages reach gets one
-//!   [`DataChannelReceiver`] per (sender, channel, session), announced once by
-//!   [`DataChannelFeature::next_receiver`] (or its non-blocking and callback
-//!   forms).
-//! - Messages carry a `u32` sequence number per sender and channel, counting
-//!   from 1; a receiver sees gaps where messages went to others.
-//!
-//! The handles are `Send + Sync` and cheap to clone; use them from any
-//! thread or async task. Sending pushes onto the sender's lock-free queue and
-//! wakes the driver of the [`crate::hub::Hub`] that owns the call, which does
-//! the protocol work on its next turn.
-//!
-//! Names follow the ACS seeds in Rust style: `createDataChannelSender` is
-//! [`DataChannelFeature::create_sender`], `sendMessage` is
-//! [`DataChannelSender::send`], `setParticipants` is
-//! [`DataChannelSender::set_participants`], `readMessage` is
-//! [`DataChannelReceiver::read_message`], `MaxMessageSizeInBytes` is
-//! [`DataChannelSender::max_message_size`], the `dataChannelReceiverCreated`
-//! event is [`DataChannelFeature::next_receiver`] and friends.
+//! The DataChannel feature: the application's handles ([`Call`],
+//! [`DataChannelSender`], [`DataChannelReceiver`], ...) and their options
+//! and errors, with the semantics of the Azure Communication Services
+//! DataChannel API (see the crate documentation). The handles queue their
+//! work for the [`crate::hub::Hub`] that owns the call and wake its driver;
+//! the hub keeps the protocol state (a participant's own in a
+//! [`participant::ParticipantCore`]).
 #![forbid(unsafe_code)]
 
 mod handles;

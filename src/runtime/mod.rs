@@ -1,38 +1,18 @@
-//! The runtime: threads and sockets around the sans-IO [`Hub`].
+//! The runtime: threads and sockets around the sans-IO [`Hub`]. What it
+//! does for its users (workers, backends) is documented on [`Engine`];
+//! this is how.
 //!
-//! An [`Engine`] runs one or more workers, each a thread that drives its own
-//! [`Hub`] over its own UDP socket: it moves datagrams and time into the hub
-//! and datagrams out, and nothing else. Application handles ([`Call`],
-//! senders, receivers) are used from any thread; the hub's wake hook
-//! interrupts its worker's wait when they queue work (once per batch).
-//!
-//! # Workers
-//! [`EngineBuilder::workers`] sets how many (default: one per core for a
-//! server, one for a client). With several, every worker binds its own
-//! socket to the engine's address with `SO_REUSEPORT` (the kernel spreads
-//! peers over the sockets by a hash of their addresses, so an association
-//! always arrives at the same worker), runs its own backend and its own hub
-//! (with [`HubConfig::workers`] and [`HubConfig::worker`] set), and is
-//! pinned to a core ([`EngineBuilder::pin_workers`]). A call is homed on
-//! [`crate::hub::home_worker`]`(call id, workers)`; `join_local` goes there,
-//! `join_remote` goes round robin. Workers exchange the work their hubs
+//! Each worker is a thread that drives its own [`Hub`] over its own UDP
+//! socket: it moves datagrams and time into the hub and datagrams out, and
+//! nothing else; the engine sets [`HubConfig::workers`] and
+//! [`HubConfig::worker`] in each hub. Workers exchange the work their hubs
 //! relay to each other ([`Hub::poll_relay`]) through bounded lock-free
 //! inboxes, and forward each other the replies to associations they
 //! started that the kernel gave another worker's socket (see the `worker`
 //! module for both).
 //!
-//! # Backends
 //! Each worker's I/O is one of two backends behind the small [`Io`] trait:
-//! - `uring` (Linux): io_uring with a multishot `recvmsg` over a ring of
-//!   provided buffers, `sendmsg` with UDP GSO, GRO on receive, the hub's
-//!   deadline as the wait's timeout and an eventfd read by the ring for
-//!   wake-ups; one `io_uring_enter` per loop turn.
-//! - `portable`: readiness on epoll/kqueue (`mio`) with batched UDP from
-//!   `quinn-udp` (`recvmmsg`, GSO and GRO where the OS has them).
-//!
-//! [`Backend::Auto`] picks io_uring when the kernel allows it and falls back
-//! to the portable backend otherwise (Docker's default seccomp profile
-//! blocks io_uring), logging one line that says why.
+//! `uring` (Linux) and `portable`.
 //!
 //! Only the io_uring module and the few lines that pin threads (`affinity`)
 //! contain `unsafe` (each block with a `SAFETY` comment); everything else
@@ -526,9 +506,35 @@ struct WorkerHandle {
 }
 
 /// A running engine: worker threads, each with its own UDP socket on the
-/// engine's address and its own [`Hub`].
+/// engine's address and its own [`Hub`]. Application handles ([`Call`],
+/// senders, receivers) are used from any thread; a worker wakes when they
+/// queue work (once per batch).
 ///
 /// Dropping it shuts it down (see [`Engine::shutdown`]).
+///
+/// # Workers
+/// [`EngineBuilder::workers`] sets how many (default: one per core for a
+/// server, one for a client). With several, every worker binds its own
+/// socket to the engine's address with `SO_REUSEPORT` (the kernel spreads
+/// peers over the sockets by a hash of their addresses, so an association
+/// always arrives at the same worker), runs its own backend and hub, and
+/// is pinned to a core ([`EngineBuilder::pin_workers`]). A call lives on
+/// one worker, its home (a hash of the call id): [`Engine::join_local`]
+/// goes there, [`Engine::join_remote`] round robin, and members whose
+/// association another worker owns are relayed to the home and back
+/// through lock-free queues.
+///
+/// # Backends
+/// - [`Backend::IoUring`] (Linux): io_uring with a multishot `recvmsg`
+///   over a ring of provided buffers, `sendmsg` with UDP GSO, GRO on
+///   receive, the hub's deadline as the wait's timeout and an eventfd read
+///   by the ring for wake-ups; one `io_uring_enter` per loop turn.
+/// - [`Backend::Portable`]: readiness on epoll/kqueue (`mio`) with batched
+///   UDP from `quinn-udp` (`recvmmsg`, GSO and GRO where the OS has them).
+///
+/// [`Backend::Auto`] picks io_uring when the kernel allows it and falls back
+/// to the portable backend otherwise (Docker's default seccomp profile
+/// blocks io_uring), logging one line that says why.
 ///
 /// ```no_run
 /// # use std::sync::Arc;
