@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::ChannelConfig;
 use dcengine::hub::{Hub, HubConfig};
 use dcengine::proto::{AssocId, Delivery, Node, NodeConfig};
 use dcengine::wire::{
     Data, Join, Message, PROTOCOL_VERSION, Priority, Reliability, SenderOpened, ShortStr,
 };
+use dcengine::{ChannelConfig, HmacVerifier, WallClock, mint_token};
 
 const SECRET: &[u8] = b"bench";
 const MEMBERS: usize = 1000;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::SegQueue;
+use dcengine::internal::TrafficPolicyInternals as _;
 use dcengine::sched::{FlowSpec, Head, Pick, Scheduler, TokenBucket, TrafficPolicy};
 use dcengine::wire::{Priority, Reliability};
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dcengine::internal::TrafficPolicyInternals as _;
 use dcengine::sched::TrafficPolicy;
 use dcengine::wire::{
     Batch, CloseReason, Codec, Data, ErrorCode, ErrorFrame, Frame, Join, JoinAccepted,

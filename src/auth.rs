@@ -1,21 +1,6 @@
-//! Join authentication: who may join which call.
-//!
-//! A server checks every [`crate::wire::Join`] with a [`JoinVerifier`]. The
-//! default, [`HmacVerifier`], accepts tokens made by [`mint_token`] with the
-//! server's secret: an HMAC-SHA256 over the call id, the participant id and
-//! an expiry time, compared in constant time. Embedders with their own
-//! identity system implement [`JoinVerifier`].
-//!
-//! Token layout (40 bytes):
-//!
-//! ```text
-//! +--------+----------------------------+----------------------------------+
-//! | 0x01   | expiry (u64 BE, Unix secs) | HMAC-SHA256 tag (32 bytes)       |
-//! +--------+----------------------------+----------------------------------+
-//! tag = HMAC-SHA256(secret, "dcengine-join-v1" | len(call) | call
-//!                           | len(participant) | participant | expiry)
-//! (lengths one byte each; ids are at most 255 bytes)
-//! ```
+//! Join authentication: who may join which call. A server checks every
+//! [`crate::wire::Join`] with a [`JoinVerifier`]; the default is
+//! [`HmacVerifier`] over tokens from [`mint_token`].
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -103,6 +88,22 @@ impl WallClock {
 }
 
 /// The default verifier: tokens from [`mint_token`] with the same secret.
+///
+/// A token is an HMAC-SHA256 over the call id, the participant id and an
+/// expiry time, checked in constant time, and refused once the expiry has
+/// passed by the [`WallClock`]. Embedders with their own identity system
+/// implement [`JoinVerifier`] instead.
+///
+/// Token layout (40 bytes):
+///
+/// ```text
+/// +--------+----------------------------+----------------------------------+
+/// | 0x01   | expiry (u64 BE, Unix secs) | HMAC-SHA256 tag (32 bytes)       |
+/// +--------+----------------------------+----------------------------------+
+/// tag = HMAC-SHA256(secret, "dcengine-join-v1" | len(call) | call
+///                           | len(participant) | participant | expiry)
+/// (lengths one byte each; ids are at most 255 bytes)
+/// ```
 pub struct HmacVerifier {
     mac: Hmac<Sha256>,
     clock: WallClock,

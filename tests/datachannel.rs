@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{World, drain, receivers};
-use dcengine::auth::mint_token;
-use dcengine::datachannel::{
-    CallState, DataChannelError, DataChannelReliability, DataChannelSenderOptions, ParticipantId,
-};
 use dcengine::hub::{HubCluster, HubConfig, HubEvent};
 use dcengine::sim::LinkConfig;
+use dcengine::{
+    CallState, DataChannelError, DataChannelReliability, DataChannelSenderOptions, ParticipantId,
+    mint_token,
+};
 
 /// A Durable sender without a bitrate of its own (unshaped when the world
 /// runs without traffic rules).
@@ -814,10 +814,10 @@ fn async_receivers_and_messages_wake_across_threads() {
 fn handles_are_send_sync_and_the_hub_can_move_to_a_worker() {
     fn shareable<T: Send + Sync + Clone + 'static>() {}
     fn movable<T: Send + 'static>() {}
-    shareable::<dcengine::datachannel::Call>();
-    shareable::<dcengine::datachannel::DataChannelFeature>();
-    shareable::<dcengine::datachannel::DataChannelSender>();
-    shareable::<dcengine::datachannel::DataChannelReceiver>();
+    shareable::<dcengine::Call>();
+    shareable::<dcengine::DataChannelFeature>();
+    shareable::<dcengine::DataChannelSender>();
+    shareable::<dcengine::DataChannelReceiver>();
     movable::<dcengine::hub::Hub>();
     movable::<HubCluster>();
 }
@@ -1013,7 +1013,7 @@ fn a_join_wakes_the_application_with_the_roster_in_place() {
     use std::task::{Context, Wake, Waker};
 
     struct SeeRoster {
-        call: dcengine::datachannel::Call,
+        call: dcengine::Call,
         seen: Mutex<Option<Vec<String>>>,
     }
     impl Wake for SeeRoster {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dcengine::runtime::{Backend, Engine};
+use dcengine::{Backend, Engine};
 
 /// Counts the events at INFO or more severe that reach it.
 struct CountEvents(Arc<AtomicUsize>);

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dcengine::proto::{AssocId, CloseReason, Delivery, Event, Node, NodeConfig};
-use dcengine::sim::{HostId, LinkConfig, Network};
+use dcengine::sim::{HostId, LinkConfig};
 use dcengine::wire::{Data, Frame, Join, JoinAccepted, MemberId, Message, PROTOCOL_VERSION};
+
+type Network = dcengine::sim::Network<Node>;
 
 /// Drains every event of host `id`.
 fn events(net: &mut Network, id: HostId) -> Vec<Event> {

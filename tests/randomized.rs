@@ -10,11 +10,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::World;
-use dcengine::datachannel::{
+use dcengine::sim::LinkConfig;
+use dcengine::{
     Call, DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
     DataChannelSenderOptions, ParticipantId,
 };
-use dcengine::sim::LinkConfig;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

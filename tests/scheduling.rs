@@ -11,11 +11,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use common::*;
-use dcengine::datachannel::{
+use dcengine::sim::LinkConfig;
+use dcengine::{
     DataChannelError, DataChannelPriority, DataChannelReliability, DataChannelSender,
     DataChannelSenderOptions, ParticipantId, TrafficPolicy,
 };
-use dcengine::sim::LinkConfig;
 
 fn options(
     channel: u16,
@@ -33,7 +33,7 @@ fn options(
 }
 
 /// A Durable sender on channel 1 to bob, shaped to `kbps`.
-fn durable_to_bob(call: &dcengine::datachannel::Call, kbps: u32) -> DataChannelSender {
+fn durable_to_bob(call: &dcengine::Call, kbps: u32) -> DataChannelSender {
     call.data_channel()
         .create_sender(DataChannelSenderOptions {
             bitrate_kbps: kbps,

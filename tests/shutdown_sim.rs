@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{World, receivers};
 use dcengine::hub::HubCluster;
+use dcengine::internal::HubInternals as _;
 use dcengine::proto::{AssocId, CloseReason, Delivery, Event, Node, NodeConfig};
-use dcengine::sim::{HostId, LinkConfig, Network};
+use dcengine::sim::{HostId, LinkConfig};
 use dcengine::wire::{Data, Frame, Message};
+
+type Network = dcengine::sim::Network<Node>;
 
 /// One-way latency of every link here: a round trip is 20 ms.
 const LATENCY: Duration = Duration::from_millis(10);
@@ -526,7 +529,7 @@ fn a_close_longer_than_the_keepalive_interval_ends_without_spinning() {
 // ---- Hubs: leave, close_all ------------------------------------------------
 
 /// A world with a server and two clients in one call, links of `LATENCY`.
-fn world(seed: u64) -> (World, Vec<(HostId, dcengine::datachannel::Call)>) {
+fn world(seed: u64) -> (World, Vec<(HostId, dcengine::Call)>) {
     let mut w = World::new(seed, LinkConfig::with_latency(LATENCY));
     let people: Vec<_> = ["alice", "bob"].iter().map(|n| w.join("call", n)).collect();
     w.settle_until(|_| people.iter().all(|(_, c)| c.is_joined()));
@@ -635,7 +638,7 @@ fn everyone_closes_all_at_once() {
 /// than its round trips).
 #[test]
 fn the_server_closes_all_while_members_are_busy_and_everything_ends_within_a_few_round_trips() {
-    use dcengine::datachannel::{DataChannelReliability, DataChannelSenderOptions};
+    use dcengine::{DataChannelReliability, DataChannelSenderOptions};
     for seed in 70..75 {
         let (mut w, people) = world(seed);
         let durable = DataChannelSenderOptions {
@@ -691,8 +694,8 @@ fn refused(w: &World) -> u64 {
 }
 
 /// Runs until `call` has ended; returns the reason.
-fn ended(w: &mut World, call: &dcengine::datachannel::Call) -> String {
-    use dcengine::datachannel::CallState;
+fn ended(w: &mut World, call: &dcengine::Call) -> String {
+    use dcengine::CallState;
     w.settle_until(|_| matches!(call.state(), CallState::Ended(_)));
     match call.state() {
         CallState::Ended(reason) => reason,

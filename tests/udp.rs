@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{
-    Call, CallState, ChannelConfig, DataChannelError, DataChannelPriority, DataChannelReceiver,
-    DataChannelReliability, DataChannelSender, DataChannelSenderOptions, ParticipantId,
-    TrafficPolicy,
-};
 use dcengine::hub::{HubConfig, HubEvent, home_worker};
-use dcengine::runtime::{Backend, Engine, EngineError};
+use dcengine::{
+    Backend, Call, CallState, ChannelConfig, DataChannelError, DataChannelPriority,
+    DataChannelReceiver, DataChannelReliability, DataChannelSender, DataChannelSenderOptions,
+    Engine, EngineError, HmacVerifier, ParticipantId, TrafficPolicy, WallClock, mint_token,
+};
 
 const SECRET: &[u8] = b"udp test secret";
 const LIMIT: Duration = Duration::from_secs(20);

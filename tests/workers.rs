@@ -20,8 +20,9 @@ mod shutdown_sim;
 mod common;
 
 use common::{World, drain, receivers};
-use dcengine::datachannel::{DataChannelReliability, DataChannelSenderOptions};
+use dcengine::internal::HubInternals as _;
 use dcengine::sim::LinkConfig;
+use dcengine::{DataChannelReliability, DataChannelSenderOptions};
 
 /// The premise of this suite: a call's members really are spread over the
 /// workers, and messages really cross them.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use dcengine::auth::{JoinRejection, JoinRequest, JoinVerifier};
+use dcengine::{JoinRejection, JoinRequest, JoinVerifier};
 use dcengine::hub::{HubCluster, HubConfig, home_worker};
 use dcengine::sim::Host;
 use dcengine::proto::{Delivery, Node, NodeConfig};

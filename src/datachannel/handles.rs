@@ -31,7 +31,10 @@ pub enum CallState {
 }
 
 /// One participant's membership in a call, made by
-/// [`crate::hub::Hub::join_remote`] or [`crate::hub::Hub::join_local`].
+/// [`Engine::join_remote`](crate::Engine::join_remote) or
+/// [`Engine::join_local`](crate::Engine::join_local) (on a hub driven by
+/// hand, [`Hub::join_remote`](crate::Hub::join_remote) or
+/// [`Hub::join_local`](crate::Hub::join_local)).
 #[derive(Clone)]
 pub struct Call {
     pub(crate) shared: Arc<CallShared>,
@@ -81,7 +84,7 @@ impl Call {
     /// (`false`): the "ready" signal to wait for before creating senders.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// async fn start_chat(call: Call) -> Result<DataChannelSender, DataChannelError> {
     ///     if !call.ready().await {
     ///         return Err(DataChannelError::FailedToStart);
@@ -168,8 +171,8 @@ impl DataChannelFeature {
     /// new receivers).
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
-    /// # fn f(call: dcengine::datachannel::Call) -> Result<(), DataChannelError> {
+    /// # use dcengine::*;
+    /// # fn f(call: dcengine::Call) -> Result<(), DataChannelError> {
     /// let chat = call.data_channel().create_sender(DataChannelSenderOptions {
     ///     channel_id: Some(10000),
     ///     ..Default::default()
@@ -356,7 +359,7 @@ impl DataChannelSender {
     /// before any later `close`.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// fn send_json(sender: &DataChannelSender, json: &str) -> Result<(), DataChannelError> {
     ///     // Bytes in, like the seeds' TextEncoder: &str, String, Vec<u8>, Bytes.
     ///     sender.send(json.to_owned())
@@ -418,7 +421,7 @@ impl DataChannelSender {
     /// the call.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// fn whisper(sender: &DataChannelSender) -> Result<(), DataChannelError> {
     ///     sender.set_participants(vec![ParticipantId::from("8:acs:bob")])?;
     ///     sender.send("only bob gets this")?;
@@ -524,7 +527,7 @@ impl DataChannelSender {
     /// either.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// async fn upload(sender: &DataChannelSender, chunks: Vec<bytes::Bytes>) -> Result<(), DataChannelError> {
     ///     for chunk in chunks {
     ///         sender.writable().await?;
@@ -595,7 +598,7 @@ impl DataChannelReceiver {
     /// still be read after.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// fn print_chat(receiver: &DataChannelReceiver) {
     ///     while let Some(m) = receiver.read_message() {
     ///         println!("{} #{}: {}", receiver.sender_id(), m.sequence_number,
@@ -615,7 +618,7 @@ impl DataChannelReceiver {
     /// drained. One task at a time should await a given receiver.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// async fn consume(feature: DataChannelFeature) {
     ///     while let Some(receiver) = feature.next_receiver().await {
     ///         // One task per receiver in a real application.
@@ -650,7 +653,7 @@ impl DataChannelReceiver {
     /// already set.
     ///
     /// ```
-    /// # use dcengine::datachannel::*;
+    /// # use dcengine::*;
     /// fn on_chat(feature: &DataChannelFeature) {
     ///     feature.on_receiver_created(|receiver| {
     ///         let r = receiver.clone();

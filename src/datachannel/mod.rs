@@ -1,27 +1,10 @@
-//! The DataChannel feature: one-way senders and receivers in a call, with
-//! the semantics of the Azure Communication Services DataChannel API.
-//!
-//! - A [`DataChannelSender`] sends binary messages on a channel id to a
-//!   list of participants (empty: everyone else in the call).
-//! - Each participant that a sender's messages reach gets one
-//!   [`DataChannelReceiver`] per (sender, channel, session), announced once by
-//!   [`DataChannelFeature::next_receiver`] (or its non-blocking and callback
-//!   forms).
-//! - Messages carry a `u32` sequence number per sender and channel, counting
-//!   from 1; a receiver sees gaps where messages went to others.
-//!
-//! The handles are `Send + Sync` and cheap to clone; use them from any
-//! thread or async task. Sending pushes onto the sender's lock-free queue and
-//! wakes the driver of the [`crate::hub::Hub`] that owns the call, which does
-//! the protocol work on its next turn.
-//!
-//! Names follow the ACS seeds in Rust style: `createDataChannelSender` is
-//! [`DataChannelFeature::create_sender`], `sendMessage` is
-//! [`DataChannelSender::send`], `setParticipants` is
-//! [`DataChannelSender::set_participants`], `readMessage` is
-//! [`DataChannelReceiver::read_message`], `MaxMessageSizeInBytes` is
-//! [`DataChannelSender::max_message_size`], the `dataChannelReceiverCreated`
-//! event is [`DataChannelFeature::next_receiver`] and friends.
+//! The DataChannel feature: the application's handles ([`Call`],
+//! [`DataChannelSender`], [`DataChannelReceiver`], ...) and their options
+//! and errors, with the semantics of the Azure Communication Services
+//! DataChannel API (see the crate documentation). The handles queue their
+//! work for the [`crate::hub::Hub`] that owns the call and wake its driver;
+//! the hub keeps the protocol state (a participant's own in a
+//! [`participant::ParticipantCore`]).
 #![forbid(unsafe_code)]
 
 mod handles;
@@ -35,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use crate::sched::TrafficPolicy;
+use crate::sched::TrafficPolicy;
 use crate::wire::{MAX_PARTICIPANTS, Priority, Reliability};
 
 /// Identifies a participant (like an ACS `CommunicationIdentifier`'s raw
@@ -115,7 +98,7 @@ impl From<DataChannelReliability> for Reliability {
 /// default:
 ///
 /// ```
-/// # use dcengine::datachannel::*;
+/// # use dcengine::*;
 /// let chat = DataChannelSenderOptions { channel_id: Some(10000), ..Default::default() };
 /// let cursors = DataChannelSenderOptions::new()
 ///     .channel_id(10001)
@@ -263,7 +246,7 @@ pub enum DataChannelError {
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use dcengine::datachannel::{ChannelConfig, TrafficPolicy};
+/// # use dcengine::{ChannelConfig, TrafficPolicy};
 /// let channel = ChannelConfig::default()
 ///     .max_message_size(16 * 1024)
 ///     .receiver_idle_timeout(Duration::from_secs(60))
@@ -319,7 +302,7 @@ impl Default for ChannelConfig {
 
 impl ChannelConfig {
     /// Largest message a sender may send, in bytes. Default 32 KiB; at most
-    /// [`MAX_MESSAGE_SIZE_LIMIT`] (256 KiB; a hub caps a larger value). A
+    /// 256 KiB (a hub caps a larger value). A
     /// client uses the smaller of its own and the server's.
     pub fn max_message_size(mut self, bytes: u32) -> Self {
         self.max_message_size = bytes;
@@ -394,7 +377,7 @@ impl ChannelConfig {
 }
 
 /// Largest configurable message size.
-pub const MAX_MESSAGE_SIZE_LIMIT: u32 = 256 * 1024;
+pub(crate) const MAX_MESSAGE_SIZE_LIMIT: u32 = 256 * 1024;
 
 fn check_participants(list: &[ParticipantId]) -> Result<(), DataChannelError> {
     if list.len() > MAX_PARTICIPANTS {

@@ -25,9 +25,7 @@ use super::{Hub, home_worker};
 /// ```
 /// # use std::sync::Arc;
 /// # use std::time::{Duration, Instant};
-/// # use dcengine::auth::{HmacVerifier, WallClock};
-/// # use dcengine::datachannel::{ChannelConfig, TrafficPolicy};
-/// # use dcengine::hub::HubConfig;
+/// # use dcengine::{ChannelConfig, HmacVerifier, HubConfig, TrafficPolicy, WallClock};
 /// # let verifier = Arc::new(HmacVerifier::new(b"secret", WallClock::new(Instant::now(), Duration::ZERO)));
 /// let config = HubConfig::server(verifier)
 ///     .join_timeout(Duration::from_secs(5))
@@ -83,10 +81,10 @@ pub struct HubConfig {
     /// default 1. With several, a call is homed on
     /// [`home_worker`]`(call id, workers)` and members whose association
     /// lives on another worker are relayed (see [`Hub::poll_relay`]).
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Which of the engine's workers this hub is: `0..workers`. Set by the
     /// engine (and [`super::HubCluster`]); default 0.
-    pub worker: usize,
+    pub(crate) worker: usize,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -177,7 +175,7 @@ impl HubConfig {
     /// flight and unsent) before this hub stops taking messages from its
     /// senders' queues. Below it the egress budget adapts to the path
     /// (about delivery rate × (round trip + [`HubConfig::queue_target()`]),
-    /// see [`EgressBudget`](crate::sched::EgressBudget)): the scheduler decides what goes next only if
+    /// see `docs/architecture.md`): the scheduler decides what goes next only if
     /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
     /// sender queues then push back (Durable sends fail with
     /// `MessageFailureForBandwidth`). The server's egress to each member
@@ -284,8 +282,8 @@ pub enum JoinError {
     /// The association could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// A hosted participant must join on its call's home worker (see
-    /// [`home_worker`]); this hub is another.
+    /// A hosted participant must join on its call's home worker; this hub
+    /// is another.
     #[error("call is homed on worker {home}, not this one")]
     WrongWorker {
         /// The worker that homes the call.
@@ -318,6 +316,22 @@ pub struct HubStats {
     pub policed: u64,
     /// Members disconnected for staying over the traffic rules.
     pub traffic_abusers: u64,
+    /// Transport: UDP datagrams received.
+    pub datagrams_received: u64,
+    /// Transport: datagrams dropped unread: not SCTP, or for no association
+    /// (and starting none).
+    pub datagrams_dropped: u64,
+    /// Transport: UDP datagrams sent.
+    pub datagrams_sent: u64,
+    /// Transport: SCTP messages received that were no valid engine message
+    /// (each answered as a protocol error).
+    pub messages_malformed: u64,
+    /// Transport: SCTP messages on streams or with payload types the engine
+    /// does not use (dropped).
+    pub messages_ignored: u64,
+    /// Transport: incoming associations refused (the hub was full, or
+    /// shutting down).
+    pub associations_refused: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -333,6 +347,12 @@ impl std::ops::AddAssign for HubStats {
             slow_consumers,
             policed,
             traffic_abusers,
+            datagrams_received,
+            datagrams_dropped,
+            datagrams_sent,
+            messages_malformed,
+            messages_ignored,
+            associations_refused,
         } = other;
         self.joins_accepted += joins_accepted;
         self.joins_rejected += joins_rejected;
@@ -343,6 +363,12 @@ impl std::ops::AddAssign for HubStats {
         self.slow_consumers += slow_consumers;
         self.policed += policed;
         self.traffic_abusers += traffic_abusers;
+        self.datagrams_received += datagrams_received;
+        self.datagrams_dropped += datagrams_dropped;
+        self.datagrams_sent += datagrams_sent;
+        self.messages_malformed += messages_malformed;
+        self.messages_ignored += messages_ignored;
+        self.associations_refused += associations_refused;
     }
 }
 
@@ -350,7 +376,7 @@ impl std::ops::AddAssign for HubStats {
 mod tests {
     use super::*;
     use crate::auth::{HmacVerifier, WallClock};
-    use crate::datachannel::TrafficPolicy;
+    use crate::sched::TrafficPolicy;
 
     #[test]
     fn setters_set_their_field() {

@@ -47,34 +47,45 @@ use relay::Outbox;
 use room::{Outputs, Room};
 use server::{Egresses, Link, SHUTTING_DOWN};
 
-/// The engine's sans-IO core: the server, client and host roles of one
-/// [`Node`]. See the module documentation for what it does.
+/// The engine's sans-IO core: one SCTP endpoint and the DataChannel
+/// feature over it, in any of three roles at once:
+/// - **server**: accepts associations, authenticates joins with a
+///   [`JoinVerifier`](crate::JoinVerifier) ([`HubConfig::server`]), keeps
+///   each call's members, and fans every message out to its targets
+///   (encoded once, the same bytes to every association);
+/// - **client**: joins calls on other hubs ([`Hub::join_remote`]);
+/// - **host**: runs participants inside the hub itself
+///   ([`Hub::join_local`]). A peer-to-peer call is a hub hosting one
+///   participant and another hub joining it remotely: no third party, same
+///   API.
 ///
-/// Like [`Node`], a hub does no I/O and reads no clock: every input
+/// [`Engine`](crate::Engine) drives hubs over UDP; drive one yourself to
+/// bring your own I/O. A hub does no I/O and reads no clock: every input
 /// carries the current time, every output is polled.
 ///
 /// # Methods
-/// - Getters: [`Hub::stats`], [`Hub::node`], [`Hub::members`].
-/// - Inputs: [`Hub::handle_datagram`] (a UDP datagram arrived),
+/// - Getters: [`Hub::stats`], [`Hub::members`].
+/// - Inputs: [`Hub::handle_datagram`] (a UDP datagram arrived) and
 ///   [`Hub::handle_timeout`] (the time from [`Hub::poll_timeout`] came, or
-///   the application queued work) and, in an engine of several workers,
-///   [`Hub::handle_relay`] (another worker's hub sent work).
+///   the application queued work).
 /// - Commands: [`Hub::join_remote`], [`Hub::join_local`],
 ///   [`Hub::close_all`]; and everything the application does through the
 ///   handles those return ([`crate::Call`], senders, receivers), which
 ///   queue their work for the hub from any thread.
-/// - Outputs: [`Hub::poll_transmit`], [`Hub::poll_relay`],
-///   [`Hub::poll_event`], [`Hub::poll_timeout`].
+/// - Outputs: [`Hub::poll_transmit`], [`Hub::poll_event`],
+///   [`Hub::poll_timeout`].
 ///
 /// # Contract
 /// After any input or command, drain the outputs in this order:
 /// 1. [`Hub::poll_transmit`] until `None`, sending each datagram;
-/// 2. [`Hub::poll_relay`] until `None`, handing each batch, in order and
-///    never dropping one, to that worker's [`Hub::handle_relay`];
-/// 3. [`Hub::poll_event`] until `None` (events wait until polled; none is
+/// 2. [`Hub::poll_event`] until `None` (events wait until polled; none is
 ///    lost if the embedder polls late);
-/// 4. [`Hub::poll_timeout`], and call [`Hub::handle_timeout`] when that
+/// 3. [`Hub::poll_timeout`], and call [`Hub::handle_timeout`] when that
 ///    instant arrives. Calling early or late is harmless.
+///
+/// (An engine of several workers also drains each hub's relays to the
+/// other workers' hubs, in order, never dropping one; a hub you drive
+/// yourself is one worker and has none.)
 ///
 /// Time must not go backwards: an `Instant` earlier than one already given
 /// is treated as the latest one seen.
@@ -88,8 +99,9 @@ use server::{Egresses, Link, SHUTTING_DOWN};
 /// an instant already passed.
 ///
 /// # Failure
-/// No input can make the hub panic or fail as a whole: what the node drops
-/// is counted there; a frame that breaks the protocol is answered with an
+/// No input can make the hub panic or fail as a whole: a datagram that is
+/// not SCTP, or for no association, is counted
+/// ([`HubStats::datagrams_dropped`]) and dropped; a frame that breaks the protocol is answered with an
 /// error frame (counted in [`HubStats::protocol_errors`]) and harms nothing
 /// else; a member over the traffic rules or too slow for its calls is
 /// disconnected with a reason.
@@ -177,13 +189,22 @@ impl Hub {
         self.shared.set_wake_hook(Box::new(hook))
     }
 
-    /// Counters since creation.
+    /// Counters since creation, the transport's (the node's) included.
     pub fn stats(&self) -> HubStats {
-        self.stats
+        let node = self.node.stats();
+        HubStats {
+            datagrams_received: node.datagrams_received,
+            datagrams_dropped: node.datagrams_dropped,
+            datagrams_sent: node.datagrams_sent,
+            messages_malformed: node.messages_malformed,
+            messages_ignored: node.messages_ignored,
+            associations_refused: node.associations_refused,
+            ..self.stats
+        }
     }
 
     /// The node underneath (for its counters and associations).
-    pub fn node(&self) -> &Node {
+    pub(crate) fn node(&self) -> &Node {
         &self.node
     }
 
@@ -197,9 +218,9 @@ impl Hub {
     /// Closes every association gracefully: members of calls served here
     /// are told the server is shutting down, this hub's own remote calls
     /// leave, associations that have not joined yet are told their join is
-    /// refused. Queued data is delivered first (see [`Node::close`]).
+    /// refused. Queued data is delivered first.
     /// Associations still in their handshake end at once, and from now on
-    /// new ones are refused (see [`Node::close_all`]): nothing new starts
+    /// new ones are refused: nothing new starts
     /// while the closes complete.
     pub fn close_all(&mut self, now: Instant) {
         let now = self.advance(now);
@@ -235,8 +256,8 @@ impl Hub {
 
     // ---- sans-IO inputs and outputs --------------------------------------
 
-    /// A UDP datagram arrived. Returns what the node did with it (see
-    /// [`Node::handle_datagram`]).
+    /// A UDP datagram arrived. Returns what the transport did with it
+    /// (taken by an association, refused, or dropped and why).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -397,6 +418,7 @@ impl Hub {
     }
 }
 
+#[cfg(feature = "sim")]
 impl crate::sim::Host for Hub {
     fn use_clock(&mut self, clock: &crate::sched::Clock) {
         self.shared.set_clock(clock.clone());
@@ -416,6 +438,7 @@ impl crate::sim::Host for Hub {
 }
 
 mod client;
+#[cfg(feature = "_internal")]
 mod cluster;
 mod config;
 mod egress;
@@ -425,9 +448,11 @@ mod relay;
 mod room;
 mod server;
 
+#[cfg(feature = "_internal")]
 pub use cluster::HubCluster;
 pub use config::{HubConfig, HubEvent, HubStats, JoinError};
-pub use relay::{Relay, home_worker};
+pub(crate) use relay::Relay;
+pub use relay::home_worker;
 
 #[cfg(test)]
 mod tests;

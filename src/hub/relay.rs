@@ -32,7 +32,7 @@ pub fn home_worker(call_id: &str, workers: usize) -> usize {
 
 /// One unit of work for another worker's hub (opaque to the driver).
 #[derive(Debug)]
-pub struct Relay {
+pub(crate) struct Relay {
     pub(super) msg: RelayMsg,
 }
 

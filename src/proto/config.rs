@@ -8,7 +8,7 @@ use sctp_proto::TransportConfig;
 /// Largest SCTP packet a node sends, the UDP payload of one datagram:
 /// sctp-proto's MTU (it does no path MTU discovery), 1,228 bytes, which
 /// leaves room for IPv6, UDP and DTLS headers within a 1,280-byte path.
-pub const SCTP_PACKET_BYTES: usize = 1228;
+pub(crate) const SCTP_PACKET_BYTES: usize = 1228;
 
 /// Largest SCTP user message that leaves in one packet: the packet less the
 /// SCTP common header (12 bytes) and one DATA chunk header (16 bytes). The
@@ -16,14 +16,16 @@ pub const SCTP_PACKET_BYTES: usize = 1228;
 /// this size is one DATA chunk, never fragmented.
 pub const MAX_PACKET_MESSAGE: usize = SCTP_PACKET_BYTES - 12 - 16;
 
-/// How a [`super::Node`] behaves. `Default` gives the values below.
+/// How the SCTP node under a [`Hub`](crate::Hub) behaves
+/// ([`HubConfig::node`](crate::HubConfig::node)). `Default` gives the
+/// values below.
 ///
 /// Built with chainable setters named after the fields, each of which says
 /// its default; the fields are public for reading:
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use dcengine::proto::NodeConfig;
+/// # use dcengine::NodeConfig;
 /// let config = NodeConfig::default()
 ///     .max_associations(1_000)
 ///     .idle_timeout(Duration::from_secs(30));
@@ -128,7 +130,7 @@ impl NodeConfig {
         self
     }
 
-    /// Largest SCTP user message (one encoded [`crate::wire::Message`]) sent
+    /// Largest SCTP user message (one encoded engine message or batch) sent
     /// or accepted, in bytes. Default 256 KiB + 1 KiB: the largest
     /// configurable application message plus framing.
     pub fn max_sctp_message_size(mut self, bytes: u32) -> Self {
@@ -258,7 +260,7 @@ impl NodeConfig {
     ///   default) is enforced above SCTP with a clear error.
     /// - A small number of streams: each stream the peer opens costs state,
     ///   and sctp-proto does not bound the streams a peer can create.
-    pub fn transport(&self) -> Arc<TransportConfig> {
+    pub(crate) fn transport(&self) -> Arc<TransportConfig> {
         Arc::new(
             TransportConfig::default()
                 .with_max_receive_buffer_size(self.receive_buffer)

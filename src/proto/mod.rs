@@ -10,11 +10,16 @@
 mod config;
 mod node;
 
-pub use config::{MAX_PACKET_MESSAGE, NodeConfig, SCTP_PACKET_BYTES};
+pub use config::{MAX_PACKET_MESSAGE, NodeConfig};
 pub use node::{
-    AssocId, CloseReason, ConnectError, Delivery, DropReason, Event, Node, NodeStats, Placement,
-    SendError, Transmit, Violation,
+    AssocId, CloseReason, ConnectError, Delivery, DropReason, Event, Node, Placement, Transmit,
 };
+// The cause inside `CloseReason::ProtocolViolation`, named in the internal API.
+#[cfg(feature = "_internal")]
+pub use node::Violation;
+// Named only in the internal API (the node's counters and send errors).
+#[cfg(feature = "_internal")]
+pub use node::{NodeStats, SendError};
 
 /// SCTP stream carrying control frames and Durable data: ordered, reliable.
 ///
@@ -27,10 +32,6 @@ pub const STREAM_RELIABLE: u16 = 0;
 /// SCTP stream carrying Lossy data and keep-alives: unordered, partially
 /// reliable (abandoned after [`NodeConfig::lossy_lifetime`]).
 pub const STREAM_LOSSY: u16 = 1;
-
-/// Payload protocol identifier of engine messages: WebRTC Binary (RFC 8831).
-/// An encoded message is never empty, so the "empty" PPID 57 is not needed.
-pub const PPID_BINARY: u32 = 53;
 
 #[cfg(test)]
 mod tests;

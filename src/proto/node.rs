@@ -123,10 +123,6 @@ pub enum CloseReason {
     /// The peer filled the receive buffer with data that cannot be read.
     #[error("receive buffer exhausted")]
     ReceiveBufferExhausted,
-    /// The peer could not keep up with what it was sent; its backlog was
-    /// dropped.
-    #[error("slow consumer: the peer could not keep up")]
-    SlowConsumer,
 }
 
 /// How a peer broke the protocol ([`CloseReason::ProtocolViolation`]).
@@ -199,7 +195,7 @@ pub enum Event {
     },
 }
 
-/// [`Node::connect`] failed.
+/// An association could not be started ([`JoinError::Connect`](crate::JoinError::Connect)).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
@@ -403,6 +399,7 @@ impl Node {
     // ---- Getters --------------------------------------------------------
 
     /// The configuration.
+    #[cfg(feature = "_internal")]
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }
@@ -418,6 +415,7 @@ impl Node {
     }
 
     /// Whether `assoc` exists and has completed its handshake.
+    #[cfg(feature = "_internal")]
     pub fn is_connected(&self, assoc: AssocId) -> bool {
         self.assocs.get(&assoc).is_some_and(|a| a.connected)
     }
@@ -677,6 +675,7 @@ impl Node {
     /// peer that cannot keep up, or breaks the rules). [`Event::Closed`]
     /// with `reason` follows.
     /// Returns `false` if there was no such association.
+    #[cfg(feature = "_internal")]
     pub fn abort(&mut self, now: Instant, assoc: AssocId, reason: CloseReason) -> bool {
         let now = self.advance(now);
         let Some(a) = self.assocs.get_mut(&assoc) else {

@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::config::SCTP_PACKET_BYTES;
 use super::*;
-use crate::sim::{HostId, LinkConfig, Network};
+use crate::sim::{HostId, LinkConfig};
 use crate::wire::{Data, Frame, Message};
+
+type Network = crate::sim::Network<Node>;
 
 fn pair(config: NodeConfig) -> (Network, HostId, HostId, AssocId, AssocId) {
     let mut net = Network::new(9, LinkConfig::default());

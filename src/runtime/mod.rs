@@ -1,38 +1,18 @@
-//! The runtime: threads and sockets around the sans-IO [`Hub`].
+//! The runtime: threads and sockets around the sans-IO [`Hub`]. What it
+//! does for its users (workers, backends) is documented on [`Engine`];
+//! this is how.
 //!
-//! An [`Engine`] runs one or more workers, each a thread that drives its own
-//! [`Hub`] over its own UDP socket: it moves datagrams and time into the hub
-//! and datagrams out, and nothing else. Application handles ([`Call`],
-//! senders, receivers) are used from any thread; the hub's wake hook
-//! interrupts its worker's wait when they queue work (once per batch).
-//!
-//! # Workers
-//! [`EngineBuilder::workers`] sets how many (default: one per core for a
-//! server, one for a client). With several, every worker binds its own
-//! socket to the engine's address with `SO_REUSEPORT` (the kernel spreads
-//! peers over the sockets by a hash of their addresses, so an association
-//! always arrives at the same worker), runs its own backend and its own hub
-//! (with [`HubConfig::workers`] and [`HubConfig::worker`] set), and is
-//! pinned to a core ([`EngineBuilder::pin_workers`]). A call is homed on
-//! [`crate::hub::home_worker`]`(call id, workers)`; `join_local` goes there,
-//! `join_remote` goes round robin. Workers exchange the work their hubs
+//! Each worker is a thread that drives its own [`Hub`] over its own UDP
+//! socket: it moves datagrams and time into the hub and datagrams out, and
+//! nothing else; the engine sets [`HubConfig::workers`] and
+//! [`HubConfig::worker`] in each hub. Workers exchange the work their hubs
 //! relay to each other ([`Hub::poll_relay`]) through bounded lock-free
 //! inboxes, and forward each other the replies to associations they
 //! started that the kernel gave another worker's socket (see the `worker`
 //! module for both).
 //!
-//! # Backends
 //! Each worker's I/O is one of two backends behind the small [`Io`] trait:
-//! - `uring` (Linux): io_uring with a multishot `recvmsg` over a ring of
-//!   provided buffers, `sendmsg` with UDP GSO, GRO on receive, the hub's
-//!   deadline as the wait's timeout and an eventfd read by the ring for
-//!   wake-ups; one `io_uring_enter` per loop turn.
-//! - `portable`: readiness on epoll/kqueue (`mio`) with batched UDP from
-//!   `quinn-udp` (`recvmmsg`, GSO and GRO where the OS has them).
-//!
-//! [`Backend::Auto`] picks io_uring when the kernel allows it and falls back
-//! to the portable backend otherwise (Docker's default seccomp profile
-//! blocks io_uring), logging one line that says why.
+//! `uring` (Linux) and `portable`.
 //!
 //! Only the io_uring module and the few lines that pin threads (`affinity`)
 //! contain `unsafe` (each block with a `SAFETY` comment); everything else
@@ -67,7 +47,7 @@ const RECV_BUFFER: usize = 64 * 1024;
 
 /// The environment variable that, set to `1`, makes engines act as if
 /// io_uring were unavailable (see [`EngineBuilder::disable_io_uring`]).
-pub const DISABLE_IO_URING_ENV: &str = "DCENGINE_DISABLE_IO_URING";
+const DISABLE_IO_URING_ENV: &str = "DCENGINE_DISABLE_IO_URING";
 
 /// How the worker does its I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,8 +130,8 @@ impl EngineBuilder {
     /// rest (see [`HubConfig`]).
     ///
     /// Every worker's hub gets a copy, so its limits (such as
-    /// `node.max_associations`) apply per worker; the engine sets
-    /// [`HubConfig::workers`] and [`HubConfig::worker`] in each.
+    /// `node.max_associations`) apply per worker; the engine tells each
+    /// hub how many workers there are and which one it is.
     pub fn hub(mut self, config: HubConfig) -> Self {
         self.hub = config;
         self
@@ -189,7 +169,7 @@ impl EngineBuilder {
     /// [`Backend::IoUring`] fails to start. For tests of the fallback and
     /// for operators who want the portable backend without rebuilding
     /// their configuration; setting the environment variable
-    /// [`DISABLE_IO_URING_ENV`] to `1` does the same for every engine the
+    /// `DCENGINE_DISABLE_IO_URING` to `1` does the same for every engine the
     /// process starts.
     pub fn disable_io_uring(mut self) -> Self {
         self.disable_io_uring = true;
@@ -523,16 +503,40 @@ struct WorkerHandle {
 }
 
 /// A running engine: worker threads, each with its own UDP socket on the
-/// engine's address and its own [`Hub`].
+/// engine's address and its own [`Hub`]. Application handles ([`Call`],
+/// senders, receivers) are used from any thread; a worker wakes when they
+/// queue work (once per batch).
 ///
 /// Dropping it shuts it down (see [`Engine::shutdown`]).
+///
+/// # Workers
+/// [`EngineBuilder::workers`] sets how many (default: one per core for a
+/// server, one for a client). With several, every worker binds its own
+/// socket to the engine's address with `SO_REUSEPORT` (the kernel spreads
+/// peers over the sockets by a hash of their addresses, so an association
+/// always arrives at the same worker), runs its own backend and hub, and
+/// is pinned to a core ([`EngineBuilder::pin_workers`]). A call lives on
+/// one worker, its home (a hash of the call id): [`Engine::join_local`]
+/// goes there, [`Engine::join_remote`] round robin, and members whose
+/// association another worker owns are relayed to the home and back
+/// through lock-free queues.
+///
+/// # Backends
+/// - [`Backend::IoUring`] (Linux): io_uring with a multishot `recvmsg`
+///   over a ring of provided buffers, `sendmsg` with UDP GSO, GRO on
+///   receive, the hub's deadline as the wait's timeout and an eventfd read
+///   by the ring for wake-ups; one `io_uring_enter` per loop turn.
+/// - [`Backend::Portable`]: readiness on epoll/kqueue (`mio`) with batched
+///   UDP from `quinn-udp` (`recvmmsg`, GSO and GRO where the OS has them).
+///
+/// [`Backend::Auto`] picks io_uring when the kernel allows it and falls back
+/// to the portable backend otherwise (Docker's default seccomp profile
+/// blocks io_uring), logging one line that says why.
 ///
 /// ```no_run
 /// # use std::sync::Arc;
 /// # use std::time::Duration;
-/// # use dcengine::auth::{HmacVerifier, WallClock};
-/// # use dcengine::hub::HubConfig;
-/// # use dcengine::runtime::Engine;
+/// # use dcengine::{Engine, HmacVerifier, HubConfig, WallClock};
 /// let clock = WallClock::new(std::time::Instant::now(),
 ///     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap());
 /// let verifier = Arc::new(HmacVerifier::new(b"secret", clock));

@@ -44,11 +44,6 @@ impl TokenBucket {
         }
     }
 
-    /// Tokens added a second.
-    pub fn rate(&self) -> u64 {
-        self.rate
-    }
-
     /// The most tokens the bucket holds.
     pub fn depth(&self) -> u64 {
         self.depth
@@ -67,7 +62,8 @@ impl TokenBucket {
     }
 
     /// Whole tokens available at `now`.
-    pub fn available(&mut self, now: Instant) -> u64 {
+    #[cfg(test)]
+    fn available(&mut self, now: Instant) -> u64 {
         self.refill(now);
         u64::try_from(self.nanotokens / NANOS).unwrap_or(u64::MAX)
     }
@@ -173,16 +169,6 @@ impl AtomicTokenBucket {
         }
     }
 
-    /// Tokens added a second.
-    pub fn rate(&self) -> u64 {
-        self.rate
-    }
-
-    /// The most tokens the bucket holds.
-    pub fn depth(&self) -> u64 {
-        self.depth
-    }
-
     /// What `n` tokens cost, in time units.
     fn cost(&self, n: u64) -> u64 {
         if self.rate == 0 {
@@ -232,7 +218,8 @@ impl AtomicTokenBucket {
 
     /// Whole tokens available at `now` (a snapshot: other threads may take
     /// them first).
-    pub fn available(&self, now: Instant) -> u64 {
+    #[cfg(test)]
+    fn available(&self, now: Instant) -> u64 {
         let t = self.units(now);
         let tat = self.tat.load(Ordering::Acquire).max(t);
         let room = self.cost(self.depth).saturating_sub(tat - t);

@@ -319,7 +319,8 @@ impl EgressBudget {
     }
 
     /// The measured base round trip, if any.
-    pub fn rtt_min(&self) -> Option<Duration> {
+    #[cfg(test)]
+    fn rtt_min(&self) -> Option<Duration> {
         self.base.map(|(r, _)| r)
     }
 }

@@ -94,7 +94,7 @@ pub struct Scheduler<K> {
 }
 
 /// The default deficit-round-robin quantum: about one packet.
-pub const DEFAULT_QUANTUM: usize = 1200;
+const DEFAULT_QUANTUM: usize = 1200;
 
 fn class(p: Priority) -> usize {
     match p {
@@ -163,21 +163,6 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
         // Parked entries of a removed flow are skipped when they come up.
     }
 
-    /// Whether flow `k` exists.
-    pub fn contains(&self, k: K) -> bool {
-        self.flows.contains_key(&k)
-    }
-
-    /// Number of flows.
-    pub fn len(&self) -> usize {
-        self.flows.len()
-    }
-
-    /// Whether there are no flows.
-    pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
-    }
-
     /// Flow `k` has work queued (idempotent; an unknown flow is ignored).
     pub fn wake(&mut self, k: K) {
         if let Some(f) = self.flows.get_mut(&k)
@@ -221,6 +206,7 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
     ///
     /// After `Pick::Send(k)` or `Pick::Drop(k)` the caller must remove that
     /// head from the flow's queue before calling again.
+    #[cfg(feature = "_internal")]
     pub fn next(&mut self, now: Instant, head: impl FnMut(K) -> Option<Head>) -> Option<Pick<K>> {
         self.next_of(now, true, head)
     }

@@ -13,7 +13,7 @@ mod policy;
 
 pub use bucket::{AtomicTokenBucket, TokenBucket};
 pub use budget::EgressBudget;
-pub use egress::{DEFAULT_QUANTUM, FlowSpec, Head, Pick, Scheduler};
+pub use egress::{FlowSpec, Head, Pick, Scheduler};
 pub use policy::{TrafficLimiter, TrafficPolicy};
 
 use std::sync::Arc;
@@ -21,8 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where the application's handles read the time (for the traffic-limit
-/// rules checked on `send`): the system's monotonic clock, or the virtual
-/// clock of a [`crate::sim::Network`] so tests stay deterministic.
+/// rules checked on `send`, send timestamps): the system's monotonic clock
+/// ([`Clock::system`], the default), or a manual one ([`Clock::manual`])
+/// that the driver of a hub in virtual time moves with [`Clock::set`], as
+/// the `sim` network does, so tests stay deterministic
+/// ([`HubConfig::clock`](crate::HubConfig::clock)).
 #[derive(Clone, Default)]
 pub struct Clock(Option<Arc<VirtualTime>>);
 

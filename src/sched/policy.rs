@@ -25,7 +25,7 @@ use crate::wire::{Priority, Reliability, TrafficRules};
 /// turns a rule off or on), each of which says its default:
 ///
 /// ```
-/// # use dcengine::datachannel::TrafficPolicy;
+/// # use dcengine::TrafficPolicy;
 /// let policy = TrafficPolicy::default().durable_kbps(128).lossy_kbps(None);
 /// assert_eq!((policy.durable_kbps, policy.lossy_kbps), (Some(128), None));
 /// ```
@@ -132,7 +132,7 @@ impl TrafficPolicy {
     }
 
     /// The rules as a server announces them (in `JoinAccepted`).
-    pub fn to_rules(&self) -> TrafficRules {
+    pub(crate) fn to_rules(&self) -> TrafficRules {
         TrafficRules {
             durable_kbps: self.durable_kbps.unwrap_or(0),
             lossy_kbps: self.lossy_kbps.unwrap_or(0),
@@ -147,7 +147,7 @@ impl TrafficPolicy {
     /// rate where both have one, either's where only one has, a smaller
     /// packet size and a shorter burst. What a client enforces after joining
     /// (its own rules never loosen; the server's always apply).
-    pub fn stricter(&self, rules: &TrafficRules) -> Self {
+    pub(crate) fn stricter(&self, rules: &TrafficRules) -> Self {
         fn tighter(own: Option<u32>, server: u32) -> Option<u32> {
             match (own, (server > 0).then_some(server)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -176,7 +176,7 @@ impl TrafficPolicy {
     }
 
     /// The byte rate allowed to a sender of this kind, in kbps.
-    pub fn rate_kbps(&self, reliability: Reliability, priority: Priority) -> Option<u32> {
+    pub(crate) fn rate_kbps(&self, reliability: Reliability, priority: Priority) -> Option<u32> {
         match (reliability, priority) {
             (Reliability::Durable, _) => self.durable_kbps,
             (Reliability::Lossy, Priority::Normal) => self.lossy_kbps,
@@ -185,7 +185,7 @@ impl TrafficPolicy {
     }
 
     /// How many packets a message of `len` bytes counts as (at least one).
-    pub fn packets(&self, len: usize) -> u64 {
+    pub(crate) fn packets(&self, len: usize) -> u64 {
         let per = u64::from(self.packet_bytes.max(1));
         (len as u64).div_ceil(per).max(1)
     }
@@ -193,7 +193,7 @@ impl TrafficPolicy {
     /// A limiter for one sender, full at `now`. `max_message_size` sets the
     /// smallest depth; `slack` multiplies the depth (1 for clients,
     /// [`TrafficPolicy::server_slack`] for servers).
-    pub fn limiter(
+    pub(crate) fn limiter(
         &self,
         reliability: Reliability,
         priority: Priority,
@@ -261,7 +261,8 @@ impl TrafficLimiter {
     }
 
     /// Whether no rule applies.
-    pub fn is_unlimited(&self) -> bool {
+    #[cfg(test)]
+    fn is_unlimited(&self) -> bool {
         self.bytes.is_none() && self.packets.is_none()
     }
 }

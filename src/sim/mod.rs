@@ -1,25 +1,32 @@
-//! A deterministic in-memory network for testing nodes (and anything built
-//! on them) without sockets or a real clock.
+//! A deterministic in-memory network for testing hubs (and anything else
+//! sans-IO) without sockets or a real clock.
 //!
 //! [`Network`] holds hosts (anything that implements [`Host`], such as a
-//! [`crate::proto::Node`]), gives each an address, and routes the datagrams
+//! [`Hub`](crate::Hub)), gives each an address, and routes the datagrams
 //! they emit through links with seeded loss, duplication, reordering,
 //! latency with jitter and a rate limit. Virtual time jumps straight to the
 //! next delivery or host timeout, so a minute of traffic runs in however long
-//! the computation takes, and a run is repeatable for a given seed.
+//! the computation takes, and a run is repeatable for a given seed. Hubs
+//! get the network's virtual clock ([`Host::use_clock`]), so their
+//! application handles see the same time.
 //!
 //! ```
+//! use std::sync::Arc;
 //! use std::time::Duration;
-//! use dcengine::proto::{Node, NodeConfig};
 //! use dcengine::sim::{LinkConfig, Network};
+//! use dcengine::{HmacVerifier, Hub, HubConfig, WallClock, mint_token};
 //!
-//! let mut net = Network::new(7, LinkConfig::default());
-//! let server = net.add_host(Node::new(NodeConfig::server()));
-//! let client = net.add_host(Node::new(NodeConfig::client()));
+//! // 50 ms each way, 1 % of the datagrams lost.
+//! let link = LinkConfig { loss: 0.01, ..LinkConfig::with_latency(Duration::from_millis(50)) };
+//! let mut net: Network<Hub> = Network::new(7, link);
+//! let unix_now = Duration::from_secs(1_800_000_000);
+//! let verifier = HmacVerifier::new(b"secret", WallClock::new(net.now(), unix_now));
+//! let server = net.add_host(Hub::new(HubConfig::server(Arc::new(verifier))));
+//! let client = net.add_host(Hub::new(HubConfig::client()));
+//! let token = mint_token(b"secret", "call-1", "alice", unix_now.as_secs() + 60).unwrap();
 //! let (now, to) = (net.now(), net.addr(server));
-//! net.host_mut(client).connect(now, to).unwrap();
-//! net.run_for(Duration::from_secs(1));
-//! assert_eq!(net.host(client).association_count(), 1);
+//! let call = net.host_mut(client).join_remote(now, to, "call-1", "alice", token).unwrap();
+//! assert!(net.run_until(Duration::from_secs(5), |_| call.is_joined()));
 //! ```
 #![forbid(unsafe_code)]
 
@@ -33,11 +40,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::proto::{Node, Transmit};
+use crate::sched::Clock;
 
 /// An instant to start virtual time from (the real `Instant::now()` of the
 /// call: an `Instant` cannot be made any other way). Tests that drive a node
 /// by hand start their clock here.
-pub fn start_instant() -> Instant {
+pub(crate) fn start_instant() -> Instant {
     Instant::now()
 }
 
@@ -49,7 +57,7 @@ pub trait Host {
     fn handle_timeout(&mut self, now: Instant);
     /// The network's virtual clock, given once when the host is added, for
     /// hosts whose other parts (application handles) need the time.
-    fn use_clock(&mut self, clock: &crate::sched::Clock) {
+    fn use_clock(&mut self, clock: &Clock) {
         let _ = clock;
     }
     /// The next datagram to send.
@@ -170,9 +178,9 @@ struct Slot<H> {
 }
 
 /// N hosts, the links between them and virtual time. See the module docs.
-pub struct Network<H = Node> {
+pub struct Network<H> {
     now: Instant,
-    clock: crate::sched::Clock,
+    clock: Clock,
     rng: ChaCha8Rng,
     default_link: LinkConfig,
     hosts: Vec<Slot<H>>,
@@ -197,7 +205,7 @@ impl<H: Host> Network<H> {
         let now = start_instant();
         Self {
             now,
-            clock: crate::sched::Clock::manual(now),
+            clock: Clock::manual(now),
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link,
             hosts: Vec::new(),
@@ -232,8 +240,8 @@ impl<H: Host> Network<H> {
     }
 
     /// A clock that reads this network's virtual time, for hubs whose
-    /// handles must see it (`HubConfig::clock`).
-    pub fn clock(&self) -> crate::sched::Clock {
+    /// handles must see it ([`HubConfig::clock`](crate::HubConfig::clock)).
+    pub fn clock(&self) -> Clock {
         self.clock.clone()
     }
 

@@ -45,10 +45,11 @@ pub const FLAG_ORIGIN: u8 = 0x01;
 pub const FLAG_EPOCH: u8 = 0x02;
 
 /// A participant's number within its call, assigned by the server when the
-/// participant joins and announced in [`ParticipantJoined`]. Frames name
-/// participants by this number rather than by their (long) identifier.
+/// participant joins and announced to the others (`ParticipantJoined`).
+/// Frames name participants by this number rather than by their (long)
+/// identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct MemberId(pub u32);
 
 impl std::fmt::Display for MemberId {
@@ -59,7 +60,7 @@ impl std::fmt::Display for MemberId {
 
 /// Delivery class of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 #[repr(u8)]
 pub enum Reliability {
     /// Unordered; may drop silently.
@@ -84,7 +85,7 @@ impl Reliability {
 
 /// Scheduling class of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 #[repr(u8)]
 pub enum Priority {
     /// Served after High.
@@ -110,7 +111,7 @@ impl Priority {
 /// Why a sender session ended (in [`SenderClosed`]). Unknown values are kept
 /// as they are so newer peers can add reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct CloseReason(pub u8);
 
 impl CloseReason {
@@ -120,8 +121,6 @@ impl CloseReason {
     pub const REPLACED: Self = Self(1);
     /// The sending participant left the call.
     pub const LEFT: Self = Self(2);
-    /// The session was idle for longer than the idle timeout.
-    pub const IDLE: Self = Self(3);
     /// The sender's association was lost.
     pub const ASSOCIATION_LOST: Self = Self(4);
     /// The server closed a Durable session that went over the traffic-limit
@@ -134,10 +133,11 @@ impl CloseReason {
     pub const RECEIVER_OVERFLOW: Self = Self(6);
 }
 
-/// An error or rejection code (in [`JoinRejected`], [`Leave`],
-/// [`ErrorFrame`]). Unknown values are kept as they are.
+/// An error or rejection code, on the wire in `JoinRejected`, `Leave` and
+/// `Error` frames (a [`JoinRejection`](crate::JoinRejection) carries one).
+/// Unknown values are kept as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u16);
 
 impl ErrorCode {
@@ -186,11 +186,6 @@ impl ParticipantList {
     pub fn ids(&self) -> &[ShortStr] {
         &self.0
     }
-
-    /// Whether the list is empty (broadcast).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl TryFrom<Vec<ShortStr>> for ParticipantList {
@@ -238,7 +233,7 @@ impl Codec for ParticipantList {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 impl<'a> arbitrary::Arbitrary<'a> for ParticipantList {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         let mut v = Vec::<ShortStr>::arbitrary(u)?;
@@ -247,18 +242,18 @@ impl<'a> arbitrary::Arbitrary<'a> for ParticipantList {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 fn arbitrary_bytes(u: &mut arbitrary::Unstructured<'_>, max: usize) -> arbitrary::Result<Bytes> {
     let len = u.int_in_range(0..=max.min(u.len()))?;
     Ok(Bytes::copy_from_slice(u.bytes(len)?))
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 fn arbitrary_token(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Bytes> {
     arbitrary_bytes(u, MAX_TOKEN_LEN)
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 fn arbitrary_payload(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Bytes> {
     arbitrary_bytes(u, MAX_PAYLOAD_LEN)
 }
@@ -308,7 +303,7 @@ fn origin_len(origin: Option<MemberId>) -> usize {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Join {
     /// The protocol version the client speaks ([`super::PROTOCOL_VERSION`]).
     pub version: u16,
@@ -317,7 +312,7 @@ pub struct Join {
     /// Who the client says it is; the token must prove it.
     pub participant_id: ShortStr,
     /// Proof of the right to join (opaque to the wire).
-    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_token))]
+    #[cfg_attr(feature = "_internal", arbitrary(with = arbitrary_token))]
     pub token: Bytes,
 }
 
@@ -365,7 +360,7 @@ impl Codec for Join {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct JoinAccepted {
     /// The protocol version the server speaks.
     pub version: u16,
@@ -425,7 +420,7 @@ impl Codec for JoinAccepted {
 /// The traffic-limit rules a server polices, as [`JoinAccepted`] carries
 /// them: six 32-bit fields in this order. A rate of 0 means no such rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct TrafficRules {
     /// Durable senders, kbps (0: no rule).
     pub durable_kbps: u32,
@@ -478,7 +473,7 @@ macro_rules! code_reason_frame {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct JoinRejected {
     /// Why, as a code.
     pub code: ErrorCode,
@@ -500,7 +495,7 @@ code_reason_frame!(JoinRejected, frame_type::JOIN_REJECTED);
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Leave {
     /// [`ErrorCode::NONE`] for a normal leave.
     pub code: ErrorCode,
@@ -522,7 +517,7 @@ code_reason_frame!(Leave, frame_type::LEAVE);
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ErrorFrame {
     /// What went wrong, as a code.
     pub code: ErrorCode,
@@ -544,7 +539,7 @@ code_reason_frame!(ErrorFrame, frame_type::ERROR);
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ParticipantJoined {
     /// The member's number in the call.
     pub member: MemberId,
@@ -584,7 +579,7 @@ impl Codec for ParticipantJoined {
 /// +-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct ParticipantLeft {
     /// The member who left.
     pub member: MemberId,
@@ -627,7 +622,7 @@ impl Codec for ParticipantLeft {
 ///   Reliability: 0 Lossy, 1 Durable. Priority: 0 Normal, 1 High.
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct SenderOpened {
     /// The channel id.
     pub channel: u16,
@@ -689,7 +684,7 @@ impl Codec for SenderOpened {
 ///   Flags: 0x01 ORIGIN; other bits reserved (0).
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct SenderClosed {
     /// The channel id.
     pub channel: u16,
@@ -746,7 +741,7 @@ impl Codec for SenderClosed {
 /// The epoch counts the sender's list changes; [`Data`] frames that may
 /// overtake this frame (Lossy ones) carry the epoch they were sent under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct SetParticipants {
     /// The channel id.
     pub channel: u16,
@@ -799,7 +794,7 @@ impl Codec for SetParticipants {
 ///   Flags: 0x01 ORIGIN, 0x02 EPOCH; other bits reserved (0).
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Data {
     /// The channel id.
     pub channel: u16,
@@ -812,7 +807,7 @@ pub struct Data {
     /// The participant-list epoch the message was sent under.
     pub epoch: Option<u16>,
     /// The message.
-    #[cfg_attr(feature = "arbitrary", arbitrary(with = arbitrary_payload))]
+    #[cfg_attr(feature = "_internal", arbitrary(with = arbitrary_payload))]
     pub payload: Bytes,
 }
 
@@ -888,7 +883,7 @@ impl Codec for Data {
 ///   Flags: 0x01 ORIGIN; other bits reserved (0).
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct KeepAlive {
     /// The channel id, or 0 for the association itself.
     pub channel: u16,
@@ -933,7 +928,7 @@ impl Codec for KeepAlive {
 
 /// Any one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 #[allow(missing_docs)] // The variants are the frames of the same names.
 pub enum Frame {
     Join(Join),
@@ -1034,7 +1029,7 @@ impl Codec for Frame {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct Batch {
     /// The frames, in order.
     pub frames: Vec<Frame>,
@@ -1104,7 +1099,7 @@ impl Batch {
 
 /// What one SCTP user message holds: one frame, or a batch of frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub enum Message {
     /// A single frame.
     Frame(Frame),

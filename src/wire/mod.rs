@@ -301,7 +301,7 @@ impl Codec for ShortStr {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(feature = "_internal")]
 impl<'a> arbitrary::Arbitrary<'a> for ShortStr {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(Self::truncated(&String::arbitrary(u)?))

@@ -20,9 +20,11 @@ pub struct VarInt(u64);
 
 impl VarInt {
     /// The largest representable value, 2^62 − 1.
+    #[cfg(feature = "_internal")]
     pub const MAX: u64 = (1 << 62) - 1;
 
     /// Wraps `value`, or `None` if it is 2^62 or more.
+    #[cfg(feature = "_internal")]
     pub const fn new(value: u64) -> Option<Self> {
         if value <= Self::MAX {
             Some(Self(value))

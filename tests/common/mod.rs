@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{
-    Call, ChannelConfig, DataChannelReceiver, DataChannelSender, TrafficPolicy,
-};
 use dcengine::hub::{HubCluster, HubConfig};
 use dcengine::sim::{HostId, LinkConfig, Network};
+use dcengine::{
+    Call, ChannelConfig, DataChannelReceiver, DataChannelSender, HmacVerifier, TrafficPolicy,
+    WallClock, mint_token,
+};
 
 pub const SECRET: &[u8] = b"test secret";
 /// The Unix time the simulation starts at.

@@ -14,13 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{
-    Call, CallState, DataChannelPriority, DataChannelReceiver, DataChannelReliability,
-    DataChannelSender, DataChannelSenderOptions,
+use dcengine::{
+    Backend, Call, CallState, DataChannelPriority, DataChannelReceiver, DataChannelReliability,
+    DataChannelSender, DataChannelSenderOptions, Engine, HmacVerifier, HubConfig, WallClock,
+    mint_token,
 };
-use dcengine::hub::HubConfig;
-use dcengine::runtime::{Backend, Engine};
 use hdrhistogram::Histogram;
 
 use crate::sim_demo::{self, SimArgs};

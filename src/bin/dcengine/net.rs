@@ -9,11 +9,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{CallState, ChannelConfig, DataChannelSenderOptions, TrafficPolicy};
-use dcengine::hub::{HubConfig, HubEvent};
-use dcengine::proto::NodeConfig;
-use dcengine::runtime::Engine;
+use dcengine::{
+    CallState, ChannelConfig, DataChannelSenderOptions, Engine, HmacVerifier, HubConfig, HubEvent,
+    NodeConfig, TrafficPolicy, WallClock, mint_token,
+};
 
 /// The chat channel of the ACS sample.
 const CHAT_CHANNEL: u16 = 10000;
@@ -306,7 +305,7 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
 }
 
 /// Waits (at most 10 s) for the join to complete.
-pub(crate) fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
+pub(crate) fn pollster_ready(call: &dcengine::Call) -> bool {
     let (tx, rx) = mpsc::channel();
     let c = call.clone();
     std::thread::spawn(move || {
@@ -315,7 +314,7 @@ pub(crate) fn pollster_ready(call: &dcengine::datachannel::Call) -> bool {
     rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
 }
 
-fn futures_ready(call: dcengine::datachannel::Call) -> bool {
+fn futures_ready(call: dcengine::Call) -> bool {
     // A tiny executor: park this thread until the future's waker unparks it.
     use std::future::Future;
     use std::task::{Context, Poll, Wake, Waker};

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dcengine::auth::{HmacVerifier, WallClock, mint_token};
-use dcengine::datachannel::{
-    Call, DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
-    DataChannelSenderOptions,
-};
-use dcengine::hub::{Hub, HubConfig};
 use dcengine::sim::{LinkConfig, Network};
+use dcengine::{
+    Call, DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
+    DataChannelSenderOptions, HmacVerifier, Hub, HubConfig, WallClock, mint_token,
+};
 use hdrhistogram::Histogram;
 
 /// Options of `dcengine demo --simulated` only.
