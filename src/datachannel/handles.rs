@@ -4,6 +4,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
@@ -102,6 +103,13 @@ impl Call {
             }
         })
         .await
+    }
+
+    /// Blocks this thread until the call is joined (`true`), or it ended
+    /// or `timeout` passed (`false`): [`Call::ready`] for code without an
+    /// async runtime. Never call it from an async task.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        super::block::block_on_timeout(self.ready(), timeout).unwrap_or(false)
     }
 
     /// Waits until the call ends.
@@ -242,6 +250,14 @@ impl DataChannelFeature {
     /// seeds' `dataChannelReceiverCreated` event).
     pub fn try_next_receiver(&self) -> Option<DataChannelReceiver> {
         self.shared.new_receivers.pop()
+    }
+
+    /// Blocks this thread until a new receiver is announced, the call has
+    /// ended, or `timeout` passed (`None` for the last two):
+    /// [`DataChannelFeature::next_receiver`] for code without an async
+    /// runtime. Never call it from an async task.
+    pub fn next_receiver_timeout(&self, timeout: Duration) -> Option<DataChannelReceiver> {
+        super::block::block_on_timeout(self.next_receiver(), timeout).flatten()
     }
 
     /// Waits for the next new receiver; `None` once the call has ended and
@@ -612,6 +628,14 @@ impl DataChannelReceiver {
             .buffered_bytes
             .fetch_sub(message_cost(m.data.len()), Ordering::AcqRel);
         Some(m)
+    }
+
+    /// Blocks this thread until a message arrives, the receiver is closed
+    /// and drained, or `timeout` passed (`None` for the last two):
+    /// [`DataChannelReceiver::recv`] for code without an async runtime.
+    /// Never call it from an async task.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<DataChannelMessage> {
+        super::block::block_on_timeout(self.recv(), timeout).flatten()
     }
 
     /// Waits for the next message; `None` once the receiver is closed and

@@ -7,6 +7,7 @@
 //! [`participant::ParticipantCore`]).
 #![forbid(unsafe_code)]
 
+mod block;
 mod handles;
 pub(crate) mod shared;
 

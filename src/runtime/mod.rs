@@ -611,7 +611,10 @@ impl Engine {
     }
 
     /// Joins `call_id` on the server at `server` (see
-    /// [`Hub::join_remote`]). Returns at once; wait for [`Call::ready`].
+    /// [`Hub::join_remote`]). Returns at once; wait for [`Call::ready`]
+    /// (or [`Call::wait_ready`]). The call lives as long as this engine:
+    /// [`Engine::shutdown`], or dropping the engine (a one-second
+    /// deadline), leaves it gracefully.
     ///
     /// The association goes to the worker that already has associations
     /// to `server`, if one does, else to the next worker in turn.
@@ -640,7 +643,8 @@ impl Engine {
     }
 
     /// Hosts a participant in `call_id` inside this engine (see
-    /// [`Hub::join_local`]), on the call's home worker.
+    /// [`Hub::join_local`]), on the call's home worker. The call lives as
+    /// long as this engine (see [`Engine::join_remote`]).
     pub fn join_local(&self, call_id: &str, participant_id: &str) -> Result<Call, EngineError> {
         let worker = home_worker(call_id, self.workers.len());
         let call = self.ask(worker, |reply| Command::JoinLocal {
