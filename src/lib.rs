@@ -126,30 +126,17 @@ mod runtime;
 // The engine's internals: public with the `_internal` feature (hidden from
 // the docs, not a stable API), private otherwise. Their `pub` items are
 // what that feature exposes, so `unreachable_pub` only applies with it on.
-#[cfg(feature = "_internal")]
-#[doc(hidden)]
-pub mod hub;
-#[cfg(not(feature = "_internal"))]
-#[allow(unreachable_pub)]
-mod hub;
-#[cfg(feature = "_internal")]
-#[doc(hidden)]
-pub mod proto;
-#[cfg(not(feature = "_internal"))]
-#[allow(unreachable_pub)]
-mod proto;
-#[cfg(feature = "_internal")]
-#[doc(hidden)]
-pub mod sched;
-#[cfg(not(feature = "_internal"))]
-#[allow(unreachable_pub)]
-mod sched;
-#[cfg(feature = "_internal")]
-#[doc(hidden)]
-pub mod wire;
-#[cfg(not(feature = "_internal"))]
-#[allow(unreachable_pub)]
-mod wire;
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "_internal")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "_internal"))]
+        #[allow(unreachable_pub)]
+        mod $name;
+    )*};
+}
+internal_modules!(hub, proto, sched, wire);
 
 #[cfg(feature = "_internal")]
 #[doc(hidden)]
