@@ -73,6 +73,9 @@ pub struct HubConfig {
     /// before its association is closed, `(per second, burst)`; see
     /// [`HubConfig::policing_tolerance()`].
     pub policing_tolerance: (u64, u64),
+    /// Senders (sessions) one member may open: `(per second, burst)`; see
+    /// [`HubConfig::session_opens()`].
+    pub session_opens: (u64, u64),
     /// What the application's handles read the time from; see
     /// [`HubConfig::clock()`].
     pub clock: crate::sched::Clock,
@@ -121,6 +124,7 @@ impl HubConfig {
             slow_consumer_buffer: 4 * 1024 * 1024,
             max_senders_per_member: 1024,
             policing_tolerance: (10, 100),
+            session_opens: (20, 1024),
             clock: crate::sched::Clock::system(),
             workers: 1,
             worker: 0,
@@ -216,6 +220,20 @@ impl HubConfig {
     /// Server role: most open senders one member may have. Default 1,024.
     pub fn max_senders_per_member(mut self, max: usize) -> Self {
         self.max_senders_per_member = max;
+        self
+    }
+
+    /// Server role: how many senders (sessions) one member may open:
+    /// `per_second` on average, `burst` at once. Each new session replaces
+    /// notices fanned out to the call, so opening them is policed like
+    /// messages: an open past it is refused (the sender is closed with
+    /// `TRAFFIC_LIMIT`, as one over the traffic rules) and counts as a
+    /// strike. The traffic rules' state is kept per member and channel
+    /// across sessions, so a new session never brings a fresh allowance.
+    /// Default 20 a second, bursts of 1,024 (every sender a member may have
+    /// at once).
+    pub fn session_opens(mut self, per_second: u64, burst: u64) -> Self {
+        self.session_opens = (per_second, burst);
         self
     }
 

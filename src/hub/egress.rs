@@ -63,6 +63,10 @@ pub(super) enum Lane {
         /// Payload bytes; 0 for control frames of the route (never
         /// dropped).
         len: usize,
+        /// A `KeepAlive`: at most one waits per flow (a newer one adds
+        /// nothing), and it counts toward no bound (so keep-alives can never
+        /// make a member a slow consumer).
+        keepalive: bool,
         /// When the server received it.
         queued_at: Instant,
     },
@@ -115,10 +119,22 @@ pub(super) enum Pushed {
 struct Item {
     delivery: Delivery,
     bytes: Bytes,
+    /// Which bound it counts toward.
+    class: Class,
     /// Payload bytes; 0 for a control frame.
     len: usize,
-    droppable: bool,
     queued_at: Instant,
+}
+
+/// Which of a member's bounds an item counts toward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Lossy data: [`Limits::lossy`]; dropped when late or over.
+    Lossy,
+    /// Durable data and control: [`Limits::durable`].
+    Durable,
+    /// A keep-alive: none (at most one per flow waits).
+    KeepAlive,
 }
 
 /// Everything the server has waiting for one member association.
@@ -191,21 +207,31 @@ impl MemberEgress {
                 priority,
                 lossy,
                 len,
+                keepalive,
                 queued_at,
             } => {
-                let droppable = lossy && len > 0;
-                if droppable {
+                let k = flow_key(origin, channel);
+                let class = if keepalive {
+                    let queued = self.flows.get(&k).is_some_and(|q| {
+                        q.iter().any(|i| i.class == Class::KeepAlive)
+                    });
+                    if queued {
+                        return Pushed::Queued; // The waiting one does.
+                    }
+                    Class::KeepAlive
+                } else if lossy && len > 0 {
                     if self.lossy_bytes + bytes.len() > limits.lossy {
                         return Pushed::Dropped;
                     }
                     self.lossy_bytes += bytes.len();
+                    Class::Lossy
                 } else {
                     if self.durable_bytes + bytes.len() > limits.durable {
                         return Pushed::Overflow;
                     }
                     self.durable_bytes += bytes.len();
-                }
-                let k = flow_key(origin, channel);
+                    Class::Durable
+                };
                 let queue = self.flows.entry(k).or_insert_with(|| {
                     // A new flow. (A replacing session of the same channel
                     // with another priority joins the old session's flow
@@ -225,8 +251,8 @@ impl MemberEgress {
                 queue.push_back(Item {
                     delivery,
                     bytes,
+                    class,
                     len,
-                    droppable,
                     queued_at,
                 });
                 self.sched.wake(k);
@@ -304,10 +330,10 @@ impl Scheduled for MemberEgress {
                 continue;
             };
             let drained = queue.is_empty();
-            if item.droppable {
-                self.lossy_bytes -= item.bytes.len();
-            } else {
-                self.durable_bytes -= item.bytes.len();
+            match item.class {
+                Class::Lossy => self.lossy_bytes -= item.bytes.len(),
+                Class::Durable => self.durable_bytes -= item.bytes.len(),
+                Class::KeepAlive => {}
             }
             match pick {
                 Pick::Send(_) => {
@@ -356,6 +382,7 @@ mod tests {
             priority: prio,
             lossy,
             len,
+            keepalive: false,
             queued_at: at,
         };
         let delivery = if lossy {
@@ -462,5 +489,43 @@ mod tests {
         // Durable data is never dropped for lateness.
         assert_eq!(e.pump(t + Duration::from_secs(10), 100_000, 0, &mut out), 0);
         assert_eq!(out.len(), 20);
+    }
+
+    /// Keep-alives never count toward a bound and at most one waits per
+    /// flow: a flood of them cannot make a member a slow consumer (on main
+    /// before this change, they counted as Durable bytes and queued
+    /// without limit until the member was cut).
+    #[test]
+    fn keep_alives_wait_one_per_flow_and_count_toward_no_bound() {
+        let t = crate::sim::start_instant();
+        let mut e = egress();
+        let keep_alive = Lane::Route {
+            origin: MemberId(1),
+            channel: 7,
+            priority: Priority::Normal,
+            lossy: false,
+            len: 0,
+            keepalive: true,
+            queued_at: t,
+        };
+        for _ in 0..100_000 {
+            let op = keep_alive.op(Delivery::Lossy, Bytes::from_static(&[5; 12]));
+            assert_eq!(e.push(op, t, LIMITS), Pushed::Queued);
+        }
+        assert_eq!(e.queued(), 0, "counted toward no bound");
+        // Data behind it still counts; the keep-alive goes once.
+        assert_eq!(
+            e.push(route(1, Priority::Normal, false, 1, 100, t), t, LIMITS),
+            Pushed::Queued
+        );
+        let mut out = Vec::new();
+        e.pump(t, 100_000, 0, &mut out);
+        assert_eq!(tags(&out), vec![5, 1]);
+        assert_eq!(e.queued(), 0);
+        // Once sent, the next keep-alive queues again.
+        e.push(keep_alive.op(Delivery::Lossy, Bytes::from_static(&[5])), t, LIMITS);
+        out.clear();
+        e.pump(t, 100_000, 0, &mut out);
+        assert_eq!(tags(&out), vec![5]);
     }
 }

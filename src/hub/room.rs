@@ -146,7 +146,17 @@ struct Member {
     /// may send before it is expelled (see
     /// [`HubConfig::policing_tolerance`]).
     strikes: TokenBucket,
+    /// How many more senders it may open (see
+    /// [`HubConfig::session_opens`]).
+    opens: TokenBucket,
+    /// The traffic rules' state of each of its channels and kinds, kept
+    /// across sessions (a new session brings no fresh allowance); one
+    /// whose buckets are full is as good as new and may be forgotten.
+    rules: HashMap<RuleKey, TrafficLimiter>,
 }
+
+/// Which rule state a sender uses: its member's, for its channel and kind.
+type RuleKey = (u16, Reliability, Priority);
 
 /// The room's view of one open sender.
 #[derive(Debug)]
@@ -163,10 +173,12 @@ struct Route {
     /// Members that closed their receiver of this session (a Durable one
     /// whose buffer was full): no longer sent it, nor announced it again.
     declined: BTreeSet<MemberId>,
-    /// The traffic rules, policed independently of the client's own check.
-    limiter: TrafficLimiter,
     /// A message of this session was over the rules already.
     policed: bool,
+    /// When a keep-alive of this session was last forwarded: at most one
+    /// goes per eighth of the call's idle timeout, so a flood of them fans
+    /// out nothing.
+    last_keepalive: Option<Instant>,
 }
 
 impl Route {
@@ -178,8 +190,14 @@ impl Route {
             priority: self.priority,
             lossy: self.reliability == Reliability::Lossy,
             len,
+            keepalive: false,
             queued_at,
         }
+    }
+
+    /// Where its traffic rules' state is kept (in its member's `rules`).
+    fn rule_key(&self, channel: u16) -> RuleKey {
+        (channel, self.reliability, self.priority)
     }
 
     fn delivery(&self) -> Delivery {
@@ -216,6 +234,27 @@ fn joined_frame(member: MemberId, pid: &ParticipantId) -> Frame {
         participant_id: ShortStr::truncated(pid.as_str()),
     }
     .into()
+}
+
+/// The traffic rules' state of `member`'s senders of `key` (a fresh one if
+/// it had none, or it was forgotten as full).
+fn rules_of<'a>(
+    member: &'a mut Member,
+    key: RuleKey,
+    config: &HubConfig,
+    now: Instant,
+) -> &'a TrafficLimiter {
+    let (_, reliability, priority) = key;
+    let channel = &config.channel;
+    member.rules.entry(key).or_insert_with(|| {
+        channel.traffic.limiter(
+            reliability,
+            priority,
+            channel.max_message_size,
+            channel.traffic.server_slack,
+            now,
+        )
+    })
 }
 
 /// A `Leave` with `code` and `reason`.
@@ -272,12 +311,15 @@ impl Room {
             },
         );
         let (rate, burst) = config.policing_tolerance;
+        let (opens, opens_burst) = config.session_opens;
         self.members.insert(
             member,
             Member {
                 participant_id: participant_id.clone(),
                 at,
                 strikes: TokenBucket::new(rate, burst, now),
+                opens: TokenBucket::new(opens, opens_burst, now),
+                rules: HashMap::new(),
             },
         );
         out.events.push(HubEvent::ParticipantJoined {
@@ -414,7 +456,9 @@ impl Room {
             return;
         }
         match frame {
-            Frame::SenderOpened(o) if o.origin.is_none() => self.open(now, config, from, o, out),
+            Frame::SenderOpened(o) if o.origin.is_none() => {
+                self.open(now, config, call_id, from, o, out);
+            }
             Frame::SetParticipants(p) => {
                 if let Some(route) = self.routes.get_mut(&(from, p.channel)) {
                     route.epoch = p.epoch;
@@ -456,12 +500,19 @@ impl Room {
                 }
             }
             Frame::KeepAlive(k) if k.origin.is_none() => {
+                let every = config.channel.receiver_idle_timeout / 8;
                 if let Some(route) = self
                     .routes
-                    .get(&(from, k.channel))
+                    .get_mut(&(from, k.channel))
                     .filter(|r| r.session == k.session)
+                    .filter(|r| r.last_keepalive.is_none_or(|t| now >= t + every))
                 {
-                    let lane = route.lane(from, k.channel, 0, now);
+                    route.last_keepalive = Some(now);
+                    let route = &self.routes[&(from, k.channel)];
+                    let mut lane = route.lane(from, k.channel, 0, now);
+                    if let Lane::Route { keepalive, .. } = &mut lane {
+                        *keepalive = true;
+                    }
                     let ka = KeepAlive {
                         origin: Some(from),
                         ..k
@@ -483,11 +534,14 @@ impl Room {
     }
 
     /// `from` opens a sender (a session on a channel); a newer session on
-    /// the same channel replaces the old one.
+    /// the same channel replaces the old one. Opening is policed (see
+    /// [`HubConfig::session_opens`]); the rules' state of the channel
+    /// carries over from earlier sessions.
     fn open(
         &mut self,
         now: Instant,
         config: &HubConfig,
+        call_id: &str,
         from: MemberId,
         o: SenderOpened,
         out: &mut Outputs,
@@ -505,7 +559,35 @@ impl Room {
             self.violation(from, "too many open senders".into(), out);
             return;
         }
-        let channel = &config.channel;
+        // The client has moved on from the old session either way.
+        if let Some(old) = self.routes.remove(&(from, o.channel)) {
+            self.close_route(now, from, o.channel, &old, CloseReason::REPLACED, out);
+        }
+        let Some(member) = self.members.get_mut(&from) else {
+            return;
+        };
+        let key = (o.channel, o.reliability, o.priority);
+        if member.rules.len() >= 2 * config.max_senders_per_member.max(1) {
+            member.rules.retain(|_, l| !l.is_full(now));
+        }
+        let room_for_rules =
+            member.rules.contains_key(&key) || member.rules.len() < 2 * config.max_senders_per_member.max(1);
+        if !room_for_rules || !member.opens.try_take(1, now) {
+            // Refused: the sender is closed on the client, as one over the
+            // rules, and it is a strike.
+            out.stats.policed += 1;
+            let refused = SenderClosed {
+                channel: o.channel,
+                session: o.session,
+                reason: CloseReason::TRAFFIC_LIMIT,
+                origin: None,
+            };
+            if self.strike(now, call_id, from, out) {
+                self.send_to(from, refused.into(), out);
+            }
+            return;
+        }
+        rules_of(member, key, config, now);
         let route = Route {
             session: o.session,
             reliability: o.reliability,
@@ -515,18 +597,10 @@ impl Room {
             targets: Vec::new(),
             announced: BTreeSet::new(),
             declined: BTreeSet::new(),
-            limiter: channel.traffic.limiter(
-                o.reliability,
-                o.priority,
-                channel.max_message_size,
-                channel.traffic.server_slack,
-                now,
-            ),
             policed: false,
+            last_keepalive: None,
         };
-        if let Some(old) = self.routes.insert((from, o.channel), route) {
-            self.close_route(now, from, o.channel, &old, CloseReason::REPLACED, out);
-        }
+        self.routes.insert((from, o.channel), route);
     }
 
     /// Fans a data frame out to its sender's targets.
@@ -560,10 +634,14 @@ impl Room {
         }
         // Policing: a client that skips its own limiter loses the excess, and
         // one that keeps at it is expelled.
-        if !route
-            .limiter
-            .try_admit(d.payload.len(), route.targets.is_empty(), now)
-        {
+        let admitted = self.members.get_mut(&from).is_none_or(|m| {
+            rules_of(m, route.rule_key(d.channel), config, now).try_admit(
+                d.payload.len(),
+                route.targets.is_empty(),
+                now,
+            )
+        });
+        if !admitted {
             let first = !std::mem::replace(&mut route.policed, true);
             self.policed(now, call_id, from, &d, first, out);
             return;
@@ -632,6 +710,29 @@ impl Room {
         }
     }
 
+    /// `from` broke the traffic rules once more: one strike. Past its
+    /// tolerance it is expelled and removed (`false`: it is gone).
+    /// Hosted participants are trusted: never expelled.
+    fn strike(&mut self, now: Instant, call_id: &str, from: MemberId, out: &mut Outputs) -> bool {
+        let Some(member) = self.members.get_mut(&from) else {
+            return false;
+        };
+        if matches!(member.at, MemberAt::Hosted(_)) || member.strikes.try_take(1, now) {
+            return true;
+        }
+        out.stats.traffic_abusers += 1;
+        tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
+        out.items.push(Output::Expel {
+            at: member.at,
+            leave: leave(
+                ErrorCode::TRAFFIC_LIMIT,
+                "persistently over the traffic limit rules",
+            ),
+        });
+        self.remove(now, call_id, from, CloseReason::ASSOCIATION_LOST, out);
+        false
+    }
+
     /// A message of `from` was over the traffic rules and dropped. One who
     /// keeps at it is expelled. Otherwise: a Durable session with a hole is
     /// not Durable, so its route closes (`SenderClosed` with
@@ -649,21 +750,7 @@ impl Room {
         out: &mut Outputs,
     ) {
         out.stats.policed += 1;
-        let Some(member) = self.members.get_mut(&from) else {
-            return;
-        };
-        // Hosted participants are trusted: never expelled.
-        if !matches!(member.at, MemberAt::Hosted(_)) && !member.strikes.try_take(1, now) {
-            out.stats.traffic_abusers += 1;
-            tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
-            out.items.push(Output::Expel {
-                at: member.at,
-                leave: leave(
-                    ErrorCode::TRAFFIC_LIMIT,
-                    "persistently over the traffic limit rules",
-                ),
-            });
-            self.remove(now, call_id, from, CloseReason::ASSOCIATION_LOST, out);
+        if !self.strike(now, call_id, from, out) {
             return;
         }
         let Some(reliability) = self.routes.get(&(from, d.channel)).map(|r| r.reliability) else {

@@ -203,6 +203,11 @@ impl AtomicTokenBucket {
             .is_ok()
     }
 
+    /// Whether the bucket is full at `now`: as good as a new one.
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tat.load(Ordering::Acquire) <= self.units(now)
+    }
+
     /// Gives back `n` tokens taken by [`AtomicTokenBucket::try_take`] (a
     /// caller whose other rule refused the message). The bucket never holds
     /// more than `depth`.

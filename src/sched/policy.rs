@@ -260,6 +260,15 @@ impl TrafficLimiter {
         true
     }
 
+    /// Whether every rule's bucket is full at `now`: the limiter is as
+    /// good as a new one (and may be forgotten).
+    pub fn is_full(&self, now: Instant) -> bool {
+        [&self.bytes, &self.packets]
+            .into_iter()
+            .flatten()
+            .all(|b| b.is_full(now))
+    }
+
     /// Whether no rule applies.
     #[cfg(test)]
     fn is_unlimited(&self) -> bool {

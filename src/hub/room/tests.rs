@@ -428,3 +428,103 @@ fn keep_alives_reach_the_announced_receivers_on_the_lossy_stream() {
         vec![Seen::Send("KeepAlive", bob, Delivery::Lossy)]
     );
 }
+
+/// A member opening a new session every few messages gets no fresh
+/// allowance: the rules' state is its channel's, across sessions (on
+/// today's main before this change, each session had a full bucket).
+#[test]
+fn rotating_sessions_brings_no_fresh_allowance() {
+    let mut rig = Rig::new();
+    let attacker = rig.admit("mallory", at(1));
+    let honest = rig.admit("alice", at(2));
+    let bob = rig.admit("bob", at(3));
+    rig.open(honest, 9, 1, Reliability::Durable);
+    let mut session = 0;
+    let mut forwarded = 0;
+    // 64 kbps: 64 KiB of depth at the server; ten sessions of two 32 KiB
+    // messages each, all at one instant.
+    for _ in 0..10 {
+        session += 1;
+        rig.open(attacker, 5, session, Reliability::Durable);
+        for _ in 0..2 {
+            rig.data(attacker, 5, session, None, 32 * 1024);
+        }
+        forwarded += rig
+            .take()
+            .iter()
+            .filter(|s| matches!(s, Seen::Send("Data", m, _) if *m == bob))
+            .count();
+    }
+    assert_eq!(forwarded, 2, "one bucket's worth, whatever the sessions");
+    assert!(rig.out.stats.policed >= 8);
+    // The honest member's sender is untouched.
+    rig.data(honest, 9, 1, None, 32 * 1024);
+    assert!(
+        rig.take()
+            .contains(&Seen::Send("Data", bob, Delivery::Reliable))
+    );
+}
+
+/// Opening senders is policed too: past the burst, an open is refused
+/// (the sender is told its session closed, as one over the rules) and is a
+/// strike.
+#[test]
+fn session_opens_past_their_rate_are_refused() {
+    let mut rig = Rig::new();
+    rig.config.session_opens = (1, 3);
+    let alice = rig.admit("alice", at(1));
+    let _bob = rig.admit("bob", at(2));
+    rig.take();
+    for session in 1..=3 {
+        rig.open(alice, 5, session, Reliability::Lossy);
+    }
+    assert!(rig.take().is_empty(), "three opens in the burst");
+    rig.open(alice, 5, 4, Reliability::Lossy);
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("SenderClosed", alice, Delivery::Reliable)]
+    );
+    assert_eq!(rig.out.stats.policed, 1);
+    // The refused session is no route: its data is stale.
+    rig.data(alice, 5, 4, Some(0), 10);
+    assert_eq!(rig.out.stats.messages_stale, 1);
+    // A second later the bucket has one more.
+    rig.now += Duration::from_secs(1);
+    rig.open(alice, 5, 5, Reliability::Lossy);
+    assert!(rig.take().is_empty());
+}
+
+/// A flood of keep-alives fans out one per eighth of the call's idle
+/// timeout per route (on main before this change: every one, to every
+/// announced member).
+#[test]
+fn a_keep_alive_flood_fans_out_one_per_interval() {
+    let mut rig = Rig::new();
+    let mallory = rig.admit("mallory", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.open(mallory, 5, 1, Reliability::Durable);
+    rig.data(mallory, 5, 1, None, 1);
+    rig.take();
+    let keep_alive = KeepAlive {
+        channel: 5,
+        session: 1,
+        origin: None,
+    };
+    for _ in 0..1000 {
+        rig.frame(mallory, keep_alive.clone());
+    }
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("KeepAlive", bob, Delivery::Lossy)]
+    );
+    // 120 s idle timeout: the next one goes 15 s later.
+    rig.now += Duration::from_millis(14_999);
+    rig.frame(mallory, keep_alive.clone());
+    assert!(rig.take().is_empty());
+    rig.now += Duration::from_millis(1);
+    rig.frame(mallory, keep_alive);
+    assert_eq!(
+        rig.take(),
+        vec![Seen::Send("KeepAlive", bob, Delivery::Lossy)]
+    );
+}
