@@ -144,6 +144,11 @@ impl Hub {
         if home != self.config.worker {
             return Err(JoinError::WrongWorker { home });
         }
+        let pid = ParticipantId::from(participant_id);
+        if let Some(room) = self.rooms.get(call_id) {
+            room.check_admit(&self.config, &pid)
+                .map_err(JoinError::Refused)?;
+        }
         let shared = self.new_call(call_id, participant_id);
         let key = shared.key;
         let core = ParticipantCore::new(shared.clone());
@@ -152,7 +157,6 @@ impl Hub {
             member: MemberId(u32::MAX), // Set once admitted, below.
         };
         self.participants.insert(key, Participant { core, via });
-        let pid = ParticipantId::from(participant_id);
         let member = self.admit_member(now, call_id, pid, MemberAt::Hosted(key));
         if let Some(Participant {
             via: Via::Hosted { member: m, .. },

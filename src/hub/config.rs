@@ -73,6 +73,12 @@ pub struct HubConfig {
     /// before its association is closed, `(per second, burst)`; see
     /// [`HubConfig::policing_tolerance()`].
     pub policing_tolerance: (u64, u64),
+    /// Most members one call may have; see
+    /// [`HubConfig::max_members_per_call()`].
+    pub max_members_per_call: usize,
+    /// Most endpoints (joins) one participant id may have in a call; see
+    /// [`HubConfig::max_endpoints_per_participant()`].
+    pub max_endpoints_per_participant: usize,
     /// Senders (sessions) one member may open: `(per second, burst)`; see
     /// [`HubConfig::session_opens()`].
     pub session_opens: (u64, u64),
@@ -125,6 +131,8 @@ impl HubConfig {
             max_senders_per_member: 1024,
             policing_tolerance: (10, 100),
             session_opens: (20, 1024),
+            max_members_per_call: 1000,
+            max_endpoints_per_participant: 8,
             clock: crate::sched::Clock::system(),
             workers: 1,
             worker: 0,
@@ -223,6 +231,21 @@ impl HubConfig {
         self
     }
 
+    /// Server role: most members one call may have (remote and hosted);
+    /// one more join is refused with `CALL_FULL`. Default 1,000.
+    pub fn max_members_per_call(mut self, max: usize) -> Self {
+        self.max_members_per_call = max;
+        self
+    }
+
+    /// Server role: most endpoints (joins with the same participant id) one
+    /// participant may have in a call; one more is refused with
+    /// `CALL_FULL`. Default 8.
+    pub fn max_endpoints_per_participant(mut self, max: usize) -> Self {
+        self.max_endpoints_per_participant = max;
+        self
+    }
+
     /// Server role: how many senders (sessions) one member may open:
     /// `per_second` on average, `burst` at once. Each new session replaces
     /// notices fanned out to the call, so opening them is policed like
@@ -300,6 +323,10 @@ pub enum JoinError {
     /// The association could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The call refused the join: it is full, or the participant has as
+    /// many endpoints in it as it admits.
+    #[error("the call refused the join: {}", .0.reason)]
+    Refused(JoinRejection),
     /// A hosted participant must join on its call's home worker; this hub
     /// is another.
     #[error("call is homed on worker {home}, not this one")]

@@ -12,6 +12,7 @@ use super::Hub;
 use super::egress::EgressOp;
 use super::room::MemberAt;
 use super::server::{Home, Link};
+use crate::auth::JoinRejection;
 use crate::datachannel::ParticipantId;
 use crate::proto::{AssocId, Delivery};
 use crate::wire::{CloseReason, Frame, Leave};
@@ -71,6 +72,14 @@ pub(super) enum RelayMsg {
     Egress { assocs: Vec<AssocId>, op: EgressOp },
     /// Home → owner: send `leave` and close the association.
     Close { assoc: AssocId, leave: Leave },
+    /// Home → owner: the call refused the member's join (it is full);
+    /// refuse it as a rejected join.
+    Refuse {
+        assoc: AssocId,
+        call_id: String,
+        participant_id: ParticipantId,
+        rejection: JoinRejection,
+    },
 }
 
 /// Batches waiting for each worker.
@@ -115,7 +124,23 @@ impl Hub {
                 participant_id,
             } => {
                 // Home side: admits a member whose association lives on
-                // `worker`; its welcome is relayed back.
+                // `worker` (its welcome is relayed back), or refuses it.
+                if let Some(Err(rejection)) = self
+                    .rooms
+                    .get(&call_id)
+                    .map(|r| r.check_admit(&self.config, &participant_id))
+                {
+                    self.stats.joins_rejected += 1;
+                    let refuse = RelayMsg::Refuse {
+                        assoc,
+                        call_id,
+                        participant_id,
+                        rejection,
+                    };
+                    self.relay.push(worker, Relay::new(refuse));
+                    return;
+                }
+                self.stats.joins_accepted += 1;
                 let at = MemberAt::Worker { worker, assoc };
                 let member = self.admit_member(now, &call_id, participant_id, at);
                 self.relayed.insert((worker, assoc), (call_id, member));
@@ -139,6 +164,17 @@ impl Hub {
                     if self.is_relayed_member(assoc) {
                         self.egress.push(now, assoc, op.clone());
                     }
+                }
+            }
+            RelayMsg::Refuse {
+                assoc,
+                call_id,
+                participant_id,
+                rejection,
+            } => {
+                if self.is_relayed_member(assoc) {
+                    // Counted at the home.
+                    self.reject(now, assoc, &call_id, participant_id.as_str(), rejection);
                 }
             }
             RelayMsg::Close { assoc, leave } => {

@@ -20,6 +20,7 @@ use super::HubConfig;
 use super::HubEvent;
 use super::HubStats;
 use super::egress::Lane;
+use crate::auth::JoinRejection;
 use crate::datachannel::{ChannelConfig, ParticipantId};
 use crate::proto::{AssocId, Delivery};
 use crate::sched::{TokenBucket, TrafficLimiter};
@@ -274,6 +275,38 @@ impl Room {
     /// Who is in the room.
     pub(super) fn members(&self) -> impl Iterator<Item = (MemberId, &ParticipantId)> {
         self.members.iter().map(|(m, x)| (*m, &x.participant_id))
+    }
+
+    /// Whether one more endpoint of `participant_id` may join: the call's
+    /// and the participant's bounds.
+    pub(super) fn check_admit(
+        &self,
+        config: &HubConfig,
+        participant_id: &ParticipantId,
+    ) -> Result<(), JoinRejection> {
+        if self.members.len() >= config.max_members_per_call {
+            return Err(JoinRejection {
+                code: ErrorCode::CALL_FULL,
+                reason: format!(
+                    "the call is full ({} members)",
+                    config.max_members_per_call
+                ),
+            });
+        }
+        let endpoints = self
+            .members
+            .values()
+            .filter(|m| &m.participant_id == participant_id)
+            .count();
+        if endpoints >= config.max_endpoints_per_participant {
+            return Err(JoinRejection {
+                code: ErrorCode::CALL_FULL,
+                reason: format!(
+                    "{participant_id} has {endpoints} endpoints in the call already"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Admits `participant_id`, living at `at`: it is welcomed (its

@@ -401,30 +401,18 @@ impl Hub {
 
     /// Checks a join and admits or rejects it.
     fn admit(&mut self, now: Instant, assoc: AssocId, join: Join) {
-        if let Err(rejection) = self.verify(now, &join) {
-            self.stats.joins_rejected += 1;
-            let frame = JoinRejected {
-                code: rejection.code,
-                reason: ShortStr::truncated(&rejection.reason),
-            };
-            self.send(now, assoc, Delivery::Reliable, frame.into());
-            self.links.insert(assoc, Link::Closing);
-            self.node.close(now, assoc);
-            self.events.push_back(HubEvent::JoinRejected {
-                remote: self
-                    .node
-                    .remote(assoc)
-                    .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
-                call_id: join.call_id.to_string(),
-                participant_id: join.participant_id.to_string(),
-                rejection,
-            });
-            return;
-        }
-        self.stats.joins_accepted += 1;
         let call_id = join.call_id.as_str();
         let pid = ParticipantId::from(join.participant_id.as_str());
         let home = home_worker(call_id, self.config.workers);
+        let verdict = self.verify(now, &join).and_then(|()| match self.rooms.get(call_id) {
+            Some(room) if home == self.config.worker => room.check_admit(&self.config, &pid),
+            _ => Ok(()),
+        });
+        if let Err(rejection) = verdict {
+            self.stats.joins_rejected += 1;
+            self.reject(now, assoc, call_id, pid.as_str(), rejection);
+            return;
+        }
         let egress = MemberEgress::new(
             self.config.channel.lossy_latency_budget,
             pump::new_budget(self.config.uplink_buffer, self.config.queue_target),
@@ -434,8 +422,8 @@ impl Hub {
         // the member's delayed acks.
         self.node.set_immediate_acks(assoc, true);
         if home != self.config.worker {
-            // The call lives on another worker: it admits the member and
-            // relays back what to send it.
+            // The call lives on another worker: it admits the member (and
+            // counts it) and relays back what to send it.
             self.links.insert(assoc, Link::Member(Home::Worker(home)));
             self.relay.push(
                 home,
@@ -448,6 +436,7 @@ impl Hub {
             );
             return;
         }
+        self.stats.joins_accepted += 1;
         // The welcome goes out before the link exists; the link is in
         // place before anyone else hears of the member.
         let room = self.rooms.entry(call_id.to_owned()).or_default();
@@ -467,6 +456,36 @@ impl Hub {
             }),
         );
         self.carry_out(now);
+    }
+
+    /// Refuses the join on `assoc`: the client is told why, the
+    /// association closes, the embedder hears of it (the caller counts it).
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        call_id: &str,
+        participant_id: &str,
+        rejection: JoinRejection,
+    ) {
+        tracing::debug!(call = call_id, participant = participant_id, %rejection, "join refused");
+        let frame = JoinRejected {
+            code: rejection.code,
+            reason: ShortStr::truncated(&rejection.reason),
+        };
+        self.send(now, assoc, Delivery::Reliable, frame.into());
+        self.links.insert(assoc, Link::Closing);
+        self.egress.remove(assoc);
+        self.node.close(now, assoc);
+        self.events.push_back(HubEvent::JoinRejected {
+            remote: self
+                .node
+                .remote(assoc)
+                .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            call_id: call_id.to_owned(),
+            participant_id: participant_id.to_owned(),
+            rejection,
+        });
     }
 
     /// A member association of this hub stops being one (it is being

@@ -29,11 +29,16 @@ const RAW: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr:
 
 impl Rig {
     fn new() -> Self {
+        Self::with(|c| c)
+    }
+
+    /// A rig whose server is configured by `tweak`.
+    fn with(tweak: impl FnOnce(HubConfig) -> HubConfig) -> Self {
         let now = crate::sim::start_instant();
         let clock = WallClock::new(now, Duration::from_secs(1000));
-        let hub = Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
+        let hub = Hub::new(tweak(HubConfig::server(Arc::new(HmacVerifier::new(
             SECRET, clock,
-        ))));
+        )))));
         let mut raw = Node::new(NodeConfig::client());
         let raw_assoc = raw.connect(now, HUB).expect("connect");
         let mut rig = Self {
@@ -569,4 +574,84 @@ fn fan_out_to_another_worker_is_one_relay_with_the_member_list() {
     // `SenderOpened` for the five new receivers, then the message: one
     // relay each, to worker 1, naming all five.
     assert_eq!(egress, vec![(1, all.clone()), (1, all)]);
+}
+
+/// A call admits at most `max_members_per_call` members and a participant
+/// at most `max_endpoints_per_participant` endpoints in it; one more join
+/// is refused with `CALL_FULL`, a reason and an event, and nobody in the
+/// call is affected (on main before this change, every join was admitted).
+#[test]
+fn a_full_call_refuses_joins_with_a_reason() {
+    let mut rig = Rig::with(|c| c.max_members_per_call(2));
+    let now = rig.now;
+    let _a = rig.hub.join_local(now, "call", "alice").expect("local");
+    let _b = rig.hub.join_local(now, "call", "bob").expect("local");
+    rig.raw_join("call", "mallory");
+    assert!(
+        matches!(&rig.raw_frames[..], [Frame::JoinRejected(r)] if r.code == ErrorCode::CALL_FULL),
+        "{:?}",
+        rig.raw_frames
+    );
+    assert!(rig.raw_closed);
+    assert!(std::iter::from_fn(|| rig.hub.poll_event()).any(|e| matches!(
+        e,
+        HubEvent::JoinRejected { rejection, .. } if rejection.code == ErrorCode::CALL_FULL
+    )));
+    assert_eq!(rig.hub.stats().joins_rejected, 1);
+    assert_eq!(rig.hub.members("call").len(), 2);
+    assert!(matches!(
+        rig.hub.join_local(now, "call", "carol"),
+        Err(JoinError::Refused(r)) if r.code == ErrorCode::CALL_FULL
+    ));
+    // Another call is not affected.
+    assert!(rig.hub.join_local(now, "other", "carol").is_ok());
+
+    let mut rig = Rig::with(|c| c.max_endpoints_per_participant(1));
+    let now = rig.now;
+    let _a = rig.hub.join_local(now, "call", "alice").expect("local");
+    rig.raw_join("call", "alice");
+    assert!(
+        matches!(&rig.raw_frames[..], [Frame::JoinRejected(r)] if r.code == ErrorCode::CALL_FULL)
+    );
+    assert_eq!(rig.hub.members("call").len(), 1);
+}
+
+/// A call homed on this worker refuses a member of another worker's
+/// association the same way: the owner is told to refuse the join.
+#[test]
+fn a_full_call_refuses_members_relayed_from_other_workers() {
+    use super::relay::{Relay, RelayMsg};
+    let now = crate::sim::start_instant();
+    let mut config = HubConfig::client().max_members_per_call(2);
+    config.workers = 2;
+    config.worker = 0;
+    let call = (0..)
+        .map(|i| format!("call-{i}"))
+        .find(|c| home_worker(c, 2) == 0)
+        .expect("a call homed on worker 0");
+    let mut hub = Hub::new(config);
+    let attach = (1..=3)
+        .map(|i| {
+            Relay::new(RelayMsg::Attach {
+                worker: 1,
+                assoc: AssocId(i),
+                call_id: call.clone(),
+                participant_id: ParticipantId::from(format!("remote-{i}")),
+            })
+        })
+        .collect();
+    hub.handle_relay(now, attach);
+    let mut refused = Vec::new();
+    while let Some((worker, batch)) = hub.poll_relay() {
+        for relay in batch {
+            if let RelayMsg::Refuse {
+                assoc, rejection, ..
+            } = relay.msg
+            {
+                refused.push((worker, assoc, rejection.code));
+            }
+        }
+    }
+    assert_eq!(refused, vec![(1, AssocId(3), ErrorCode::CALL_FULL)]);
+    assert_eq!(hub.members(&call).len(), 2);
 }

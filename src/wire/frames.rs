@@ -161,6 +161,9 @@ impl ErrorCode {
     pub const SHUTTING_DOWN: Self = Self(8);
     /// Any other failure.
     pub const INTERNAL: Self = Self(9);
+    /// The call has as many members, or the participant as many
+    /// endpoints in it, as the server admits.
+    pub const CALL_FULL: Self = Self(10);
 }
 
 /// A list of at most [`MAX_PARTICIPANTS`] participant identifiers; empty
