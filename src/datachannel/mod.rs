@@ -283,6 +283,9 @@ pub struct ChannelConfig {
     /// Longest wait before a Lossy message is dropped; see
     /// [`ChannelConfig::lossy_latency_budget()`].
     pub lossy_latency_budget: Duration,
+    /// Most receivers a call holds (open, or announced and not yet taken);
+    /// see [`ChannelConfig::max_receivers()`].
+    pub max_receivers: usize,
 }
 
 impl Default for ChannelConfig {
@@ -297,14 +300,17 @@ impl Default for ChannelConfig {
             traffic: TrafficPolicy::default(),
             follow_server_traffic_rules: true,
             lossy_latency_budget: Duration::from_millis(100),
+            max_receivers: 1024,
         }
     }
 }
 
 impl ChannelConfig {
     /// Largest message a sender may send, in bytes. Default 32 KiB; at most
-    /// 256 KiB (a hub caps a larger value). A
-    /// client uses the smaller of its own and the server's.
+    /// 256 KiB (a hub caps a larger value). A client sends at most the
+    /// smaller of its own and the server's, and accepts at most its own: a
+    /// larger incoming message is dropped (Lossy, counted) or closes its
+    /// Durable receiver, which can no longer be lossless.
     pub fn max_message_size(mut self, bytes: u32) -> Self {
         self.max_message_size = bytes;
         self
@@ -375,6 +381,18 @@ impl ChannelConfig {
         self.lossy_latency_budget = budget;
         self
     }
+
+    /// Most receivers one call holds: open ones, and announced ones the
+    /// application has not taken yet. Each may hold
+    /// `receiver_buffer_bytes`, so a server (or a member rotating
+    /// sessions) cannot make a client hold more than this many. A sender
+    /// announced past it gets no receiver: the server is told (as for a
+    /// receiver whose buffer is full) and sends that session no more
+    /// (logged, counted). Default 1,024.
+    pub fn max_receivers(mut self, max: usize) -> Self {
+        self.max_receivers = max;
+        self
+    }
 }
 
 /// Largest configurable message size.
@@ -417,7 +435,8 @@ mod tests {
             .random_channel_ids(6..=7)
             .traffic(TrafficPolicy::unlimited())
             .follow_server_traffic_rules(false)
-            .lossy_latency_budget(ms(8));
+            .lossy_latency_budget(ms(8))
+            .max_receivers(9);
         let expected = ChannelConfig {
             max_message_size: 1,
             receiver_idle_timeout: ms(2),
@@ -428,6 +447,7 @@ mod tests {
             traffic: TrafficPolicy::unlimited(),
             follow_server_traffic_rules: false,
             lossy_latency_budget: ms(8),
+            max_receivers: 9,
         };
         assert_eq!(c, expected);
     }

@@ -107,7 +107,18 @@ pub(super) struct ParticipantStats {
     pub(super) unexpected: u64,
     /// Lossy messages dropped because they waited past the latency budget.
     pub(super) lossy_late: u64,
+    /// Senders announced past [`ChannelConfig::max_receivers`]: declined.
+    ///
+    /// [`ChannelConfig::max_receivers`]: crate::ChannelConfig::max_receivers
+    pub(super) receivers_refused: u64,
+    /// Messages larger than this participant's own `max_message_size`:
+    /// dropped (a Durable receiver closes, as when its buffer is full).
+    pub(super) oversize: u64,
 }
+
+/// Most participants a call's roster holds (a server admits far fewer):
+/// past it, announcements are ignored and counted as unexpected.
+const MAX_ROSTER: usize = 65_536;
 
 /// A sender as a flow of the egress scheduler: its queue's head, once
 /// taken off the lock-free queue to be looked at.
@@ -436,9 +447,14 @@ impl ParticipantCore {
             Frame::JoinAccepted(a) => self.accepted = Some(a),
             Frame::JoinRejected(r) => self.end(&format!("join rejected: {}", r.reason)),
             Frame::ParticipantJoined(p) => {
-                lock(&self.shared.control)
-                    .roster
-                    .insert(p.member, ParticipantId::from(p.participant_id.as_str()));
+                let mut control = lock(&self.shared.control);
+                if control.roster.len() < MAX_ROSTER {
+                    control
+                        .roster
+                        .insert(p.member, ParticipantId::from(p.participant_id.as_str()));
+                } else {
+                    self.stats.unexpected += 1;
+                }
             }
             Frame::ParticipantLeft(p) => {
                 lock(&self.shared.control).roster.remove(&p.member);
@@ -544,7 +560,19 @@ impl ParticipantCore {
     /// receiver's `SenderOpened` comes (a Lossy frame can overtake it).
     fn deliver(&mut self, now: Instant, d: Data) {
         let Some(origin) = d.origin else { return };
+        let oversize = d.payload.len() > self.shared.config.max_message_size as usize;
         match self.receivers.get_mut(&(origin, d.channel)) {
+            Some(r) if r.shared.session == d.session && oversize => {
+                // Larger than this participant accepts: never delivered. A
+                // Durable receiver can no longer be lossless.
+                self.stats.oversize += 1;
+                tracing::debug!(call = %self.shared.call_id, channel = d.channel, size = d.payload.len(), "a message over this participant's size limit dropped");
+                if r.shared.reliability == DataChannelReliability::Durable {
+                    self.decline(origin, d.channel, d.session);
+                } else {
+                    r.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Some(r) if r.shared.session == d.session => {
                 r.last_activity = now;
                 let message = DataChannelMessage {
@@ -555,17 +583,7 @@ impl ParticipantCore {
                     && r.shared.reliability == DataChannelReliability::Durable
                 {
                     // It can no longer be lossless: close rather than lie.
-                    r.shared.close();
-                    self.receivers.remove(&(origin, d.channel));
-                    self.notices.push(
-                        SenderClosed {
-                            channel: d.channel,
-                            session: d.session,
-                            reason: CloseReason::RECEIVER_OVERFLOW,
-                            origin: Some(origin),
-                        }
-                        .into(),
-                    );
+                    self.decline(origin, d.channel, d.session);
                 }
             }
             // Sessions count up per sender: a newer one may not be open yet.
@@ -576,6 +594,27 @@ impl ParticipantCore {
                 }
             }
         }
+    }
+
+    /// Closes the receiver of `origin`'s session on `channel` (if open)
+    /// and tells the server, which sends this participant that session no
+    /// more.
+    fn decline(&mut self, origin: MemberId, channel: u16, session: u32) {
+        if let Some(r) = self.receivers.get(&(origin, channel))
+            && r.shared.session == session
+        {
+            r.shared.close();
+            self.receivers.remove(&(origin, channel));
+        }
+        self.notices.push(
+            SenderClosed {
+                channel,
+                session,
+                reason: CloseReason::RECEIVER_OVERFLOW,
+                origin: Some(origin),
+            }
+            .into(),
+        );
     }
 
     fn open_receiver(
@@ -593,6 +632,14 @@ impl ParticipantCore {
             }
             // A newer session replaces the old one.
             old.shared.close();
+            self.receivers.remove(&(origin, channel));
+        }
+        let max = self.shared.config.max_receivers;
+        if self.receivers.len() >= max || self.shared.new_receivers.len() >= max {
+            self.stats.receivers_refused += 1;
+            tracing::warn!(call = %self.shared.call_id, %origin, channel, max, "too many receivers: a sender declined");
+            self.decline(origin, channel, session);
+            return;
         }
         let sender_id = lock(&self.shared.control)
             .roster
@@ -830,5 +877,75 @@ mod tests {
             "a Durable receiver that cannot hold more closes"
         );
         assert_eq!(core.receiver_count(), 0);
+    }
+
+    fn opened_by(origin: u32, channel: u16, session: u32, reliability: Reliability) -> Frame {
+        SenderOpened {
+            channel,
+            session,
+            reliability,
+            priority: Priority::Normal,
+            bitrate_kbps: 0,
+            origin: Some(MemberId(origin)),
+        }
+        .into()
+    }
+
+    /// A call holds at most `max_receivers` receivers, open or announced
+    /// and not taken; a sender past it is declined (the server is told)
+    /// rather than held (on main before this change, without bound: a
+    /// member rotating sessions grew it forever).
+    #[test]
+    fn receivers_past_the_bound_are_declined() {
+        let now = crate::sim::start_instant();
+        let mut core = joined(ChannelConfig::default().max_receivers(2), now);
+        core.handle_frame(now, opened_by(1, 5, 1, Reliability::Durable));
+        core.handle_frame(now, opened_by(1, 6, 1, Reliability::Durable));
+        core.handle_frame(now, opened_by(1, 7, 1, Reliability::Durable));
+        assert_eq!(core.shared.new_receivers.len(), 2);
+        assert_eq!(core.stats.receivers_refused, 1);
+        let mut notices = Frames::new();
+        core.take_notices(&mut notices);
+        assert!(matches!(
+            &notices[..],
+            [(_, Frame::SenderClosed(c))] if c.channel == 7 && c.reason == CloseReason::RECEIVER_OVERFLOW
+        ));
+        // Rotating sessions on one channel, never taken: still two.
+        let first = core.shared.new_receivers.pop().expect("announced");
+        for session in 2..100 {
+            core.handle_frame(now, opened_by(1, 5, session, Reliability::Durable));
+        }
+        assert!(first.is_closed(), "replaced");
+        assert!(core.shared.new_receivers.len() <= 2);
+        assert!(core.receiver_count() <= 2);
+    }
+
+    /// A message larger than the participant's own limit is never
+    /// delivered: Lossy ones are dropped and counted, a Durable receiver
+    /// closes and the server is told (on main before this change, it was
+    /// delivered whatever its size).
+    #[test]
+    fn messages_over_the_participants_own_limit_are_refused() {
+        let now = crate::sim::start_instant();
+        let mut core = joined(ChannelConfig::default().max_message_size(100), now);
+        core.handle_frame(now, opened(1, Reliability::Lossy));
+        let lossy = core.shared.new_receivers.pop().expect("announced");
+        core.handle_frame(now, data(1, 1, 101));
+        core.handle_frame(now, data(1, 2, 100));
+        assert_eq!(lossy.read_message().map(|m| m.sequence_number), Some(2));
+        assert_eq!(lossy.dropped_messages(), 1);
+        core.handle_frame(now, opened(2, Reliability::Durable));
+        let durable = core.shared.new_receivers.pop().expect("announced");
+        core.handle_frame(now, data(2, 1, 100));
+        core.handle_frame(now, data(2, 2, 101));
+        assert_eq!(durable.read_message().map(|m| m.sequence_number), Some(1));
+        assert!(durable.is_closed(), "it can no longer be lossless");
+        assert_eq!(core.stats.oversize, 2);
+        let mut notices = Frames::new();
+        core.take_notices(&mut notices);
+        assert!(matches!(
+            &notices[..],
+            [(_, Frame::SenderClosed(c))] if c.session == 2 && c.reason == CloseReason::RECEIVER_OVERFLOW
+        ));
     }
 }
