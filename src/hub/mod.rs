@@ -376,7 +376,7 @@ impl Hub {
                     _ => self.on_server_frame(now, assoc, frame),
                 },
                 Event::Malformed { assoc, error } => {
-                    self.protocol_error(now, assoc, &format!("undecodable message: {error}"));
+                    self.malformed(now, assoc, &format!("undecodable message: {error}"));
                 }
                 Event::Closed { assoc, reason } => match self.links.remove(&assoc) {
                     Some(Link::Member(home)) => self.on_member_closed(now, assoc, home),

@@ -68,7 +68,8 @@ pub(super) enum Output {
     /// one `ParticipantJoined` per member already there), ahead of
     /// anything else it gets.
     Welcome { at: MemberAt, frames: Range<usize> },
-    /// A member broke the protocol: it is told `what`.
+    /// A member broke the protocol: it is told `what` (in its egress, as
+    /// control; the strike was counted).
     Violation { at: MemberAt, what: String },
     /// A member is removed for staying over the traffic rules: it is sent
     /// `leave` and its association closes. Its [`Output::Removed`] follows.
@@ -469,9 +470,22 @@ impl Room {
         });
     }
 
-    fn violation(&self, from: MemberId, what: String, out: &mut Outputs) {
-        if let Some(x) = self.members.get(&from) {
-            out.items.push(Output::Violation { at: x.at, what });
+    /// `from` broke the protocol: it is told `what` (through its egress,
+    /// within its bounds), and it is a strike.
+    pub(super) fn violation(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        from: MemberId,
+        what: String,
+        out: &mut Outputs,
+    ) {
+        let Some(x) = self.members.get(&from) else {
+            return;
+        };
+        let at = x.at;
+        if self.strike(now, call_id, from, true, out) {
+            out.items.push(Output::Violation { at, what });
         }
     }
 
@@ -559,6 +573,8 @@ impl Room {
                 tracing::debug!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
             }
             other => self.violation(
+                now,
+                call_id,
                 from,
                 format!("{} is not allowed from a participant", other.name()),
                 out,
@@ -589,7 +605,7 @@ impl Room {
         let theirs = self.routes.keys().filter(|(m, _)| *m == from).count();
         if !self.routes.contains_key(&(from, o.channel)) && theirs >= config.max_senders_per_member
         {
-            self.violation(from, "too many open senders".into(), out);
+            self.violation(now, call_id, from, "too many open senders".into(), out);
             return;
         }
         // The client has moved on from the old session either way.
@@ -615,7 +631,7 @@ impl Room {
                 reason: CloseReason::TRAFFIC_LIMIT,
                 origin: None,
             };
-            if self.strike(now, call_id, from, out) {
+            if self.strike(now, call_id, from, false, out) {
                 self.send_to(from, refused.into(), out);
             }
             return;
@@ -743,24 +759,42 @@ impl Room {
         }
     }
 
-    /// `from` broke the traffic rules once more: one strike. Past its
-    /// tolerance it is expelled and removed (`false`: it is gone).
-    /// Hosted participants are trusted: never expelled.
-    fn strike(&mut self, now: Instant, call_id: &str, from: MemberId, out: &mut Outputs) -> bool {
+    /// `from` broke the traffic rules (or, `protocol`, the protocol) once
+    /// more: one strike. Past its tolerance (see
+    /// [`HubConfig::policing_tolerance`]) it is expelled and removed
+    /// (`false`: it is gone). Hosted participants are trusted: never
+    /// expelled.
+    fn strike(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        from: MemberId,
+        protocol: bool,
+        out: &mut Outputs,
+    ) -> bool {
         let Some(member) = self.members.get_mut(&from) else {
             return false;
         };
         if matches!(member.at, MemberAt::Hosted(_)) || member.strikes.try_take(1, now) {
             return true;
         }
-        out.stats.traffic_abusers += 1;
-        tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
-        out.items.push(Output::Expel {
-            at: member.at,
-            leave: leave(
+        let leave = if protocol {
+            tracing::info!(call = call_id, member = %from, "disconnected: persistently breaking the protocol");
+            leave(
+                ErrorCode::PROTOCOL_VIOLATION,
+                "persistently breaking the protocol",
+            )
+        } else {
+            out.stats.traffic_abusers += 1;
+            tracing::info!(call = call_id, member = %from, "disconnected: over the traffic rules");
+            leave(
                 ErrorCode::TRAFFIC_LIMIT,
                 "persistently over the traffic limit rules",
-            ),
+            )
+        };
+        out.items.push(Output::Expel {
+            at: member.at,
+            leave,
         });
         self.remove(now, call_id, from, CloseReason::ASSOCIATION_LOST, out);
         false
@@ -783,7 +817,7 @@ impl Room {
         out: &mut Outputs,
     ) {
         out.stats.policed += 1;
-        if !self.strike(now, call_id, from, out) {
+        if !self.strike(now, call_id, from, false, out) {
             return;
         }
         let Some(reliability) = self.routes.get(&(from, d.channel)).map(|r| r.reliability) else {

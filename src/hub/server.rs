@@ -339,19 +339,27 @@ impl Hub {
         }
     }
 
-    /// Tells a member that broke the protocol what it did wrong.
+    /// Tells a member that broke the protocol what it did wrong: through
+    /// its egress, like every frame the server sends a member, so its
+    /// bounds hold (one that stops reading becomes a slow consumer).
     fn violation(&mut self, now: Instant, at: MemberAt, what: &str) {
+        let error = || {
+            let frame: Frame = ErrorFrame {
+                code: ErrorCode::PROTOCOL_VIOLATION,
+                reason: ShortStr::truncated(what),
+            }
+            .into();
+            Lane::Control.op(Delivery::Reliable, Message::Frame(frame).to_bytes())
+        };
         match at {
-            MemberAt::Assoc(assoc) => self.protocol_error(now, assoc, what),
+            MemberAt::Assoc(assoc) => {
+                self.stats.protocol_errors += 1;
+                self.egress.push(now, assoc, error());
+            }
             MemberAt::Worker { worker, assoc } => {
                 self.stats.protocol_errors += 1;
-                let frame: Frame = ErrorFrame {
-                    code: ErrorCode::PROTOCOL_VIOLATION,
-                    reason: ShortStr::truncated(what),
-                }
-                .into();
-                let op = Lane::Control.op(Delivery::Reliable, Message::Frame(frame).to_bytes());
                 let assocs = vec![assoc];
+                let op = error();
                 self.relay
                     .push(worker, Relay::new(RelayMsg::Egress { assocs, op }));
             }
@@ -359,7 +367,25 @@ impl Hub {
         }
     }
 
-    /// Answers a frame that broke the protocol (straight into SCTP).
+    /// An SCTP message on `assoc` was no valid engine message. A member is
+    /// told through its egress, and it is a strike in its room; anything
+    /// else (not joined yet, this hub's own uplink) is answered at once.
+    pub(super) fn malformed(&mut self, now: Instant, assoc: AssocId, what: &str) {
+        match self.links.get(&assoc) {
+            Some(Link::Member(Home::Here { call_id, member })) => {
+                let (call_id, member) = (call_id.clone(), *member);
+                if let Some(room) = self.rooms.get_mut(&call_id) {
+                    room.violation(now, &call_id, member, what.to_owned(), &mut self.outputs);
+                    self.room_done(now, &call_id);
+                }
+            }
+            Some(Link::Member(Home::Worker(_))) => self.violation(now, MemberAt::Assoc(assoc), what),
+            _ => self.protocol_error(now, assoc, what),
+        }
+    }
+
+    /// Answers a frame that broke the protocol (straight into SCTP: the
+    /// association is not a member, so it has no egress).
     pub(super) fn protocol_error(&mut self, now: Instant, assoc: AssocId, what: &str) {
         self.stats.protocol_errors += 1;
         let frame = ErrorFrame {

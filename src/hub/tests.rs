@@ -10,7 +10,8 @@ use super::*;
 use crate::auth::{HmacVerifier, WallClock, mint_token};
 use crate::proto::{Event, Node, NodeConfig};
 use crate::wire::{
-    CloseReason, Data, Join, PROTOCOL_VERSION, Priority, Reliability, SenderClosed, SenderOpened,
+    CloseReason, Data, Join, JoinAccepted, PROTOCOL_VERSION, Priority, Reliability, SenderClosed,
+    SenderOpened,
 };
 
 const SECRET: &[u8] = b"s";
@@ -654,4 +655,54 @@ fn a_full_call_refuses_members_relayed_from_other_workers() {
     }
     assert_eq!(refused, vec![(1, AssocId(3), ErrorCode::CALL_FULL)]);
     assert_eq!(hub.members(&call).len(), 2);
+}
+
+/// A member that keeps breaking the protocol is told each time through
+/// its egress (within its bounds), and past its tolerance it is expelled
+/// with a reason; others are unaffected (on main before this change, each
+/// error went straight into SCTP and the member was never expelled).
+#[test]
+fn a_member_that_keeps_breaking_the_protocol_is_expelled() {
+    let mut rig = Rig::with(|c| c.policing_tolerance(1, 5));
+    let now = rig.now;
+    let host = rig.hub.join_local(now, "call", "host").expect("local");
+    rig.raw_join("call", "mallory");
+    rig.raw_frames.clear();
+    let disallowed: Frame = JoinAccepted {
+        version: PROTOCOL_VERSION,
+        member: MemberId(9),
+        max_message_size: 1,
+        idle_timeout_ms: 1,
+        traffic: crate::wire::TrafficRules::default(),
+    }
+    .into();
+    for _ in 0..5 {
+        rig.raw_send(disallowed.clone());
+    }
+    let errors = |frames: &[Frame]| {
+        frames
+            .iter()
+            .filter(|f| matches!(f, Frame::Error(e) if e.code == ErrorCode::PROTOCOL_VIOLATION))
+            .count()
+    };
+    assert_eq!(errors(&rig.raw_frames), 5, "each one answered");
+    assert!(!rig.raw_closed);
+    // The tolerance refills one a second: a burst of ten more is too many.
+    for _ in 0..10 {
+        let now = rig.now;
+        let (raw, assoc) = (&mut rig.raw, rig.raw_assoc);
+        raw.send(now, assoc, Delivery::Reliable, &Message::Frame(disallowed.clone()))
+            .expect("send");
+    }
+    rig.pump();
+    assert!(
+        rig.raw_frames.iter().any(
+            |f| matches!(f, Frame::Leave(l) if l.code == ErrorCode::PROTOCOL_VIOLATION)
+        ),
+        "{:?}",
+        rig.raw_frames
+    );
+    assert!(rig.raw_closed, "expelled");
+    assert_eq!(rig.hub.members("call").len(), 1);
+    assert!(host.is_joined(), "the others are unaffected");
 }
