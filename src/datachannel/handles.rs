@@ -137,9 +137,41 @@ impl Call {
         v
     }
 
-    /// Leaves the call: every sender and receiver of it closes.
+    /// Leaves the call. At once the call reads [`CallState::Ended`]: a new
+    /// [`DataChannelFeature::create_sender`] fails with `FailedToStart` and
+    /// every sender is closed (`send` fails with `SenderClosed`). What the
+    /// senders had accepted before is still delivered: the engine hands it
+    /// all to the transport, then leaves, and the connection closes
+    /// gracefully (within the transport's close timeout, 3 s by default).
+    /// [`Call::left`] resolves when that is done.
     pub fn leave(&self) {
-        self.shared.hub.push(Work::Leave(self.shared.clone()));
+        if self.shared.begin_leave() {
+            self.shared.hub.push(Work::Leave(self.shared.clone()));
+        }
+    }
+
+    /// Waits until the engine is done with the call: after a
+    /// [`Call::leave`], what was accepted has been handed to the transport
+    /// and the connection has closed; a call that ended any other way (it
+    /// was rejected, removed, or lost its connection, or the engine
+    /// stopped) is done when it ends.
+    pub async fn left(&self) {
+        poll_fn(|cx| {
+            self.shared.state_wakers.register(cx.waker());
+            if self.shared.is_done() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Blocks this thread until the engine is done with the call (see
+    /// [`Call::left`]) or `timeout` passed; `true` if it is done. Never
+    /// call it from an async task.
+    pub fn wait_left(&self, timeout: Duration) -> bool {
+        super::block::block_on_timeout(self.left(), timeout).is_some()
     }
 
     /// The call's DataChannel feature (the seeds'

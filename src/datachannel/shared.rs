@@ -139,6 +139,9 @@ pub(crate) struct CallShared {
     pub(crate) receiver_waker: AtomicWaker,
     pub(crate) receiver_callback: OnceLock<Box<dyn Fn(super::DataChannelReceiver) + Send + Sync>>,
     pub(crate) state_wakers: Wakers,
+    /// The hub is done with the call: what it accepted was handed to the
+    /// transport and its connection closed (or it never had one).
+    done: AtomicBool,
 }
 
 /// The call's control-plane state, behind a mutex.
@@ -216,6 +219,7 @@ impl CallShared {
             receiver_waker: AtomicWaker::new(),
             receiver_callback: OnceLock::new(),
             state_wakers: Wakers::default(),
+            done: AtomicBool::new(false),
         }
     }
 
@@ -243,6 +247,40 @@ impl CallShared {
         );
         self.state.store(STATE_JOINED, Ordering::Release);
         self.state_wakers.wake_all();
+    }
+
+    /// The application leaves: the call ends at once (no new sender, no
+    /// new send), and every open sender is closed after the sends already
+    /// in progress, so each of them precedes its sender's close in the
+    /// queue the hub flushes on the leave. `false` if it had ended already.
+    pub(crate) fn begin_leave(&self) -> bool {
+        let senders: Vec<_> = {
+            let mut c = lock(&self.control);
+            if self.state() == STATE_ENDED {
+                return false;
+            }
+            self.state.store(STATE_ENDED, Ordering::SeqCst);
+            c.end_reason.get_or_insert_with(|| "left the call".to_owned());
+            c.channels.drain().map(|(_, s)| s).collect()
+        };
+        for s in senders {
+            s.close(crate::wire::CloseReason::LEFT);
+        }
+        self.state_wakers.wake_all();
+        self.receiver_waker.wake();
+        true
+    }
+
+    /// The hub is done with the call (see [`CallShared::is_done`]).
+    pub(crate) fn set_done(&self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.state_wakers.wake_all();
+    }
+
+    /// Whether the hub is done with the call: what it accepted was handed
+    /// to the transport, which has closed.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
     }
 
     /// The call ended: every sender closes, waiters wake.

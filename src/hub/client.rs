@@ -23,7 +23,6 @@ use super::pump::{self, Pumped, Scheduled};
 use super::room::MemberAt;
 use super::server::Link;
 use super::{Hub, JoinError, home_worker};
-use crate::datachannel::shared::STATE_ENDED;
 use crate::datachannel::{Call, CallShared, ParticipantId, Work};
 use crate::proto::{AssocId, Delivery};
 use crate::sched::EgressBudget;
@@ -235,10 +234,12 @@ impl Hub {
         }
     }
 
-    /// Call `key`'s uplink closed: the call is over.
+    /// Call `key`'s uplink closed: the call is over, and the hub is done
+    /// with it.
     pub(super) fn on_uplink_closed(&mut self, key: u64, reason: &crate::proto::CloseReason) {
         if let Some(mut p) = self.participants.remove(&key) {
             p.core.end(&format!("connection closed: {reason}"));
+            p.core.shared.set_done();
         }
     }
 
@@ -283,30 +284,50 @@ impl Hub {
         }
     }
 
-    /// The application left call `key`.
+    /// The application left call `key` ([`Call::leave`]): what its
+    /// senders accepted goes first, then the leave.
     fn leave(&mut self, now: Instant, key: u64) {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
+        let mut out = Frames::new();
+        p.core.flush(now, &mut out);
         match &p.via {
             Via::Uplink { assoc, .. } => {
-                if p.core.shared.state() == STATE_ENDED {
-                    return;
-                }
                 let assoc = *assoc;
                 p.core.end("left the call");
+                self.send_uplink(now, key, out);
                 let leave = Leave {
                     code: ErrorCode::NONE,
                     reason: ShortStr::default(),
                 };
                 self.send(now, assoc, Delivery::Reliable, leave.into());
+                // Graceful: SCTP delivers what it holds before it closes.
                 self.node.close(now, assoc);
             }
             Via::Hosted { call_id, member } => {
                 let (call_id, member) = (call_id.clone(), *member);
+                for (_, frame) in out {
+                    self.on_member_frame(now, &call_id, member, frame);
+                }
                 self.remove_member(now, &call_id, member, CloseReason::LEFT);
             }
         }
+    }
+
+    /// Shutting down: every uplink's queued sends go, then its `Leave`.
+    pub(super) fn close_uplink(&mut self, now: Instant, assoc: AssocId, key: u64) {
+        if let Some(p) = self.participants.get_mut(&key) {
+            let mut out = Frames::new();
+            p.core.flush(now, &mut out);
+            p.core.end("the engine shut down");
+            self.send_uplink(now, key, out);
+        }
+        let leave = Leave {
+            code: ErrorCode::NONE,
+            reason: ShortStr::default(),
+        };
+        self.send(now, assoc, Delivery::Reliable, leave.into());
     }
 
     /// Lets every call with queued sender work send what its scheduler

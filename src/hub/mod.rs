@@ -40,7 +40,7 @@ use bytes::Bytes;
 
 use crate::datachannel::{HubShared, ParticipantId};
 use crate::proto::{AssocId, Delivery, Event, Node, Transmit};
-use crate::wire::{ErrorCode, Frame, JoinRejected, Leave, MemberId, Message, ShortStr};
+use crate::wire::{ErrorCode, Frame, JoinRejected, MemberId, Message, ShortStr};
 
 use client::Participant;
 use relay::Outbox;
@@ -224,18 +224,18 @@ impl Hub {
     /// while the closes complete.
     pub fn close_all(&mut self, now: Instant) {
         let now = self.advance(now);
+        // What the application queued, and sends it made until now, go
+        // before the leaves.
+        self.process_work(now);
         let mut assocs: Vec<AssocId> = self.links.keys().copied().collect();
         assocs.sort_unstable();
         for assoc in assocs {
             match self.links.get(&assoc) {
                 // What the member's egress holds goes first.
                 Some(Link::Member(_)) => self.close_member(now, assoc),
-                Some(Link::Uplink(_)) => {
-                    let leave = Leave {
-                        code: ErrorCode::NONE,
-                        reason: ShortStr::default(),
-                    };
-                    self.send(now, assoc, Delivery::Reliable, leave.into());
+                Some(Link::Uplink(key)) => {
+                    let key = *key;
+                    self.close_uplink(now, assoc, key);
                 }
                 Some(Link::Pending { .. }) => {
                     // Its join, if one is on the way, finds it closing.
@@ -415,6 +415,17 @@ impl Hub {
         // Failures mean the association is going away; its Closed event
         // does the cleanup.
         let _ = self.node.send(now, assoc, delivery, &Message::Frame(frame));
+    }
+}
+
+impl Drop for Hub {
+    /// Whatever the hub still drove is over: its calls end and everyone
+    /// waiting on them ([`Call::left`](crate::Call::left)) wakes.
+    fn drop(&mut self) {
+        for p in self.participants.values_mut() {
+            p.core.end("the engine stopped");
+            p.core.shared.set_done();
+        }
     }
 }
 

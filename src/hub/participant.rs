@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::SegQueue;
 
 use crate::datachannel::shared::{
-    CallShared, ReceiverShared, STATE_ENDED, STATE_JOINED, SenderOp, SenderShared, Wakers, lock,
+    CallShared, ReceiverShared, STATE_ENDED, SenderOp, SenderShared, Wakers, lock,
     message_cost,
 };
 use crate::datachannel::{
@@ -165,6 +165,8 @@ pub(super) struct ParticipantCore {
     /// here, which the server stops sending to (see [`Self::take_notices`]).
     notices: Vec<Frame>,
     pub(super) stats: ParticipantStats,
+    /// [`ParticipantCore::end`] ran: the call is over here too.
+    ended: bool,
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
     accepted: Option<crate::wire::JoinAccepted>,
@@ -182,6 +184,7 @@ impl ParticipantCore {
         let budget = shared.config.lossy_latency_budget;
         Self {
             accepted: None,
+            ended: false,
             idle_timeout: shared.config.receiver_idle_timeout,
             keepalive_interval: shared.config.keepalive_interval,
             shared,
@@ -213,8 +216,9 @@ impl ParticipantCore {
     pub(super) fn enqueue(&mut self, now: Instant, s: &Arc<SenderShared>) {
         // Clear first: an operation pushed from now on schedules again.
         s.scheduled.store(false, Ordering::SeqCst);
-        if self.shared.state() != STATE_JOINED {
-            // The call ended (or never started): the sender is closed already.
+        if self.ended {
+            // The call ended (it was left, its queues flushed, or it never
+            // started): the sender is closed already.
             while let Some(op) = s.ops.pop() {
                 if let SenderOp::Data(data, _) = op {
                     s.release(message_cost(data.len()));
@@ -711,8 +715,34 @@ impl ParticipantCore {
         }
     }
 
+    /// Turns everything the senders queued into frames, in each sender's
+    /// order, whatever the scheduler, shaping or room would say: the call
+    /// is being left (or the engine shuts down), and what the application
+    /// was told it accepted must still go.
+    pub(super) fn flush(&mut self, now: Instant, out: &mut Frames) {
+        let mut keys: Vec<u32> = self.flows.keys().copied().collect();
+        keys.sort_unstable();
+        let mut opened_now = Vec::new();
+        for k in keys {
+            let Some(f) = self.flows.get_mut(&k) else {
+                continue;
+            };
+            let s = f.shared.clone();
+            let head = f.head.take();
+            for op in head.into_iter().chain(std::iter::from_fn(|| s.ops.pop())) {
+                if let SenderOp::Data(data, _) = &op {
+                    s.release(message_cost(data.len()));
+                }
+                self.emit(now, &s, op, &mut opened_now, out);
+            }
+            self.sched.remove(k);
+            self.flows.remove(&k);
+        }
+    }
+
     /// The call is over: everything closes.
     pub(super) fn end(&mut self, reason: &str) {
+        self.ended = true;
         self.shared.set_ended(reason);
         self.notices.clear();
         for (_, r) in self.receivers.drain() {
@@ -737,6 +767,7 @@ impl ParticipantCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datachannel::shared::STATE_JOINED;
     use crate::datachannel::{ChannelConfig, HubShared};
     use crate::wire::{JoinAccepted, PROTOCOL_VERSION, ParticipantJoined};
     use bytes::Bytes;

@@ -288,6 +288,7 @@ impl Hub {
                     MemberAt::Hosted(key) => {
                         if let Some(mut p) = self.participants.remove(&key) {
                             p.core.end("left the call");
+                            p.core.shared.set_done();
                         }
                     }
                 },
