@@ -260,7 +260,8 @@ impl CallShared {
                 return false;
             }
             self.state.store(STATE_ENDED, Ordering::SeqCst);
-            c.end_reason.get_or_insert_with(|| "left the call".to_owned());
+            c.end_reason
+                .get_or_insert_with(|| "left the call".to_owned());
             c.channels.drain().map(|(_, s)| s).collect()
         };
         for s in senders {

@@ -1,4 +1,5 @@
-//! The Durable promise across a leave and a shutdown: `send` returned `Ok`
+//! How Durable sessions end (docs/architecture.md, "How a Durable session
+//! ends"), and the promise across a leave and a shutdown: `send` returned `Ok`
 //! ⇒ the message is delivered, in order, even when the sender leaves the
 //! call (or its engine shuts down) right after.
 
@@ -27,7 +28,10 @@ fn durable_messages_sent_just_before_leave_are_delivered() {
     let mut w = World::new(41, LinkConfig::with_latency(Duration::from_millis(20)));
     let calls = w.call_of("call", &["alice", "bob"]);
     let (alice, bob) = (&calls[0], &calls[1]);
-    let sender = alice.data_channel().create_sender(durable(5)).expect("sender");
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
     for i in 0..200u32 {
         sender.send(i.to_be_bytes().to_vec()).expect("accepted");
     }
@@ -74,7 +78,10 @@ fn a_hosts_messages_sent_just_before_it_leaves_are_delivered() {
         .join_local(now, "p2p", "host")
         .expect("hosted");
     w.settle_until(|_| guest.participants().len() == 1);
-    let sender = host.data_channel().create_sender(durable(7)).expect("sender");
+    let sender = host
+        .data_channel()
+        .create_sender(durable(7))
+        .expect("sender");
     for i in 0..100u32 {
         sender.send(i.to_be_bytes().to_vec()).expect("accepted");
     }
@@ -88,7 +95,11 @@ fn a_hosts_messages_sent_just_before_it_leaves_are_delivered() {
     });
     got.extend(drain(&rx));
     assert_eq!(got.len(), 100);
-    assert!(got.iter().enumerate().all(|(i, (seq, _))| *seq == i as u32 + 1));
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, (seq, _))| *seq == i as u32 + 1)
+    );
     assert!(host.wait_left(Duration::ZERO));
 }
 
@@ -124,7 +135,10 @@ fn an_engine_shutting_down_delivers_what_it_accepted() {
     };
     let (alice_engine, alice) = join("alice");
     let (_bob_engine, bob) = join("bob");
-    let sender = alice.data_channel().create_sender(durable(3)).expect("sender");
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(3))
+        .expect("sender");
     for i in 0..2_000u32 {
         sender.send(i.to_be_bytes().to_vec()).expect("accepted");
     }
@@ -139,4 +153,40 @@ fn an_engine_shutting_down_delivers_what_it_accepted() {
         seqs.push(m.sequence_number);
     }
     assert_eq!(seqs, (1..=2_000).collect::<Vec<u32>>());
+}
+
+/// The sender's connection is lost: its receivers get what arrived, then
+/// close; the sender's call ends with the reason.
+#[test]
+fn a_lost_sender_closes_its_receivers_and_ends_its_call() {
+    let mut w = World::new(43, LinkConfig::with_latency(Duration::from_millis(20)));
+    let (a, alice) = w.join("call", "alice");
+    let (_b, bob) = w.join("call", "bob");
+    w.settle_until(|_| alice.is_joined() && bob.participants().len() == 1);
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
+    for i in 0..10u32 {
+        sender.send(i.to_be_bytes().to_vec()).expect("accepted");
+    }
+    let rx = receivers(&mut w, &bob, 1).remove(0);
+    let mut got = Vec::new();
+    w.settle_until(|_| {
+        got.extend(drain(&rx));
+        got.len() == 10
+    });
+    // Alice's host vanishes (a down host is frozen: it neither sends nor
+    // runs its timers); the server times her association out.
+    w.net.set_up(a, false);
+    w.settle_until(|_| rx.is_closed());
+    assert!(drain(&rx).is_empty());
+    // Back, alice's side finds its association gone too.
+    w.net.set_up(a, true);
+    w.settle_until(|_| matches!(alice.state(), CallState::Ended(_)));
+    let CallState::Ended(reason) = alice.state() else {
+        unreachable!("ended above");
+    };
+    assert!(reason.contains("connection"), "{reason}");
+    assert!(alice.wait_left(Duration::ZERO));
 }
