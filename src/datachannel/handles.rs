@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -262,6 +262,7 @@ impl DataChannelFeature {
                 low_threshold: 0.into(),
                 on_low: Default::default(),
                 writable_wakers: Wakers::default(),
+                token_wait: AtomicBool::new(false),
             });
             let replaced = control.channels.insert(channel, sender.clone());
             (sender, replaced)
@@ -564,43 +565,75 @@ impl DataChannelSender {
         self.shared().on_low.set(Box::new(callback)).is_ok()
     }
 
-    /// Waits until the buffered amount is at or below the low threshold;
-    /// fails with [`DataChannelError::SenderClosed`] once the sender is
-    /// closed.
+    /// Waits until a message of up to one packet (1,200 bytes, or the
+    /// channel's max message size if smaller) may be sent: the buffered
+    /// amount is at or below the low threshold, and the traffic rules have
+    /// the tokens for it (the engine wakes the task when they will).
+    /// Fails with [`DataChannelError::SenderClosed`] once the sender is
+    /// closed. Before a larger message, await
+    /// [`DataChannelSender::writable_for`] its length.
     ///
-    /// A loop that awaits `writable()` before each `send` goes as fast as
-    /// the channel allows and never sees `MessageFailureForBandwidth`; with
-    /// the default threshold (0) its bursts also stay within the traffic
-    /// rules' allowance, so it never sees `MessageFailureForTrafficLimit`
-    /// either.
+    /// A loop that awaits `writable()` before each `send` of at most a
+    /// packet goes as fast as the channel allows and never sees
+    /// `MessageFailureForBandwidth` or `MessageFailureForTrafficLimit`
+    /// (unless other threads send on the same sender meanwhile).
     ///
     /// ```
     /// # use dcengine::*;
     /// async fn upload(sender: &DataChannelSender, chunks: Vec<bytes::Bytes>) -> Result<(), DataChannelError> {
     ///     for chunk in chunks {
-    ///         sender.writable().await?;
+    ///         sender.writable_for(chunk.len()).await?;
     ///         sender.send(chunk)?;
     ///     }
     ///     Ok(())
     /// }
     /// ```
     pub async fn writable(&self) -> Result<(), DataChannelError> {
+        self.writable_for(self.max_message_size().min(PACKET_BYTES))
+            .await
+    }
+
+    /// Waits until a message of `len` bytes may be sent: the buffered
+    /// amount is at or below the low threshold and the traffic rules have
+    /// the tokens for it. Fails with [`DataChannelError::SenderClosed`]
+    /// once the sender is closed, and with
+    /// [`DataChannelError::MessageSizeOverLimit`] for a message no wait
+    /// makes sendable.
+    pub async fn writable_for(&self, len: usize) -> Result<(), DataChannelError> {
+        let limit = self.max_message_size();
+        if len > limit {
+            return Err(DataChannelError::MessageSizeOverLimit { size: len, limit });
+        }
         let s = self.shared();
         poll_fn(|cx| {
             s.writable_wakers.register(cx.waker());
             if s.is_closed() {
-                Poll::Ready(Err(DataChannelError::SenderClosed))
-            } else if s.queued_bytes.load(Ordering::SeqCst)
-                <= s.low_threshold.load(Ordering::Relaxed)
-            {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
+                return Poll::Ready(Err(DataChannelError::SenderClosed));
+            }
+            if s.queued_bytes.load(Ordering::SeqCst) > s.low_threshold.load(Ordering::Relaxed) {
+                return Poll::Pending; // Woken as the hub takes messages.
+            }
+            let now = s.call.hub.now();
+            let broadcast = s.broadcast.load(Ordering::Relaxed);
+            match s.limiter.time_until(len, broadcast, now) {
+                Some(wait) if wait.is_zero() => Poll::Ready(Ok(())),
+                Some(wait) => {
+                    // The engine wakes the waiters when the tokens are in.
+                    if !s.token_wait.swap(true, Ordering::SeqCst) {
+                        s.call.hub.push(Work::WakeAt(s.clone(), now + wait));
+                    }
+                    Poll::Pending
+                }
+                // A message larger than a rule's bucket: `send` says so.
+                None => Poll::Ready(Ok(())),
             }
         })
         .await
     }
 }
+
+/// Bytes of a message that `writable()` makes room for: one packet.
+const PACKET_BYTES: usize = 1200;
 
 /// Receives one sender's messages on one channel in one session (the
 /// seeds' `DataChannelReceiver`).

@@ -62,6 +62,9 @@ pub(crate) enum Work {
     Sender(Arc<SenderShared>),
     /// The application asked to leave the call.
     Leave(Arc<CallShared>),
+    /// A task waits in `writable()` for the traffic rules' tokens: wake
+    /// its sender's writable waiters at this instant.
+    WakeAt(Arc<SenderShared>, std::time::Instant),
 }
 
 /// Shared by a hub and every handle of its calls.
@@ -357,6 +360,8 @@ pub(crate) struct SenderShared {
     pub(crate) on_low: OnceLock<Callback>,
     /// Tasks waiting in `writable()`.
     pub(crate) writable_wakers: Wakers,
+    /// A [`Work::WakeAt`] for this sender is in the hub's hands.
+    pub(crate) token_wait: AtomicBool,
 }
 
 /// The closed bit of [`SenderShared::state`]; the rest counts operations in

@@ -280,6 +280,7 @@ impl Hub {
                     }
                 }
                 Work::Leave(call) => self.leave(now, call.key),
+                Work::WakeAt(s, at) => self.token_waits.entry(at).or_default().push(s),
             }
         }
     }
@@ -395,6 +396,19 @@ impl Hub {
                         self.on_member_frame(now, &call_id, member, frame);
                     }
                 }
+            }
+        }
+    }
+
+    /// Wakes the `writable()` waiters whose traffic-rule tokens are in.
+    pub(super) fn wake_token_waiters(&mut self, now: Instant) {
+        while let Some(entry) = self.token_waits.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            for s in entry.remove() {
+                s.token_wait.store(false, Ordering::SeqCst);
+                s.writable_wakers.wake_all();
             }
         }
     }

@@ -122,6 +122,8 @@ pub struct Hub {
     events: VecDeque<HubEvent>,
     now: Option<Instant>,
     next_tick: Option<Instant>,
+    /// `writable()` waiters for traffic-rule tokens, by when they are in.
+    token_waits: std::collections::BTreeMap<Instant, Vec<Arc<crate::datachannel::shared::SenderShared>>>,
     /// Calls whose `JoinAccepted` arrived in the events being processed.
     joining: Vec<u64>,
     stats: HubStats,
@@ -172,6 +174,7 @@ impl Hub {
             events: VecDeque::new(),
             now: None,
             next_tick: None,
+            token_waits: std::collections::BTreeMap::new(),
             joining: Vec::new(),
             stats: HubStats::default(),
             egress: Egresses::new(&config),
@@ -278,6 +281,7 @@ impl Hub {
         self.node.handle_timeout(now);
         self.process_node_events(now);
         self.process_work(now);
+        self.wake_token_waiters(now);
         self.pump_backlog(now);
         if self.next_tick.is_some_and(|t| now >= t) {
             self.next_tick = None;
@@ -326,7 +330,8 @@ impl Hub {
             .iter()
             .filter_map(|key| self.core(*key)?.poll_timeout())
             .min();
-        [self.node.poll_timeout(), self.next_tick, work, shaping]
+        let tokens = self.token_waits.keys().next().copied();
+        [self.node.poll_timeout(), self.next_tick, work, shaping, tokens]
             .into_iter()
             .flatten()
             .min()

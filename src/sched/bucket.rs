@@ -203,6 +203,24 @@ impl AtomicTokenBucket {
             .is_ok()
     }
 
+    /// How long from `now` until `n` tokens may be taken (zero: now);
+    /// `None` if never (more than the bucket holds).
+    pub fn time_until(&self, n: u64, now: Instant) -> Option<std::time::Duration> {
+        if n > self.depth {
+            return None;
+        }
+        let t = self.units(now);
+        let tat = self.tat.load(Ordering::Acquire).max(t);
+        let late = tat
+            .saturating_add(self.cost(n))
+            .saturating_sub(t)
+            .saturating_sub(self.cost(self.depth));
+        if self.rate == 0 && late > 0 {
+            return None; // Time stands still: it never refills.
+        }
+        Some(std::time::Duration::from_nanos(late))
+    }
+
     /// Whether the bucket is full at `now`: as good as a new one.
     pub fn is_full(&self, now: Instant) -> bool {
         self.tat.load(Ordering::Acquire) <= self.units(now)
@@ -360,5 +378,19 @@ mod tests {
             hs.into_iter().map(|h| h.join().expect("no panic")).sum()
         });
         assert_eq!(taken, 100_000);
+    }
+
+    #[test]
+    fn time_until_says_when_a_take_succeeds() {
+        let t = t0();
+        let b = AtomicTokenBucket::new(1000, 100, t);
+        assert_eq!(b.time_until(100, t), Some(std::time::Duration::ZERO));
+        assert!(b.try_take(100, t));
+        assert_eq!(b.time_until(101, t), None, "more than it holds");
+        let wait = b.time_until(50, t).expect("it refills");
+        assert_eq!(wait, std::time::Duration::from_millis(50));
+        assert!(!b.try_take(50, t + wait - std::time::Duration::from_nanos(1)));
+        assert!(b.try_take(50, t + wait));
+        assert!(b.is_full(t + std::time::Duration::from_millis(150)));
     }
 }

@@ -260,6 +260,26 @@ impl TrafficLimiter {
         true
     }
 
+    /// How long from `now` until a message of `len` bytes would be
+    /// admitted (zero: now); `None` if never (larger than a rule's bucket).
+    pub fn time_until(
+        &self,
+        len: usize,
+        broadcast: bool,
+        now: Instant,
+    ) -> Option<std::time::Duration> {
+        let len = len as u64;
+        let mut wait = std::time::Duration::ZERO;
+        if let Some(b) = &self.bytes {
+            wait = wait.max(b.time_until(len, now)?);
+        }
+        if broadcast && let Some(p) = &self.packets {
+            let packets = len.div_ceil(u64::from(self.packet_bytes.max(1))).max(1);
+            wait = wait.max(p.time_until(packets, now)?);
+        }
+        Some(wait)
+    }
+
     /// Whether every rule's bucket is full at `now`: the limiter is as
     /// good as a new one (and may be forgotten).
     pub fn is_full(&self, now: Instant) -> bool {
