@@ -69,6 +69,7 @@ fn frames() -> Vec<(&'static str, Frame)> {
                 max_message_size: 65536,
                 idle_timeout_ms: 120_000,
                 traffic: TrafficPolicy::default().to_rules(),
+                max_senders: 1024,
             }
             .into(),
         ),

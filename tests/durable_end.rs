@@ -282,3 +282,50 @@ fn writable_waits_for_the_traffic_rules_over_udp() {
         .expect("the writer finished: the engine woke it");
     assert_eq!(result, Ok(()));
 }
+
+/// The server says how many senders a member may have; `create_sender`
+/// past it fails with a clear error instead of a sender whose sends the
+/// server discards (on main before this change, the 1,025th sender
+/// "worked" and delivered nothing).
+#[test]
+fn create_sender_past_the_servers_limit_fails() {
+    let mut w = World::with_server(
+        45,
+        LinkConfig::with_latency(Duration::from_millis(10)),
+        |c| *c = c.clone().max_senders_per_member(3),
+    );
+    let calls = w.call_of("call", &["alice", "bob"]);
+    let alice = &calls[0];
+    let senders: Vec<_> = (1..=3)
+        .map(|ch| {
+            alice
+                .data_channel()
+                .create_sender(durable(ch))
+                .expect("within the limit")
+        })
+        .collect();
+    assert_eq!(
+        alice.data_channel().create_sender(durable(4)).err(),
+        Some(DataChannelError::TooManySenders { limit: 3 })
+    );
+    // Replacing one on the same channel is no new sender; closing one
+    // makes room.
+    let replaced = alice
+        .data_channel()
+        .create_sender(durable(3))
+        .expect("a replacement");
+    senders[0].close();
+    let fourth = alice
+        .data_channel()
+        .create_sender(durable(4))
+        .expect("room again");
+    for s in [&senders[1], &replaced, &fourth] {
+        s.send("hi").expect("send");
+    }
+    let rx = receivers(&mut w, &calls[1], 3);
+    let mut got = 0;
+    w.settle_until(|_| {
+        got += rx.iter().map(|r| drain(r).len()).sum::<usize>();
+        got == 3
+    });
+}

@@ -84,6 +84,7 @@ fn frames_flow_both_ways() {
         max_message_size: 32768,
         idle_timeout_ms: 120_000,
         traffic: Default::default(),
+        max_senders: 1024,
     };
     let batch = Message::Batch(dcengine::wire::Batch {
         frames: vec![

@@ -100,9 +100,10 @@ fn join_accepted() -> impl Strategy<Value = JoinAccepted> {
         any::<u32>(),
         any::<u32>(),
         any::<[u32; 6]>(),
+        any::<u32>(),
     )
         .prop_map(
-            |(version, member, max_message_size, idle_timeout_ms, t)| JoinAccepted {
+            |(version, member, max_message_size, idle_timeout_ms, t, max_senders)| JoinAccepted {
                 version,
                 member,
                 max_message_size,
@@ -115,6 +116,7 @@ fn join_accepted() -> impl Strategy<Value = JoinAccepted> {
                     packet_bytes: t[4],
                     burst_ms: t[5],
                 },
+                max_senders,
             },
         )
 }

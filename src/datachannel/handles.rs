@@ -205,10 +205,11 @@ impl DataChannelFeature {
     /// Fails with [`DataChannelError::FailedToStart`] before the join
     /// completes or after the call ended, with
     /// [`DataChannelError::RandomIdNotAvailable`] when no random id is
-    /// free, and with [`DataChannelError::TooManyParticipants`] for more
-    /// than 64 participants. A sender this participant already has on the
-    /// same channel id is closed (its receivers close; the new session gets
-    /// new receivers).
+    /// free, with [`DataChannelError::TooManyParticipants`] for more
+    /// than 64 participants, and with [`DataChannelError::TooManySenders`]
+    /// when the call has as many senders open as the server admits. A
+    /// sender this participant already has on the same channel id is
+    /// closed (its receivers close; the new session gets new receivers).
     ///
     /// ```
     /// # use dcengine::*;
@@ -237,6 +238,13 @@ impl DataChannelFeature {
                     .ok_or(DataChannelError::RandomIdNotAvailable)?,
                 Some(id) => id,
             };
+            let limit = call.max_senders() as usize;
+            if limit > 0
+                && !control.channels.contains_key(&channel)
+                && control.channels.len() >= limit
+            {
+                return Err(DataChannelError::TooManySenders { limit });
+            }
             let sender = Arc::new(SenderShared {
                 call: call.clone(),
                 channel,

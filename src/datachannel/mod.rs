@@ -237,6 +237,13 @@ pub enum DataChannelError {
         /// The limit (64).
         limit: usize,
     },
+    /// The call has as many senders open as the server admits (it says how
+    /// many when the call is joined); close one first.
+    #[error("the call has {limit} senders open, as many as the server admits")]
+    TooManySenders {
+        /// The server's limit.
+        limit: usize,
+    },
 }
 
 /// Limits and timers of the DataChannel feature. `Default` gives the values

@@ -134,6 +134,8 @@ pub(crate) struct CallShared {
     pub(crate) config: ChannelConfig,
     state: AtomicU8,
     max_message_size: AtomicU32,
+    /// Most senders open at once, as the server announced (0: no limit).
+    max_senders: AtomicU32,
     /// The traffic rules senders of this call follow, once joined: the
     /// config's, tightened by the server's (see `ChannelConfig::traffic`).
     traffic: OnceLock<crate::sched::TrafficPolicy>,
@@ -210,6 +212,7 @@ impl CallShared {
     ) -> Self {
         Self {
             max_message_size: AtomicU32::new(config.max_message_size),
+            max_senders: AtomicU32::new(0),
             hub,
             key,
             call_id,
@@ -239,8 +242,17 @@ impl CallShared {
         self.traffic.get().unwrap_or(&self.config.traffic)
     }
 
-    /// The join completed; `rules` are the server's traffic rules.
-    pub(crate) fn set_joined(&self, max_message_size: u32, rules: &crate::wire::TrafficRules) {
+    /// Most senders open at once (0: no limit).
+    pub(crate) fn max_senders(&self) -> u32 {
+        self.max_senders.load(Ordering::Relaxed)
+    }
+
+    /// The join completed with the server's `JoinAccepted`: its limits and
+    /// traffic rules.
+    pub(crate) fn set_joined(&self, accepted: &crate::wire::JoinAccepted) {
+        let (max_message_size, rules) = (accepted.max_message_size, &accepted.traffic);
+        self.max_senders
+            .store(accepted.max_senders, Ordering::Relaxed);
         if self.config.follow_server_traffic_rules {
             let _ = self.traffic.set(self.config.traffic.stricter(rules));
         }

@@ -226,6 +226,10 @@ impl HubConfig {
     }
 
     /// Server role: most open senders one member may have. Default 1,024.
+    /// Announced in `JoinAccepted`: a client's `create_sender` past it
+    /// fails (`TooManySenders`). The server itself refuses a sender only
+    /// past twice that (a close and an open of two senders may cross on
+    /// the way), with `SenderClosed` (`TOO_MANY_SENDERS`) and a strike.
     pub fn max_senders_per_member(mut self, max: usize) -> Self {
         self.max_senders_per_member = max;
         self

@@ -437,7 +437,7 @@ impl ParticipantCore {
                 self.idle_timeout = Duration::from_millis(u64::from(a.idle_timeout_ms));
                 self.keepalive_interval = self.keepalive_interval.min(self.idle_timeout / 4);
             }
-            self.shared.set_joined(a.max_message_size, &a.traffic);
+            self.shared.set_joined(&a);
         }
     }
 
@@ -789,6 +789,7 @@ mod tests {
                 max_message_size: 32768,
                 idle_timeout_ms: idle_ms,
                 traffic: crate::wire::TrafficRules::default(),
+                max_senders: 0,
             }
             .into(),
         );

@@ -21,7 +21,7 @@ use super::HubEvent;
 use super::HubStats;
 use super::egress::Lane;
 use crate::auth::JoinRejection;
-use crate::datachannel::{ChannelConfig, ParticipantId};
+use crate::datachannel::ParticipantId;
 use crate::proto::{AssocId, Delivery};
 use crate::sched::{TokenBucket, TrafficLimiter};
 use crate::wire::{
@@ -219,7 +219,8 @@ pub(super) struct Room {
 }
 
 /// A call's `JoinAccepted` for `member`: the server's limits and rules.
-pub(super) fn accepted_frame(channel: &ChannelConfig, member: MemberId) -> JoinAccepted {
+pub(super) fn accepted_frame(config: &HubConfig, member: MemberId) -> JoinAccepted {
+    let channel = &config.channel;
     JoinAccepted {
         version: PROTOCOL_VERSION,
         member,
@@ -227,6 +228,7 @@ pub(super) fn accepted_frame(channel: &ChannelConfig, member: MemberId) -> JoinA
         idle_timeout_ms: u32::try_from(channel.receiver_idle_timeout.as_millis())
             .unwrap_or(u32::MAX),
         traffic: channel.traffic.to_rules(),
+        max_senders: u32::try_from(config.max_senders_per_member).unwrap_or(u32::MAX),
     }
 }
 
@@ -324,7 +326,7 @@ impl Room {
         let member = MemberId(self.next_member);
         self.next_member += 1;
         let start = out.frames.len();
-        out.add_frame(accepted_frame(&config.channel, member).into());
+        out.add_frame(accepted_frame(config, member).into());
         for (m, x) in &self.members {
             out.add_frame(joined_frame(*m, &x.participant_id));
         }
@@ -602,9 +604,23 @@ impl Room {
         {
             return;
         }
+        // The client keeps to the limit announced in `JoinAccepted`; the
+        // server tolerates twice that, since one sender's close and
+        // another's open travel in different flows and may cross.
         let theirs = self.routes.keys().filter(|(m, _)| *m == from).count();
-        if !self.routes.contains_key(&(from, o.channel)) && theirs >= config.max_senders_per_member
+        if !self.routes.contains_key(&(from, o.channel))
+            && theirs >= config.max_senders_per_member.saturating_mul(2)
         {
+            // Past it: a protocol violation, and the sender is refused
+            // (closed on the client, so its sends fail instead of
+            // vanishing).
+            let refused = SenderClosed {
+                channel: o.channel,
+                session: o.session,
+                reason: CloseReason::TOO_MANY_SENDERS,
+                origin: None,
+            };
+            self.send_to(from, refused.into(), out);
             self.violation(now, call_id, from, "too many open senders".into(), out);
             return;
         }
@@ -616,11 +632,12 @@ impl Room {
             return;
         };
         let key = (o.channel, o.reliability, o.priority);
-        if member.rules.len() >= 2 * config.max_senders_per_member.max(1) {
+        let max_rules = 4 * config.max_senders_per_member.max(1);
+        if member.rules.len() >= max_rules {
             member.rules.retain(|_, l| !l.is_full(now));
         }
         let room_for_rules =
-            member.rules.contains_key(&key) || member.rules.len() < 2 * config.max_senders_per_member.max(1);
+            member.rules.contains_key(&key) || member.rules.len() < max_rules;
         if !room_for_rules || !member.opens.try_take(1, now) {
             // Refused: the sender is closed on the client, as one over the
             // rules, and it is a strike.

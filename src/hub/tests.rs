@@ -674,6 +674,7 @@ fn a_member_that_keeps_breaking_the_protocol_is_expelled() {
         max_message_size: 1,
         idle_timeout_ms: 1,
         traffic: crate::wire::TrafficRules::default(),
+        max_senders: 0,
     }
     .into();
     for _ in 0..5 {

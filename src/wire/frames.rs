@@ -131,6 +131,9 @@ impl CloseReason {
     /// Durable message (its buffer was full) and closed; the server stops
     /// sending it the session.
     pub const RECEIVER_OVERFLOW: Self = Self(6);
+    /// Server → sender: the member has as many senders open as the server
+    /// admits (`JoinAccepted.max_senders`); this one is refused.
+    pub const TOO_MANY_SENDERS: Self = Self(7);
 }
 
 /// An error or rejection code, on the wire in `JoinRejected`, `Leave` and
@@ -361,6 +364,8 @@ impl Codec for Join {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |  … Traffic rules (6 × 32, see TrafficRules)                   …
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |  … | Max senders (32, open senders a member may have)         …
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
@@ -375,6 +380,8 @@ pub struct JoinAccepted {
     pub idle_timeout_ms: u32,
     /// The traffic-limit rules the server polices.
     pub traffic: TrafficRules,
+    /// Most senders the member may have open at once (0: no limit).
+    pub max_senders: u32,
 }
 
 impl Codec for JoinAccepted {
@@ -393,6 +400,7 @@ impl Codec for JoinAccepted {
                 packet_bytes: get_u32(buf)?,
                 burst_ms: get_u32(buf)?,
             },
+            max_senders: get_u32(buf)?,
         })
     }
 
@@ -413,10 +421,11 @@ impl Codec for JoinAccepted {
         ] {
             buf.put_u32(v);
         }
+        buf.put_u32(self.max_senders);
     }
 
     fn encoded_len(&self) -> usize {
-        15 + 6 * 4
+        15 + 6 * 4 + 4
     }
 }
 
@@ -1200,6 +1209,7 @@ mod tests {
                     packet_bytes: 1200,
                     burst_ms: 1000,
                 },
+                max_senders: 1024,
             }
             .into(),
             JoinRejected {

@@ -302,17 +302,25 @@ fn a_receiver_that_declined_a_session_is_sent_no_more_of_it() {
 #[test]
 fn frames_a_participant_may_not_send_and_too_many_senders_are_violations() {
     let mut rig = Rig::new();
-    rig.config.max_senders_per_member = 2;
+    // Announced: 1; tolerated: twice that.
+    rig.config.max_senders_per_member = 1;
     let alice = rig.admit("alice", at(1));
     rig.take();
-    rig.frame(alice, accepted_frame(&ChannelConfig::default(), alice));
+    rig.frame(alice, accepted_frame(&HubConfig::client(), alice));
     assert_eq!(rig.take(), vec![Seen::Violation(at(1))]);
     rig.open(alice, 1, 1, Reliability::Lossy);
     rig.open(alice, 2, 2, Reliability::Lossy);
     rig.open(alice, 2, 3, Reliability::Lossy); // A replacement is no new sender.
     assert!(rig.take().is_empty());
     rig.open(alice, 3, 4, Reliability::Lossy);
-    assert_eq!(rig.take(), vec![Seen::Violation(at(1))]);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderClosed", alice, Delivery::Reliable),
+            Seen::Violation(at(1))
+        ],
+        "refused, and told so"
+    );
     // Oversize data is counted, never forwarded.
     rig.data(alice, 1, 1, Some(0), 40_000);
     assert!(rig.take().is_empty());
