@@ -329,3 +329,47 @@ fn create_sender_past_the_servers_limit_fails() {
         got == 3
     });
 }
+
+/// A receiver closes after the call's idle timeout without data or
+/// keep-alive; if its sender is still open, its next message announces a
+/// new receiver of the same session (sequence numbers going on) rather
+/// than being dropped (on main before this change, it was lost).
+#[test]
+fn a_message_after_an_idle_close_reaches_a_new_receiver() {
+    let idle = |c: &mut HubConfig| {
+        *c = c.clone().channel(
+            ChannelConfig::default()
+                .traffic(TrafficPolicy::unlimited())
+                .receiver_idle_timeout(Duration::from_secs(8)),
+        );
+    };
+    let mut w = World::with_server(
+        46,
+        LinkConfig::with_latency(Duration::from_millis(10)),
+        idle,
+    );
+    let (a, alice) = w.join("call", "alice");
+    let (_b, bob) = w.join("call", "bob");
+    w.settle_until(|_| alice.is_joined() && bob.participants().len() == 1);
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
+    sender.send("one").expect("send");
+    let first = receivers(&mut w, &bob, 1).remove(0);
+    w.settle_until(|_| !drain(&first).is_empty());
+    // Alice falls silent longer than the idle timeout (not long enough to
+    // lose her association): bob's receiver closes.
+    w.net.set_up(a, false);
+    w.settle_until(|_| first.is_closed());
+    w.net.set_up(a, true);
+    sender.send("two").expect("send");
+    let second = receivers(&mut w, &bob, 1).remove(0);
+    let mut got = Vec::new();
+    w.settle_until(|_| {
+        got.extend(drain(&second));
+        !got.is_empty()
+    });
+    assert_eq!(got, vec![(2, b"two".to_vec())]);
+    assert!(!sender.is_closed());
+}

@@ -96,6 +96,9 @@ impl Orphans {
 struct ReceiverEntry {
     shared: Arc<ReceiverShared>,
     last_activity: Instant,
+    /// As its `SenderOpened` said (to open it again after an idle close).
+    reliability: Reliability,
+    priority: Priority,
 }
 
 /// Counters of one participant.
@@ -167,6 +170,12 @@ pub(super) struct ParticipantCore {
     pub(super) stats: ParticipantStats,
     /// [`ParticipantCore::end`] ran: the call is over here too.
     ended: bool,
+    /// Sessions whose receiver closed for idleness while their sender may
+    /// still be open: a message of one announces a new receiver (same
+    /// session, sequence numbers going on) instead of being dropped.
+    /// Forgotten when the sender closes or leaves; at most
+    /// `max_receivers`.
+    idled: HashMap<(MemberId, u16), (u32, Reliability, Priority)>,
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
     accepted: Option<crate::wire::JoinAccepted>,
@@ -185,6 +194,7 @@ impl ParticipantCore {
         Self {
             accepted: None,
             ended: false,
+            idled: HashMap::new(),
             idle_timeout: shared.config.receiver_idle_timeout,
             keepalive_interval: shared.config.keepalive_interval,
             shared,
@@ -462,6 +472,7 @@ impl ParticipantCore {
             }
             Frame::ParticipantLeft(p) => {
                 lock(&self.shared.control).roster.remove(&p.member);
+                self.idled.retain(|(m, _), _| *m != p.member);
                 self.receivers.retain(|(m, _), r| {
                     if *m == p.member {
                         r.shared.close();
@@ -488,6 +499,13 @@ impl ParticipantCore {
                 origin: Some(origin),
                 ..
             }) => {
+                if self
+                    .idled
+                    .get(&(origin, channel))
+                    .is_some_and(|(s, ..)| *s == session)
+                {
+                    self.idled.remove(&(origin, channel));
+                }
                 if let Some(r) = self.receivers.get(&(origin, channel))
                     && r.shared.session == session
                 {
@@ -592,6 +610,22 @@ impl ParticipantCore {
             }
             // Sessions count up per sender: a newer one may not be open yet.
             Some(r) if r.shared.session > d.session => self.stats.stale += 1,
+            None if self
+                .idled
+                .get(&(origin, d.channel))
+                .is_some_and(|(session, ..)| *session == d.session) =>
+            {
+                // Its receiver closed for idleness, its sender is open:
+                // a new receiver, the session going on.
+                if let Some((session, reliability, priority)) =
+                    self.idled.remove(&(origin, d.channel))
+                {
+                    self.open_receiver(now, origin, d.channel, session, reliability, priority);
+                    if self.receivers.contains_key(&(origin, d.channel)) {
+                        self.deliver(now, d);
+                    }
+                }
+            }
             _ => {
                 if !self.orphans.hold(now, d) {
                     self.stats.stale += 1;
@@ -630,6 +664,7 @@ impl ParticipantCore {
         reliability: Reliability,
         priority: Priority,
     ) {
+        self.idled.remove(&(origin, channel));
         if let Some(old) = self.receivers.get(&(origin, channel)) {
             if old.shared.session == session {
                 return;
@@ -677,6 +712,8 @@ impl ParticipantCore {
             ReceiverEntry {
                 shared: shared.clone(),
                 last_activity: now,
+                reliability,
+                priority,
             },
         );
         self.shared.announce(DataChannelReceiver { shared });
@@ -689,10 +726,16 @@ impl ParticipantCore {
     pub(super) fn tick(&mut self, now: Instant, out: &mut Frames) {
         self.take_notices(out);
         let (idle_timeout, keepalive_interval) = (self.idle_timeout, self.keepalive_interval);
-        self.receivers.retain(|_, r| {
+        let max_idled = self.shared.config.max_receivers;
+        let idled = &mut self.idled;
+        self.receivers.retain(|key, r| {
             let alive = now < r.last_activity + idle_timeout;
             if !alive {
                 r.shared.close();
+                if idled.len() < max_idled {
+                    let kind = (r.shared.session, r.reliability, r.priority);
+                    idled.insert(*key, kind);
+                }
             }
             alive
         });
@@ -743,6 +786,7 @@ impl ParticipantCore {
     /// The call is over: everything closes.
     pub(super) fn end(&mut self, reason: &str) {
         self.ended = true;
+        self.idled.clear();
         self.shared.set_ended(reason);
         self.notices.clear();
         for (_, r) in self.receivers.drain() {
@@ -979,5 +1023,44 @@ mod tests {
             &notices[..],
             [(_, Frame::SenderClosed(c))] if c.session == 2 && c.reason == CloseReason::RECEIVER_OVERFLOW
         ));
+    }
+
+    /// A message for a receiver that closed for idleness, from a sender
+    /// still open, announces a new receiver of the same session, sequence
+    /// numbers going on (on main before this change, it was dropped
+    /// silently).
+    #[test]
+    fn a_message_after_an_idle_close_opens_a_new_receiver() {
+        let now = crate::sim::start_instant();
+        let mut core = joined_with(ChannelConfig::default(), now, 8_000);
+        core.handle_frame(now, opened(1, Reliability::Durable));
+        core.handle_frame(now, data(1, 1, 3));
+        let first = core.shared.new_receivers.pop().expect("announced");
+        let mut out = Frames::new();
+        let later = now + std::time::Duration::from_secs(9);
+        core.tick(later, &mut out);
+        assert!(first.is_closed(), "idle");
+        core.handle_frame(later, data(1, 2, 4));
+        let again = core.shared.new_receivers.pop().expect("announced again");
+        assert_eq!(again.sender_id().as_str(), "bob");
+        assert_eq!(
+            again.read_message().map(|m| (m.sequence_number, m.data.len())),
+            Some((2, 4))
+        );
+        // Once its sender closed, nothing reopens it.
+        core.tick(later + std::time::Duration::from_secs(9), &mut out);
+        assert!(again.is_closed());
+        core.handle_frame(
+            later,
+            SenderClosed {
+                channel: 5,
+                session: 1,
+                reason: CloseReason::CLOSED,
+                origin: Some(MemberId(1)),
+            }
+            .into(),
+        );
+        core.handle_frame(later, data(1, 3, 4));
+        assert!(core.shared.new_receivers.pop().is_none());
     }
 }
