@@ -58,6 +58,9 @@ struct Flow {
     /// Gets its quantum when it next reaches the front.
     fresh: bool,
     state: State,
+    /// Which insertion of its key this is: list entries of an earlier one
+    /// are stale (removal leaves them behind, and they are skipped).
+    generation: u64,
 }
 
 /// Egress scheduler of one association (sans-IO).
@@ -83,8 +86,14 @@ struct Flow {
 #[derive(Debug)]
 pub struct Scheduler<K> {
     flows: HashMap<K, Flow>,
-    /// Round-robin lists: `[High, Normal]`.
-    active: [VecDeque<K>; 2],
+    /// Round-robin lists: `[High, Normal]`, of (flow, generation). A flow
+    /// removed leaves its entry behind (removal is O(1), so dropping many
+    /// senders at once costs no quadratic time); entries whose flow is
+    /// gone or of another generation are skipped when they come up.
+    active: [VecDeque<(K, u64)>; 2],
+    /// How many entries of each list are stale.
+    stale: [usize; 2],
+    next_generation: u64,
     parked: BinaryHeap<Reverse<(Instant, u64, K)>>,
     parked_seq: u64,
     quantum: i64,
@@ -109,6 +118,8 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
         Self {
             flows: HashMap::new(),
             active: [VecDeque::new(), VecDeque::new()],
+            stale: [0, 0],
+            next_generation: 0,
             parked: BinaryHeap::new(),
             parked_seq: 0,
             quantum: DEFAULT_QUANTUM as i64,
@@ -130,6 +141,8 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
         let bucket = spec
             .shaping
             .map(|(rate, depth)| TokenBucket::new(rate, depth.max(1), now));
+        self.next_generation += 1;
+        // A replaced flow's list entries are of another generation now.
         let old = self.flows.insert(
             k,
             Flow {
@@ -138,29 +151,35 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
                 deficit: 0,
                 fresh: true,
                 state: State::Idle,
+                generation: self.next_generation,
             },
         );
-        if old.is_some() {
-            self.unlist(k);
+        if let Some(old) = old {
+            self.unlist(k, &old);
         }
     }
 
-    /// Removes flow `k`.
+    /// Removes flow `k`. Its list and parked entries stay behind and are
+    /// skipped when they come up.
     pub fn remove(&mut self, k: K) {
-        if self.flows.remove(&k).is_some() {
-            self.unlist(k);
+        if let Some(old) = self.flows.remove(&k) {
+            self.unlist(k, &old);
         }
     }
 
-    fn unlist(&mut self, k: K) {
-        for list in &mut self.active {
-            // A flow removed right after it sent is at the front.
-            if list.front() == Some(&k) {
-                list.pop_front();
-            }
-            list.retain(|x| *x != k);
+    /// Flow `k` (as `old`) is gone: its list entry, if it has one, is
+    /// dropped when at the front (a flow removed right after it sent) and
+    /// counted stale otherwise.
+    fn unlist(&mut self, k: K, old: &Flow) {
+        if old.state != State::Active {
+            return; // Idle or parked: in no list.
         }
-        // Parked entries of a removed flow are skipped when they come up.
+        let c = class(old.spec.priority);
+        if self.active[c].front() == Some(&(k, old.generation)) {
+            self.active[c].pop_front();
+        } else {
+            self.stale[c] += 1;
+        }
     }
 
     /// Flow `k` has work queued (idempotent; an unknown flow is ignored).
@@ -170,7 +189,7 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
         {
             f.state = State::Active;
             f.fresh = true;
-            self.active[class(f.spec.priority)].push_back(k);
+            self.active[class(f.spec.priority)].push_back((k, f.generation));
         }
     }
 
@@ -181,7 +200,9 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
 
     /// Whether some flow is active or parked.
     pub fn has_work(&self) -> bool {
-        !self.active[0].is_empty() || !self.active[1].is_empty() || !self.parked.is_empty()
+        self.active[0].len() > self.stale[0]
+            || self.active[1].len() > self.stale[1]
+            || !self.parked.is_empty()
     }
 
     fn unpark(&mut self, now: Instant) {
@@ -195,7 +216,7 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
             {
                 f.state = State::Active;
                 f.fresh = true;
-                self.active[class(f.spec.priority)].push_back(k);
+                self.active[class(f.spec.priority)].push_back((k, f.generation));
             }
         }
     }
@@ -225,9 +246,15 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
             // Each flow visit either returns, removes the flow from the list,
             // or moves it to the back with a fresh quantum; a flow whose
             // deficit needs several quanta comes round several times.
-            while let Some(&k) = self.active[c].front() {
-                let Some(f) = self.flows.get_mut(&k) else {
+            while let Some(&(k, generation)) = self.active[c].front() {
+                let Some(f) = self
+                    .flows
+                    .get_mut(&k)
+                    .filter(|f| f.generation == generation)
+                else {
+                    // Stale: the flow was removed (or replaced).
                     self.active[c].pop_front();
+                    self.stale[c] = self.stale[c].saturating_sub(1);
                     continue;
                 };
                 let Some(h) = head(k) else {
@@ -432,5 +459,43 @@ mod tests {
         assert_eq!(s.next(at, head), Some(Pick::Send(1)));
         s.set_transit(Duration::from_millis(40));
         assert_eq!(s.next(at, head), Some(Pick::Drop(1)));
+    }
+
+    /// Removing a flow is O(1) (its list entry goes stale and is skipped):
+    /// the others keep their turns, a flow re-inserted under the same key
+    /// is served once per round, and `has_work` counts live entries only.
+    #[test]
+    fn removed_flows_are_skipped_and_a_reinserted_one_served_once() {
+        let now = crate::sim::start_instant();
+        let mut s = Scheduler::new(Duration::from_millis(100));
+        let mut q: HashMap<u32, VecDeque<usize>> = HashMap::new();
+        for k in 1..=1000u32 {
+            s.insert(k, spec(Priority::Normal), now);
+            q.insert(k, VecDeque::from(vec![1200]));
+            s.wake(k);
+        }
+        // Remove every flow but 1 and 1000, from the middle of the list.
+        for k in 2..1000u32 {
+            s.remove(k);
+            q.remove(&k);
+        }
+        assert!(s.has_work());
+        // Flow 500 comes back with two messages.
+        s.insert(500, spec(Priority::Normal), now);
+        q.insert(500, VecDeque::from(vec![1200, 1200]));
+        s.wake(500);
+        assert_eq!(drain(&mut s, &mut q, now), vec![1, 1000, 500, 500]);
+        assert!(!s.has_work(), "stale entries are no work");
+        // Removing the only live flows leaves nothing to do.
+        s.insert(7, spec(Priority::High), now);
+        q.insert(7, VecDeque::from(vec![100]));
+        s.wake(7);
+        s.insert(8, spec(Priority::High), now);
+        q.insert(8, VecDeque::from(vec![100]));
+        s.wake(8);
+        s.remove(8);
+        s.remove(7);
+        assert!(!s.has_work());
+        assert!(drain(&mut s, &mut q, now).is_empty());
     }
 }
