@@ -373,3 +373,34 @@ fn a_message_after_an_idle_close_reaches_a_new_receiver() {
     assert_eq!(got, vec![(2, b"two".to_vec())]);
     assert!(!sender.is_closed());
 }
+
+/// A client enforces the member rule across its senders: past it, `send`
+/// fails with `MessageFailureForTrafficLimit` rather than being policed
+/// by the server.
+#[test]
+fn a_clients_senders_together_keep_to_the_member_rule() {
+    let mut w = World::new(47, LinkConfig::with_latency(Duration::from_millis(10)));
+    let rule = |c: &mut HubConfig| {
+        *c = c.clone().channel(
+            ChannelConfig::default()
+                .traffic(TrafficPolicy::unlimited().member_messages_per_second(10)),
+        );
+    };
+    let (_a, alice) = w.join_with("call", "alice", rule);
+    let (_b, _bob) = w.join_with("call", "bob", rule);
+    w.settle_until(|_| alice.is_joined() && alice.participants().len() == 1);
+    let senders: Vec<_> = (1..=5)
+        .map(|ch| {
+            alice
+                .data_channel()
+                .create_sender(durable(ch))
+                .expect("sender")
+        })
+        .collect();
+    let results: Vec<_> = (0..11).map(|i| senders[i % 5].send("x")).collect();
+    assert!(results[..10].iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        results[10],
+        Err(DataChannelError::MessageFailureForTrafficLimit)
+    );
+}

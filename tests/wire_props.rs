@@ -99,7 +99,7 @@ fn join_accepted() -> impl Strategy<Value = JoinAccepted> {
         member(),
         any::<u32>(),
         any::<u32>(),
-        any::<[u32; 6]>(),
+        any::<[u32; 8]>(),
         any::<u32>(),
     )
         .prop_map(
@@ -115,6 +115,8 @@ fn join_accepted() -> impl Strategy<Value = JoinAccepted> {
                     broadcast_packets_per_second: t[3],
                     packet_bytes: t[4],
                     burst_ms: t[5],
+                    member_kbps: t[6],
+                    member_messages_per_second: t[7],
                 },
                 max_senders,
             },

@@ -462,9 +462,17 @@ impl DataChannelSender {
             };
         }
         let now = s.call.hub.now();
-        let admitted = s
-            .limiter
-            .try_admit(data.len(), s.broadcast.load(Ordering::Relaxed), now);
+        let broadcast = s.broadcast.load(Ordering::Relaxed);
+        // The sender's rules, then the member's (all its senders together).
+        let admitted = s.limiter.try_admit(data.len(), broadcast, now)
+            && (s
+                .call
+                .member_limiter()
+                .is_none_or(|m| m.try_admit(data.len(), true, now))
+                || {
+                    s.limiter.refund(data.len(), broadcast);
+                    false
+                });
         if !admitted {
             s.release(cost);
             return Err(DataChannelError::MessageFailureForTrafficLimit);
@@ -623,7 +631,12 @@ impl DataChannelSender {
             }
             let now = s.call.hub.now();
             let broadcast = s.broadcast.load(Ordering::Relaxed);
-            match s.limiter.time_until(len, broadcast, now) {
+            let member = match s.call.member_limiter() {
+                Some(m) => m.time_until(len, true, now),
+                None => Some(std::time::Duration::ZERO),
+            };
+            let wait = s.limiter.time_until(len, broadcast, now).zip(member);
+            match wait.map(|(a, b)| a.max(b)) {
                 Some(wait) if wait.is_zero() => Poll::Ready(Ok(())),
                 Some(wait) => {
                     // The engine wakes the waiters when the tokens are in.

@@ -139,6 +139,8 @@ pub(crate) struct CallShared {
     /// The traffic rules senders of this call follow, once joined: the
     /// config's, tightened by the server's (see `ChannelConfig::traffic`).
     traffic: OnceLock<crate::sched::TrafficPolicy>,
+    /// The member rules: every sender of this call together, once joined.
+    member_limiter: OnceLock<crate::sched::TrafficLimiter>,
     pub(crate) control: Mutex<Control>,
     pub(crate) new_receivers: SegQueue<super::DataChannelReceiver>,
     pub(crate) receiver_waker: AtomicWaker,
@@ -220,6 +222,7 @@ impl CallShared {
             config,
             state: AtomicU8::new(STATE_CONNECTING),
             traffic: OnceLock::new(),
+            member_limiter: OnceLock::new(),
             control: Mutex::default(),
             new_receivers: SegQueue::new(),
             receiver_waker: AtomicWaker::new(),
@@ -242,6 +245,11 @@ impl CallShared {
         self.traffic.get().unwrap_or(&self.config.traffic)
     }
 
+    /// The member rules (every sender of the call together), once joined.
+    pub(crate) fn member_limiter(&self) -> Option<&crate::sched::TrafficLimiter> {
+        self.member_limiter.get()
+    }
+
     /// Most senders open at once (0: no limit).
     pub(crate) fn max_senders(&self) -> u32 {
         self.max_senders.load(Ordering::Relaxed)
@@ -260,6 +268,10 @@ impl CallShared {
             max_message_size.min(self.config.max_message_size),
             Ordering::Relaxed,
         );
+        let limiter = self
+            .traffic()
+            .member_limiter(self.max_message_size(), 1, self.hub.now());
+        let _ = self.member_limiter.set(limiter);
         self.state.store(STATE_JOINED, Ordering::Release);
         self.state_wakers.wake_all();
     }

@@ -155,6 +155,9 @@ struct Member {
     /// across sessions (a new session brings no fresh allowance); one
     /// whose buckets are full is as good as new and may be forgotten.
     rules: HashMap<RuleKey, TrafficLimiter>,
+    /// The member rules: all its senders together (see
+    /// [`crate::TrafficPolicy::member_kbps`]).
+    aggregate: TrafficLimiter,
 }
 
 /// Which rule state a sender uses: its member's, for its channel and kind.
@@ -356,6 +359,11 @@ impl Room {
                 strikes: TokenBucket::new(rate, burst, now),
                 opens: TokenBucket::new(opens, opens_burst, now),
                 rules: HashMap::new(),
+                aggregate: config.channel.traffic.member_limiter(
+                    config.channel.max_message_size,
+                    config.channel.traffic.server_slack,
+                    now,
+                ),
             },
         );
         out.events.push(HubEvent::ParticipantJoined {
@@ -700,12 +708,17 @@ impl Room {
         }
         // Policing: a client that skips its own limiter loses the excess, and
         // one that keeps at it is expelled.
+        let (len, broadcast) = (d.payload.len(), route.targets.is_empty());
         let admitted = self.members.get_mut(&from).is_none_or(|m| {
-            rules_of(m, route.rule_key(d.channel), config, now).try_admit(
-                d.payload.len(),
-                route.targets.is_empty(),
-                now,
-            )
+            let rules = rules_of(m, route.rule_key(d.channel), config, now);
+            if !rules.try_admit(len, broadcast, now) {
+                return false;
+            }
+            // And the member's senders together.
+            m.aggregate.try_admit(len, true, now) || {
+                rules_of(m, route.rule_key(d.channel), config, now).refund(len, broadcast);
+                false
+            }
         });
         if !admitted {
             let first = !std::mem::replace(&mut route.policed, true);

@@ -53,7 +53,17 @@ pub struct TrafficPolicy {
     /// Server policing's depth multiplier; see
     /// [`TrafficPolicy::server_slack()`].
     pub server_slack: u32,
+    /// The rule for one member's senders together, in kbps; see
+    /// [`TrafficPolicy::member_kbps()`].
+    pub member_kbps: Option<u32>,
+    /// The rule for one member's messages together, a second; see
+    /// [`TrafficPolicy::member_messages_per_second()`].
+    pub member_messages_per_second: Option<u32>,
 }
+
+/// The least a message costs the byte rules, whatever its payload: about
+/// its frame's overhead on the wire (an empty message is not free).
+pub(crate) const MIN_MESSAGE_COST: usize = 16;
 
 impl Default for TrafficPolicy {
     fn default() -> Self {
@@ -65,6 +75,8 @@ impl Default for TrafficPolicy {
             packet_bytes: 1200,
             burst: Duration::from_secs(1),
             server_slack: 2,
+            member_kbps: Some(2048),
+            member_messages_per_second: Some(2000),
         }
     }
 }
@@ -77,8 +89,27 @@ impl TrafficPolicy {
             lossy_kbps: None,
             high_lossy_kbps: None,
             broadcast_packets_per_second: None,
+            member_kbps: None,
+            member_messages_per_second: None,
             ..Self::default()
         }
+    }
+
+    /// The rule for all of one member's senders together, in kbps; `None`:
+    /// no rule. The per-sender rules alone would let a member with many
+    /// senders send without bound. Default 2,048 kbps (four Lossy
+    /// senders' worth).
+    pub fn member_kbps(mut self, kbps: impl Into<Option<u32>>) -> Self {
+        self.member_kbps = kbps.into();
+        self
+    }
+
+    /// The rule for all of one member's messages together, a second
+    /// (tiny messages cost the server per message, whatever their bytes);
+    /// `None`: no rule. Default 2,000 a second.
+    pub fn member_messages_per_second(mut self, messages: impl Into<Option<u32>>) -> Self {
+        self.member_messages_per_second = messages.into();
+        self
     }
 
     /// The rule for Durable senders (either priority), in kbps; `None`:
@@ -140,6 +171,8 @@ impl TrafficPolicy {
             broadcast_packets_per_second: self.broadcast_packets_per_second.unwrap_or(0),
             packet_bytes: self.packet_bytes,
             burst_ms: u32::try_from(self.burst.as_millis()).unwrap_or(u32::MAX),
+            member_kbps: self.member_kbps.unwrap_or(0),
+            member_messages_per_second: self.member_messages_per_second.unwrap_or(0),
         }
     }
 
@@ -172,6 +205,36 @@ impl TrafficPolicy {
             },
             burst,
             server_slack: self.server_slack,
+            member_kbps: tighter(self.member_kbps, rules.member_kbps),
+            member_messages_per_second: tighter(
+                self.member_messages_per_second,
+                rules.member_messages_per_second,
+            ),
+        }
+    }
+
+    /// A limiter for one member's senders together (the member rules),
+    /// full at `now`, its depth `slack` times a burst's worth (at least
+    /// one max-size message). Checked with `broadcast` set: its packet
+    /// rule counts messages.
+    pub(crate) fn member_limiter(&self, max_message_size: u32, slack: u32, now: Instant) -> TrafficLimiter {
+        let slack = u64::from(slack.max(1));
+        let burst = self.burst.as_secs_f64();
+        let bytes = self.member_kbps.map(|kbps| {
+            let rate = u64::from(kbps) * 125;
+            let depth = ((rate as f64 * burst) as u64).max(u64::from(max_message_size));
+            AtomicTokenBucket::new(rate, depth * slack, now)
+        });
+        let packets = self.member_messages_per_second.map(|n| {
+            let rate = u64::from(n);
+            let depth = ((rate as f64 * burst) as u64).max(1);
+            AtomicTokenBucket::new(rate, depth * slack, now)
+        });
+        TrafficLimiter {
+            bytes,
+            packets,
+            // Every message is one "packet": the rule counts messages.
+            packet_bytes: u32::MAX,
         }
     }
 
@@ -242,7 +305,7 @@ impl TrafficLimiter {
     /// (a concurrent send on the same sender may see those tokens taken for
     /// that instant).
     pub fn try_admit(&self, len: usize, broadcast: bool, now: Instant) -> bool {
-        let len = len as u64;
+        let len = len.max(MIN_MESSAGE_COST) as u64;
         if let Some(b) = &self.bytes
             && !b.try_take(len, now)
         {
@@ -260,6 +323,18 @@ impl TrafficLimiter {
         true
     }
 
+    /// Gives back what [`TrafficLimiter::try_admit`] took for a message
+    /// of `len` bytes (another rule refused it after all).
+    pub fn refund(&self, len: usize, broadcast: bool) {
+        let len = len.max(MIN_MESSAGE_COST) as u64;
+        if let Some(b) = &self.bytes {
+            b.refund(len);
+        }
+        if broadcast && let Some(p) = &self.packets {
+            p.refund(len.div_ceil(u64::from(self.packet_bytes.max(1))).max(1));
+        }
+    }
+
     /// How long from `now` until a message of `len` bytes would be
     /// admitted (zero: now); `None` if never (larger than a rule's bucket).
     pub fn time_until(
@@ -268,7 +343,7 @@ impl TrafficLimiter {
         broadcast: bool,
         now: Instant,
     ) -> Option<std::time::Duration> {
-        let len = len as u64;
+        let len = len.max(MIN_MESSAGE_COST) as u64;
         let mut wait = std::time::Duration::ZERO;
         if let Some(b) = &self.bytes {
             wait = wait.max(b.time_until(len, now)?);
@@ -330,7 +405,9 @@ mod tests {
             .broadcast_packets_per_second(4)
             .packet_bytes(5)
             .burst(Duration::from_millis(6))
-            .server_slack(7);
+            .server_slack(7)
+            .member_kbps(8)
+            .member_messages_per_second(9);
         let expected = TrafficPolicy {
             durable_kbps: Some(1),
             lossy_kbps: None,
@@ -339,13 +416,17 @@ mod tests {
             packet_bytes: 5,
             burst: Duration::from_millis(6),
             server_slack: 7,
+            member_kbps: Some(8),
+            member_messages_per_second: Some(9),
         };
         assert_eq!(p, expected);
         let none = TrafficPolicy::default()
             .durable_kbps(None)
             .lossy_kbps(None)
             .high_lossy_kbps(None)
-            .broadcast_packets_per_second(None);
+            .broadcast_packets_per_second(None)
+            .member_kbps(None)
+            .member_messages_per_second(None);
         assert_eq!(none, TrafficPolicy::unlimited());
     }
 
@@ -382,6 +463,8 @@ mod tests {
             broadcast_packets_per_second: 0,
             packet_bytes: 1000,
             burst_ms: 2000,
+            member_kbps: 0,
+            member_messages_per_second: 100,
         };
         let p = own.stricter(&server);
         assert_eq!(p.durable_kbps, Some(32), "the server's lower rate");
@@ -390,6 +473,8 @@ mod tests {
         assert_eq!(p.broadcast_packets_per_second, Some(80), "0 is no rule");
         assert_eq!(p.packet_bytes, 1000);
         assert_eq!(p.burst, Duration::from_secs(1));
+        assert_eq!(p.member_kbps, Some(2048), "0 is no rule");
+        assert_eq!(p.member_messages_per_second, Some(100));
         // Announcing a policy and adopting it changes nothing.
         let d = TrafficPolicy::default();
         assert_eq!(TrafficPolicy::unlimited().stricter(&d.to_rules()), d);

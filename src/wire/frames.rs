@@ -362,7 +362,7 @@ impl Codec for Join {
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |  … Receiver idle timeout (32, ms)             | Traffic rules…|
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |  … Traffic rules (6 × 32, see TrafficRules)                   …
+/// |  … Traffic rules (8 × 32, see TrafficRules)                   …
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |  … | Max senders (32, open senders a member may have)         …
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -399,6 +399,8 @@ impl Codec for JoinAccepted {
                 broadcast_packets_per_second: get_u32(buf)?,
                 packet_bytes: get_u32(buf)?,
                 burst_ms: get_u32(buf)?,
+                member_kbps: get_u32(buf)?,
+                member_messages_per_second: get_u32(buf)?,
             },
             max_senders: get_u32(buf)?,
         })
@@ -418,6 +420,8 @@ impl Codec for JoinAccepted {
             t.broadcast_packets_per_second,
             t.packet_bytes,
             t.burst_ms,
+            t.member_kbps,
+            t.member_messages_per_second,
         ] {
             buf.put_u32(v);
         }
@@ -425,12 +429,12 @@ impl Codec for JoinAccepted {
     }
 
     fn encoded_len(&self) -> usize {
-        15 + 6 * 4 + 4
+        15 + 8 * 4 + 4
     }
 }
 
 /// The traffic-limit rules a server polices, as [`JoinAccepted`] carries
-/// them: six 32-bit fields in this order. A rate of 0 means no such rule.
+/// them: eight 32-bit fields in this order. A rate of 0 means no such rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
 pub struct TrafficRules {
@@ -446,6 +450,10 @@ pub struct TrafficRules {
     pub packet_bytes: u32,
     /// How much of a second's allowance may go at once, in milliseconds.
     pub burst_ms: u32,
+    /// One member's senders together, kbps (0: no rule).
+    pub member_kbps: u32,
+    /// One member's messages together, a second (0: no rule).
+    pub member_messages_per_second: u32,
 }
 
 /// Implements [`Codec`] for a frame whose body is `code (16) | reason`.
@@ -1208,6 +1216,8 @@ mod tests {
                     broadcast_packets_per_second: 80,
                     packet_bytes: 1200,
                     burst_ms: 1000,
+                    member_kbps: 2048,
+                    member_messages_per_second: 2000,
                 },
                 max_senders: 1024,
             }

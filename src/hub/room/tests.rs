@@ -536,3 +536,70 @@ fn a_keep_alive_flood_fans_out_one_per_interval() {
         vec![Seen::Send("KeepAlive", bob, Delivery::Lossy)]
     );
 }
+
+/// Empty messages cost at least their overhead, and a member's messages
+/// together have a rule of their own: a flood of empty Durable frames is
+/// policed, its session closed, the rest dropped as stale (on main before
+/// this change, all 50,000 went through).
+#[test]
+fn a_flood_of_empty_messages_is_policed() {
+    // Broadcasts have their packet rule (80 a second); these cases are
+    // about the bytes rule's minimum and the member rule.
+    for (members_rule, expected) in [(None, 4_096), (Some(2000), 4_000)] {
+        let mut rig = Rig::new();
+        rig.config.channel.traffic = TrafficPolicy::default()
+            .broadcast_packets_per_second(None)
+            .member_messages_per_second(members_rule);
+        let mallory = rig.admit("mallory", at(1));
+        let bob = rig.admit("bob", at(2));
+        rig.open(mallory, 5, 1, Reliability::Durable);
+        let mut seen = Vec::new();
+        for _ in 0..50_000 {
+            rig.data(mallory, 5, 1, None, 0);
+            seen.extend(rig.take());
+        }
+        let forwarded = seen
+            .iter()
+            .filter(|s| matches!(s, Seen::Send("Data", m, _) if *m == bob))
+            .count();
+        // 64 kbps Durable: 64 KiB deep at the server, 16 bytes a message
+        // at least; or 2,000 messages a second, twice that deep.
+        assert_eq!(forwarded, expected);
+        assert!(seen.contains(&Seen::Send("SenderClosed", mallory, Delivery::Reliable)));
+        assert_eq!(rig.out.stats.policed, 1);
+        assert_eq!(rig.out.stats.messages_stale, 50_000 - expected as u64 - 1);
+    }
+}
+
+/// The per-sender rules alone would let a member with many senders send
+/// without bound: the member rule caps them together (on main before this
+/// change, every sender had its own allowance and nothing more).
+#[test]
+fn a_members_senders_together_are_capped() {
+    let mut rig = Rig::new();
+    rig.config.policing_tolerance = (1000, 100_000);
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let list = ParticipantList::try_from(vec![ShortStr::truncated("bob")]).expect("list");
+    let mut forwarded = 0;
+    for channel in 1..=100 {
+        rig.open(alice, channel, u32::from(channel), Reliability::Lossy);
+        rig.frame(
+            alice,
+            SetParticipants {
+                channel,
+                epoch: 1,
+                participants: list.clone(),
+            },
+        );
+        rig.data(alice, channel, u32::from(channel), Some(1), 8 * 1024);
+        forwarded += rig
+            .take()
+            .iter()
+            .filter(|s| matches!(s, Seen::Send("Data", m, _) if *m == bob))
+            .count();
+    }
+    // 2,048 kbps: 256,000 bytes a second, twice that deep at the server.
+    assert_eq!(forwarded, 512_000 / (8 * 1024));
+    assert!(rig.out.stats.policed >= 30);
+}
