@@ -652,6 +652,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         backend: backend_ran,
         window_s,
         size: shape.size,
+        offered_per_s: (shape.rate > 0.0).then_some(shape.rate * plans.len() as f64),
         classes: histograms
             .into_iter()
             .enumerate()
@@ -865,13 +866,13 @@ fn write(
             Some(d) => {
                 let now = Instant::now();
                 for ((plan, s), at) in senders.iter().zip(&mut next) {
+                    if now.saturating_duration_since(*at) > Duration::from_millis(100) {
+                        // Far behind (a stalled thread): no catch-up burst.
+                        *at = now;
+                    }
                     while *at <= now {
                         send(plan, s, &mut counts, &mut errors);
                         *at += d;
-                    }
-                    if now.saturating_duration_since(*at) > Duration::from_millis(100) {
-                        // Far behind (a stalled thread): no catch-up burst.
-                        *at = now + d;
                     }
                 }
                 let wake = next.iter().min().copied().unwrap_or(now + d);

@@ -49,6 +49,9 @@ pub(crate) struct Report {
     /// Seconds of the measured window (after the warm-up).
     pub(crate) window_s: f64,
     pub(crate) size: usize,
+    /// Messages a second the senders were asked for (rate × senders), or
+    /// `None` for open loop.
+    pub(crate) offered_per_s: Option<f64>,
     /// Per class, in [`CLASSES`] order.
     pub(crate) classes: Vec<ClassReport>,
     /// Lossy messages the senders' full queues dropped.
@@ -158,6 +161,7 @@ impl Report {
             "scenario": self.scenario,
             "backend": self.backend,
             "window_s": (self.window_s * 1000.0).round() / 1000.0,
+            "offered_messages_per_s": self.offered_per_s,
             "sent_messages": self.sent(),
             "delivered_messages": delivered,
             "delivered_bytes": delivered * self.size as u64,
@@ -349,6 +353,7 @@ mod tests {
             backend: "IoUring".into(),
             window_s: 2.0,
             size: 100,
+            offered_per_s: None,
             classes: vec![
                 ClassReport {
                     sent: 1000,
