@@ -363,6 +363,7 @@ fn draw_latency<DB: DrawingBackend>(
             ("sans-serif", 22),
         )
         .margin(10)
+        .margin_right(30)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..5.0, (1.0..ymax).log_scale())
@@ -371,13 +372,17 @@ fn draw_latency<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("µs")
-        .x_label_formatter(&|x: &f64| match x.round() as i32 {
-            0 => "0".into(),
-            1 => "90".into(),
-            2 => "99".into(),
-            3 => "99.9".into(),
-            4 => "99.99".into(),
-            _ => "99.999".into(),
+        .x_label_formatter(&|x: &f64| {
+            match (x * 10.0).round() as i32 {
+                0 => "0",
+                10 => "90",
+                20 => "99",
+                30 => "99.9",
+                40 => "99.99",
+                50 => "99.999",
+                _ => "",
+            }
+            .to_string()
         })
         .x_labels(6)
         .draw()
@@ -440,6 +445,7 @@ fn draw_sweep<DB: DrawingBackend>(
             ("sans-serif", 22),
         )
         .margin(10)
+        .margin_right(30)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .right_y_label_area_size(70)
