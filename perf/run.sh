@@ -11,7 +11,9 @@
 # What runs: dcengine load (p2p: one process; relay and fan-out: against a
 # `dcengine serve` process started here, its CPU and peak RSS read from
 # /proc), usrsctp_peer (perf/peers/usrsctp_peer.c, built here against
-# Debian's libusrsctp-dev, installed with apt-get if missing) and raw_udp
+# Debian's libusrsctp-dev, installed with apt-get if missing), the
+# straightforward design (perf/peers/straightforward: sctp-proto, one
+# blocking UDP socket and one thread per side, 64 KiB in flight) and raw_udp
 # (perf/peers/raw_udp.c: sendmmsg/recvmmsg and GSO blasts, a 1 -> N
 # forwarder). Everything on 127.0.0.1.
 set -euo pipefail
@@ -47,6 +49,8 @@ fi
 cc -O2 -Wall -o "$PEERS/usrsctp_peer" perf/peers/usrsctp_peer.c -lusrsctp -lpthread
 cc -O2 -Wall -o "$PEERS/raw_udp" perf/peers/raw_udp.c
 (cd perf/report && CARGO_TARGET_DIR=$TARGET/perf-report cargo build --release --locked >&2)
+(cd perf/peers/straightforward && CARGO_TARGET_DIR=$TARGET/perf-straightforward cargo build --release --locked >&2)
+STRAIGHT=$TARGET/perf-straightforward/release/straightforward
 REPORT=$TARGET/perf-report/release/perf-report
 
 mkdir -p "$OUT"
@@ -146,6 +150,8 @@ for sc in "${scenarios[@]}"; do
         size=${sc#p2p-}; size=${size%B}
         j=$(ours_p2p --sending-participants 1 --size "$size"); show ours "$j"; record "$sc" ours "$r" ab "$j"
         j=$(usrsctp "$size"); show usrsctp "$j"; record "$sc" usrsctp "$r" ab "$j"
+        j=$(timeout $((DURATION + 20)) "$STRAIGHT" "$size" "$DURATION" 65536 || true)
+        show straightforward "$j"; record "$sc" straightforward "$r" ab "$j"
         j=$(raw_blast send "$size"); show raw-mmsg "$j"; record "$sc" raw-mmsg "$r" ab "$j"
         ;;
       relay-100B)

@@ -72,12 +72,15 @@ fn target(
     match scenario {
         "p2p-100B" => {
             let u = ratio("usrsctp");
+            let s = ratio("straightforward");
             Some(format!(
-                "P1: ≥ 1,000,000 msg/s ({}: {}), ≥ 4× usrsctp ({}: {})",
+                "P1: ≥ 1,000,000 msg/s ({}: {}), ≥ 4× usrsctp ({}: {}), ≥ 6× straightforward ({}: {})",
                 si(ours),
                 mark(ours >= 1e6),
                 u.map_or("-".into(), |r| format!("{r:.2}×")),
                 mark(u.is_some_and(|r| r >= 4.0)),
+                s.map_or("-".into(), |r| format!("{r:.2}×")),
+                mark(s.is_some_and(|r| r >= 6.0)),
             ))
         }
         "p2p-1200B" => {
