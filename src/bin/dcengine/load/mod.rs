@@ -22,7 +22,7 @@ use crossbeam_queue::SegQueue;
 use dcengine::{
     Backend, Call, CallState, ChannelConfig, DataChannelError, DataChannelReceiver,
     DataChannelReliability, DataChannelSender, DataChannelSenderOptions, Engine, HmacVerifier,
-    HubConfig, ParticipantId, TrafficPolicy, WallClock, mint_token,
+    HubConfig, NodeConfig, ParticipantId, TrafficPolicy, WallClock, mint_token,
 };
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -120,6 +120,11 @@ pub(crate) struct LoadArgs {
     /// this many bytes (`set_buffered_amount_low_threshold`).
     #[arg(long, default_value_t = 64 * 1024)]
     low_threshold: usize,
+    /// SCTP receive buffer of every embedded engine's associations, in
+    /// bytes (`NodeConfig::receive_buffer`; it bounds what a peer may have
+    /// in flight); 0: the default (512 KiB).
+    #[arg(long, default_value_t = 0)]
+    sctp_receive_buffer: u32,
     /// I/O backend of the engines.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
@@ -188,6 +193,7 @@ impl LoadArgs {
             "bitrate_kbps": self.bitrate_kbps,
             "low_threshold": self.low_threshold,
             "window": self.window,
+            "sctp_receive_buffer": self.sctp_receive_buffer,
         })
     }
 }
@@ -330,10 +336,12 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             let mut b = Engine::builder()
                 .bind(([127, 0, 0, 1], 0).into())
                 .backend(backend)
-                .hub(
+                .hub(with_node(
                     HubConfig::server(Arc::new(HmacVerifier::new(&secret, clock)))
                         .channel(channel.clone()),
-                );
+                    NodeConfig::server(),
+                    args.sctp_receive_buffer,
+                ));
             if args.server_workers > 0 {
                 b = b.workers(args.server_workers);
             }
@@ -369,7 +377,11 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                 .map_err(|e| format!("{e}"))?,
             )
             .backend(backend)
-            .hub(HubConfig::client().channel(channel.clone()))
+            .hub(with_node(
+                HubConfig::client().channel(channel.clone()),
+                NodeConfig::client(),
+                args.sctp_receive_buffer,
+            ))
             .start()
             .map_err(|e| format!("a client engine cannot start: {e}"))?;
         groups.push(Group {
@@ -702,6 +714,15 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         Err("nothing was delivered".into())
     } else {
         Err("errors during the run (listed above)".into())
+    }
+}
+
+/// `hub` with `node`'s receive buffer set, if one was asked for.
+fn with_node(hub: HubConfig, node: NodeConfig, receive_buffer: u32) -> HubConfig {
+    if receive_buffer > 0 {
+        hub.node(node.receive_buffer(receive_buffer))
+    } else {
+        hub
     }
 }
 
