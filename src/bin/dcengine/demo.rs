@@ -50,7 +50,7 @@ pub(crate) struct DemoArgs {
 
 /// `--backend` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum BackendArg {
+pub(crate) enum BackendArg {
     /// io_uring where the kernel allows it, else portable.
     Auto,
     /// io_uring only (fails where unavailable).
@@ -149,14 +149,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn unix_now() -> Duration {
+pub(crate) fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
 }
 
 /// A per-run secret: the standard library's randomly keyed hasher.
-fn random_secret() -> [u8; 32] {
+pub(crate) fn random_secret() -> [u8; 32] {
     let mut secret = [0; 32];
     for (i, chunk) in secret.chunks_mut(8).enumerate() {
         let mut h = RandomState::new().build_hasher();

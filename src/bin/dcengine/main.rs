@@ -1,6 +1,7 @@
 //! The `dcengine` command: the demo, a server, join tokens, a terminal chat.
 
 mod demo;
+mod load;
 mod net;
 mod sim_demo;
 
@@ -36,6 +37,11 @@ enum Command {
     Serve(net::ServeArgs),
     /// Prints a join token for a participant of a call.
     Token(net::TokenArgs),
+    /// Load test over UDP: client engines join calls on a server (embedded
+    /// on loopback by default), send timestamped messages open loop or at a
+    /// rate, and the one-way latency, throughput, loss, CPU and memory are
+    /// printed as a table or JSON.
+    Load(load::LoadArgs),
     /// Joins a call and chats on channel 10000: each line typed is sent, and
     /// what others send is printed.
     Chat(net::ChatArgs),
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => net::serve(&args),
         Some(Command::Token(args)) => net::token(&args),
         Some(Command::Chat(args)) => net::chat(&args),
+        Some(Command::Load(args)) => load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# perf/run.sh SCENARIO... — load scenarios with their peers in the same run,
+# A/B interleaved (ours, peer, ours, peer, ...), JSON lines under
+# perf/results/<UTC stamp>/ (perf/results/latest points at the last run),
+# then the table of min/median/max and ratios and the plots (perf/report).
+#
+# Scenarios: p2p-100B p2p-1200B relay-100B fanout-63, or all.
+# Knobs (environment): ROUNDS (3), DURATION (seconds measured, 3), WARMUP (1),
+# CARGO_TARGET_DIR (target).
+#
+# What runs: dcengine load (p2p: one process; relay and fan-out: against a
+# `dcengine serve` process started here, its CPU and peak RSS read from
+# /proc), usrsctp_peer (perf/peers/usrsctp_peer.c, built here against
+# Debian's libusrsctp-dev, installed with apt-get if missing), the
+# straightforward design (perf/peers/straightforward: sctp-proto, one
+# blocking UDP socket and one thread per side, 64 KiB in flight) and raw_udp
+# (perf/peers/raw_udp.c: sendmmsg/recvmmsg and GSO blasts, a 1 -> N
+# forwarder). Everything on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3}
+WARMUP=${WARMUP:-1}
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+PEERS=$TARGET/perf-peers
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=perf/results/$STAMP
+SECRET=perf-run-$RANDOM$RANDOM
+PORT=$((20000 + RANDOM % 20000))
+
+scenarios=("$@")
+[ ${#scenarios[@]} -eq 0 ] && { echo "usage: perf/run.sh SCENARIO... (p2p-100B p2p-1200B relay-100B fanout-63 all)" >&2; exit 2; }
+if [ "${scenarios[0]}" = all ]; then scenarios=(p2p-100B p2p-1200B relay-100B fanout-63); fi
+for s in "${scenarios[@]}"; do
+  case $s in p2p-100B|p2p-1200B|relay-100B|fanout-63) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+done
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+say "building dcengine (release), the peers and perf-report"
+cargo build --release --locked --bin dcengine >&2
+DC=$TARGET/release/dcengine
+mkdir -p "$PEERS"
+if [ ! -e /usr/include/usrsctp.h ]; then
+  say "installing libusrsctp-dev"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y libusrsctp-dev >&2
+fi
+cc -O2 -Wall -o "$PEERS/usrsctp_peer" perf/peers/usrsctp_peer.c -lusrsctp -lpthread
+cc -O2 -Wall -o "$PEERS/raw_udp" perf/peers/raw_udp.c
+(cd perf/report && CARGO_TARGET_DIR=$TARGET/perf-report cargo build --release --locked >&2)
+(cd perf/peers/straightforward && CARGO_TARGET_DIR=$TARGET/perf-straightforward cargo build --release --locked >&2)
+STRAIGHT=$TARGET/perf-straightforward/release/straightforward
+REPORT=$TARGET/perf-report/release/perf-report
+
+mkdir -p "$OUT"
+ln -sfn "$STAMP" perf/results/latest
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "kernel: $(uname -sr); cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "rounds: $ROUNDS; duration: $DURATION s; warm-up: $WARMUP s"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+# record SCENARIO SIDE ROUND KIND JSON
+record() {
+  local json=$5
+  [ -n "$json" ] || { echo "  ($2 round $3: no result)" >&2; return 0; }
+  printf '{"scenario":"%s","side":"%s","round":%s,"kind":"%s","result":%s}\n' "$1" "$2" "$3" "$4" "$json" >> "$OUT/$1.jsonl"
+}
+
+field() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get(sys.argv[2], 0))' "$1" "$2"; }
+
+next_port() { PORT=$((PORT + 70)); }
+
+# The usrsctp peer: one association, reliable ordered, SIZE bytes.
+usrsctp() {
+  next_port
+  local out; out=$(mktemp)
+  timeout $((DURATION + 20)) "$PEERS/usrsctp_peer" recv $((PORT + 1)) $((PORT + 2)) > "$out" 2>/dev/null &
+  local rx=$!
+  sleep 0.3
+  timeout $((DURATION + 15)) "$PEERS/usrsctp_peer" send "$PORT" $((PORT + 1)) $((PORT + 2)) "$1" "$DURATION" 2>/dev/null || true
+  wait $rx || true
+  cat "$out"; rm -f "$out"
+}
+
+# The raw-UDP limit: MODE (send: sendmmsg x32, gso) to one receiver.
+raw_blast() {
+  next_port
+  local out; out=$(mktemp)
+  "$PEERS/raw_udp" recv "$PORT" 1 > "$out" &
+  local rx=$!
+  sleep 0.2
+  "$PEERS/raw_udp" "$1" "$PORT" "$2" "$DURATION" 2>/dev/null
+  wait $rx || true
+  cat "$out"; rm -f "$out"
+}
+
+# The raw-UDP forwarder: a sendmmsg blast, forwarded to COUNT receivers.
+raw_forward() {
+  next_port
+  local out; out=$(mktemp)
+  "$PEERS/raw_udp" recv $((PORT + 1)) "$1" > "$out" &
+  local rx=$!
+  timeout $((DURATION + 10)) "$PEERS/raw_udp" forward "$PORT" $((PORT + 1)) "$1" 2>/dev/null &
+  local fw=$!
+  sleep 0.2
+  "$PEERS/raw_udp" send "$PORT" "$2" "$DURATION" 2>/dev/null
+  wait $rx || true
+  kill "$fw" 2>/dev/null || true
+  wait "$fw" 2>/dev/null || true
+  cat "$out"; rm -f "$out"
+}
+
+# ours_served ARGS...: dcengine load against a `dcengine serve` process.
+ours_served() {
+  next_port
+  "$DC" serve --bind 127.0.0.1:$PORT --secret "$SECRET" --workers 2 --durable-kbps 0 \
+    --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --log-level warn > /dev/null &
+  local srv=$!
+  sleep 0.3
+  DCENGINE_SECRET=$SECRET "$DC" load --server 127.0.0.1:$PORT --server-pid $srv \
+    --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
+  kill -TERM "$srv" 2>/dev/null || true
+  wait "$srv" 2>/dev/null || true
+}
+
+ours_p2p() {
+  "$DC" load --embedded --p2p --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
+}
+
+show() { # SIDE JSON
+  python3 -c '
+import json,sys
+r=json.loads(sys.argv[2]) if sys.argv[2] else {}
+m=r.get("delivered_messages_per_s", r.get("messages_per_s", r.get("datagrams_per_s", 0)))
+b=r.get("delivered_bytes_per_s", r.get("bytes_per_s", 0))
+e=r.get("errors") or ""
+print(f"  {sys.argv[1]:<14} {m/1e3:9.1f} k/s {b/1e6:8.1f} MB/s {e}")' "$1" "$2" >&2
+}
+
+for sc in "${scenarios[@]}"; do
+  say "$sc: $ROUNDS rounds, A/B interleaved"
+  for r in $(seq 1 "$ROUNDS"); do
+    case $sc in
+      p2p-100B|p2p-1200B)
+        size=${sc#p2p-}; size=${size%B}
+        j=$(ours_p2p --sending-participants 1 --size "$size"); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        j=$(usrsctp "$size"); show usrsctp "$j"; record "$sc" usrsctp "$r" ab "$j"
+        j=$(timeout $((DURATION + 20)) "$STRAIGHT" "$size" "$DURATION" 65536 || true)
+        show straightforward "$j"; record "$sc" straightforward "$r" ab "$j"
+        j=$(raw_blast send "$size"); show raw-mmsg "$j"; record "$sc" raw-mmsg "$r" ab "$j"
+        ;;
+      relay-100B)
+        j=$(ours_served --sending-participants 1 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        max=$(field "$j" delivered_messages_per_s | cut -d. -f1)
+        if [ "${max:-0}" -gt 0 ]; then
+          j=$(ours_served --sending-participants 1 --size 100 --rate $((max / 2)))
+          show "ours@50%" "$j"; record "$sc" ours "$r" half-load "$j"
+        fi
+        j=$(raw_forward 1 100); show raw-forwarder "$j"; record "$sc" raw-forwarder "$r" ab "$j"
+        ;;
+      fanout-63)
+        j=$(ours_served --participants 64 --sending-participants 1 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        j=$(raw_forward 63 100); show raw-forwarder "$j"; record "$sc" raw-forwarder "$r" ab "$j"
+        ;;
+    esac
+  done
+  if [ "$sc" = relay-100B ] && [ "${max:-0}" -gt 0 ]; then
+    say "$sc: offered-load sweep up to 125 % of the last open-loop maximum ($max/s)"
+    for pct in 10 25 50 75 90 100 125; do
+      rate=$((max * pct / 100))
+      j=$(ours_served --sending-participants 1 --size 100 --rate "$rate"); show "ours@$pct%" "$j"; record "$sc" ours 0 sweep "$j"
+    done
+  fi
+done
+
+say "report"
+"$REPORT" "$OUT" | tee "$OUT/report.txt"
