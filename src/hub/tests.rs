@@ -526,29 +526,16 @@ fn a_sender_over_the_rules_is_told() {
 /// member.
 #[test]
 fn fan_out_to_another_worker_is_one_relay_with_the_member_list() {
-    use super::relay::{Relay, RelayMsg};
+    use super::relay::RelayMsg;
     let now = crate::sim::start_instant();
     let mut config = HubConfig::client();
     config.workers = 2;
     config.worker = 0;
     config.channel.traffic = crate::sched::TrafficPolicy::unlimited();
-    let call = (0..)
-        .map(|i| format!("call-{i}"))
-        .find(|c| home_worker(c, 2) == 0)
-        .expect("a call homed on worker 0");
+    let call = call_homed_on_worker_0();
     let mut hub = Hub::new(config);
     // Five members on worker 1's associations, attached by their owner.
-    let attach = (1..=5)
-        .map(|i| {
-            Relay::new(RelayMsg::Attach {
-                worker: 1,
-                assoc: AssocId(i),
-                call_id: call.clone(),
-                participant_id: ParticipantId::from(format!("remote-{i}")),
-            })
-        })
-        .collect();
-    hub.handle_relay(now, attach);
+    hub.handle_relay(now, attach_from_worker_1(&call, 5));
     while hub.poll_relay().is_some() {}
     // A hosted participant sends one Durable message to everyone.
     let host = hub.join_local(now, &call, "host").expect("hosted");
@@ -621,27 +608,14 @@ fn a_full_call_refuses_joins_with_a_reason() {
 /// association the same way: the owner is told to refuse the join.
 #[test]
 fn a_full_call_refuses_members_relayed_from_other_workers() {
-    use super::relay::{Relay, RelayMsg};
+    use super::relay::RelayMsg;
     let now = crate::sim::start_instant();
     let mut config = HubConfig::client().max_members_per_call(2);
     config.workers = 2;
     config.worker = 0;
-    let call = (0..)
-        .map(|i| format!("call-{i}"))
-        .find(|c| home_worker(c, 2) == 0)
-        .expect("a call homed on worker 0");
+    let call = call_homed_on_worker_0();
     let mut hub = Hub::new(config);
-    let attach = (1..=3)
-        .map(|i| {
-            Relay::new(RelayMsg::Attach {
-                worker: 1,
-                assoc: AssocId(i),
-                call_id: call.clone(),
-                participant_id: ParticipantId::from(format!("remote-{i}")),
-            })
-        })
-        .collect();
-    hub.handle_relay(now, attach);
+    hub.handle_relay(now, attach_from_worker_1(&call, 3));
     let mut refused = Vec::new();
     while let Some((worker, batch)) = hub.poll_relay() {
         for relay in batch {
@@ -706,4 +680,28 @@ fn a_member_that_keeps_breaking_the_protocol_is_expelled() {
     assert!(rig.raw_closed, "expelled");
     assert_eq!(rig.hub.members("call").len(), 1);
     assert!(host.is_joined(), "the others are unaffected");
+}
+
+/// A call id homed on worker 0 of two.
+fn call_homed_on_worker_0() -> String {
+    (0..)
+        .map(|i| format!("call-{i}"))
+        .find(|c| home_worker(c, 2) == 0)
+        .expect("a call homed on worker 0")
+}
+
+/// `Attach` relays for `n` members of `call` on worker 1's associations
+/// 1..=n, as their owner sends them.
+fn attach_from_worker_1(call: &str, n: u64) -> Vec<super::relay::Relay> {
+    use super::relay::{Relay, RelayMsg};
+    (1..=n)
+        .map(|i| {
+            Relay::new(RelayMsg::Attach {
+                worker: 1,
+                assoc: AssocId(i),
+                call_id: call.to_owned(),
+                participant_id: ParticipantId::from(format!("remote-{i}")),
+            })
+        })
+        .collect()
 }

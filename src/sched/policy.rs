@@ -218,18 +218,12 @@ impl TrafficPolicy {
     /// one max-size message). Checked with `broadcast` set: its packet
     /// rule counts messages.
     pub(crate) fn member_limiter(&self, max_message_size: u32, slack: u32, now: Instant) -> TrafficLimiter {
-        let slack = u64::from(slack.max(1));
-        let burst = self.burst.as_secs_f64();
-        let bytes = self.member_kbps.map(|kbps| {
-            let rate = u64::from(kbps) * 125;
-            let depth = ((rate as f64 * burst) as u64).max(u64::from(max_message_size));
-            AtomicTokenBucket::new(rate, depth * slack, now)
-        });
-        let packets = self.member_messages_per_second.map(|n| {
-            let rate = u64::from(n);
-            let depth = ((rate as f64 * burst) as u64).max(1);
-            AtomicTokenBucket::new(rate, depth * slack, now)
-        });
+        let bytes = self
+            .member_kbps
+            .map(|kbps| self.bucket(u64::from(kbps) * 125, u64::from(max_message_size), slack, now));
+        let packets = self
+            .member_messages_per_second
+            .map(|n| self.bucket(u64::from(n), 1, slack, now));
         TrafficLimiter {
             bytes,
             packets,
@@ -253,6 +247,15 @@ impl TrafficPolicy {
         (len as u64).div_ceil(per).max(1)
     }
 
+    /// A full bucket refilling at `rate` a second, `burst` of it deep (at
+    /// least `least`, and one), times `slack`.
+    fn bucket(&self, rate: u64, least: u64, slack: u32, now: Instant) -> AtomicTokenBucket {
+        let depth = ((rate as f64 * self.burst.as_secs_f64()) as u64)
+            .max(least)
+            .max(1);
+        AtomicTokenBucket::new(rate, depth * u64::from(slack.max(1)), now)
+    }
+
     /// A limiter for one sender, full at `now`. `max_message_size` sets the
     /// smallest depth; `slack` multiplies the depth (1 for clients,
     /// [`TrafficPolicy::server_slack`] for servers).
@@ -264,19 +267,12 @@ impl TrafficPolicy {
         slack: u32,
         now: Instant,
     ) -> TrafficLimiter {
-        let slack = u64::from(slack.max(1));
-        let burst = self.burst.as_secs_f64();
-        let bytes = self.rate_kbps(reliability, priority).map(|kbps| {
-            let rate = u64::from(kbps) * 125;
-            let depth = ((rate as f64 * burst) as u64).max(u64::from(max_message_size));
-            AtomicTokenBucket::new(rate, depth * slack, now)
-        });
+        let bytes = self
+            .rate_kbps(reliability, priority)
+            .map(|kbps| self.bucket(u64::from(kbps) * 125, u64::from(max_message_size), slack, now));
         let packets = self.broadcast_packets_per_second.map(|pps| {
-            let rate = u64::from(pps);
-            let depth = ((rate as f64 * burst) as u64)
-                .max(self.packets(max_message_size as usize))
-                .max(1);
-            AtomicTokenBucket::new(rate, depth * slack, now)
+            let least = self.packets(max_message_size as usize);
+            self.bucket(u64::from(pps), least, slack, now)
         });
         TrafficLimiter {
             bytes,
