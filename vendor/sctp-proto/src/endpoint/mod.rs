@@ -209,6 +209,23 @@ impl Endpoint {
         config: ClientConfig,
         remote: SocketAddr,
     ) -> Result<(AssociationHandle, Association), ConnectError> {
+        self.connect_at(config, remote, Instant::now())
+    }
+
+    /// Initiate an association at `now`, like [`Endpoint::connect`].
+    ///
+    /// Every other input of the endpoint and its associations carries the
+    /// time; `connect` alone read the system clock, to start the T1-init
+    /// timer. A caller that drives associations in virtual time (a network
+    /// simulator, or tests that jump time forward) passes the same clock
+    /// here, so the INIT is retransmitted one RTO after `now` on that clock
+    /// rather than one RTO after the wall clock's now.
+    pub fn connect_at(
+        &mut self,
+        config: ClientConfig,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> Result<(AssociationHandle, Association), ConnectError> {
         if self.is_full() {
             return Err(ConnectError::TooManyAssociations);
         }
@@ -238,7 +255,7 @@ impl Endpoint {
                     local_aid,
                     remote,
                     None,
-                    Instant::now(),
+                    now,
                     None,
                     config.transport,
                 ))
