@@ -611,6 +611,55 @@ fn bad_and_expired_tokens_are_rejected_with_a_reason() {
     );
 }
 
+/// What a `Join` frame cannot carry is refused by `join_remote` itself,
+/// before any association starts: a token over 4,096 bytes (it used to
+/// panic the hub in a debug build when the frame was encoded, and leave the
+/// call hanging until the join timeout in release), ids of 0 or over 255
+/// bytes. A token of exactly 4,096 bytes goes, and is rejected at once for
+/// what it is, a bad token.
+#[test]
+fn join_remote_refuses_what_a_join_frame_cannot_carry() {
+    use dcengine::JoinError;
+    let mut w = World::new(14, LinkConfig::default());
+    let (now, to) = (w.net.now(), w.net.addr(w.server));
+    let host = w.net.add_host(HubCluster::new(HubConfig::client(), 1));
+    let hub = w.net.host_mut(host);
+    let huge = Bytes::from(vec![7u8; 5000]);
+    assert_eq!(
+        hub.join_remote(now, to, "call", "alice", huge).err(),
+        Some(JoinError::TokenTooLong {
+            len: 5000,
+            max: 4096
+        })
+    );
+    let token = mint_token(common::SECRET, "call", "alice", common::EPOCH + 60).expect("token");
+    let long = "x".repeat(256);
+    for (call, who) in [
+        ("", "alice"),
+        ("call", ""),
+        (&long[..], "alice"),
+        ("call", &long[..]),
+    ] {
+        assert_eq!(
+            hub.join_remote(now, to, call, who, token.clone()).err(),
+            Some(JoinError::InvalidId),
+            "{} / {} bytes",
+            call.len(),
+            who.len()
+        );
+    }
+    assert_eq!(hub.association_count(), 0, "nothing started");
+    let at_the_limit = hub
+        .join_remote(now, to, "call", "alice", Bytes::from(vec![7u8; 4096]))
+        .expect("a token of 4,096 bytes fits");
+    w.run_for(Duration::from_secs(1));
+    assert!(
+        matches!(at_the_limit.state(), CallState::Ended(r) if r.contains("not valid")),
+        "{:?}",
+        at_the_limit.state()
+    );
+}
+
 #[test]
 fn a_second_join_with_the_same_id_is_a_second_endpoint() {
     let mut w = World::new(13, LinkConfig::default());

@@ -15,7 +15,8 @@ use dcengine::hub::{HubConfig, HubEvent, home_worker};
 use dcengine::{
     Backend, Call, CallState, ChannelConfig, DataChannelError, DataChannelPriority,
     DataChannelReceiver, DataChannelReliability, DataChannelSender, DataChannelSenderOptions,
-    Engine, EngineError, HmacVerifier, ParticipantId, TrafficPolicy, WallClock, mint_token,
+    Engine, EngineError, HmacVerifier, JoinError, ParticipantId, TrafficPolicy, WallClock,
+    mint_token,
 };
 
 const SECRET: &[u8] = b"udp test secret";
@@ -81,6 +82,7 @@ macro_rules! per_backend {
 per_backend!(
     chat_and_durable_stream_over_loopback_udp,
     a_bad_token_is_refused_over_udp,
+    an_oversized_token_or_id_is_refused_at_once,
     server_shutdown_ends_the_clients_calls,
     peer_to_peer_over_udp,
     a_gso_burst_arrives_complete_and_in_order,
@@ -214,6 +216,37 @@ fn a_bad_token_is_refused_over_udp(backend: Backend) {
     let c = call.clone();
     assert!(!within(async move { c.ready().await }));
     assert!(matches!(call.state(), CallState::Ended(r) if r.contains("not valid")));
+}
+
+/// `Engine::join_remote` refuses a token that no `Join` frame can carry
+/// (over 4,096 bytes) and ids that do not fit, at once and with a typed
+/// error; the worker carries on (it used to panic on encoding the frame in
+/// a debug build, and leave the call waiting out the join timeout in
+/// release).
+fn an_oversized_token_or_id_is_refused_at_once(backend: Backend) {
+    let server = server(backend);
+    let client = Engine::builder().backend(backend).start().expect("client");
+    let to = server.local_addr();
+    let huge = dcengine::Bytes::from(vec![0u8; 5000]);
+    match client.join_remote(to, "call", "alice", huge) {
+        Err(EngineError::Join(JoinError::TokenTooLong {
+            len: 5000,
+            max: 4096,
+        })) => {}
+        other => panic!("{:?}", other.map(|c| c.state())),
+    }
+    let token = mint_token(SECRET, "call", "alice", unix_now().as_secs() + 600).expect("token");
+    let long = "a".repeat(256);
+    match client.join_remote(to, "call", &long, token.clone()) {
+        Err(EngineError::Join(JoinError::InvalidId)) => {}
+        other => panic!("{:?}", other.map(|c| c.state())),
+    }
+    // The same client engine still joins.
+    let call = client
+        .join_remote(to, "call", "alice", token)
+        .expect("join starts");
+    let c = call.clone();
+    assert!(within(async move { c.ready().await }), "joined");
 }
 
 fn server_shutdown_ends_the_clients_calls(backend: Backend) {

@@ -279,6 +279,14 @@ pub enum JoinError {
     /// A call or participant id was empty or longer than 255 bytes.
     #[error("call and participant ids must be 1 to 255 bytes")]
     InvalidId,
+    /// The join token is longer than a `Join` frame carries (4,096 bytes).
+    #[error("a join token must be at most {max} bytes, this one has {len}")]
+    TokenTooLong {
+        /// The token's length.
+        len: usize,
+        /// The longest token a `Join` frame carries.
+        max: usize,
+    },
     /// The association could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
