@@ -582,22 +582,31 @@ fn bad_and_expired_tokens_are_rejected_with_a_reason() {
     let forged = mint_token(b"wrong secret", "call", "mallory", common::EPOCH + 60).expect("token");
     let expired = mint_token(common::SECRET, "call", "eve", common::EPOCH - 1).expect("token");
     let stolen = mint_token(common::SECRET, "call", "alice", common::EPOCH + 60).expect("token");
+    // Valid for two days: more than the verifier's 24 h cap.
+    let for_too_long =
+        mint_token(common::SECRET, "call", "trent", common::EPOCH + 2 * 86_400).expect("token");
     let mallory = join_with_token(&mut w, "mallory", forged);
     let eve = join_with_token(&mut w, "eve", expired);
     let thief = join_with_token(&mut w, "not-alice", stolen);
+    let trent = join_with_token(&mut w, "trent", for_too_long);
     w.settle_until(|_| {
-        [&mallory, &eve, &thief]
+        [&mallory, &eve, &thief, &trent]
             .iter()
             .all(|c| matches!(c.state(), CallState::Ended(_)))
     });
     assert!(matches!(mallory.state(), CallState::Ended(r) if r.contains("not valid")));
     assert!(matches!(eve.state(), CallState::Ended(r) if r.contains("expired")));
     assert!(matches!(thief.state(), CallState::Ended(r) if r.contains("not valid")));
+    assert!(
+        matches!(trent.state(), CallState::Ended(r) if r.contains("more than 86400 s from now")),
+        "{:?}",
+        trent.state()
+    );
     let server = w.server;
     let rejected: Vec<_> = std::iter::from_fn(|| w.net.host_mut(server).poll_event())
         .filter(|e| matches!(e, HubEvent::JoinRejected { .. }))
         .collect();
-    assert_eq!(rejected.len(), 3);
+    assert_eq!(rejected.len(), 4);
     assert_eq!(
         w.net.host(server).members("call").len(),
         2,

@@ -104,8 +104,10 @@ fn server(backend: Backend) -> Engine {
 fn server_with(backend: Backend, workers: usize) -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
     // Bulk streams here: no traffic rules (their tests run on the simulator).
-    let config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
-        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+    let config = HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).expect("a secret"),
+    ))
+    .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
     let server = Engine::builder()
         .backend(backend)
         .workers(workers)
@@ -440,9 +442,9 @@ fn auto_falls_back_to_portable_when_io_uring_is_disabled() {
     let server = Engine::builder()
         .disable_io_uring()
         .workers(1)
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        ))))
+        .hub(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        )))
         .start()
         .expect("server starts");
     assert_eq!(server.backend(), Backend::Portable);
@@ -501,9 +503,9 @@ fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        ))))
+        .hub(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        )))
         .start()
         .expect("server starts");
     assert_eq!(server.workers(), cores);

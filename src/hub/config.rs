@@ -26,7 +26,7 @@ use super::{Hub, home_worker};
 /// # use std::sync::Arc;
 /// # use std::time::{Duration, Instant};
 /// # use dcengine::{ChannelConfig, HmacVerifier, HubConfig, TrafficPolicy, WallClock};
-/// # let verifier = Arc::new(HmacVerifier::new(b"secret", WallClock::new(Instant::now(), Duration::ZERO)));
+/// # let verifier = Arc::new(HmacVerifier::new(b"secret", WallClock::new(Instant::now(), Duration::ZERO)).unwrap());
 /// let config = HubConfig::server(verifier)
 ///     .join_timeout(Duration::from_secs(5))
 ///     .channel(
@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn the_server_role_comes_from_the_constructor_only() {
         let clock = WallClock::new(crate::sim::start_instant(), Duration::ZERO);
-        let verifier = Arc::new(HmacVerifier::new(b"secret", clock));
+        let verifier = Arc::new(HmacVerifier::new(b"secret", clock).expect("a secret"));
         let c = HubConfig::server(verifier).join_timeout(Duration::from_secs(1));
         assert!(c.verifier.is_some() && c.node.accept_incoming);
         // A node given later does not take the role away from the hub.
