@@ -85,13 +85,15 @@ impl Call {
 fn backlogged_call() -> (Call, Bytes) {
     let now = Instant::now();
     let clock = WallClock::new(now, Duration::from_secs(1_700_000_000));
-    let config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
-        .node(
-            NodeConfig::server()
-                .max_associations(MEMBERS + 10)
-                .max_handshaking(MEMBERS + 10),
-        )
-        .channel(ChannelConfig::default().traffic(dcengine::sched::TrafficPolicy::unlimited()));
+    let config = HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).expect("a secret"),
+    ))
+    .node(
+        NodeConfig::server()
+            .max_associations(MEMBERS + 10)
+            .max_handshaking(MEMBERS + 10),
+    )
+    .channel(ChannelConfig::default().traffic(dcengine::sched::TrafficPolicy::unlimited()));
     let mut call = Call {
         now,
         hub: Hub::new(config),

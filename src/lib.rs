@@ -145,7 +145,9 @@ pub mod internal;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use auth::{HmacVerifier, JoinRejection, JoinRequest, JoinVerifier, WallClock, mint_token};
+pub use auth::{
+    HmacVerifier, JoinRejection, JoinRequest, JoinVerifier, TokenError, WallClock, mint_token,
+};
 pub use bytes::Bytes;
 pub use datachannel::{
     Call, CallState, ChannelConfig, DataChannelError, DataChannelFeature, DataChannelMessage,

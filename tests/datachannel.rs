@@ -582,22 +582,31 @@ fn bad_and_expired_tokens_are_rejected_with_a_reason() {
     let forged = mint_token(b"wrong secret", "call", "mallory", common::EPOCH + 60).expect("token");
     let expired = mint_token(common::SECRET, "call", "eve", common::EPOCH - 1).expect("token");
     let stolen = mint_token(common::SECRET, "call", "alice", common::EPOCH + 60).expect("token");
+    // Valid for two days: more than the verifier's 24 h cap.
+    let for_too_long =
+        mint_token(common::SECRET, "call", "trent", common::EPOCH + 2 * 86_400).expect("token");
     let mallory = join_with_token(&mut w, "mallory", forged);
     let eve = join_with_token(&mut w, "eve", expired);
     let thief = join_with_token(&mut w, "not-alice", stolen);
+    let trent = join_with_token(&mut w, "trent", for_too_long);
     w.settle_until(|_| {
-        [&mallory, &eve, &thief]
+        [&mallory, &eve, &thief, &trent]
             .iter()
             .all(|c| matches!(c.state(), CallState::Ended(_)))
     });
     assert!(matches!(mallory.state(), CallState::Ended(r) if r.contains("not valid")));
     assert!(matches!(eve.state(), CallState::Ended(r) if r.contains("expired")));
     assert!(matches!(thief.state(), CallState::Ended(r) if r.contains("not valid")));
+    assert!(
+        matches!(trent.state(), CallState::Ended(r) if r.contains("more than 86400 s from now")),
+        "{:?}",
+        trent.state()
+    );
     let server = w.server;
     let rejected: Vec<_> = std::iter::from_fn(|| w.net.host_mut(server).poll_event())
         .filter(|e| matches!(e, HubEvent::JoinRejected { .. }))
         .collect();
-    assert_eq!(rejected.len(), 3);
+    assert_eq!(rejected.len(), 4);
     assert_eq!(
         w.net.host(server).members("call").len(),
         2,
@@ -608,6 +617,55 @@ fn bad_and_expired_tokens_are_rejected_with_a_reason() {
         w.net.host(server).association_count(),
         2,
         "rejected associations are closed"
+    );
+}
+
+/// What a `Join` frame cannot carry is refused by `join_remote` itself,
+/// before any association starts: a token over 4,096 bytes (it used to
+/// panic the hub in a debug build when the frame was encoded, and leave the
+/// call hanging until the join timeout in release), ids of 0 or over 255
+/// bytes. A token of exactly 4,096 bytes goes, and is rejected at once for
+/// what it is, a bad token.
+#[test]
+fn join_remote_refuses_what_a_join_frame_cannot_carry() {
+    use dcengine::JoinError;
+    let mut w = World::new(14, LinkConfig::default());
+    let (now, to) = (w.net.now(), w.net.addr(w.server));
+    let host = w.net.add_host(HubCluster::new(HubConfig::client(), 1));
+    let hub = w.net.host_mut(host);
+    let huge = Bytes::from(vec![7u8; 5000]);
+    assert_eq!(
+        hub.join_remote(now, to, "call", "alice", huge).err(),
+        Some(JoinError::TokenTooLong {
+            len: 5000,
+            max: 4096
+        })
+    );
+    let token = mint_token(common::SECRET, "call", "alice", common::EPOCH + 60).expect("token");
+    let long = "x".repeat(256);
+    for (call, who) in [
+        ("", "alice"),
+        ("call", ""),
+        (&long[..], "alice"),
+        ("call", &long[..]),
+    ] {
+        assert_eq!(
+            hub.join_remote(now, to, call, who, token.clone()).err(),
+            Some(JoinError::InvalidId),
+            "{} / {} bytes",
+            call.len(),
+            who.len()
+        );
+    }
+    assert_eq!(hub.association_count(), 0, "nothing started");
+    let at_the_limit = hub
+        .join_remote(now, to, "call", "alice", Bytes::from(vec![7u8; 4096]))
+        .expect("a token of 4,096 bytes fits");
+    w.run_for(Duration::from_secs(1));
+    assert!(
+        matches!(at_the_limit.state(), CallState::Ended(r) if r.contains("not valid")),
+        "{:?}",
+        at_the_limit.state()
     );
 }
 

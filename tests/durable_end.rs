@@ -118,7 +118,12 @@ fn an_engine_shutting_down_delivers_what_it_accepted() {
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
         .workers(1)
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock))).channel(unlimited()))
+        .hub(
+            HubConfig::server(Arc::new(
+                HmacVerifier::new(SECRET, clock).expect("a secret"),
+            ))
+            .channel(unlimited()),
+        )
         .start()
         .expect("server");
     let join = |who: &str| {
@@ -250,9 +255,9 @@ fn writable_waits_for_the_traffic_rules_over_udp() {
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
         .workers(1)
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        ))))
+        .hub(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        )))
         .start()
         .expect("server");
     let client = Engine::builder().start().expect("client");

@@ -7,19 +7,22 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dcengine::hub::{HubConfig, HubEvent, home_worker};
 use dcengine::{
     Backend, Call, CallState, ChannelConfig, DataChannelError, DataChannelPriority,
     DataChannelReceiver, DataChannelReliability, DataChannelSender, DataChannelSenderOptions,
-    Engine, EngineError, HmacVerifier, ParticipantId, TrafficPolicy, WallClock, mint_token,
+    Engine, EngineError, HmacVerifier, JoinError, ParticipantId, TrafficPolicy, WallClock,
+    mint_token,
 };
 
 const SECRET: &[u8] = b"udp test secret";
-const LIMIT: Duration = Duration::from_secs(20);
+/// How long a wait may take before the test fails: it guards against a
+/// hang, not a speed, so it leaves room for a loaded machine (on a 2-core
+/// machine with 30 busy processes the 2,000-message burst took over 20 s).
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `f` to completion on its own thread; panics if it takes longer than
 /// `LIMIT` (a hung test fails instead of hanging CI).
@@ -81,6 +84,7 @@ macro_rules! per_backend {
 per_backend!(
     chat_and_durable_stream_over_loopback_udp,
     a_bad_token_is_refused_over_udp,
+    an_oversized_token_or_id_is_refused_at_once,
     server_shutdown_ends_the_clients_calls,
     peer_to_peer_over_udp,
     a_gso_burst_arrives_complete_and_in_order,
@@ -102,8 +106,10 @@ fn server(backend: Backend) -> Engine {
 fn server_with(backend: Backend, workers: usize) -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
     // Bulk streams here: no traffic rules (their tests run on the simulator).
-    let config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
-        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+    let config = HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).expect("a secret"),
+    ))
+    .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
     let server = Engine::builder()
         .backend(backend)
         .workers(workers)
@@ -216,6 +222,37 @@ fn a_bad_token_is_refused_over_udp(backend: Backend) {
     assert!(matches!(call.state(), CallState::Ended(r) if r.contains("not valid")));
 }
 
+/// `Engine::join_remote` refuses a token that no `Join` frame can carry
+/// (over 4,096 bytes) and ids that do not fit, at once and with a typed
+/// error; the worker carries on (it used to panic on encoding the frame in
+/// a debug build, and leave the call waiting out the join timeout in
+/// release).
+fn an_oversized_token_or_id_is_refused_at_once(backend: Backend) {
+    let server = server(backend);
+    let client = Engine::builder().backend(backend).start().expect("client");
+    let to = server.local_addr();
+    let huge = dcengine::Bytes::from(vec![0u8; 5000]);
+    match client.join_remote(to, "call", "alice", huge) {
+        Err(EngineError::Join(JoinError::TokenTooLong {
+            len: 5000,
+            max: 4096,
+        })) => {}
+        other => panic!("{:?}", other.map(|c| c.state())),
+    }
+    let token = mint_token(SECRET, "call", "alice", unix_now().as_secs() + 600).expect("token");
+    let long = "a".repeat(256);
+    match client.join_remote(to, "call", &long, token.clone()) {
+        Err(EngineError::Join(JoinError::InvalidId)) => {}
+        other => panic!("{:?}", other.map(|c| c.state())),
+    }
+    // The same client engine still joins.
+    let call = client
+        .join_remote(to, "call", "alice", token)
+        .expect("join starts");
+    let c = call.clone();
+    assert!(within(async move { c.ready().await }), "joined");
+}
+
 fn server_shutdown_ends_the_clients_calls(backend: Backend) {
     let server = server(backend);
     let (_a, alice) = join(&server, "call", "alice");
@@ -315,21 +352,42 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// A shutdown whose peers are alive (or already gone cleanly) must return
 /// well before its deadline. On loopback one takes a few milliseconds (a
 /// graceful close is a few round trips; each side asks for the other's
-/// SACK at once); this bound leaves a wide margin for a loaded machine
-/// while staying under the 200 ms of a delayed SACK, which is what a close
-/// used to wait for.
+/// SACK at once); this bound stays under the 200 ms of a delayed SACK,
+/// which is what a close used to wait for, and far under the deadline.
 const PROMPT: Duration = Duration::from_millis(150);
+/// How many times a shutdown scenario may run to show one prompt attempt.
+/// A loaded machine only adds time (a 2-core machine with 30 busy
+/// processes took a shutdown to 320 ms now and then), while what the bound
+/// guards, a close waiting for a delayed SACK or for its deadline, is a
+/// floor that every attempt meets: so one attempt under [`PROMPT`] passes,
+/// and all of them over it fail. (The simulator's `shutdown_sim` checks
+/// the same closes in virtual time, where load cannot reach, seed by seed.)
+const ATTEMPTS: usize = 5;
 
-/// Shuts `engine` down with [`SHUTDOWN_DEADLINE`] and checks it returned
-/// within [`PROMPT`].
-fn shut_down_promptly(who: &str, engine: Engine) {
+/// Shuts `engine` down with [`SHUTDOWN_DEADLINE`]; how long that took.
+fn shut_down(who: &str, engine: Engine) -> Duration {
     let started = Instant::now();
     engine.shutdown(SHUTDOWN_DEADLINE);
     let took = started.elapsed();
     println!("{who}: shutdown took {took:?}");
-    assert!(
-        took < PROMPT,
-        "{who}: shutdown took {took:?} (deadline {SHUTDOWN_DEADLINE:?})"
+    took
+}
+
+/// Runs `scenario`, which returns its slowest shutdown, until that is
+/// under [`PROMPT`]; fails if it is not in [`ATTEMPTS`] runs.
+fn promptly(backend: Backend, scenario: fn(Backend) -> Duration) {
+    let mut slowest = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let took = scenario(backend);
+        if took < PROMPT {
+            return;
+        }
+        println!("slowest shutdown {took:?}, over {PROMPT:?}: again");
+        slowest.push(took);
+    }
+    panic!(
+        "the slowest shutdown took over {PROMPT:?} in each of {ATTEMPTS} runs: {slowest:?} \
+         (deadline {SHUTDOWN_DEADLINE:?})"
     );
 }
 
@@ -365,40 +423,50 @@ fn a_call_of_two(backend: Backend) -> (Engine, Vec<(Engine, Call)>) {
 /// leave and close cross the server's close of their associations), then
 /// the server shuts down.
 fn clients_leave_and_shut_down_then_the_server_shuts_down_promptly(backend: Backend) {
-    let (server, people) = a_call_of_two(backend);
-    for (i, (engine, call)) in people.into_iter().enumerate() {
-        call.leave();
-        shut_down_promptly(&format!("client {i}"), engine);
-    }
-    shut_down_promptly("server", server);
+    promptly(backend, |backend| {
+        let (server, people) = a_call_of_two(backend);
+        let mut slowest = Duration::ZERO;
+        for (i, (engine, call)) in people.into_iter().enumerate() {
+            call.leave();
+            slowest = slowest.max(shut_down(&format!("client {i}"), engine));
+        }
+        slowest.max(shut_down("server", server))
+    });
 }
 
 /// The reverse order: the server shuts down first (its members are told
 /// and their associations closed), then the clients.
 fn the_server_shuts_down_then_the_clients_shut_down_promptly(backend: Backend) {
-    let (server, people) = a_call_of_two(backend);
-    shut_down_promptly("server", server);
-    for (i, (engine, call)) in people.into_iter().enumerate() {
-        let waiter = call.clone();
-        within(async move { waiter.ended().await });
-        shut_down_promptly(&format!("client {i}"), engine);
-    }
+    promptly(backend, |backend| {
+        let (server, people) = a_call_of_two(backend);
+        let mut slowest = shut_down("server", server);
+        for (i, (engine, call)) in people.into_iter().enumerate() {
+            let waiter = call.clone();
+            within(async move { waiter.ended().await });
+            slowest = slowest.max(shut_down(&format!("client {i}"), engine));
+        }
+        slowest
+    });
 }
 
 /// Every engine shuts down at the same moment: SHUTDOWNs cross.
 fn everyone_shuts_down_at_once_promptly(backend: Backend) {
-    let (server, people) = a_call_of_two(backend);
-    let mut engines = vec![("server".to_owned(), server)];
-    for (i, (engine, _call)) in people.into_iter().enumerate() {
-        engines.push((format!("client {i}"), engine));
-    }
-    let threads: Vec<_> = engines
-        .into_iter()
-        .map(|(who, engine)| std::thread::spawn(move || shut_down_promptly(&who, engine)))
-        .collect();
-    for t in threads {
-        t.join().expect("shut down promptly");
-    }
+    promptly(backend, |backend| {
+        let (server, people) = a_call_of_two(backend);
+        let mut engines = vec![("server".to_owned(), server)];
+        for (i, (engine, _call)) in people.into_iter().enumerate() {
+            engines.push((format!("client {i}"), engine));
+        }
+        let threads: Vec<_> = engines
+            .into_iter()
+            .map(|(who, engine)| std::thread::spawn(move || shut_down(&who, engine)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("shut down"))
+            .max()
+            .unwrap_or_default()
+    });
 }
 
 #[test]
@@ -407,9 +475,9 @@ fn auto_falls_back_to_portable_when_io_uring_is_disabled() {
     let server = Engine::builder()
         .disable_io_uring()
         .workers(1)
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        ))))
+        .hub(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        )))
         .start()
         .expect("server starts");
     assert_eq!(server.backend(), Backend::Portable);
@@ -468,9 +536,9 @@ fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        ))))
+        .hub(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        )))
         .start()
         .expect("server starts");
     assert_eq!(server.workers(), cores);
@@ -487,11 +555,51 @@ fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
 /// A sender as a receiver sees it: (participant, channel).
 type Key = (String, u16);
 
-/// What one participant has received, gathered by polling its handles
-/// (receivers come in any order; polling keeps the checks simple).
+/// Counts what the handles a [`Seen`] watches report (a new receiver, a
+/// message ready, a receiver closed), for [`until`] to wait on.
+#[derive(Default)]
+struct Signal {
+    events: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Signal {
+    fn notify(&self) {
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.changed.notify_all();
+    }
+
+    fn count(&self) -> u64 {
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until an event after the `seen`th, or `timeout`.
+    fn wait_past(&self, seen: u64, timeout: Duration) {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(events, timeout, |n| *n == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Has `receiver` report its messages and its close here.
+    fn watch(self: &Arc<Self>, receiver: &DataChannelReceiver) {
+        let signal = self.clone();
+        receiver.on_message_ready(move || signal.notify());
+        let signal = self.clone();
+        receiver.on_close(move || signal.notify());
+    }
+}
+
+/// What one participant has received, gathered from its handles when
+/// their callbacks say something happened (receivers come in any order;
+/// gathering keeps the checks simple).
 struct Seen {
     name: String,
     call: Call,
+    signal: Arc<Signal>,
+    /// Receivers handed to the call's callback, not yet looked at.
+    incoming: Arc<Mutex<Vec<DataChannelReceiver>>>,
     receivers: Vec<DataChannelReceiver>,
     /// (sender, channel) → (sequence number, payload), in arrival order.
     got: HashMap<Key, Vec<(u32, Vec<u8>)>>,
@@ -500,10 +608,19 @@ struct Seen {
 }
 
 impl Seen {
-    fn new(name: &str, call: Call) -> Self {
+    fn new(name: &str, call: Call, signal: &Arc<Signal>) -> Self {
+        let incoming = Arc::new(Mutex::new(Vec::new()));
+        let (to, watcher) = (incoming.clone(), signal.clone());
+        call.data_channel().on_receiver_created(move |r| {
+            watcher.watch(&r);
+            to.lock().unwrap_or_else(PoisonError::into_inner).push(r);
+            watcher.notify();
+        });
         Self {
             name: name.to_owned(),
             call,
+            signal: signal.clone(),
+            incoming,
             receivers: Vec::new(),
             got: HashMap::new(),
             priority: HashMap::new(),
@@ -512,7 +629,14 @@ impl Seen {
     }
 
     fn poll(&mut self) {
-        while let Some(r) = self.call.data_channel().try_next_receiver() {
+        // Receivers announced before the callback was set wait in the queue.
+        let dc = self.call.data_channel();
+        let queued: Vec<DataChannelReceiver> = std::iter::from_fn(|| dc.try_next_receiver())
+            .inspect(|r| self.signal.watch(r))
+            .collect();
+        let incoming =
+            std::mem::take(&mut *self.incoming.lock().unwrap_or_else(PoisonError::into_inner));
+        for r in queued.into_iter().chain(incoming) {
             let key = (r.sender_id().as_str().to_owned(), r.channel_id());
             self.priority.insert(key, r.priority());
             self.receivers.push(r);
@@ -551,18 +675,29 @@ impl Seen {
     }
 }
 
-/// Polls everyone until `done` holds; panics after `LIMIT`.
+/// The longest [`until`] waits without an event before it looks again:
+/// the call's roster has no callback.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Gathers what everyone has seen until `done` holds, waiting for the
+/// handles' events in between; panics after `LIMIT`.
 fn until(seen: &mut [Seen], what: &str, done: impl Fn(&[Seen]) -> bool) {
-    let start = Instant::now();
+    let Some(signal) = seen.first().map(|s| s.signal.clone()) else {
+        return;
+    };
+    let deadline = Instant::now() + LIMIT;
     loop {
+        // Counted before gathering: an event while gathering is not missed.
+        let events = signal.count();
         for s in seen.iter_mut() {
             s.poll();
         }
         if done(seen) {
             return;
         }
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "timed out waiting for {what}");
+        signal.wait_past(events, left.min(RECHECK));
     }
 }
 
@@ -631,10 +766,15 @@ fn a_two_worker_client_gets_the_replies_the_kernel_gives_its_other_socket(backen
             senders.push(s);
         }
     }
+    let signal = Arc::new(Signal::default());
     let mut seen: Vec<Seen> = mine
         .iter()
-        .map(|c| Seen::new("me", c.clone()))
-        .chain(peers.iter().map(|(_, c)| Seen::new("peer", c.clone())))
+        .map(|c| Seen::new("me", c.clone(), &signal))
+        .chain(
+            peers
+                .iter()
+                .map(|(_, c)| Seen::new("peer", c.clone(), &signal)),
+        )
         .collect();
     until(&mut seen, "every stream closed", |seen| {
         seen.iter().all(|s| {
@@ -680,9 +820,12 @@ fn every_worker_of_a_server_reports_and_shuts_down(backend: Backend) {
     want.sort();
     assert_eq!(joined, want, "the events of both workers");
 
+    // Its members are alive, so it ends in milliseconds; what this guards
+    // is a worker that outlives the deadline, with room for a loaded machine.
+    let deadline = Duration::from_secs(2);
     let started = Instant::now();
-    server.shutdown(Duration::from_secs(2));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    server.shutdown(deadline);
+    assert!(started.elapsed() < deadline + Duration::from_secs(3));
     for (_, c) in people {
         let waiter = c.clone();
         within(async move { waiter.ended().await });
@@ -704,10 +847,11 @@ fn ten_clients_in_one_call_on_a_two_worker_server(backend: Backend) {
     let people: Vec<(Engine, Call)> = names.iter().map(|n| join(&server, "big", n)).collect();
     ready_all(people.iter().map(|(_, c)| c));
     let calls: Vec<Call> = people.iter().map(|(_, c)| c.clone()).collect();
+    let signal = Arc::new(Signal::default());
     let mut seen: Vec<Seen> = names
         .iter()
         .zip(&calls)
-        .map(|(n, c)| Seen::new(n, c.clone()))
+        .map(|(n, c)| Seen::new(n, c.clone(), &signal))
         .collect();
     until(&mut seen, "everyone sees everyone", |seen| {
         seen.iter().all(|s| s.call.participants().len() == N - 1)
@@ -919,7 +1063,14 @@ fn a_handshake_under_way_is_aborted_by_a_prompt_shutdown(backend: Backend) {
         (vtag, buf[12])
     };
     assert_eq!(recv(), (tag, CHUNK_INIT_ACK), "the server answers the INIT");
-    // The handshake stays half-open: no COOKIE-ECHO.
-    shut_down_promptly("server", server);
+    // The handshake stays half-open: no COOKIE-ECHO. What this guards, a
+    // shutdown that waits for the handshake to time out, takes as long as
+    // the deadline: a fifth of it catches that with room for any load (a
+    // close to a live peer is what [`PROMPT`] and the scenarios above time).
+    let took = shut_down("server", server);
+    assert!(
+        took < SHUTDOWN_DEADLINE / 5,
+        "server: shutdown took {took:?} (deadline {SHUTDOWN_DEADLINE:?})"
+    );
     assert_eq!(recv(), (tag, CHUNK_ABORT), "the handshake is aborted");
 }

@@ -27,7 +27,7 @@ use crate::datachannel::{Call, CallShared, ParticipantId, Work};
 use crate::proto::{AssocId, Delivery};
 use crate::sched::EgressBudget;
 use crate::wire::{
-    CloseReason, ErrorCode, Frame, Join, Leave, MemberId, PROTOCOL_VERSION, ShortStr,
+    CloseReason, ErrorCode, Frame, Join, Leave, MAX_TOKEN_LEN, MemberId, PROTOCOL_VERSION, ShortStr,
 };
 
 /// One of this hub's own calls.
@@ -90,7 +90,9 @@ fn ids(call_id: &str, participant_id: &str) -> Result<(ShortStr, ShortStr), Join
 impl Hub {
     /// Joins `call_id` on the server at `server` as `participant_id`,
     /// proving it with `token`. The call is usable once
-    /// [`Call::ready`] resolves `true`.
+    /// [`Call::ready`] resolves `true`. Ids of 1 to 255 bytes and a token
+    /// of at most 4,096 are checked first ([`JoinError::InvalidId`],
+    /// [`JoinError::TokenTooLong`]): nothing starts if they do not fit.
     pub fn join_remote(
         &mut self,
         now: Instant,
@@ -101,6 +103,14 @@ impl Hub {
     ) -> Result<Call, JoinError> {
         let now = self.advance(now);
         let (call, pid) = ids(call_id, participant_id)?;
+        // Checked before an association starts: a longer token cannot be
+        // encoded in the `Join` frame (and the server would refuse it).
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JoinError::TokenTooLong {
+                len: token.len(),
+                max: MAX_TOKEN_LEN,
+            });
+        }
         let assoc = self.node.connect(now, server)?;
         // The uplink's egress budget steers by round trips: they must not
         // wait for the server's delayed acks.

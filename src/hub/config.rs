@@ -26,7 +26,7 @@ use super::{Hub, home_worker};
 /// # use std::sync::Arc;
 /// # use std::time::{Duration, Instant};
 /// # use dcengine::{ChannelConfig, HmacVerifier, HubConfig, TrafficPolicy, WallClock};
-/// # let verifier = Arc::new(HmacVerifier::new(b"secret", WallClock::new(Instant::now(), Duration::ZERO)));
+/// # let verifier = Arc::new(HmacVerifier::new(b"secret", WallClock::new(Instant::now(), Duration::ZERO)).unwrap());
 /// let config = HubConfig::server(verifier)
 ///     .join_timeout(Duration::from_secs(5))
 ///     .channel(
@@ -324,6 +324,14 @@ pub enum JoinError {
     /// A call or participant id was empty or longer than 255 bytes.
     #[error("call and participant ids must be 1 to 255 bytes")]
     InvalidId,
+    /// The join token is longer than a `Join` frame carries (4,096 bytes).
+    #[error("a join token must be at most {max} bytes, this one has {len}")]
+    TokenTooLong {
+        /// The token's length.
+        len: usize,
+        /// The longest token a `Join` frame carries.
+        max: usize,
+    },
     /// The association could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -460,7 +468,7 @@ mod tests {
     #[test]
     fn the_server_role_comes_from_the_constructor_only() {
         let clock = WallClock::new(crate::sim::start_instant(), Duration::ZERO);
-        let verifier = Arc::new(HmacVerifier::new(b"secret", clock));
+        let verifier = Arc::new(HmacVerifier::new(b"secret", clock).expect("a secret"));
         let c = HubConfig::server(verifier).join_timeout(Duration::from_secs(1));
         assert!(c.verifier.is_some() && c.node.accept_incoming);
         // A node given later does not take the role away from the hub.

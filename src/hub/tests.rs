@@ -37,9 +37,9 @@ impl Rig {
     fn with(tweak: impl FnOnce(HubConfig) -> HubConfig) -> Self {
         let now = crate::sim::start_instant();
         let clock = WallClock::new(now, Duration::from_secs(1000));
-        let hub = Hub::new(tweak(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        )))));
+        let hub = Hub::new(tweak(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        ))));
         let mut raw = Node::new(NodeConfig::client());
         let raw_assoc = raw.connect(now, HUB).expect("connect");
         let mut rig = Self {
@@ -272,9 +272,9 @@ impl HeldBack {
     fn joined(n: usize) -> Self {
         let now = crate::sim::start_instant();
         let clock = WallClock::new(now, Duration::from_secs(1000));
-        let hub = Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
-            SECRET, clock,
-        ))));
+        let hub = Hub::new(HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        )));
         let raws = (0..n)
             .map(|_| {
                 let mut n = Node::new(NodeConfig::client());

@@ -575,7 +575,12 @@ impl Node {
         if self.assocs.len() >= self.config.max_associations {
             return Err(ConnectError::TooManyAssociations);
         }
-        let (handle, sctp) = self.endpoint.connect(self.client_config.clone(), remote)?;
+        // `connect_at`, not `connect`: sctp-proto's `connect` starts the
+        // T1-init timer at `Instant::now()`, the wall clock, which a driver
+        // in virtual time (the simulator) does not run on.
+        let (handle, sctp) = self
+            .endpoint
+            .connect_at(self.client_config.clone(), remote, now)?;
         let id = self.insert(handle, sctp, remote, now);
         self.drive(id, now);
         Ok(id)

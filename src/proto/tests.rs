@@ -221,6 +221,31 @@ fn keepalives_hold_an_idle_association_open() {
     assert!(net.host_mut(server).poll_event().is_none());
 }
 
+/// The INIT goes again one RTO after the `now` given to `connect`, on the
+/// driver's clock, wherever the wall clock is. (sctp-proto's own `connect`
+/// started the T1-init timer at `Instant::now()`: a simulator whose virtual
+/// time had run an hour ahead saw the INIT retransmitted at once, a loaded
+/// machine whose wall clock ran ahead of virtual time saw it late.)
+#[test]
+fn an_init_is_retransmitted_one_rto_after_connect_on_the_drivers_clock() {
+    let config = NodeConfig::client();
+    let rto = config.rto_initial;
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    // Virtual time ahead of the wall clock, as a simulator's runs.
+    let now = crate::sim::start_instant() + Duration::from_secs(3600);
+    let mut node = Node::new(config);
+    node.connect(now, to).expect("connect");
+    let init = node.poll_transmit().expect("the INIT");
+    assert_eq!(init.payload.get(12), Some(&1), "an INIT chunk");
+    assert!(node.poll_transmit().is_none());
+    assert_eq!(node.poll_timeout(), Some(now + rto), "T1-init on our clock");
+    node.handle_timeout(now + rto - Duration::from_millis(1));
+    assert!(node.poll_transmit().is_none(), "no INIT before the RTO");
+    node.handle_timeout(now + rto);
+    let again = node.poll_transmit().expect("the INIT, once the RTO passed");
+    assert_eq!(again.payload.get(12), Some(&1), "an INIT chunk");
+}
+
 #[test]
 fn an_init_sent_to_a_client_node_is_dropped_not_a_panic() {
     let mut a = Node::new(NodeConfig::client());

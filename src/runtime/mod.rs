@@ -539,7 +539,7 @@ struct WorkerHandle {
 /// # use dcengine::{Engine, HmacVerifier, HubConfig, WallClock};
 /// let clock = WallClock::new(std::time::Instant::now(),
 ///     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap());
-/// let verifier = Arc::new(HmacVerifier::new(b"secret", clock));
+/// let verifier = Arc::new(HmacVerifier::new(b"secret", clock).unwrap());
 /// let server = Engine::builder()
 ///     .bind("0.0.0.0:5000".parse().unwrap())
 ///     .hub(HubConfig::server(verifier).join_timeout(Duration::from_secs(5)))

@@ -20,7 +20,7 @@
 //! let link = LinkConfig { loss: 0.01, ..LinkConfig::with_latency(Duration::from_millis(50)) };
 //! let mut net: Network<Hub> = Network::new(7, link);
 //! let unix_now = Duration::from_secs(1_800_000_000);
-//! let verifier = HmacVerifier::new(b"secret", WallClock::new(net.now(), unix_now));
+//! let verifier = HmacVerifier::new(b"secret", WallClock::new(net.now(), unix_now)).unwrap();
 //! let server = net.add_host(Hub::new(HubConfig::server(Arc::new(verifier))));
 //! let client = net.add_host(Hub::new(HubConfig::client()));
 //! let token = mint_token(b"secret", "call-1", "alice", unix_now.as_secs() + 60).unwrap();

@@ -43,9 +43,11 @@ impl World {
         let clock = WallClock::new(net.now(), Duration::from_secs(EPOCH));
         // Scenarios about semantics run without the traffic rules; the
         // rules' own tests turn them on.
-        let mut config = HubConfig::server(Arc::new(HmacVerifier::new(SECRET, clock)))
-            .seed(seed)
-            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+        let mut config = HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        ))
+        .seed(seed)
+        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
         tweak(&mut config);
         let server = net.add_host(HubCluster::new(config, server_workers()));
         Self { net, server }

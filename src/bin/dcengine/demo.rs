@@ -190,9 +190,9 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let mut builder = Engine::builder()
         .bind(([127, 0, 0, 1], 0).into())
         .backend(backend)
-        .hub(HubConfig::server(Arc::new(HmacVerifier::new(
-            &secret, clock,
-        ))));
+        .hub(HubConfig::server(Arc::new(
+            HmacVerifier::new(&secret, clock).map_err(|e| e.to_string())?,
+        )));
     if args.workers > 0 {
         builder = builder.workers(args.workers);
     }
@@ -217,7 +217,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             .start()
             .map_err(|e| format!("a client cannot start: {e}"))?;
         let token = mint_token(&secret, "demo", name, unix_now().as_secs() + 600)
-            .ok_or("ids are at most 255 bytes")?;
+            .map_err(|e| e.to_string())?;
         let call = engine
             .join_remote(server.local_addr(), "demo", name, token)
             .map_err(|e| e.to_string())?;

@@ -26,6 +26,15 @@ pub(crate) struct ServeArgs {
     /// Secret that join tokens are signed with (or set DCENGINE_SECRET).
     #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
     secret: String,
+    /// A second secret whose tokens verify too, while secrets rotate (or
+    /// set DCENGINE_SECOND_SECRET): the new one before tokens are minted
+    /// with it, or the old one until its tokens have expired.
+    #[arg(long, env = "DCENGINE_SECOND_SECRET", hide_env_values = true)]
+    second_secret: Option<String>,
+    /// Longest a join token may still be valid for, in seconds: a token
+    /// that expires later than this from now is refused.
+    #[arg(long, default_value_t = 24 * 60 * 60)]
+    max_token_lifetime: u64,
     /// Largest message a sender may send, in bytes (at most 262144).
     #[arg(long, default_value_t = 32 * 1024)]
     max_message_size: u32,
@@ -72,7 +81,8 @@ pub(crate) struct TokenArgs {
     /// The participant.
     #[arg(long)]
     participant: String,
-    /// How long the token is valid, in seconds.
+    /// How long the token is valid, in seconds (a server refuses one valid
+    /// for longer than its --max-token-lifetime, 24 h by default).
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
 }
@@ -114,7 +124,15 @@ fn init_logging(level: tracing::Level) {
 pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     init_logging(args.log_level);
     let clock = WallClock::new(Instant::now(), unix_now());
-    let verifier = Arc::new(HmacVerifier::new(args.secret.as_bytes(), clock));
+    let mut verifier = HmacVerifier::new(args.secret.as_bytes(), clock)
+        .map_err(|e| format!("--secret: {e}"))?
+        .max_lifetime(Duration::from_secs(args.max_token_lifetime));
+    if let Some(second) = &args.second_secret {
+        verifier = verifier
+            .second_secret(second.as_bytes())
+            .map_err(|e| format!("--second-secret: {e}"))?;
+    }
+    let verifier = Arc::new(verifier);
     // 0 on the command line: no rule.
     let rule = |v: u32| (v > 0).then_some(v);
     let traffic = TrafficPolicy::default()
@@ -202,7 +220,12 @@ pub(crate) fn token(args: &TokenArgs) -> Result<(), String> {
         &args.participant,
         expires,
     )
-    .ok_or("call and participant ids must be at most 255 bytes")?;
+    .map_err(|e| e.to_string())?;
+    if args.ttl > 24 * 60 * 60 {
+        eprintln!(
+            "note: a server refuses a token valid for more than its --max-token-lifetime (by default 86400 s)"
+        );
+    }
     println!("{}", hex(&token));
     Ok(())
 }
@@ -216,7 +239,7 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
             &args.participant,
             unix_now().as_secs() + 3600,
         )
-        .ok_or("call and participant ids must be at most 255 bytes")?,
+        .map_err(|e| e.to_string())?,
         (None, None) => return Err("give --token, or --secret to make one".into()),
     };
     let engine = Engine::builder()

@@ -74,9 +74,9 @@ pub(crate) fn run(args: &SimArgs, clients: usize) -> Result<(), String> {
     let mut net: Network<Hub> = Network::new(args.seed, link);
     let t0 = net.now();
     let clock = WallClock::new(t0, Duration::from_secs(UNIX_START));
-    let server = net.add_host(Hub::new(HubConfig::server(Arc::new(HmacVerifier::new(
-        SECRET, clock,
-    )))));
+    let server = net.add_host(Hub::new(HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).map_err(|e| e.to_string())?,
+    ))));
     println!(
         "dcengine demo --simulated: a server and {clients} clients in memory; {} ms latency, {:.1} % loss on every link",
         args.latency_ms,
@@ -87,7 +87,8 @@ pub(crate) fn run(args: &SimArgs, clients: usize) -> Result<(), String> {
         .iter()
         .map(|&name| {
             let host = net.add_host(Hub::new(HubConfig::client()));
-            let token = mint_token(SECRET, "demo", name, UNIX_START + 3600).ok_or("id too long")?;
+            let token =
+                mint_token(SECRET, "demo", name, UNIX_START + 3600).map_err(|e| e.to_string())?;
             let (now, to) = (net.now(), net.addr(server));
             let call = net
                 .host_mut(host)

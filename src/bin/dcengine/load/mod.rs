@@ -333,12 +333,13 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         Some(_) => None,
         None => {
             let clock = WallClock::new(Instant::now(), crate::demo::unix_now());
+            let verifier = HmacVerifier::new(&secret, clock)
+                .map_err(|e| format!("the server cannot start: {e}"))?;
             let mut b = Engine::builder()
                 .bind(([127, 0, 0, 1], 0).into())
                 .backend(backend)
                 .hub(with_node(
-                    HubConfig::server(Arc::new(HmacVerifier::new(&secret, clock)))
-                        .channel(channel.clone()),
+                    HubConfig::server(Arc::new(verifier)).channel(channel.clone()),
                     NodeConfig::server(),
                     args.sctp_receive_buffer,
                 ));
@@ -421,7 +422,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                 _ => {
                     let g = (c * shape.participants + p) % args.clients;
                     let token =
-                        mint_token(&secret, &call_id, &who, expires).ok_or("ids too long")?;
+                        mint_token(&secret, &call_id, &who, expires).map_err(|e| e.to_string())?;
                     let engine = groups[g].engine.as_ref().ok_or("no engine")?;
                     let call = engine
                         .join_remote(server_addr, &call_id, &who, token)
