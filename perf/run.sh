@@ -119,7 +119,8 @@ raw_forward() {
 ours_served() {
   next_port
   "$DC" serve --bind 127.0.0.1:$PORT --secret "$SECRET" --workers 2 --durable-kbps 0 \
-    --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --log-level warn > /dev/null &
+    --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --member-kbps 0 --member-mps 0 \
+    --log-level warn > /dev/null &
   local srv=$!
   sleep 0.3
   DCENGINE_SECRET=$SECRET "$DC" load --server 127.0.0.1:$PORT --server-pid $srv \

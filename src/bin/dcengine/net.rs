@@ -54,6 +54,14 @@ pub(crate) struct ServeArgs {
     /// bytes of a message) a second (0: no rule).
     #[arg(long, default_value_t = 80)]
     broadcast_pps: u32,
+    /// Traffic rule for one member's senders together, in kbps (0: no
+    /// rule).
+    #[arg(long, default_value_t = 2048)]
+    member_kbps: u32,
+    /// Traffic rule for one member's messages together, a second (0: no
+    /// rule).
+    #[arg(long, default_value_t = 2000)]
+    member_mps: u32,
     /// Most associations served at once (per worker).
     #[arg(long, default_value_t = 10_000)]
     max_associations: usize,
@@ -139,7 +147,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
         .durable_kbps(rule(args.durable_kbps))
         .lossy_kbps(rule(args.lossy_kbps))
         .high_lossy_kbps(rule(args.high_lossy_kbps))
-        .broadcast_packets_per_second(rule(args.broadcast_pps));
+        .broadcast_packets_per_second(rule(args.broadcast_pps))
+        .member_kbps(rule(args.member_kbps))
+        .member_messages_per_second(rule(args.member_mps));
     let hub = HubConfig::server(verifier)
         .node(NodeConfig::server().max_associations(args.max_associations))
         .channel(
