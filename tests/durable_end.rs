@@ -109,11 +109,10 @@ fn unix_now() -> Duration {
         .expect("after 1970")
 }
 
-/// An engine that shuts down right after its application sent delivers
-/// what was accepted first (on main before this change, the queued sends
-/// were dropped with the engine).
-#[test]
-fn an_engine_shutting_down_delivers_what_it_accepted() {
+/// Over UDP, alice sends 2,000 Durable messages as fast as `send` takes
+/// them, then `end` ends her part (a leave, a shutdown); bob gets all of
+/// them, in order.
+fn delivered_over_udp_after(end: impl FnOnce(Engine, &dcengine::Call)) {
     let unlimited = || ChannelConfig::default().traffic(TrafficPolicy::unlimited());
     let clock = WallClock::new(Instant::now(), unix_now());
     let server = Engine::builder()
@@ -147,8 +146,7 @@ fn an_engine_shutting_down_delivers_what_it_accepted() {
     for i in 0..2_000u32 {
         sender.send(i.to_be_bytes().to_vec()).expect("accepted");
     }
-    alice_engine.shutdown(Duration::from_secs(10));
-    assert!(alice.wait_left(Duration::ZERO), "done once shut down");
+    end(alice_engine, &alice);
     let rx = bob
         .data_channel()
         .next_receiver_timeout(Duration::from_secs(10))
@@ -158,6 +156,29 @@ fn an_engine_shutting_down_delivers_what_it_accepted() {
         seqs.push(m.sequence_number);
     }
     assert_eq!(seqs, (1..=2_000).collect::<Vec<u32>>());
+}
+
+/// An engine that shuts down right after its application sent delivers
+/// what was accepted first (on main before this change, the queued sends
+/// were dropped with the engine).
+#[test]
+fn an_engine_shutting_down_delivers_what_it_accepted() {
+    delivered_over_udp_after(|engine, call| {
+        engine.shutdown(Duration::from_secs(10));
+        assert!(call.wait_left(Duration::ZERO), "done once shut down");
+    });
+}
+
+/// A leave right after the sends, with the engine running on: the same
+/// over UDP, and the call is done once the connection has closed.
+#[test]
+fn a_leave_over_udp_delivers_what_was_accepted() {
+    delivered_over_udp_after(|engine, call| {
+        call.leave();
+        assert!(matches!(call.state(), CallState::Ended(_)));
+        assert!(call.wait_left(Duration::from_secs(10)), "left");
+        drop(engine);
+    });
 }
 
 /// The sender's connection is lost: its receivers get what arrived, then
