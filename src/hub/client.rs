@@ -225,6 +225,10 @@ impl Hub {
             self.joining.push(key);
         }
         p.core.handle_frame(now, frame);
+        if p.core.has_work() {
+            // A sender resumed (`FlowControl`).
+            self.backlog.insert(key);
+        }
         let mut notices = Frames::new();
         p.core.take_notices(&mut notices);
         if over {

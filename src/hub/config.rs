@@ -63,9 +63,24 @@ pub struct HubConfig {
     /// [`HubConfig::lossy_drop_buffer()`].
     pub lossy_drop_buffer: usize,
     /// Server role: Durable and control bytes that may wait for one member
-    /// before it is a slow consumer; see
+    /// before it is a slow consumer, whatever its rate; see
     /// [`HubConfig::slow_consumer_buffer()`].
     pub slow_consumer_buffer: usize,
+    /// Server role: a member that takes less than this many kbit/s of the
+    /// Durable data waiting for it, for [`HubConfig::slow_consumer_grace`],
+    /// is a slow consumer; see [`HubConfig::slow_consumer_rate()`].
+    pub slow_consumer_min_kbps: u32,
+    /// Server role: see [`HubConfig::slow_consumer_rate()`].
+    pub slow_consumer_grace: Duration,
+    /// Server role: Durable data bytes of one sender waiting for one member
+    /// past which the sender is paused; see [`HubConfig::pause_backlog()`].
+    pub pause_route_backlog: usize,
+    /// Server role: Durable bytes waiting for one member past which every
+    /// sender feeding it is paused; see [`HubConfig::pause_backlog()`].
+    pub pause_member_backlog: usize,
+    /// Server role: Durable bytes a paused sender may still send before
+    /// the server closes it; see [`HubConfig::pause_overrun()`].
+    pub pause_overrun: usize,
     /// Server role: most open senders one member may have; see
     /// [`HubConfig::max_senders_per_member()`].
     pub max_senders_per_member: usize,
@@ -127,7 +142,12 @@ impl HubConfig {
             uplink_buffer: 256 * 1024,
             queue_target: Duration::from_millis(5),
             lossy_drop_buffer: 256 * 1024,
-            slow_consumer_buffer: 4 * 1024 * 1024,
+            slow_consumer_buffer: 8 * 1024 * 1024,
+            slow_consumer_min_kbps: 256,
+            slow_consumer_grace: Duration::from_secs(5),
+            pause_route_backlog: 128 * 1024,
+            pause_member_backlog: 1024 * 1024,
+            pause_overrun: 2 * 1024 * 1024,
             max_senders_per_member: 1024,
             policing_tolerance: (10, 100),
             session_opens: (20, 1024),
@@ -219,9 +239,54 @@ impl HubConfig {
     /// egress queue; one more and the member is a slow consumer: it is
     /// sent `Leave` (`SLOW_CONSUMER`) and its association closed (Durable
     /// messages cannot be dropped, and the server will not hold them
-    /// without bound). Must exceed a sender's burst. Default 4 MiB.
+    /// without bound). A bound on memory, not the policy: honest senders
+    /// are paused long before it ([`HubConfig::pause_backlog()`]), and
+    /// slowness is judged by rate ([`HubConfig::slow_consumer_rate()`]).
+    /// Must exceed [`HubConfig::pause_backlog()`]'s member bound plus what
+    /// senders have on the way. Default 8 MiB.
     pub fn slow_consumer_buffer(mut self, bytes: usize) -> Self {
         self.slow_consumer_buffer = bytes;
+        self
+    }
+
+    /// Server role: the slow-consumer rule. Durable senders are slowed to
+    /// what their receivers take (see [`HubConfig::pause_backlog()`]); a
+    /// member that, with Durable data waiting for it the whole time, takes
+    /// less than `min_kbps` of it for `grace` is too slow to be waited
+    /// for: it is sent `Leave` (`SLOW_CONSUMER`) and its association
+    /// closed, so the senders it held back go on. 0 kbps turns the rule
+    /// off (senders wait for any receiver as long as it takes, bounded by
+    /// [`HubConfig::slow_consumer_buffer()`]). Default 256 kbit/s for 5 s.
+    pub fn slow_consumer_rate(mut self, min_kbps: u32, grace: Duration) -> Self {
+        self.slow_consumer_min_kbps = min_kbps;
+        self.slow_consumer_grace = grace;
+        self
+    }
+
+    /// Server role: end-to-end backpressure for Durable senders. When
+    /// more than `route` bytes of one Durable sender's data wait for one
+    /// member, or more than `member` bytes of Durable data and control wait
+    /// for it in all, the server pauses the senders concerned
+    /// (`FlowControl`): the sending client stops sending their data, their
+    /// `buffered_amount` grows, `writable()` waits, and past the sender's
+    /// queue `send` fails with `MessageFailureForBandwidth`. Once the
+    /// sender's backlog at every member is down to a quarter of `route`
+    /// (and the member's to half of `member`) it goes on. Defaults
+    /// 128 KiB and 1 MiB.
+    pub fn pause_backlog(mut self, route: usize, member: usize) -> Self {
+        self.pause_route_backlog = route;
+        self.pause_member_backlog = member;
+        self
+    }
+
+    /// Server role: Durable bytes a paused sender may still send (what was
+    /// on its way when the pause went out, and a leave's flush of its
+    /// queue) before the server closes it (`TRAFFIC_LIMIT`, a strike): a
+    /// member that ignores pauses cannot grow other members' queues. Must
+    /// exceed a client's `sender_queue_bytes` plus its `uplink_buffer`.
+    /// Default 2 MiB.
+    pub fn pause_overrun(mut self, bytes: usize) -> Self {
+        self.pause_overrun = bytes;
         self
     }
 
@@ -366,9 +431,14 @@ pub struct HubStats {
     /// Lossy messages the server dropped for a member that was behind:
     /// they waited past the latency budget, or its Lossy backlog was full.
     pub lossy_dropped_slow: u64,
-    /// Members disconnected because they could not keep up (their Durable
-    /// backlog passed [`HubConfig::slow_consumer_buffer`]).
+    /// Members disconnected because they could not keep up (see
+    /// [`HubConfig::slow_consumer_rate`] and
+    /// [`HubConfig::slow_consumer_buffer`]).
     pub slow_consumers: u64,
+    /// Times a Durable sender was paused because a receiver's backlog of
+    /// it passed [`HubConfig::pause_backlog`] (backpressure; each pause
+    /// ends when the backlog drains).
+    pub senders_paused: u64,
     /// Messages dropped by server policing (over the traffic rules).
     pub policed: u64,
     /// Members disconnected for staying over the traffic rules.
@@ -402,6 +472,7 @@ impl std::ops::AddAssign for HubStats {
             protocol_errors,
             lossy_dropped_slow,
             slow_consumers,
+            senders_paused,
             policed,
             traffic_abusers,
             datagrams_received,
@@ -418,6 +489,7 @@ impl std::ops::AddAssign for HubStats {
         self.protocol_errors += protocol_errors;
         self.lossy_dropped_slow += lossy_dropped_slow;
         self.slow_consumers += slow_consumers;
+        self.senders_paused += senders_paused;
         self.policed += policed;
         self.traffic_abusers += traffic_abusers;
         self.datagrams_received += datagrams_received;
@@ -450,6 +522,9 @@ mod tests {
             .slow_consumer_buffer(7)
             .max_senders_per_member(8)
             .policing_tolerance(9, 10)
+            .slow_consumer_rate(11, ms(12))
+            .pause_backlog(13, 14)
+            .pause_overrun(15)
             .clock(clock);
         assert_eq!(c.node.max_associations, 1);
         assert_eq!(c.channel.traffic, TrafficPolicy::unlimited());
@@ -459,6 +534,11 @@ mod tests {
         assert_eq!(
             (c.max_senders_per_member, c.policing_tolerance),
             (8, (9, 10))
+        );
+        assert_eq!((c.slow_consumer_min_kbps, c.slow_consumer_grace), (11, ms(12)));
+        assert_eq!(
+            (c.pause_route_backlog, c.pause_member_backlog, c.pause_overrun),
+            (13, 14, 15)
         );
         assert!(!c.clock.is_system());
         assert!(c.verifier.is_none() && !c.node.accept_incoming);

@@ -13,10 +13,19 @@
 //!   channel config's `lossy_latency_budget`, 100 ms by default) is dropped
 //!   when its turn comes, and Lossy data is dropped on arrival once the
 //!   member has [`Limits::lossy`] bytes of it waiting;
-//! - **Durable** data and control frames are never dropped: once the member
-//!   has more than [`Limits::durable`] bytes of them waiting it is a slow
-//!   consumer, and the hub closes its association with a reason
-//!   (`Leave` with `SLOW_CONSUMER`), counted in `HubStats::slow_consumers`.
+//! - **Durable** data and control frames are never dropped. Backpressure
+//!   reaches their senders instead: once a route's flow holds more than
+//!   [`Pause::flow`] bytes of Durable data, or the member more than
+//!   [`Pause::member`], the flow reports itself *pressing*
+//!   ([`MemberEgress::take_pressure`]), and the room pauses that sender
+//!   (`FlowControl`); once the flow is down to a quarter of its bound and
+//!   the member to half of its, it reports itself free again. A member
+//!   that, with Durable data waiting, takes less than the configured
+//!   minimum rate for the configured time ([`MemberEgress::too_slow`]) is
+//!   a slow consumer, and so is one whose Durable backlog passes the hard
+//!   bound [`Limits::durable`] (senders that ignore pauses): the hub closes
+//!   its association with a reason (`Leave` with `SLOW_CONSUMER`), counted
+//!   in `HubStats::slow_consumers`.
 //!
 //! Order: frames of one route (its `SenderOpened`, data, keep-alives,
 //! `SenderClosed`) stay in order in their flow; member-level control frames
@@ -45,6 +54,10 @@ fn flow_key(origin: MemberId, channel: u16) -> FlowKey {
 fn origin_of(k: FlowKey) -> MemberId {
     // The key holds a u32 member number above the 16-bit channel.
     MemberId(u32::try_from(k >> 16).unwrap_or(u32::MAX))
+}
+
+fn channel_of(k: FlowKey) -> u16 {
+    (k & 0xffff) as u16
 }
 
 /// Which part of a member's egress a frame goes to.
@@ -100,8 +113,31 @@ pub(super) struct Limits {
     /// Lossy data bytes; more is dropped on arrival.
     pub lossy: usize,
     /// Durable data and control bytes; more makes the member a slow
-    /// consumer.
+    /// consumer (a hard bound on memory: honest senders are paused long
+    /// before it).
     pub durable: usize,
+}
+
+/// When a member's egress asks for the senders feeding it to pause.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pause {
+    /// Durable data bytes of one route waiting.
+    pub flow: usize,
+    /// Durable data and control bytes of the member waiting.
+    pub member: usize,
+}
+
+/// A change in whether route (origin, channel) presses on its sender.
+pub(super) type Pressure = (MemberId, u16, bool);
+
+/// One flow's queue.
+#[derive(Debug, Default)]
+struct FlowQueue {
+    items: VecDeque<Item>,
+    /// Durable data bytes in `items`.
+    durable: usize,
+    /// It reported itself pressing (and has not reported free since).
+    pressing: bool,
 }
 
 /// What [`MemberEgress::push`] did.
@@ -143,7 +179,7 @@ pub(super) struct MemberEgress {
     sched: Scheduler<FlowKey>,
     /// Non-empty flows only (a flow is removed when it drains, which is
     /// also when deficit round robin forgets its deficit).
-    flows: HashMap<FlowKey, VecDeque<Item>>,
+    flows: HashMap<FlowKey, FlowQueue>,
     control: VecDeque<(Delivery, Bytes)>,
     /// `ParticipantLeft` frames waiting for their participant's flows.
     left: Vec<(MemberId, Bytes)>,
@@ -153,10 +189,16 @@ pub(super) struct MemberEgress {
     lossy_bytes: usize,
     /// How much the association's SCTP queue may hold.
     budget: EgressBudget,
+    pause: Pause,
+    /// Changes of pressure not yet taken.
+    pressure: Vec<Pressure>,
+    /// Since when Durable bytes have been waiting without a break, and how
+    /// many were sent since then (see [`MemberEgress::too_slow`]).
+    busy: Option<(Instant, u64)>,
 }
 
 impl MemberEgress {
-    pub(super) fn new(lossy_budget: Duration, budget: EgressBudget) -> Self {
+    pub(super) fn new(lossy_budget: Duration, budget: EgressBudget, pause: Pause) -> Self {
         Self {
             sched: Scheduler::new(lossy_budget),
             flows: HashMap::new(),
@@ -166,6 +208,55 @@ impl MemberEgress {
             durable_bytes: 0,
             lossy_bytes: 0,
             budget,
+            pause,
+            pressure: Vec::new(),
+            busy: None,
+        }
+    }
+
+    /// The pressure changes since the last call: each route flow that
+    /// started or stopped pressing on its sender, in order.
+    pub(super) fn take_pressure(&mut self) -> std::vec::Drain<'_, Pressure> {
+        self.pressure.drain(..)
+    }
+
+    /// Whether this member is a slow consumer at `now`: Durable bytes
+    /// have been waiting for it without a break for `grace` and it took
+    /// less than `min_rate` bytes a second of them meanwhile. Each `grace`
+    /// it keeps up starts a new measurement.
+    pub(super) fn too_slow(&mut self, now: Instant, min_rate: u64, grace: Duration) -> bool {
+        let Some((since, sent)) = self.busy else {
+            return false;
+        };
+        let span = now.saturating_duration_since(since);
+        if span < grace || grace.is_zero() {
+            return false;
+        }
+        let needed = (min_rate as f64 * span.as_secs_f64()) as u64;
+        if sent < needed {
+            return true;
+        }
+        self.busy = Some((now, 0));
+        false
+    }
+
+    /// Durable bytes went from none to some: the clock of
+    /// [`MemberEgress::too_slow`] starts.
+    fn add_durable(&mut self, n: usize, now: Instant) {
+        if self.durable_bytes == 0 {
+            self.busy = Some((now, 0));
+        }
+        self.durable_bytes += n;
+    }
+
+    /// `n` Durable bytes left (`sent`: to SCTP; otherwise moved, e.g. a
+    /// `ParticipantLeft` released to the control lane).
+    fn sub_durable(&mut self, n: usize, sent: bool) {
+        self.durable_bytes -= n;
+        if self.durable_bytes == 0 {
+            self.busy = None;
+        } else if sent && let Some((_, total)) = &mut self.busy {
+            *total += n as u64;
         }
     }
 
@@ -187,14 +278,14 @@ impl MemberEgress {
                 if self.durable_bytes + bytes.len() > limits.durable {
                     return Pushed::Overflow;
                 }
-                self.durable_bytes += bytes.len();
+                self.add_durable(bytes.len(), now);
                 self.control.push_back((delivery, bytes));
             }
             Lane::AfterFlowsOf(origin) => {
                 if self.durable_bytes + bytes.len() > limits.durable {
                     return Pushed::Overflow;
                 }
-                self.durable_bytes += bytes.len();
+                self.add_durable(bytes.len(), now);
                 if self.origins.contains_key(&origin) {
                     self.left.push((origin, bytes));
                 } else {
@@ -213,7 +304,7 @@ impl MemberEgress {
                 let k = flow_key(origin, channel);
                 let class = if keepalive {
                     let queued = self.flows.get(&k).is_some_and(|q| {
-                        q.iter().any(|i| i.class == Class::KeepAlive)
+                        q.items.iter().any(|i| i.class == Class::KeepAlive)
                     });
                     if queued {
                         return Pushed::Queued; // The waiting one does.
@@ -229,9 +320,11 @@ impl MemberEgress {
                     if self.durable_bytes + bytes.len() > limits.durable {
                         return Pushed::Overflow;
                     }
-                    self.durable_bytes += bytes.len();
+                    self.add_durable(bytes.len(), now);
                     Class::Durable
                 };
+                let data = class == Class::Durable && len > 0;
+                let member_over = self.durable_bytes > self.pause.member;
                 let queue = self.flows.entry(k).or_insert_with(|| {
                     // A new flow. (A replacing session of the same channel
                     // with another priority joins the old session's flow
@@ -246,9 +339,16 @@ impl MemberEgress {
                         now,
                     );
                     *self.origins.entry(origin).or_default() += 1;
-                    VecDeque::new()
+                    FlowQueue::default()
                 });
-                queue.push_back(Item {
+                if data {
+                    queue.durable += bytes.len();
+                    if !queue.pressing && (queue.durable > self.pause.flow || member_over) {
+                        queue.pressing = true;
+                        self.pressure.push((origin, channel, true));
+                    }
+                }
+                queue.items.push_back(Item {
                     delivery,
                     bytes,
                     class,
@@ -275,7 +375,7 @@ impl MemberEgress {
         while i < self.left.len() {
             if self.left[i].0 == origin {
                 let (_, bytes) = self.left.remove(i);
-                self.durable_bytes -= bytes.len();
+                self.sub_durable(bytes.len(), true);
                 out.push((Delivery::Reliable, bytes));
             } else {
                 i += 1;
@@ -307,7 +407,7 @@ impl Scheduled for MemberEgress {
         out: &mut Vec<(Delivery, Bytes)>,
     ) -> u64 {
         while let Some((delivery, bytes)) = self.control.pop_front() {
-            self.durable_bytes -= bytes.len();
+            self.sub_durable(bytes.len(), true);
             out.push((delivery, bytes));
         }
         let mut used = 0;
@@ -316,7 +416,7 @@ impl Scheduled for MemberEgress {
             let normal = used < room;
             let Self { sched, flows, .. } = self;
             let pick = sched.next_of(now, normal, |k| {
-                flows.get(&k)?.front().map(|i| Head {
+                flows.get(&k)?.items.front().map(|i| Head {
                     len: if i.len == 0 { 0 } else { i.bytes.len() },
                     queued_at: i.queued_at,
                 })
@@ -326,13 +426,27 @@ impl Scheduled for MemberEgress {
             let Some(queue) = self.flows.get_mut(&k) else {
                 continue;
             };
-            let Some(item) = queue.pop_front() else {
+            let Some(item) = queue.items.pop_front() else {
                 continue;
             };
-            let drained = queue.is_empty();
+            let drained = queue.items.is_empty();
+            if item.class == Class::Durable && item.len > 0 {
+                queue.durable -= item.bytes.len();
+            }
+            let member_after = match item.class {
+                Class::Durable => self.durable_bytes - item.bytes.len(),
+                _ => self.durable_bytes,
+            };
+            let member_low = member_after <= self.pause.member / 2;
+            let freed = queue.pressing
+                && (drained || queue.durable <= self.pause.flow / 4 && member_low);
+            if freed {
+                queue.pressing = false;
+                self.pressure.push((origin_of(k), channel_of(k), false));
+            }
             match item.class {
                 Class::Lossy => self.lossy_bytes -= item.bytes.len(),
-                Class::Durable => self.durable_bytes -= item.bytes.len(),
+                Class::Durable => self.sub_durable(item.bytes.len(), matches!(pick, Pick::Send(_))),
                 Class::KeepAlive => {}
             }
             match pick {
@@ -361,10 +475,16 @@ mod tests {
         durable: 20_000,
     };
 
+    const PAUSE: Pause = Pause {
+        flow: 8_000,
+        member: 16_000,
+    };
+
     fn egress() -> MemberEgress {
         MemberEgress::new(
             Duration::from_millis(100),
             EgressBudget::new(2400, 256 * 1024, Duration::from_millis(5)),
+            PAUSE,
         )
     }
 
@@ -527,5 +647,85 @@ mod tests {
         out.clear();
         e.pump(t, 100_000, 0, &mut out);
         assert_eq!(tags(&out), vec![5]);
+    }
+    /// A flow over its bound presses once; it is free again at a quarter
+    /// of it. The member's bound makes every flow that gets data press.
+    #[test]
+    fn a_flow_presses_past_its_bound_and_is_free_again_at_a_quarter() {
+        let t = crate::sim::start_instant();
+        let mut e = egress();
+        // 8 × 1,000 bytes: at the flow bound (8,000), not over.
+        for _ in 0..8 {
+            e.push(route(1, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        }
+        assert_eq!(e.take_pressure().count(), 0);
+        e.push(route(1, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        assert_eq!(
+            e.take_pressure().collect::<Vec<_>>(),
+            vec![(MemberId(1), 7, true)]
+        );
+        e.push(route(1, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        assert_eq!(e.take_pressure().count(), 0, "once");
+        let mut out = Vec::new();
+        // Down to 3,000 bytes: still over a quarter (2,000).
+        e.pump(t, 7000, 0, &mut out);
+        assert_eq!(e.take_pressure().count(), 0);
+        e.pump(t, 1000, 0, &mut out);
+        assert_eq!(
+            e.take_pressure().collect::<Vec<_>>(),
+            vec![(MemberId(1), 7, false)]
+        );
+        out.clear();
+        e.pump(t, 100_000, 0, &mut out);
+        assert_eq!(e.take_pressure().count(), 0);
+        // Past the member's bound (16,000), a small flow presses too.
+        for origin in 10..26 {
+            e.push(route(origin, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        }
+        assert_eq!(e.take_pressure().count(), 0, "16,000: at the bound");
+        e.push(route(30, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        assert_eq!(
+            e.take_pressure().collect::<Vec<_>>(),
+            vec![(MemberId(30), 7, true)]
+        );
+        // Drained: free.
+        e.pump(t, 100_000, 0, &mut out);
+        assert_eq!(
+            e.take_pressure().collect::<Vec<_>>(),
+            vec![(MemberId(30), 7, false)]
+        );
+        // Lossy data presses on nothing.
+        for _ in 0..9 {
+            e.push(route(2, Priority::Normal, true, 2, 1000, t), t, LIMITS);
+        }
+        assert_eq!(e.take_pressure().count(), 0);
+    }
+
+    /// The rate rule: Durable data waiting the whole `grace` while the
+    /// member took less than the minimum rate makes it too slow; one that
+    /// keeps up starts a new measurement; an empty queue stops the clock.
+    #[test]
+    fn a_member_under_the_minimum_rate_for_the_grace_is_too_slow() {
+        let t = crate::sim::start_instant();
+        let s = Duration::from_secs(1);
+        let (rate, grace) = (1000, 5 * s);
+        let mut e = egress();
+        for _ in 0..15 {
+            e.push(route(1, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        }
+        assert!(!e.too_slow(t + 4 * s, rate, grace), "within the grace");
+        let mut out = Vec::new();
+        // 6,000 bytes in 5 s: over 1,000 B/s.
+        e.pump(t + 4 * s, 5000, 0, &mut out);
+        assert!(!e.too_slow(t + 5 * s, rate, grace), "it kept up");
+        // From then on it takes 4,000 in 5 s: under.
+        e.pump(t + 9 * s, 3000, 0, &mut out);
+        assert!(!e.too_slow(t + 9 * s, rate, grace));
+        assert!(e.too_slow(t + 10 * s, rate, grace), "too slow");
+        // An egress that drains stops the clock.
+        let mut e = egress();
+        e.push(route(1, Priority::Normal, false, 1, 1000, t), t, LIMITS);
+        e.pump(t, 100_000, 0, &mut out);
+        assert!(!e.too_slow(t + 60 * s, rate, grace));
     }
 }

@@ -410,6 +410,7 @@ impl Hub {
             self.node.close(now, assoc);
         }
         self.tick_participants(now);
+        self.check_consumer_rates(now);
         if !self.links.is_empty() || !self.participants.is_empty() {
             self.next_tick = Some(now + self.tick_interval());
         }

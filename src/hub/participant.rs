@@ -23,7 +23,7 @@ use crate::proto::Delivery;
 use crate::sched::{FlowSpec, Head, Pick, Scheduler};
 use crate::wire::Codec;
 use crate::wire::{
-    CloseReason, Data, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability,
+    CloseReason, Data, FlowControl, Frame, KeepAlive, MemberId, ParticipantList, Priority, Reliability,
     SenderClosed, SenderOpened, SetParticipants, ShortStr,
 };
 
@@ -128,6 +128,9 @@ const MAX_ROSTER: usize = 65_536;
 struct Flow {
     shared: Arc<SenderShared>,
     head: Option<SenderOp>,
+    /// The server paused it (`FlowControl`): its data waits; its control
+    /// operations still go, in order.
+    paused: bool,
 }
 
 /// How the scheduler treats sender `s`: its priority, and shaped at its
@@ -244,6 +247,7 @@ impl ParticipantCore {
                 Flow {
                     shared: s.clone(),
                     head: None,
+                    paused: false,
                 },
             );
         }
@@ -292,6 +296,8 @@ impl ParticipantCore {
                     f.head = f.shared.ops.pop();
                 }
                 Some(match f.head.as_ref()? {
+                    // Paused: idle until the server resumes it.
+                    SenderOp::Data(..) if f.paused => return None,
                     SenderOp::Data(data, at) => Head {
                         len: data.len().max(1),
                         queued_at: *at,
@@ -530,6 +536,23 @@ impl ParticipantCore {
                 reason,
                 origin: None,
             }) => self.closed_by_server(channel, session, reason),
+            Frame::FlowControl(FlowControl {
+                channel,
+                session,
+                paused,
+            }) => {
+                if let Some(f) = self
+                    .flows
+                    .get_mut(&session)
+                    .filter(|f| f.shared.channel == channel)
+                {
+                    tracing::trace!(call = %self.shared.call_id, channel, paused, "backpressure");
+                    f.paused = paused;
+                    if !paused {
+                        self.sched.wake(session);
+                    }
+                }
+            }
             Frame::Leave(l) => self.end(&format!("removed from the call: {}", l.reason)),
             Frame::Error(e) => {
                 tracing::warn!(call = %self.shared.call_id, code = e.code.0, reason = %e.reason, "error from server");

@@ -15,7 +15,7 @@ use super::server::{Home, Link};
 use crate::auth::JoinRejection;
 use crate::datachannel::ParticipantId;
 use crate::proto::{AssocId, Delivery};
-use crate::wire::{CloseReason, Frame, Leave};
+use crate::wire::{CloseReason, Frame, Leave, MemberId};
 
 /// The worker that homes `call_id` in an engine of `workers` workers: a
 /// fixed hash (FNV-1a), so every worker agrees without a lookup.
@@ -66,6 +66,16 @@ pub(super) enum RelayMsg {
         worker: usize,
         assoc: AssocId,
         why: CloseReason,
+    },
+    /// Owner → home: that member's egress started (`pressing`) or stopped
+    /// holding too much of the Durable data of (origin, channel): pause or
+    /// resume that sender.
+    Pressure {
+        worker: usize,
+        assoc: AssocId,
+        origin: MemberId,
+        channel: u16,
+        pressing: bool,
     },
     /// Home → owner: a frame for the egress of each of these members (a
     /// fan-out sends one per worker, not one per member).
@@ -152,6 +162,17 @@ impl Hub {
             } => {
                 if let Some((call_id, member)) = self.relayed.get(&(worker, assoc)).cloned() {
                     self.on_member_frame(now, &call_id, member, frame);
+                }
+            }
+            RelayMsg::Pressure {
+                worker,
+                assoc,
+                origin,
+                channel,
+                pressing,
+            } => {
+                if let Some((call_id, member)) = self.relayed.get(&(worker, assoc)).cloned() {
+                    self.member_pressure(now, &call_id, member, origin, channel, pressing);
                 }
             }
             RelayMsg::Detach { worker, assoc, why } => {

@@ -25,7 +25,7 @@ use crate::datachannel::ParticipantId;
 use crate::proto::{AssocId, Delivery};
 use crate::sched::{TokenBucket, TrafficLimiter};
 use crate::wire::{
-    CloseReason, Codec, Data, ErrorCode, ErrorFrame, Frame, JoinAccepted, KeepAlive, Leave,
+    CloseReason, Codec, Data, ErrorCode, ErrorFrame, FlowControl, Frame, JoinAccepted, KeepAlive, Leave,
     MemberId, Message, PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Priority, Reliability,
     SenderClosed, SenderOpened, ShortStr,
 };
@@ -184,7 +184,17 @@ struct Route {
     /// goes per eighth of the call's idle timeout, so a flood of them fans
     /// out nothing.
     last_keepalive: Option<Instant>,
+    /// Durable data bytes taken so far (each message costs its payload
+    /// plus [`MESSAGE_OVERHEAD`]).
+    received: u64,
+    /// Paused (`FlowControl`) when `received` was this: it may send at
+    /// most [`HubConfig::pause_overrun`] more before it resumes.
+    paused_at: Option<u64>,
 }
+
+/// What a message costs on top of its payload, in the backpressure's
+/// accounting (so empty messages count).
+const MESSAGE_OVERHEAD: u64 = 16;
 
 impl Route {
     /// The lane of this route's frames (sent by `origin` on `channel`).
@@ -219,6 +229,10 @@ pub(super) struct Room {
     members: BTreeMap<MemberId, Member>,
     next_member: u32,
     routes: HashMap<(MemberId, u16), Route>,
+    /// Backpressure: for each (origin, channel), the members whose egress
+    /// holds too much of its Durable data. Kept per channel, not per
+    /// session: a replacing session's data waits behind the old one's.
+    pressure: HashMap<(MemberId, u16), BTreeSet<MemberId>>,
 }
 
 /// A call's `JoinAccepted` for `member`: the server's limits and rules.
@@ -402,6 +416,19 @@ impl Room {
         for route in self.routes.values_mut() {
             route.announced.remove(&member);
             route.declined.remove(&member);
+        }
+        // What it pressed on is free of it; what it sent presses no more.
+        self.pressure.retain(|(origin, _), _| *origin != member);
+        let mut freed: Vec<(MemberId, u16)> = Vec::new();
+        for (key, set) in &mut self.pressure {
+            if set.remove(&member) && set.is_empty() {
+                freed.push(*key);
+            }
+        }
+        freed.sort_unstable();
+        for (origin, channel) in freed {
+            self.pressure.remove(&(origin, channel));
+            self.set_paused(origin, channel, false, out);
         }
         let members = &self.members;
         out.send(
@@ -673,8 +700,73 @@ impl Room {
             declined: BTreeSet::new(),
             policed: false,
             last_keepalive: None,
+            received: 0,
+            paused_at: None,
         };
         self.routes.insert((from, o.channel), route);
+        // Its channel's data still presses on some member: it starts paused.
+        if self
+            .pressure
+            .get(&(from, o.channel))
+            .is_some_and(|p| !p.is_empty())
+        {
+            self.set_paused(from, o.channel, true, out);
+        }
+    }
+
+    /// Member `target`'s egress holds too much (`pressing`), or no longer
+    /// does, of (origin, channel)'s Durable data: the first to press
+    /// pauses that sender, the last to stop resumes it.
+    pub(super) fn pressure(
+        &mut self,
+        _now: Instant,
+        target: MemberId,
+        origin: MemberId,
+        channel: u16,
+        pressing: bool,
+        out: &mut Outputs,
+    ) {
+        if !self.members.contains_key(&target) || !self.members.contains_key(&origin) {
+            return; // Gone: its removal cleared what it pressed.
+        }
+        let key = (origin, channel);
+        let set = self.pressure.entry(key).or_default();
+        let changed = if pressing {
+            set.insert(target) && set.len() == 1
+        } else {
+            set.remove(&target) && set.is_empty()
+        };
+        if set.is_empty() {
+            self.pressure.remove(&key);
+        }
+        if changed {
+            self.set_paused(origin, channel, pressing, out);
+        }
+    }
+
+    /// Pauses or resumes the Durable sender open on (origin, channel), if
+    /// one is and it is not so already: it is told (`FlowControl`).
+    fn set_paused(&mut self, origin: MemberId, channel: u16, paused: bool, out: &mut Outputs) {
+        let Some(route) = self
+            .routes
+            .get_mut(&(origin, channel))
+            .filter(|r| r.reliability == Reliability::Durable)
+        else {
+            return;
+        };
+        if route.paused_at.is_some() == paused {
+            return;
+        }
+        route.paused_at = paused.then_some(route.received);
+        if paused {
+            out.stats.senders_paused += 1;
+        }
+        let frame = FlowControl {
+            channel,
+            session: route.session,
+            paused,
+        };
+        self.send_to(origin, frame.into(), out);
     }
 
     /// Fans a data frame out to its sender's targets.
@@ -724,6 +816,25 @@ impl Room {
             let first = !std::mem::replace(&mut route.policed, true);
             self.policed(now, call_id, from, &d, first, out);
             return;
+        }
+        if route.reliability == Reliability::Durable {
+            route.received += d.payload.len() as u64 + MESSAGE_OVERHEAD;
+            let hosted = self
+                .members
+                .get(&from)
+                .is_some_and(|m| matches!(m.at, MemberAt::Hosted(_)));
+            let overrun = route
+                .paused_at
+                .is_some_and(|at| route.received - at > config.pause_overrun as u64);
+            if overrun && !hosted {
+                // It ignores its pause: its receivers' queues would grow
+                // without bound. A Durable session with a hole is not
+                // Durable: closed, as one over the rules.
+                tracing::info!(call = call_id, member = %from, channel = d.channel, "a paused sender kept sending");
+                let first = !std::mem::replace(&mut route.policed, true);
+                self.policed(now, call_id, from, &d, first, out);
+                return;
+            }
         }
         let route = &self.routes[&(from, d.channel)];
         let len = d.payload.len().max(1);

@@ -16,8 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::time::Instant;
 
-use super::egress::Lane;
-use super::egress::{Limits, MemberEgress, Pushed};
+use super::egress::{Lane, Limits, MemberEgress, Pause, Pressure, Pushed};
 use super::pump::{self, Pumped, Scheduled};
 use super::relay::{Relay, RelayMsg};
 use super::room::{MemberAt, Output, Outputs, leave};
@@ -73,6 +72,9 @@ pub(super) struct Egresses {
     /// the current input.
     slow: Vec<AssocId>,
     limits: Limits,
+    pause: Pause,
+    /// Pressure changes of member egresses, for their rooms.
+    pressure: Vec<(AssocId, Pressure)>,
     lossy_dropped: u64,
 }
 
@@ -89,8 +91,18 @@ impl Egresses {
                 lossy: config.lossy_drop_buffer,
                 durable: config.slow_consumer_buffer,
             },
+            pause: Pause {
+                flow: config.pause_route_backlog,
+                member: config.pause_member_backlog,
+            },
+            pressure: Vec::new(),
             lossy_dropped: 0,
         }
+    }
+
+    /// Takes `e`'s pressure changes (it is `assoc`'s egress).
+    fn collect_pressure(pressure: &mut Vec<(AssocId, Pressure)>, assoc: AssocId, e: &mut MemberEgress) {
+        pressure.extend(e.take_pressure().map(|p| (assoc, p)));
     }
 
     /// Queues `op` for association `assoc` of this hub.
@@ -102,6 +114,7 @@ impl Egresses {
             Pushed::Queued => {
                 self.ready.insert(assoc);
                 self.to_pump.insert(assoc);
+                Self::collect_pressure(&mut self.pressure, assoc, e);
             }
             Pushed::Dropped => self.lossy_dropped += 1,
             Pushed::Overflow => self.slow.push(assoc),
@@ -329,6 +342,10 @@ impl Hub {
                 MemberAt::Hosted(key) => {
                     if let Some(p) = self.participants.get_mut(&key) {
                         p.core.handle_frame(now, out.frame(frame).clone());
+                        if p.core.has_work() {
+                            // A sender resumed (`FlowControl`).
+                            self.backlog.insert(key);
+                        }
                     }
                 }
             }
@@ -443,6 +460,7 @@ impl Hub {
         let egress = MemberEgress::new(
             self.config.channel.lossy_latency_budget,
             pump::new_budget(self.config.uplink_buffer, self.config.queue_target),
+            self.egress.pause,
         );
         self.egress.by_assoc.insert(assoc, egress);
         // The egress budget steers by round trips: they must not wait for
@@ -552,10 +570,50 @@ impl Hub {
         self.send(now, assoc, Delivery::Reliable, leave.into());
     }
 
-    /// After any input: members found too slow are disconnected, and the
+    /// After any input: members found too slow are disconnected, the
     /// member egresses with work that the input touched send what their
-    /// budgets allow.
+    /// budgets allow, and the senders their backlogs press on are paused
+    /// or resumed (which may send more: repeated until nothing changes).
     pub(super) fn finish_input(&mut self, now: Instant) {
+        loop {
+            self.cut_slow_consumers(now);
+            self.stats.lossy_dropped_slow += std::mem::take(&mut self.egress.lossy_dropped);
+            while let Some(assoc) = self.node.poll_progress() {
+                if self.egress.ready.contains(&assoc) {
+                    self.egress.to_pump.insert(assoc);
+                }
+            }
+            for assoc in std::mem::take(&mut self.egress.to_pump) {
+                if !self.egress.ready.contains(&assoc) {
+                    continue;
+                }
+                #[cfg(test)]
+                {
+                    self.egress.pumps += 1;
+                }
+                let Some(e) = self.egress.by_assoc.get_mut(&assoc) else {
+                    self.egress.ready.remove(&assoc);
+                    continue;
+                };
+                let Pumped { dropped, more } = pump::pump(&mut self.node, now, assoc, e);
+                Egresses::collect_pressure(&mut self.egress.pressure, assoc, e);
+                self.stats.lossy_dropped_slow += dropped;
+                if !more {
+                    self.egress.ready.remove(&assoc);
+                }
+            }
+            if self.egress.pressure.is_empty() {
+                break;
+            }
+            self.apply_pressure(now);
+            // A hosted sender resumed sends now.
+            self.pump_backlog(now);
+        }
+    }
+
+    /// Members found too slow (over their hard bound, or under the
+    /// minimum rate) are disconnected.
+    fn cut_slow_consumers(&mut self, now: Instant) {
         while !self.egress.slow.is_empty() {
             for assoc in std::mem::take(&mut self.egress.slow) {
                 if !self.egress.by_assoc.contains_key(&assoc) {
@@ -572,29 +630,72 @@ impl Hub {
                 self.node.close(now, assoc);
             }
         }
-        self.stats.lossy_dropped_slow += std::mem::take(&mut self.egress.lossy_dropped);
-        while let Some(assoc) = self.node.poll_progress() {
-            if self.egress.ready.contains(&assoc) {
-                self.egress.to_pump.insert(assoc);
+    }
+
+    /// The slow-consumer rate rule (see
+    /// [`HubConfig::slow_consumer_rate`]), checked on the hub's tick: the
+    /// members under it are disconnected after this input.
+    pub(super) fn check_consumer_rates(&mut self, now: Instant) {
+        let kbps = self.config.slow_consumer_min_kbps;
+        if kbps == 0 {
+            return;
+        }
+        let (rate, grace) = (u64::from(kbps) * 125, self.config.slow_consumer_grace);
+        let mut slow: Vec<AssocId> = self
+            .egress
+            .by_assoc
+            .iter_mut()
+            .filter_map(|(a, e)| e.too_slow(now, rate, grace).then_some(*a))
+            .collect();
+        slow.sort_unstable();
+        if !slow.is_empty() {
+            tracing::debug!(members = slow.len(), "under the slow-consumer rate");
+        }
+        self.egress.slow.extend(slow);
+    }
+
+    /// Gives the rooms the pressure changes of member egresses: here, or
+    /// relayed to the call's home.
+    fn apply_pressure(&mut self, now: Instant) {
+        for (assoc, (origin, channel, pressing)) in std::mem::take(&mut self.egress.pressure) {
+            match self.links.get(&assoc) {
+                Some(Link::Member(Home::Here { call_id, member })) => {
+                    let (call_id, member) = (call_id.clone(), *member);
+                    self.member_pressure(now, &call_id, member, origin, channel, pressing);
+                }
+                Some(Link::Member(Home::Worker(home))) => {
+                    let worker = self.config.worker;
+                    self.relay.push(
+                        *home,
+                        Relay::new(RelayMsg::Pressure {
+                            worker,
+                            assoc,
+                            origin,
+                            channel,
+                            pressing,
+                        }),
+                    );
+                }
+                _ => {} // Gone: its room forgot its pressure.
             }
         }
-        for assoc in std::mem::take(&mut self.egress.to_pump) {
-            if !self.egress.ready.contains(&assoc) {
-                continue;
-            }
-            #[cfg(test)]
-            {
-                self.egress.pumps += 1;
-            }
-            let Some(e) = self.egress.by_assoc.get_mut(&assoc) else {
-                self.egress.ready.remove(&assoc);
-                continue;
-            };
-            let Pumped { dropped, more } = pump::pump(&mut self.node, now, assoc, e);
-            self.stats.lossy_dropped_slow += dropped;
-            if !more {
-                self.egress.ready.remove(&assoc);
-            }
-        }
+    }
+
+    /// Member `target` of `call_id` has (`pressing`) or no longer has too
+    /// much of (origin, channel)'s Durable data waiting.
+    pub(super) fn member_pressure(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        target: MemberId,
+        origin: MemberId,
+        channel: u16,
+        pressing: bool,
+    ) {
+        let Some(room) = self.rooms.get_mut(call_id) else {
+            return;
+        };
+        room.pressure(now, target, origin, channel, pressing, &mut self.outputs);
+        self.room_done(now, call_id);
     }
 }

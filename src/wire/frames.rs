@@ -34,6 +34,8 @@ pub mod frame_type {
     pub const ERROR: u8 = 0x0b;
     /// [`super::KeepAlive`]
     pub const KEEP_ALIVE: u8 = 0x0c;
+    /// [`super::FlowControl`]
+    pub const FLOW_CONTROL: u8 = 0x0d;
     /// [`super::Batch`]
     pub const BATCH: u8 = 0x0f;
 }
@@ -43,6 +45,9 @@ pub mod frame_type {
 pub const FLAG_ORIGIN: u8 = 0x01;
 /// Flag bit (on [`Data`] only): the participant-list epoch follows.
 pub const FLAG_EPOCH: u8 = 0x02;
+/// Flag bit (on [`FlowControl`] only): the sender is paused (clear: it may
+/// go on).
+pub const FLAG_PAUSED: u8 = 0x01;
 
 /// A participant's number within its call, assigned by the server when the
 /// participant joins and announced to the others (`ParticipantJoined`).
@@ -946,6 +951,58 @@ impl Codec for KeepAlive {
     }
 }
 
+/// Pauses or resumes a Durable sender (server → the sending client): a
+/// receiver of it has more of its data waiting at the server than the
+/// server's bound (`FLAG_PAUSED` set), or none does any more (clear).
+/// While paused, the client sends none of that sender's data (its control
+/// frames still go); the application sees its `buffered_amount` grow and
+/// `writable()` wait. A server tolerates a bounded overrun after a pause
+/// (what was already on its way), and closes the sender past it.
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |  Type = 0x0d  |  Flags (8)    |  Channel id (16)              |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                         Session (32)                          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///   Flags: 0x01 PAUSED; other bits reserved (0).
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
+pub struct FlowControl {
+    /// The sender's channel id.
+    pub channel: u16,
+    /// The sender's session.
+    pub session: u32,
+    /// Paused (`true`) or free to send (`false`).
+    pub paused: bool,
+}
+
+impl Codec for FlowControl {
+    fn decode(buf: &mut impl Buf) -> Result<Self, DecodeError> {
+        expect_type(buf, frame_type::FLOW_CONTROL)?;
+        let flags = get_flags(buf, FLAG_PAUSED)?;
+        Ok(Self {
+            channel: get_u16(buf)?,
+            session: get_u32(buf)?,
+            paused: flags & FLAG_PAUSED != 0,
+        })
+    }
+
+    fn encode(&self, buf: &mut impl BufMut) {
+        buf.put_u8(frame_type::FLOW_CONTROL);
+        buf.put_u8(if self.paused { FLAG_PAUSED } else { 0 });
+        buf.put_u16(self.channel);
+        buf.put_u32(self.session);
+    }
+
+    fn encoded_len(&self) -> usize {
+        8
+    }
+}
+
 /// Any one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "_internal", derive(arbitrary::Arbitrary))]
@@ -963,6 +1020,7 @@ pub enum Frame {
     Data(Data),
     Error(ErrorFrame),
     KeepAlive(KeepAlive),
+    FlowControl(FlowControl),
 }
 
 impl Frame {
@@ -982,6 +1040,7 @@ impl Frame {
             Self::Data(_) => "Data",
             Self::Error(_) => "Error",
             Self::KeepAlive(_) => "KeepAlive",
+            Self::FlowControl(_) => "FlowControl",
         }
     }
 }
@@ -1002,6 +1061,7 @@ macro_rules! each_frame {
             Frame::Data($f) => $body,
             Frame::Error($f) => $body,
             Frame::KeepAlive($f) => $body,
+            Frame::FlowControl($f) => $body,
         }
     };
 }
@@ -1023,6 +1083,7 @@ impl Codec for Frame {
             t::DATA => Self::Data(Data::decode(buf)?),
             t::ERROR => Self::Error(ErrorFrame::decode(buf)?),
             t::KEEP_ALIVE => Self::KeepAlive(KeepAlive::decode(buf)?),
+            t::FLOW_CONTROL => Self::FlowControl(FlowControl::decode(buf)?),
             t::BATCH => return Err(DecodeError::NestedBatch),
             other => return Err(DecodeError::UnknownFrameType(other)),
         })
@@ -1184,6 +1245,7 @@ into_frame!(
     Data => Data,
     ErrorFrame => Error,
     KeepAlive => KeepAlive,
+    FlowControl => FlowControl,
 );
 
 #[cfg(test)]
@@ -1287,6 +1349,18 @@ mod tests {
             }
             .into(),
             KeepAlive::ASSOCIATION.into(),
+            FlowControl {
+                channel: 7,
+                session: 9,
+                paused: true,
+            }
+            .into(),
+            FlowControl {
+                channel: 65535,
+                session: u32::MAX,
+                paused: false,
+            }
+            .into(),
         ]
     }
 

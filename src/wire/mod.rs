@@ -36,7 +36,7 @@ pub use varint::VarInt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// The protocol version this build speaks, sent in [`Join`] and [`JoinAccepted`].
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Most participants a [`ParticipantList`] can hold (the seeds' limit).
 pub const MAX_PARTICIPANTS: usize = 64;

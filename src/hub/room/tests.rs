@@ -603,3 +603,112 @@ fn a_members_senders_together_are_capped() {
     assert_eq!(forwarded, 512_000 / (8 * 1024));
     assert!(rig.out.stats.policed >= 30);
 }
+
+/// The FlowControl frames in `seen`, to whom, paused or not.
+fn flow_controls(rig: &Rig) -> Vec<(MemberId, bool)> {
+    let mut got = Vec::new();
+    for item in &rig.out.items {
+        if let Output::Send { frame, targets, .. } = item
+            && let Frame::FlowControl(fc) = &rig.out.frames[*frame]
+        {
+            for t in &rig.out.targets[targets.clone()] {
+                got.push((t.member, fc.paused));
+            }
+        }
+    }
+    got
+}
+
+/// Backpressure in the room: the first member whose egress presses on a
+/// Durable sender pauses it, the last to stop resumes it; a Lossy sender
+/// is never paused; a member leaving frees what it pressed.
+#[test]
+fn the_first_member_pressing_pauses_a_durable_sender_and_the_last_resumes_it() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let carol = rig.admit("carol", at(3));
+    rig.open(alice, 1, 1, Reliability::Durable);
+    rig.data(alice, 1, 1, None, 100);
+    rig.take();
+    let (now, mut out) = (rig.now, Outputs::default());
+    rig.room.pressure(now, bob, alice, 1, true, &mut out);
+    std::mem::swap(&mut rig.out, &mut out);
+    assert_eq!(flow_controls(&rig), vec![(alice, true)], "paused");
+    assert_eq!(rig.out.stats.senders_paused, 1);
+    rig.take();
+    rig.room.pressure(now, carol, alice, 1, true, &mut rig.out);
+    assert!(flow_controls(&rig).is_empty(), "paused already");
+    rig.take();
+    rig.room.pressure(now, bob, alice, 1, false, &mut rig.out);
+    assert!(flow_controls(&rig).is_empty(), "carol still presses");
+    rig.take();
+    // Carol leaves: nobody presses any more.
+    rig.room
+        .remove(now, CALL, carol, CloseReason::LEFT, &mut rig.out);
+    assert_eq!(flow_controls(&rig), vec![(alice, false)], "resumed");
+    rig.take();
+    // Lossy senders are never paused.
+    rig.open(bob, 2, 2, Reliability::Lossy);
+    rig.room.pressure(now, alice, bob, 2, true, &mut rig.out);
+    assert!(flow_controls(&rig).is_empty(), "Lossy: dropped, not paused");
+}
+
+/// A new session on a channel whose data still presses on a member
+/// starts paused: its data would wait behind the old session's anyway.
+#[test]
+fn a_new_session_behind_a_pressing_backlog_starts_paused() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.open(alice, 1, 1, Reliability::Durable);
+    rig.data(alice, 1, 1, None, 100);
+    let now = rig.now;
+    rig.room.pressure(now, bob, alice, 1, true, &mut rig.out);
+    rig.take();
+    rig.open(alice, 1, 2, Reliability::Durable);
+    assert_eq!(flow_controls(&rig), vec![(alice, true)]);
+    let paused_session = rig.out.frames.iter().find_map(|f| match f {
+        Frame::FlowControl(fc) => Some(fc.session),
+        _ => None,
+    });
+    assert_eq!(paused_session, Some(2), "the new session is paused");
+    rig.take();
+    rig.room.pressure(now, bob, alice, 1, false, &mut rig.out);
+    assert_eq!(flow_controls(&rig), vec![(alice, false)], "resumed");
+}
+
+/// A sender that ignores its pause may send what was on its way
+/// (`pause_overrun`); past that its session closes (`TRAFFIC_LIMIT`),
+/// the receivers keep an unbroken prefix, and it is a strike.
+#[test]
+fn a_paused_sender_that_keeps_sending_is_closed_past_the_overrun() {
+    let mut rig = Rig::new();
+    rig.config = rig.config.clone().pause_overrun(10_000);
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.open(alice, 1, 1, Reliability::Durable);
+    rig.data(alice, 1, 1, None, 100);
+    let now = rig.now;
+    rig.room.pressure(now, bob, alice, 1, true, &mut rig.out);
+    rig.take();
+    // 9 × (1,000 + 16) bytes fit the overrun; the 10th does not.
+    for _ in 0..9 {
+        rig.data(alice, 1, 1, None, 1000);
+        assert_eq!(
+            rig.take(),
+            vec![Seen::Send("Data", bob, Delivery::Reliable)],
+            "within the overrun: forwarded"
+        );
+    }
+    rig.data(alice, 1, 1, None, 1000);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderClosed", bob, Delivery::Reliable),
+            Seen::Send("SenderClosed", alice, Delivery::Reliable),
+        ],
+        "closed: bob's receiver, and alice's sender"
+    );
+    assert_eq!(rig.room.members().count(), 2, "nobody disconnected");
+}
