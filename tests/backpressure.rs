@@ -133,7 +133,7 @@ fn a_full_speed_sender_is_slowed_to_its_receiver_and_nothing_is_lost() {
     let run = full_speed(
         &mut w,
         &s,
-        &[joined[1].1.clone()],
+        std::slice::from_ref(&joined[1].1),
         &[],
         n,
         1000,
@@ -252,4 +252,40 @@ fn a_receiver_under_the_minimum_rate_is_the_only_one_cut() {
         .map(|(_, p)| p.to_string())
         .collect();
     assert_eq!(members, vec!["alice", "carol", "dave"]);
+}
+
+/// Peer to peer: the host's own sender (a participant hosted in the
+/// engine, `join_local`) is paused like a remote one. Before, its sends
+/// went straight into the room with no backpressure at all, and the guest
+/// was cut after a few hundred messages.
+#[test]
+fn a_hosted_sender_is_slowed_to_its_remote_receiver() {
+    let mut w = World::new(65, LinkConfig::default());
+    let now = w.net.now();
+    let server = w.server;
+    let host = w
+        .net
+        .host_mut(server)
+        .join_local(now, "call", "host")
+        .expect("hosted");
+    let (guest_host, guest) = w.join("call", "guest");
+    w.settle_until(|_| guest.is_joined() && host.participants().len() == 1);
+    w.net.set_link(server, guest_host, limited(2_000_000));
+    let s = durable_to_all(&host);
+    let n = 10_000;
+    let run = full_speed(
+        &mut w,
+        &s,
+        std::slice::from_ref(&guest),
+        &[],
+        n,
+        1000,
+        Duration::from_secs(90),
+    );
+    assert_all_in_order(&run, n, &[0]);
+    let stats = w.net.host(server).stats();
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+    assert!(stats.senders_paused >= 1, "{stats:?}");
+    assert!(run.full > 0, "the host's queue filled: writable() waited");
+    assert!(guest.is_joined());
 }

@@ -16,6 +16,9 @@ mod randomized;
 #[path = "shutdown_sim.rs"]
 mod shutdown_sim;
 
+#[path = "backpressure.rs"]
+mod backpressure;
+
 #[path = "common/mod.rs"]
 mod common;
 

@@ -258,6 +258,9 @@ struct HeldBack {
     held: Vec<Vec<Bytes>>,
     /// 1,000-byte data frames each raw client got.
     data_seen: Vec<usize>,
+    /// Control frames each raw client got about its own senders
+    /// (`FlowControl`, and `SenderClosed` without origin).
+    own_seen: Vec<Vec<Frame>>,
 }
 
 impl HeldBack {
@@ -270,11 +273,17 @@ impl HeldBack {
 
     /// `n` raw clients, all joined to "call".
     fn joined(n: usize) -> Self {
+        Self::joined_with(n, |c| c)
+    }
+
+    /// `n` raw clients, all joined to "call" on a server configured by
+    /// `tweak`.
+    fn joined_with(n: usize, tweak: impl FnOnce(HubConfig) -> HubConfig) -> Self {
         let now = crate::sim::start_instant();
         let clock = WallClock::new(now, Duration::from_secs(1000));
-        let hub = Hub::new(HubConfig::server(Arc::new(
+        let hub = Hub::new(tweak(HubConfig::server(Arc::new(
             HmacVerifier::new(SECRET, clock).expect("a secret"),
-        )));
+        ))));
         let raws = (0..n)
             .map(|_| {
                 let mut n = Node::new(NodeConfig::client());
@@ -288,6 +297,7 @@ impl HeldBack {
             raws,
             held: vec![Vec::new(); n],
             data_seen: vec![0; n],
+            own_seen: vec![Vec::new(); n],
         };
         rig.route(200, &|_| false);
         let now = rig.now;
@@ -341,13 +351,18 @@ impl HeldBack {
             }
             for (i, (raw, _)) in self.raws.iter_mut().enumerate() {
                 while let Some(e) = raw.poll_event() {
-                    if let Event::Frame {
-                        frame: Frame::Data(d),
-                        ..
-                    } = e
-                        && d.payload.len() == 1000
-                    {
-                        self.data_seen[i] += 1;
+                    match e {
+                        Event::Frame {
+                            frame: Frame::Data(d),
+                            ..
+                        } if d.payload.len() == 1000 => self.data_seen[i] += 1,
+                        Event::Frame {
+                            frame:
+                                f @ (Frame::FlowControl(_)
+                                | Frame::SenderClosed(SenderClosed { origin: None, .. })),
+                            ..
+                        } => self.own_seen[i].push(f),
+                        _ => {}
                     }
                 }
             }
@@ -704,4 +719,65 @@ fn attach_from_worker_1(call: &str, n: u64) -> Vec<super::relay::Relay> {
             })
         })
         .collect()
+}
+
+/// A member that ignores its pause cannot grow another member's queue:
+/// while p1 hears nothing (its egress backs up), p0 is paused; p0 keeps
+/// sending past the overrun the server tolerates, and its session is
+/// closed (`TRAFFIC_LIMIT`) — p1 is not disconnected, and once it hears
+/// the server again it gets an unbroken prefix, like everyone else.
+#[test]
+fn a_sender_that_ignores_its_pause_is_closed_and_hurts_no_receiver() {
+    const N: usize = 4;
+    let mut rig = HeldBack::joined_with(N, |c| {
+        c.pause_backlog(8 * 1024, 64 * 1024)
+            .pause_overrun(32 * 1024)
+    });
+    let opened = SenderOpened {
+        channel: 1,
+        session: 1,
+        reliability: Reliability::Durable,
+        priority: Priority::Normal,
+        bitrate_kbps: 0,
+        origin: None,
+    };
+    rig.send(0, opened.into());
+    let data = |seq: u32| Data {
+        channel: 1,
+        session: 1,
+        seq,
+        origin: None,
+        epoch: None,
+        payload: Bytes::from(vec![7u8; 1000]),
+    };
+    let hold = |i: usize| i == 1;
+    let mut seq = 0;
+    // Until paused, and well past: 200 kB, far over the overrun.
+    for _ in 0..20 {
+        for _ in 0..10 {
+            seq += 1;
+            rig.send(0, data(seq).into());
+        }
+        rig.route(20, &hold);
+    }
+    let paused = rig.own_seen[0]
+        .iter()
+        .any(|f| matches!(f, Frame::FlowControl(fc) if fc.paused && fc.session == 1));
+    assert!(paused, "p0 was paused: {:?}", rig.own_seen[0]);
+    let closed = rig.own_seen[0].iter().any(|f| {
+        matches!(f, Frame::SenderClosed(c) if c.reason == CloseReason::TRAFFIC_LIMIT)
+    });
+    assert!(closed, "and closed: {:?}", rig.own_seen[0]);
+    let stats = rig.hub.stats();
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+    assert!(stats.policed >= 1);
+    rig.route(2_000, &|_| false);
+    let prefix = rig.data_seen[2];
+    assert!(
+        (8..200).contains(&prefix),
+        "a prefix was forwarded: {prefix}"
+    );
+    assert_eq!(rig.data_seen[1], prefix, "p1 got the same prefix");
+    assert_eq!(rig.data_seen[3], prefix);
+    assert_eq!(rig.hub.rooms["call"].members().count(), N, "nobody cut");
 }
