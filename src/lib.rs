@@ -152,7 +152,7 @@ pub use bytes::Bytes;
 pub use datachannel::{
     Call, CallState, ChannelConfig, DataChannelError, DataChannelFeature, DataChannelMessage,
     DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
-    DataChannelSenderOptions, ParticipantId,
+    DataChannelSenderOptions, ParticipantId, ReceiverCloseReason,
 };
 pub use hub::{Hub, HubConfig, HubEvent, HubStats, JoinError};
 pub use proto::{ConnectError, NodeConfig, Transmit};

@@ -12,7 +12,7 @@ use common::{SECRET, World, drain, receivers};
 use dcengine::sim::LinkConfig;
 use dcengine::{
     CallState, ChannelConfig, DataChannelError, DataChannelReliability, DataChannelSenderOptions,
-    Engine, HmacVerifier, HubConfig, TrafficPolicy, WallClock, mint_token,
+    Engine, HmacVerifier, HubConfig, ReceiverCloseReason, TrafficPolicy, WallClock, mint_token,
 };
 
 fn durable(channel: u16) -> DataChannelSenderOptions {
@@ -398,6 +398,75 @@ fn a_message_after_an_idle_close_reaches_a_new_receiver() {
     });
     assert_eq!(got, vec![(2, b"two".to_vec())]);
     assert!(!sender.is_closed());
+    assert_eq!(first.close_reason(), Some(ReceiverCloseReason::Idle));
+    assert_eq!(second.close_reason(), None, "open");
+}
+
+/// Each receiver learns why it closed: its sender closed, was replaced,
+/// left; its own call ended. (On main before this change a receiver knew
+/// only that it closed.)
+#[test]
+fn a_receiver_learns_why_it_closed() {
+    let mut w = World::new(48, LinkConfig::with_latency(Duration::from_millis(10)));
+    let calls = w.call_of("call", &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (&calls[0], &calls[1], &calls[2]);
+    let dc = alice.data_channel();
+    let closing = dc.create_sender(durable(1)).expect("sender");
+    let replaced = dc.create_sender(durable(2)).expect("sender");
+    let leaving = dc.create_sender(durable(3)).expect("sender");
+    for s in [&closing, &replaced, &leaving] {
+        s.send("hello").expect("send");
+    }
+    let mut rx = receivers(&mut w, bob, 3);
+    rx.sort_by_key(|r| r.channel_id());
+    let to_carol = bob
+        .data_channel()
+        .create_sender(durable(4))
+        .expect("sender");
+    to_carol.send("hi").expect("send");
+    let carols = receivers(&mut w, carol, 4);
+    closing.close();
+    let replacement = dc.create_sender(durable(2)).expect("replacement");
+    replacement.send("again").expect("send");
+    w.settle_until(|_| rx[0].is_closed() && rx[1].is_closed());
+    assert_eq!(
+        rx[0].close_reason(),
+        Some(ReceiverCloseReason::SenderClosed)
+    );
+    assert_eq!(rx[1].close_reason(), Some(ReceiverCloseReason::Replaced));
+    assert_eq!(rx[2].close_reason(), None);
+    alice.leave();
+    w.settle_until(|_| rx[2].is_closed());
+    assert_eq!(rx[2].close_reason(), Some(ReceiverCloseReason::SenderLeft));
+    // Bob leaves: carol's receiver of his sender closes (he left), and
+    // his own receivers close with his call.
+    let from_bob = carols
+        .iter()
+        .find(|r| r.sender_id().as_str() == "bob")
+        .expect("bob's");
+    let late = receivers(&mut w, bob, 1).remove(0);
+    assert_eq!(
+        late.close_reason(),
+        Some(ReceiverCloseReason::SenderLeft),
+        "alice's replacement"
+    );
+    let to_bob = carol
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
+    to_bob.send("hi bob").expect("send");
+    let new_one = receivers(&mut w, bob, 1).remove(0);
+    bob.leave();
+    w.settle_until(|_| from_bob.is_closed() && new_one.is_closed());
+    assert_eq!(
+        from_bob.close_reason(),
+        Some(ReceiverCloseReason::SenderLeft)
+    );
+    assert_eq!(new_one.close_reason(), Some(ReceiverCloseReason::CallEnded));
+    assert_eq!(
+        ReceiverCloseReason::SenderLeft.to_string(),
+        "the sender left the call"
+    );
 }
 
 /// A client enforces the member rule across its senders: past it, `send`

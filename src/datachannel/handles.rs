@@ -791,6 +791,14 @@ impl DataChannelReceiver {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// Why the receiver closed, once it has (`None` while open).
+    pub fn close_reason(&self) -> Option<super::ReceiverCloseReason> {
+        if !self.is_closed() {
+            return None;
+        }
+        self.shared.close_reason.get().copied()
+    }
+
     /// Waits until the receiver is closed.
     pub async fn closed(&self) {
         poll_fn(|cx| {

@@ -197,6 +197,67 @@ pub struct DataChannelMessage {
     pub data: Bytes,
 }
 
+/// Why a [`DataChannelReceiver`] closed ([`DataChannelReceiver::close_reason`]).
+/// Every way a session ends reaches each receiver as one of these: the
+/// messages that arrived before it can still be read.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiverCloseReason {
+    /// The sender closed (`close`, or its last handle dropped).
+    #[error("the sender closed")]
+    SenderClosed,
+    /// A new sender on the same channel replaced it (a new receiver
+    /// announces the new session).
+    #[error("a new sender on the channel replaced it")]
+    Replaced,
+    /// The sender's participant left the call (or its engine shut down).
+    #[error("the sender left the call")]
+    SenderLeft,
+    /// The sender's connection to the server was lost.
+    #[error("the sender's connection was lost")]
+    SenderLost,
+    /// The server closed the session: the sender was over the traffic
+    /// rules (or ignored its backpressure); what arrived is an unbroken
+    /// prefix.
+    #[error("the server closed the sender (over the traffic rules)")]
+    TrafficLimit,
+    /// This receiver's buffer was full (the application did not read), or
+    /// a message was over this participant's `max_message_size`: a
+    /// Durable receiver cannot skip one, so it closed, and the server
+    /// sends it no more of the session.
+    #[error(
+        "the receiver could not hold a message (its buffer was full, or the message too large)"
+    )]
+    Overflow,
+    /// Nothing arrived for the call's idle timeout. If the sender is still
+    /// open, its next message announces a new receiver of the same session.
+    #[error("idle: nothing arrived for the idle timeout")]
+    Idle,
+    /// This participant's call ended (left, removed, shut down, or its
+    /// connection lost); [`crate::Call::state`] says why.
+    #[error("the call ended")]
+    CallEnded,
+    /// A close reason this build does not know (a newer server's).
+    #[error("closed by the server (reason {0})")]
+    Other(u8),
+}
+
+impl ReceiverCloseReason {
+    /// The receiver-side meaning of a wire close reason.
+    pub(crate) fn from_wire(reason: crate::wire::CloseReason) -> Self {
+        use crate::wire::CloseReason as W;
+        match reason {
+            W::CLOSED => Self::SenderClosed,
+            W::REPLACED => Self::Replaced,
+            W::LEFT => Self::SenderLeft,
+            W::ASSOCIATION_LOST => Self::SenderLost,
+            W::TRAFFIC_LIMIT => Self::TrafficLimit,
+            W::RECEIVER_OVERFLOW => Self::Overflow,
+            other => Self::Other(other.0),
+        }
+    }
+}
+
 /// What can go wrong with the DataChannel API (the seeds' error codes, plus
 /// misuse).
 #[non_exhaustive]

@@ -475,6 +475,8 @@ pub(crate) struct ReceiverShared {
     pub(crate) buffered_bytes: AtomicUsize,
     pub(crate) dropped: AtomicU64,
     pub(crate) closed: AtomicBool,
+    /// Why it closed: set once, before `closed`.
+    pub(crate) close_reason: OnceLock<super::ReceiverCloseReason>,
     pub(crate) waker: AtomicWaker,
     pub(crate) on_message: OnceLock<Callback>,
     pub(crate) on_close: OnceLock<Callback>,
@@ -500,7 +502,10 @@ impl ReceiverShared {
         true
     }
 
-    pub(crate) fn close(&self) {
+    pub(crate) fn close(&self, why: super::ReceiverCloseReason) {
+        // The first reason wins (a close races nothing: the hub alone
+        // closes receivers, but a second close must not change it).
+        let _ = self.close_reason.set(why);
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.waker.wake();
             self.close_wakers.wake_all();

@@ -17,7 +17,7 @@ use crate::datachannel::shared::{
 };
 use crate::datachannel::{
     DataChannelMessage, DataChannelPriority, DataChannelReceiver, DataChannelReliability,
-    ParticipantId, close_and_release,
+    ParticipantId, ReceiverCloseReason, close_and_release,
 };
 use crate::proto::Delivery;
 use crate::sched::{FlowSpec, Head, Pick, Scheduler};
@@ -481,7 +481,7 @@ impl ParticipantCore {
                 self.idled.retain(|(m, _), _| *m != p.member);
                 self.receivers.retain(|(m, _), r| {
                     if *m == p.member {
-                        r.shared.close();
+                        r.shared.close(ReceiverCloseReason::SenderLeft);
                     }
                     *m != p.member
                 });
@@ -503,7 +503,7 @@ impl ParticipantCore {
                 channel,
                 session,
                 origin: Some(origin),
-                ..
+                reason,
             }) => {
                 if self
                     .idled
@@ -515,7 +515,7 @@ impl ParticipantCore {
                 if let Some(r) = self.receivers.get(&(origin, channel))
                     && r.shared.session == session
                 {
-                    r.shared.close();
+                    r.shared.close(ReceiverCloseReason::from_wire(reason));
                     self.receivers.remove(&(origin, channel));
                 }
             }
@@ -664,7 +664,7 @@ impl ParticipantCore {
         if let Some(r) = self.receivers.get(&(origin, channel))
             && r.shared.session == session
         {
-            r.shared.close();
+            r.shared.close(ReceiverCloseReason::Overflow);
             self.receivers.remove(&(origin, channel));
         }
         self.notices.push(
@@ -693,7 +693,7 @@ impl ParticipantCore {
                 return;
             }
             // A newer session replaces the old one.
-            old.shared.close();
+            old.shared.close(ReceiverCloseReason::Replaced);
             self.receivers.remove(&(origin, channel));
         }
         let max = self.shared.config.max_receivers;
@@ -729,6 +729,7 @@ impl ParticipantCore {
             on_message: Default::default(),
             on_close: Default::default(),
             close_wakers: Wakers::default(),
+            close_reason: Default::default(),
         });
         self.receivers.insert(
             (origin, channel),
@@ -754,7 +755,7 @@ impl ParticipantCore {
         self.receivers.retain(|key, r| {
             let alive = now < r.last_activity + idle_timeout;
             if !alive {
-                r.shared.close();
+                r.shared.close(ReceiverCloseReason::Idle);
                 if idled.len() < max_idled {
                     let kind = (r.shared.session, r.reliability, r.priority);
                     idled.insert(*key, kind);
@@ -813,7 +814,7 @@ impl ParticipantCore {
         self.shared.set_ended(reason);
         self.notices.clear();
         for (_, r) in self.receivers.drain() {
-            r.shared.close();
+            r.shared.close(ReceiverCloseReason::CallEnded);
         }
         self.senders.clear();
         for (k, f) in self.flows.drain() {
@@ -975,6 +976,8 @@ mod tests {
             durable.is_closed(),
             "a Durable receiver that cannot hold more closes"
         );
+        assert_eq!(durable.close_reason(), Some(ReceiverCloseReason::Overflow));
+        assert_eq!(lossy.close_reason(), Some(ReceiverCloseReason::Replaced), "session 2 replaced it");
         assert_eq!(core.receiver_count(), 0);
     }
 

@@ -604,6 +604,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             "protocol_errors": s.protocol_errors,
             "lossy_dropped_slow": s.lossy_dropped_slow,
             "slow_consumers": s.slow_consumers,
+            "senders_paused": s.senders_paused,
             "policed": s.policed,
             "datagrams_received": s.datagrams_received,
             "datagrams_sent": s.datagrams_sent,
