@@ -143,8 +143,8 @@ impl HubConfig {
             queue_target: Duration::from_millis(5),
             lossy_drop_buffer: 256 * 1024,
             slow_consumer_buffer: 8 * 1024 * 1024,
-            slow_consumer_min_kbps: 256,
-            slow_consumer_grace: Duration::from_secs(5),
+            slow_consumer_min_kbps: 64,
+            slow_consumer_grace: Duration::from_secs(10),
             pause_route_backlog: 128 * 1024,
             pause_member_backlog: 1024 * 1024,
             pause_overrun: 2 * 1024 * 1024,
@@ -256,7 +256,8 @@ impl HubConfig {
     /// for: it is sent `Leave` (`SLOW_CONSUMER`) and its association
     /// closed, so the senders it held back go on. 0 kbps turns the rule
     /// off (senders wait for any receiver as long as it takes, bounded by
-    /// [`HubConfig::slow_consumer_buffer()`]). Default 256 kbit/s for 5 s.
+    /// [`HubConfig::slow_consumer_buffer()`]). Default 64 kbit/s (one Durable
+    /// sender's default rule) for 10 s.
     pub fn slow_consumer_rate(mut self, min_kbps: u32, grace: Duration) -> Self {
         self.slow_consumer_min_kbps = min_kbps;
         self.slow_consumer_grace = grace;
