@@ -178,35 +178,49 @@ fn a_full_speed_sender_to_63_receivers_loses_nothing_and_cuts_nobody() {
     assert_eq!(w.net.host(server).members("call").len(), 64);
 }
 
-/// One receiver on a 1 Mbit/s downlink among fast ones: above the
-/// minimum rate (64 kbit/s), so the sender slows to it and everyone gets
-/// everything.
-#[test]
-fn a_receiver_above_the_minimum_rate_slows_the_sender_and_stays() {
-    let mut w = World::new(63, LinkConfig::default());
+/// A call of four, alice sending at full speed to the other three, bob's
+/// downlink limited to `bob_bps`: `n` messages of 1,000 bytes, waiting for
+/// the receivers in `need` (all if empty). Returns the world, the calls
+/// and what the run saw, and how long it took.
+fn one_slow_of_four(
+    seed: u64,
+    bob_bps: u64,
+    n: u32,
+    need: &[usize],
+) -> (World, Vec<(HostId, Call)>, Run, Duration) {
+    let mut w = World::new(seed, LinkConfig::default());
     let joined = join_all(&mut w, &["alice", "bob", "carol", "dave"]);
     let server = w.server;
-    w.net.set_link(server, joined[1].0, limited(1_000_000));
+    w.net.set_link(server, joined[1].0, limited(bob_bps));
     let s = durable_to_all(&joined[0].1);
-    let n = 2_000;
     let receiving: Vec<Call> = joined[1..].iter().map(|(_, c)| c.clone()).collect();
     let start = w.net.now();
     let run = full_speed(
         &mut w,
         &s,
         &receiving,
-        &[],
+        need,
         n,
         1000,
         Duration::from_secs(60),
     );
     let took = w.net.now() - start;
+    (w, joined, run, took)
+}
+
+/// One receiver on a 1 Mbit/s downlink among fast ones: above the
+/// minimum rate (64 kbit/s), so the sender slows to it and everyone gets
+/// everything.
+#[test]
+fn a_receiver_above_the_minimum_rate_slows_the_sender_and_stays() {
+    let n = 2_000;
+    let (w, _, run, took) = one_slow_of_four(63, 1_000_000, n, &[]);
     assert_all_in_order(&run, n, &[0, 1, 2]);
-    let stats = w.net.host(server).stats();
+    let stats = w.net.host(w.server).stats();
     assert_eq!(stats.slow_consumers, 0, "{stats:?}");
     // 2 MB through 1 Mbit/s takes at least 16 s: everyone waited for bob.
     assert!(took >= Duration::from_secs(16), "took {took:?}");
-    assert_eq!(w.net.host(server).members("call").len(), 4);
+    assert_eq!(w.net.host(w.server).members("call").len(), 4);
 }
 
 /// One receiver on a 32 kbit/s downlink, under the minimum rate: it holds
@@ -214,28 +228,13 @@ fn a_receiver_above_the_minimum_rate_slows_the_sender_and_stays() {
 /// it sees, and the others get everything at full speed.
 #[test]
 fn a_receiver_under_the_minimum_rate_is_the_only_one_cut() {
-    let mut w = World::new(64, LinkConfig::default());
-    let joined = join_all(&mut w, &["alice", "bob", "carol", "dave"]);
-    let server = w.server;
-    w.net.set_link(server, joined[1].0, limited(32_000));
-    let s = durable_to_all(&joined[0].1);
     let n = 3_000;
-    let receiving: Vec<Call> = joined[1..].iter().map(|(_, c)| c.clone()).collect();
-    let start = w.net.now();
-    let run = full_speed(
-        &mut w,
-        &s,
-        &receiving,
-        &[1, 2],
-        n,
-        1000,
-        Duration::from_secs(60),
-    );
+    let (mut w, joined, run, took) = one_slow_of_four(64, 32_000, n, &[1, 2]);
     assert_all_in_order(&run, n, &[1, 2]);
-    let took = w.net.now() - start;
     // Cut after about the grace; without the cut, 3 MB at 32 kbit/s would
     // take over twelve minutes.
     assert!(took < Duration::from_secs(20), "took {took:?}");
+    let server = w.server;
     let stats = w.net.host(server).stats();
     assert_eq!(stats.slow_consumers, 1, "{stats:?}");
     w.settle_until(|_| matches!(joined[1].1.state(), CallState::Ended(_)));

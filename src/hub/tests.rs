@@ -377,6 +377,32 @@ impl HeldBack {
     }
 }
 
+/// Session 1 of a Durable sender on channel 1, as a client opens it.
+fn durable_opened() -> Frame {
+    SenderOpened {
+        channel: 1,
+        session: 1,
+        reliability: Reliability::Durable,
+        priority: Priority::Normal,
+        bitrate_kbps: 0,
+        origin: None,
+    }
+    .into()
+}
+
+/// Message `seq` of that session: 1,000 bytes (what `HeldBack` counts).
+fn data_1000(seq: u32) -> Frame {
+    Data {
+        channel: 1,
+        session: 1,
+        seq,
+        origin: None,
+        epoch: None,
+        payload: Bytes::from(vec![7u8; 1000]),
+    }
+    .into()
+}
+
 /// A server's work per input follows what the input touched: with many
 /// members backlogged (their acknowledgements held back), a datagram from
 /// one of them pumps that member's egress alone. And holding back never
@@ -392,25 +418,9 @@ fn an_input_pumps_only_the_egress_it_touched() {
         "everyone joined"
     );
     // Everyone but p0 stops hearing the server; p0 sends 40 kB to all.
-    let opened = SenderOpened {
-        channel: 1,
-        session: 1,
-        reliability: Reliability::Durable,
-        priority: Priority::Normal,
-        bitrate_kbps: 0,
-        origin: None,
-    };
-    rig.send(0, opened.into());
+    rig.send(0, durable_opened());
     for seq in 0..MESSAGES as u32 {
-        let d = Data {
-            channel: 1,
-            session: 1,
-            seq,
-            origin: None,
-            epoch: None,
-            payload: Bytes::from(vec![7u8; 1000]),
-        };
-        rig.send(0, d.into());
+        rig.send(0, data_1000(seq));
     }
     rig.route(100, &|i| i != 0);
     let backlogged = rig.hub.egress.ready.len();
@@ -733,30 +743,14 @@ fn a_sender_that_ignores_its_pause_is_closed_and_hurts_no_receiver() {
         c.pause_backlog(8 * 1024, 64 * 1024)
             .pause_overrun(32 * 1024)
     });
-    let opened = SenderOpened {
-        channel: 1,
-        session: 1,
-        reliability: Reliability::Durable,
-        priority: Priority::Normal,
-        bitrate_kbps: 0,
-        origin: None,
-    };
-    rig.send(0, opened.into());
-    let data = |seq: u32| Data {
-        channel: 1,
-        session: 1,
-        seq,
-        origin: None,
-        epoch: None,
-        payload: Bytes::from(vec![7u8; 1000]),
-    };
+    rig.send(0, durable_opened());
     let hold = |i: usize| i == 1;
     let mut seq = 0;
     // Until paused, and well past: 200 kB, far over the overrun.
     for _ in 0..20 {
         for _ in 0..10 {
             seq += 1;
-            rig.send(0, data(seq).into());
+            rig.send(0, data_1000(seq));
         }
         rig.route(20, &hold);
     }
