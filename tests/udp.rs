@@ -14,8 +14,8 @@ use dcengine::hub::{HubConfig, HubEvent, home_worker};
 use dcengine::{
     Backend, Call, CallState, ChannelConfig, DataChannelError, DataChannelPriority,
     DataChannelReceiver, DataChannelReliability, DataChannelSender, DataChannelSenderOptions,
-    Engine, EngineError, HmacVerifier, JoinError, ParticipantId, TrafficPolicy, WallClock,
-    mint_token,
+    Engine, EngineError, HmacVerifier, JoinError, ParticipantId, ReceiverCloseReason,
+    TrafficPolicy, WallClock, mint_token,
 };
 
 const SECRET: &[u8] = b"udp test secret";
@@ -1109,7 +1109,15 @@ fn a_full_speed_sender_through_the_server_loses_nothing(backend: Backend) {
                     }
                     next += 1;
                 }
-                Ok(())
+                // The sender is dropped once it is done: the receiver
+                // closes after the last message, and says why.
+                if r.recv_timeout(LIMIT).is_some() {
+                    return Err("a message past the last".into());
+                }
+                match r.close_reason() {
+                    Some(ReceiverCloseReason::SenderClosed) => Ok(()),
+                    other => Err(format!("closed as {other:?}")),
+                }
             })
         })
         .collect();

@@ -819,14 +819,11 @@ impl Room {
         }
         if route.reliability == Reliability::Durable {
             route.received += d.payload.len() as u64 + MESSAGE_OVERHEAD;
-            let hosted = self
-                .members
-                .get(&from)
-                .is_some_and(|m| matches!(m.at, MemberAt::Hosted(_)));
             let overrun = route
                 .paused_at
                 .is_some_and(|at| route.received - at > config.pause_overrun as u64);
-            if overrun && !hosted {
+            let hosted = |m: &Member| matches!(m.at, MemberAt::Hosted(_));
+            if overrun && !self.members.get(&from).is_some_and(hosted) {
                 // It ignores its pause: its receivers' queues would grow
                 // without bound. A Durable session with a hole is not
                 // Durable: closed, as one over the rules.
