@@ -63,6 +63,11 @@ pub(crate) mod logging {
     use std::string::String;
 
     pub fn log_packet(name: &str, ts: SocketTime, sent: bool, data: &[u8]) {
+        // Formatting a packet as hex costs far more than sending it: only
+        // when someone listens.
+        if !log::log_enabled!(log::Level::Info) {
+            return;
+        }
         let s = data.iter().fold(String::new(), |mut output, c| {
             let _ = write!(output, " {c:02x}");
             output
