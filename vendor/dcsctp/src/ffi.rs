@@ -786,6 +786,7 @@ impl From<DcSctpOptions> for bridge::Options {
     fn from(value: DcSctpOptions) -> Self {
         // Destructure value to catch when fields are added to it.
         let DcSctpOptions {
+            random_seed: _,
             local_port,
             remote_port,
             announced_maximum_incoming_streams,
@@ -914,6 +915,7 @@ impl From<&bridge::Options> for DcSctpOptions {
                 ),
             disable_checksum_verification: val.disable_checksum_verification,
             enable_handover_with_outstanding_data: val.enable_handover_with_outstanding_data,
+            random_seed: None,
         }
     }
 }

@@ -432,6 +432,12 @@ pub struct Options {
 
     /// If true, allows handover even if there is outstanding data on the connection.
     pub enable_handover_with_outstanding_data: bool,
+    /// Seeds the socket's random numbers (verification tags, initial TSNs,
+    /// tie tags), for a deterministic run. `None` (the default) draws them
+    /// from a generator seeded from the operating system. The seed must be
+    /// secret and different for every socket: verification tags protect an
+    /// association from blind injection.
+    pub random_seed: Option<u64>,
 }
 
 impl Default for Options {
@@ -488,6 +494,7 @@ impl Default for Options {
             zero_checksum_alternate_error_detection_method:
                 ZERO_CHECKSUM_ALTERNATE_ERROR_DETECTION_METHOD_NONE,
             enable_handover_with_outstanding_data: false,
+            random_seed: None,
         }
     }
 }

@@ -79,6 +79,10 @@ pub(crate) struct Context {
     pub peer_implementation: SctpImplementation,
 
     pub tx_error_counter: TxErrorCounter,
+
+    /// Verification tags, initial TSNs and tie tags come from here
+    /// ([`crate::api::Options::random_seed`]).
+    pub rng: fastrand::Rng,
 }
 
 impl Context {

@@ -240,6 +240,7 @@ impl Socket {
             tx_messages_count: 0,
             peer_implementation: SctpImplementation::Unknown,
             tx_error_counter: TxErrorCounter::new(options.max_retransmissions),
+            rng: options.random_seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
         };
         Socket { name: name.into(), now, state: State::Closed, ctx }
     }

@@ -4775,4 +4775,23 @@ mod tests {
             SctpPacket::from_bytes(&expect_sent_packet!(socket_a2.poll_event()), &options).unwrap();
         assert!(matches!(packet.chunks.as_slice(), [Chunk::Data(_)]));
     }
+
+    #[test]
+    fn random_seed_makes_the_init_deterministic() {
+        fn first_init(options: &Options) -> Vec<u8> {
+            let mut socket = Socket::new("A", options);
+            socket.connect();
+            loop {
+                match socket.poll_event() {
+                    Some(SocketEvent::SendPacket(p)) => return p,
+                    Some(_) => {}
+                    None => panic!("no INIT sent"),
+                }
+            }
+        }
+        let seeded = |seed| Options { random_seed: Some(seed), ..Options::default() };
+        assert_eq!(first_init(&seeded(7)), first_init(&seeded(7)));
+        assert_ne!(first_init(&seeded(7)), first_init(&seeded(8)));
+        assert_ne!(first_init(&Options::default()), first_init(&Options::default()));
+    }
 }

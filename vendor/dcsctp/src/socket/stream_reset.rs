@@ -409,6 +409,7 @@ mod tests {
             tx_messages_count: 0,
             peer_implementation: SctpImplementation::Unknown,
             tx_error_counter: TxErrorCounter::new(Some(10)),
+            rng: fastrand::Rng::with_seed(1),
         };
 
         (state, context, events)
