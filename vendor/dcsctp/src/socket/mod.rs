@@ -309,6 +309,27 @@ impl Socket {
         true
     }
 
+    /// Like [`DcSctpSocket::close`], with `reason` as the text of the
+    /// ABORT's User-Initiated Abort cause, so the peer learns why.
+    pub fn abort(&mut self, reason: &str) {
+        if !matches!(self.state, State::Closed) {
+            if let Some(tcb) = self.state.tcb() {
+                self.ctx.events.borrow_mut().add(SocketEvent::SendPacket(
+                    tcb.new_packet()
+                        .add(&Chunk::Abort(AbortChunk {
+                            tag_reflected: false,
+                            error_causes: vec![ErrorCause::UserInitiatedAbort(
+                                UserInitiatedAbortErrorCause { reason: reason.into() },
+                            )],
+                        }))
+                        .build(),
+                ));
+                self.ctx.tx_packets_count += 1;
+            }
+            self.ctx.internal_close(&mut self.state, ErrorKind::NoError, String::new());
+        }
+    }
+
     pub fn verification_tag(&self) -> u32 {
         match &self.state {
             State::Closed => 0,
@@ -702,22 +723,7 @@ impl DcSctpSocket for Socket {
     }
 
     fn close(&mut self) {
-        if !matches!(self.state, State::Closed) {
-            if let Some(tcb) = self.state.tcb() {
-                self.ctx.events.borrow_mut().add(SocketEvent::SendPacket(
-                    tcb.new_packet()
-                        .add(&Chunk::Abort(AbortChunk {
-                            tag_reflected: false,
-                            error_causes: vec![ErrorCause::UserInitiatedAbort(
-                                UserInitiatedAbortErrorCause { reason: "Close called".into() },
-                            )],
-                        }))
-                        .build(),
-                ));
-                self.ctx.tx_packets_count += 1;
-            }
-            self.ctx.internal_close(&mut self.state, ErrorKind::NoError, String::new());
-        }
+        self.abort("Close called");
     }
 
     fn state(&self) -> SocketState {
