@@ -330,6 +330,15 @@ impl Socket {
         }
     }
 
+    /// Payload bytes handed to the socket and not yet acknowledged by the
+    /// peer: what [`DcSctpSocket::buffered_amount`] counts on every stream
+    /// (not yet sent), plus what is in flight.
+    pub fn unacknowledged_bytes(&self) -> usize {
+        let in_flight =
+            self.state.tcb().map_or(0, |tcb| tcb.retransmission_queue.unacked_payload_bytes());
+        self.ctx.send_queue.total_buffered_amount() + in_flight
+    }
+
     pub fn verification_tag(&self) -> u32 {
         match &self.state {
             State::Closed => 0,

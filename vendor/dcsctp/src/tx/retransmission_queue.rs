@@ -671,6 +671,11 @@ impl RetransmissionQueue {
         self.outstanding_data.unacked_packet_bytes()
     }
 
+    /// Returns the number of payload bytes that are in-flight.
+    pub fn unacked_payload_bytes(&self) -> usize {
+        self.outstanding_data.unacked_payload_bytes()
+    }
+
     /// Returns the number of DATA chunks that are in-flight.
     pub fn unacked_items(&self) -> usize {
         self.outstanding_data.unacked_items()
