@@ -88,11 +88,7 @@ fn backlogged_call() -> (Call, Bytes) {
     let config = HubConfig::server(Arc::new(
         HmacVerifier::new(SECRET, clock).expect("a secret"),
     ))
-    .node(
-        NodeConfig::server()
-            .max_associations(MEMBERS + 10)
-            .max_handshaking(MEMBERS + 10),
-    )
+    .node(NodeConfig::server().max_associations(MEMBERS + 10))
     .channel(ChannelConfig::default().traffic(dcengine::sched::TrafficPolicy::unlimited()));
     let mut call = Call {
         now,

@@ -89,7 +89,7 @@ fn run(pair: &mut Pair, per_message: u32) {
     let (mut sent, mut received) = (0u32, 0u32);
     while received < MESSAGES {
         while sent < MESSAGES
-            && pair.client.buffered_amount(pair.assoc, Delivery::Reliable) < WINDOW
+            && pair.client.queued_bytes(pair.assoc) < WINDOW
         {
             let n = per_message.min(MESSAGES - sent);
             let message = if n == 1 {

@@ -151,7 +151,7 @@ fn reliable_messages_survive_loss_reorder_and_duplication() {
     let done = net.run_until(Duration::from_secs(600), |net| {
         let now = net.now();
         let node = net.host_mut(client);
-        while next <= COUNT && node.buffered_amount(c, Delivery::Reliable) < WINDOW {
+        while next <= COUNT && node.queued_bytes(c) < WINDOW {
             let payload = Bytes::from(next.to_be_bytes().repeat(8));
             node.send(now, c, Delivery::Reliable, &data(next, payload))
                 .expect("send");

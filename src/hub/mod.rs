@@ -159,6 +159,9 @@ impl Hub {
             .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT);
         config.workers = config.workers.max(1);
         config.worker = config.worker.min(config.workers - 1);
+        // The node's verification tags and TSNs follow the hub's seed, so a
+        // seeded (simulated) run is reproducible from it alone.
+        config.node.seed = config.seed ^ 0x6e6f_6465_5eed_0001;
         let shared = Arc::new(HubShared::default());
         if !config.clock.is_system() {
             shared.set_clock(config.clock.clone());

@@ -44,7 +44,7 @@ fn batch_limit(delivery: Delivery) -> usize {
 
 /// Bytes `assoc` holds in SCTP (in flight and unsent) on both streams.
 pub(super) fn sctp_queued(node: &mut Node, assoc: AssocId) -> usize {
-    node.buffered_amount(assoc, Delivery::Reliable) + node.buffered_amount(assoc, Delivery::Lossy)
+    node.queued_bytes(assoc)
 }
 
 /// How many bytes past the budget's room High senders may hand over while

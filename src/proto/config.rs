@@ -1,19 +1,17 @@
 //! Node configuration and the SCTP transport tuning derived from it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sctp_proto::TransportConfig;
+use dcsctp::api::Options;
 
 /// Largest SCTP packet a node sends, the UDP payload of one datagram:
-/// sctp-proto's MTU (it does no path MTU discovery), 1,228 bytes, which
-/// leaves room for IPv6, UDP and DTLS headers within a 1,280-byte path.
+/// 1,228 bytes (no path MTU discovery), which leaves room for IPv6 and UDP
+/// headers within a 1,280-byte path.
 pub(crate) const SCTP_PACKET_BYTES: usize = 1228;
 
 /// Largest SCTP user message that leaves in one packet: the packet less the
-/// SCTP common header (12 bytes) and one DATA chunk header (16 bytes). The
-/// node gives sctp-proto this as its maximum payload, so a message up to
-/// this size is one DATA chunk, never fragmented.
+/// SCTP common header (12 bytes) and one DATA chunk header (16 bytes), so a
+/// message up to this size is one DATA chunk, never fragmented.
 pub const MAX_PACKET_MESSAGE: usize = SCTP_PACKET_BYTES - 12 - 16;
 
 /// How the SCTP node under a [`Hub`](crate::Hub) behaves
@@ -60,9 +58,6 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// Time a handshake may take; see [`NodeConfig::handshake_timeout()`].
     pub handshake_timeout: Duration,
-    /// Most associations in their handshake at once; see
-    /// [`NodeConfig::max_handshaking()`].
-    pub max_handshaking: usize,
     /// Silence after which a keep-alive is sent; see
     /// [`NodeConfig::keepalive_interval()`].
     pub keepalive_interval: Duration,
@@ -76,6 +71,11 @@ pub struct NodeConfig {
     /// SCTP port on both ends of associations this node starts; see
     /// [`NodeConfig::sctp_port()`].
     pub sctp_port: u16,
+    /// Seeds the node's random numbers; see [`NodeConfig::seed()`].
+    pub seed: u64,
+    /// The key that seals handshake cookies; see
+    /// [`NodeConfig::cookie_key()`].
+    pub cookie_key: [u8; 32],
 }
 
 impl Default for NodeConfig {
@@ -91,12 +91,13 @@ impl Default for NodeConfig {
             lossy_lifetime: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(5),
-            max_handshaking: 1000,
             keepalive_interval: Duration::from_secs(5),
             close_timeout: Duration::from_secs(3),
             max_shutdown_retransmits: 2,
             streams: 16,
-            sctp_port: sctp_proto::DEFAULT_SCTP_PORT,
+            sctp_port: 5000,
+            seed: rand::random(),
+            cookie_key: rand::random(),
         }
     }
 }
@@ -176,19 +177,11 @@ impl NodeConfig {
         self
     }
 
-    /// An association whose handshake has not completed after this long is
-    /// closed. Default 5 s (sctp-proto keeps state from the first INIT, so
-    /// half-open associations must not live long).
+    /// An association this node started whose handshake has not completed
+    /// after this long is closed. Default 5 s. (A peer's handshake holds no
+    /// state here until its COOKIE-ECHO, which completes it.)
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
-        self
-    }
-
-    /// Most associations in their handshake at once; further INITs are
-    /// refused, so a flood of spoofed INITs cannot take every slot.
-    /// Default 1,000.
-    pub fn max_handshaking(mut self, max: usize) -> Self {
-        self.max_handshaking = max;
         self
     }
 
@@ -237,50 +230,91 @@ impl NodeConfig {
         self
     }
 
-    /// The sctp-proto transport settings for this configuration.
+    /// Seeds the node's random numbers: each association's verification
+    /// tags and initial TSNs. Default: from the operating system. A
+    /// [`Hub`](crate::Hub) sets it from [`HubConfig::seed`](crate::HubConfig::seed),
+    /// so a simulated run is reproducible; in production it must stay
+    /// secret (verification tags protect associations from blind injection).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The key that seals the cookies of this node's handshakes (an
+    /// HMAC-SHA256 over the cookie, the peer's address and the time), so
+    /// only a peer that received the node's INIT-ACK can complete one.
+    /// Default: random. Nodes that answer on the same UDP port must share
+    /// it (an engine's workers do: they clone one configuration).
+    pub fn cookie_key(mut self, key: [u8; 32]) -> Self {
+        self.cookie_key = key;
+        self
+    }
+
+    /// The dcsctp options for this configuration (ports and seed are set
+    /// per socket).
     ///
-    /// Why these values, against sctp-proto's RFC 4960 defaults:
-    /// - RTO initial/min/max 500 ms / 200 ms / 5 s instead of 3 s / 1 s /
-    ///   60 s. Data-channel traffic is real-time (chat, cursors, control);
-    ///   a message recovered after RFC 4960's 3 s initial RTO or 1 s floor is
-    ///   usually useless, and WebRTC stacks (dcSCTP, usrsctp in browsers) run
-    ///   with sub-second initial RTOs for the same reason. A 5 s ceiling
-    ///   keeps a recovering path probed often; a dead peer is detected by
-    ///   the node's idle timeout, not by RTO exhaustion.
-    /// - Unlimited DATA retransmissions (sctp-proto's default, as in
-    ///   WebRTC): Durable means lossless, so the association itself decides
-    ///   failure through the idle timeout and reports it, never by silently
-    ///   abandoning Durable data.
-    /// - Receive buffer 512 KiB instead of 1 MiB: it must hold at least one
+    /// Why these values, against dcsctp's defaults:
+    /// - RTO initial/min/max 500 ms / 200 ms / 5 s (dcsctp: 500 ms / 400 ms
+    ///   / 60 s), and the INIT, COOKIE-ECHO and SHUTDOWN timers starting at
+    ///   the initial RTO. Data-channel traffic is real-time (chat, cursors,
+    ///   control); a 5 s ceiling keeps a recovering path probed often; a
+    ///   dead peer is detected by the node's idle timeout, not by RTO
+    ///   exhaustion.
+    /// - Unlimited DATA and INIT retransmissions (dcsctp: 10 and 8, then
+    ///   ABORT): Durable means lossless, so the association itself decides
+    ///   failure through the idle timeout (or the handshake timeout) and
+    ///   reports it, never by silently abandoning Durable data.
+    /// - Receive buffer 512 KiB (dcsctp: 5 MiB): it must hold at least one
     ///   largest message (256 KiB) plus room to keep the window open, and
     ///   it bounds memory per association (10,000 associations × 512 KiB is
     ///   the worst case a server must budget for).
+    /// - No send buffer limit of dcsctp's own (1 GiB): the hub bounds what
+    ///   it hands an association ([`HubConfig::uplink_buffer`](crate::HubConfig::uplink_buffer),
+    ///   the slow-consumer limits), and a refusal here would drop a Durable
+    ///   message the hub already accepted.
     /// - Max message size both ways sized for the largest configurable
     ///   application message plus framing; the per-channel limit (32 KiB by
     ///   default) is enforced above SCTP with a clear error.
-    /// - A small number of streams: each stream the peer opens costs state,
-    ///   and sctp-proto does not bound the streams a peer can create.
-    pub(crate) fn transport(&self) -> Arc<TransportConfig> {
-        Arc::new(
-            TransportConfig::default()
-                .with_max_receive_buffer_size(self.receive_buffer)
-                .with_max_send_message_size(self.max_sctp_message_size)
-                .with_max_receive_message_size(self.max_sctp_message_size)
-                .with_max_num_inbound_streams(self.streams)
-                .with_max_num_outbound_streams(self.streams)
-                .with_rto_initial_ms(millis(self.rto_initial))
-                .with_rto_min_ms(millis(self.rto_min))
-                .with_rto_max_ms(millis(self.rto_max))
-                .with_max_data_retransmits(None)
-                .with_local_port(self.sctp_port)
-                .with_remote_port(self.sctp_port),
-        )
+    /// - No SCTP heartbeats: the node sends its own keep-alives
+    ///   ([`NodeConfig::keepalive_interval()`]), which the peer's SACKs
+    ///   answer.
+    /// - The I bit (immediate SACK, RFC 7053) only where the node asks for
+    ///   it ([`Node::set_immediate_acks`](crate::proto::Node::set_immediate_acks),
+    ///   and the last packet before a close), not on every packet while the
+    ///   congestion window is under 10 packets (dcsctp's default, which
+    ///   under loss doubles the packets a receiver sends).
+    /// - A small number of streams: the engine uses two.
+    /// - 1,228-byte packets (dcsctp: 1,191, which leaves room for DTLS).
+    pub(crate) fn sctp_options(&self) -> Options {
+        const UNBOUNDED: usize = 1 << 30;
+        Options {
+            local_port: self.sctp_port,
+            remote_port: self.sctp_port,
+            announced_maximum_incoming_streams: self.streams,
+            announced_maximum_outgoing_streams: self.streams,
+            mtu: SCTP_PACKET_BYTES,
+            max_message_size: self.max_sctp_message_size as usize,
+            max_receiver_window_buffer_size: self.receive_buffer as usize,
+            max_send_buffer_size: UNBOUNDED,
+            per_stream_send_queue_limit: UNBOUNDED,
+            total_buffered_amount_low_threshold: 0,
+            rto_initial: self.rto_initial,
+            rto_min: self.rto_min,
+            rto_max: self.rto_max,
+            t1_init_timeout: self.rto_initial,
+            t1_cookie_timeout: self.rto_initial,
+            t2_shutdown_timeout: self.rto_initial,
+            max_timer_backoff_duration: Some(self.rto_max),
+            heartbeat_interval: Duration::ZERO,
+            max_retransmissions: None,
+            max_init_retransmits: None,
+            enable_partial_reliability: true,
+            immediate_sack_under_cwnd_mtus: 0,
+            ..Options::default()
+        }
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
 
 #[cfg(test)]
 mod tests {
@@ -300,12 +334,13 @@ mod tests {
             .lossy_lifetime(ms(7))
             .idle_timeout(ms(8))
             .handshake_timeout(ms(9))
-            .max_handshaking(10)
             .keepalive_interval(ms(11))
             .close_timeout(ms(12))
             .max_shutdown_retransmits(13)
             .streams(14)
-            .sctp_port(15);
+            .sctp_port(15)
+            .seed(16)
+            .cookie_key([17; 32]);
         assert!(c.accept_incoming);
         assert_eq!(
             (
@@ -320,7 +355,7 @@ mod tests {
             (c.lossy_lifetime, c.idle_timeout, c.handshake_timeout),
             (ms(7), ms(8), ms(9))
         );
-        assert_eq!(c.max_handshaking, 10);
+        assert_eq!((c.seed, c.cookie_key), (16, [17; 32]));
         assert_eq!((c.keepalive_interval, c.close_timeout), (ms(11), ms(12)));
         assert_eq!(
             (c.max_shutdown_retransmits, c.streams, c.sctp_port),
@@ -329,7 +364,7 @@ mod tests {
         // The defaults the setters' docs state.
         let d = NodeConfig::default();
         assert!(!d.accept_incoming && NodeConfig::server().accept_incoming);
-        assert_eq!((d.max_associations, d.max_handshaking), (10_000, 1000));
+        assert_eq!(d.max_associations, 10_000);
         assert_eq!(
             (d.max_sctp_message_size, d.receive_buffer),
             (257 * 1024, 512 * 1024)

@@ -1,5 +1,6 @@
-//! The sans-IO node: one SCTP endpoint (sctp-proto) and its associations,
-//! carrying [`crate::wire`] messages.
+//! The sans-IO node: SCTP associations (dcsctp, one socket each, behind
+//! stateless handshakes with sealed cookies), carrying [`crate::wire`]
+//! messages.
 //!
 //! Nothing here opens a socket, reads a clock, spawns a thread or uses
 //! `unsafe`: datagrams and time come in through [`Node`]'s `handle_*`
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod cookie;
 mod node;
 
 pub use config::{MAX_PACKET_MESSAGE, NodeConfig};

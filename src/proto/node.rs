@@ -1,23 +1,24 @@
-//! [`Node`]: the sans-IO core over one sctp-proto endpoint.
+//! [`Node`]: the sans-IO core over dcsctp sockets, one per association.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use sctp_proto::{
-    Association, AssociationError, AssociationHandle, ClientConfig, DatagramEvent, Endpoint,
-    EndpointConfig, EndpointEvent, Event as SctpEvent, Payload, PayloadProtocolIdentifier,
-    ReliabilityType, ServerConfig, StreamEvent,
+use dcsctp::api::{
+    DcSctpSocket, ErrorKind, Message as SctpMessage, Options, PpId, SendError as SctpSendError,
+    SendOptions, Socket, SocketEvent, SocketState, SocketTime, StreamId,
 };
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
+use super::cookie::{CHUNK_COOKIE_ECHO, CRC32C, CookieJar};
 use super::{NodeConfig, STREAM_LOSSY, STREAM_RELIABLE};
 use crate::wire::{Codec, DecodeError, Frame, KeepAlive, Message};
 
 /// Names one association of a [`Node`] for its whole life. Never reused by
-/// the same node (unlike sctp-proto's handles).
+/// the same node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AssocId(pub(crate) u64);
 
@@ -62,10 +63,10 @@ pub struct Transmit {
 pub enum Placement {
     /// An association of this node took it, or it started a new one.
     Placed,
-    /// An INIT the node turned down because it holds
-    /// [`NodeConfig::max_associations`] or [`NodeConfig::max_handshaking`],
-    /// or is closing everything ([`Node::close_all`]; the peer is sent an
-    /// ABORT). Counted in [`NodeStats::associations_refused`].
+    /// An INIT or COOKIE-ECHO the node turned down because it holds
+    /// [`NodeConfig::max_associations`], or is closing everything
+    /// ([`Node::close_all`]; an INIT's peer is sent an ABORT). Counted in
+    /// [`NodeStats::associations_refused`].
     Refused,
     /// Nobody took it. Counted in [`NodeStats::datagrams_dropped`].
     Dropped(DropReason),
@@ -78,9 +79,12 @@ pub enum DropReason {
     /// An INIT (a peer starting an association) reached a node that does
     /// not accept associations ([`NodeConfig::accept_incoming`]).
     NotAccepting,
-    /// An INIT the SCTP endpoint turned down: malformed (a bad checksum,
-    /// no initiate tag) or over sctp-proto's own association limit.
+    /// An INIT the SCTP stack turned down: malformed (a bad checksum, no
+    /// initiate tag, a parameter that does not parse).
     InitRejected,
+    /// A COOKIE-ECHO whose cookie this node did not issue to this peer
+    /// (forged, altered, from another address) or issued too long ago.
+    InvalidCookie,
     /// Not an INIT, and not for any association of this node (an unknown
     /// verification tag) or not a valid SCTP packet (too short, a bad
     /// checksum).
@@ -91,7 +95,8 @@ impl std::fmt::Display for DropReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::NotAccepting => "an INIT, and this node accepts no associations",
-            Self::InitRejected => "an INIT the SCTP endpoint turned down",
+            Self::InitRejected => "an INIT the SCTP stack turned down",
+            Self::InvalidCookie => "a COOKIE-ECHO with a cookie this node did not issue to this peer, or a stale one",
             Self::UnknownAssociation => "not for any association of this node, or not SCTP",
         })
     }
@@ -107,16 +112,21 @@ pub enum CloseReason {
     /// The peer closed it gracefully.
     #[error("closed by the peer")]
     PeerClosed,
-    /// The peer aborted it or restarted.
+    /// The peer aborted it.
     #[error("aborted by the peer")]
     Aborted,
+    /// The peer reset the engine's control stream ([`super::STREAM_RELIABLE`]),
+    /// what closing its data channel does: the association is closed
+    /// gracefully, since nothing more can be exchanged in order on it.
+    #[error("the peer closed the engine's channel (a stream reset)")]
+    StreamReset,
     /// Nothing was received for [`NodeConfig::idle_timeout`] (the peer
     /// vanished or the path is down), or the handshake did not finish in it.
     #[error("timed out: nothing received within the idle timeout")]
     TimedOut,
-    /// The SCTP handshake failed; sctp-proto says why.
+    /// The SCTP handshake failed; the stack says why.
     #[error("handshake failed: {0}")]
-    HandshakeFailed(#[source] sctp_proto::Error),
+    HandshakeFailed(String),
     /// The peer broke the SCTP or engine protocol.
     #[error("protocol violation: {0}")]
     ProtocolViolation(Violation),
@@ -129,10 +139,19 @@ pub enum CloseReason {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
-    /// sctp-proto found the peer in breach of the SCTP specification (its
-    /// [`AssociationError::TransportError`]).
+    /// The SCTP stack found the peer in breach of the SCTP specification.
     #[error("SCTP transport error")]
     SctpTransport,
+    /// The peer sent a message larger than
+    /// [`NodeConfig::max_sctp_message_size`]; the peer is sent an ABORT
+    /// saying so.
+    #[error("a message of {size} bytes, over the limit of {limit}")]
+    MessageTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The peer sent on a stream beyond those negotiated
     /// ([`NodeConfig::streams`]).
     #[error("data on stream {stream}, beyond the {negotiated} negotiated")]
@@ -142,20 +161,6 @@ pub enum Violation {
         /// The streams negotiated.
         negotiated: u16,
     },
-}
-
-impl CloseReason {
-    fn from_sctp(e: AssociationError) -> Self {
-        match e {
-            AssociationError::HandshakeFailed(e) => Self::HandshakeFailed(e),
-            AssociationError::TransportError => Self::ProtocolViolation(Violation::SctpTransport),
-            AssociationError::ReceiveBufferExhausted => Self::ReceiveBufferExhausted,
-            AssociationError::ApplicationClosed => Self::PeerClosed,
-            AssociationError::TimedOut => Self::TimedOut,
-            AssociationError::LocallyClosed => Self::Local,
-            _ => Self::Aborted,
-        }
-    }
 }
 
 /// What a [`Node`] reports, from [`Node::poll_event`].
@@ -202,9 +207,12 @@ pub enum ConnectError {
     /// The node already holds [`NodeConfig::max_associations`].
     #[error("too many associations")]
     TooManyAssociations,
-    /// sctp-proto refused (e.g. port 0); it says why.
-    #[error("cannot start an association: {0}")]
-    Sctp(#[from] sctp_proto::ConnectError),
+    /// The remote address has port 0 or an unspecified IP address.
+    #[error("cannot start an association: invalid remote address: {0}")]
+    InvalidRemoteAddress(SocketAddr),
+    /// [`NodeConfig::sctp_port`] is 0.
+    #[error("cannot start an association: SCTP port 0")]
+    InvalidSctpPort,
 }
 
 /// [`Node::send`] failed; nothing was queued.
@@ -228,9 +236,9 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
-    /// sctp-proto refused the write; it says why.
-    #[error("SCTP refused the message: {0}")]
-    Sctp(#[from] sctp_proto::Error),
+    /// The association's SCTP send buffer is full.
+    #[error("the SCTP send buffer is full")]
+    BufferFull,
 }
 
 /// Counters since the node was created.
@@ -255,19 +263,31 @@ pub struct NodeStats {
     /// Incoming associations refused because the node was full, or was
     /// closing everything ([`Node::close_all`]).
     pub associations_refused: u64,
+    /// INITs answered (each with a sealed cookie, holding no state).
+    pub inits_answered: u64,
+    /// COOKIE-ECHOs refused: forged, altered, stale or from another peer.
+    pub cookies_refused: u64,
+    /// Associations closed because the peer sent a message over
+    /// [`NodeConfig::max_sctp_message_size`].
+    pub oversize_messages: u64,
 }
 
 struct Assoc {
-    handle: AssociationHandle,
-    sctp: Association,
+    sock: Box<Socket>,
     remote: SocketAddr,
+    /// This end's verification tag: every packet of the peer carries it
+    /// (the key in `Node::by_tag`).
+    tag: u32,
     connected: bool,
+    /// Started by [`Node::connect`] and not connected yet (counted in
+    /// `Node::handshaking`).
+    handshaking: bool,
     /// Set by [`Node::close`]: a graceful close is under way since then.
     closing_since: Option<Instant>,
-    /// This node started the SCTP shutdown (it waits for queued data first).
+    /// This node asked SCTP for its shutdown (which waits for queued data).
     shutdown_started: bool,
     /// The peer started the SCTP shutdown: its SHUTDOWN arrived before this
-    /// node sent one, and sctp-proto answers it by itself.
+    /// node sent one.
     peer_shutdown: bool,
     /// The last SHUTDOWN or SHUTDOWN-ACK chunk type sent, and how many
     /// retransmissions of them went out since the peer was last heard
@@ -276,11 +296,12 @@ struct Assoc {
     /// Set by [`Node::close`]: send one keep-alive after the queued data, so
     /// the peer acknowledges at once (see `Node::drive`).
     nudge: bool,
-    /// The reason to report, decided by the node before SCTP reports loss.
+    /// The reason to report, decided by the node before SCTP reports one.
     close_reason: Option<CloseReason>,
-    /// For an association the peer started: the peer's INIT, to abort the
-    /// handshake with (sctp-proto's `close` tells the peer nothing).
-    peer_init: Option<InitTag>,
+    /// The reason to report when a graceful close the node started for the
+    /// peer completes (a stream reset of the control stream), instead of
+    /// [`CloseReason::Local`].
+    graceful_reason: Option<CloseReason>,
     created: Instant,
     last_rx: Instant,
     last_keepalive: Instant,
@@ -295,16 +316,24 @@ struct Assoc {
     immediate_acks: bool,
 }
 
-/// The sans-IO core: one SCTP endpoint (over UDP, RFC 6951) and its
-/// associations, carrying engine [`Message`]s on two streams.
+/// The sans-IO core: SCTP over UDP (RFC 6951) with one dcsctp socket per
+/// association, carrying engine [`Message`]s on two streams.
 ///
 /// The node performs no I/O and reads no clock: every input carries the
-/// current time, every output is polled.
+/// current time, every output is polled. Its random numbers (verification
+/// tags, initial TSNs) come from [`NodeConfig::seed`].
+///
+/// Handshakes are stateless until the peer proves it can receive: every
+/// INIT is answered from one closed socket with an INIT-ACK whose cookie the
+/// node seals (an HMAC over it, the peer's address and the time, keyed by
+/// [`NodeConfig::cookie_key`]), and an association is created only for a
+/// COOKIE-ECHO with a valid seal. A flood of INITs costs the node CPU, never
+/// memory.
 ///
 /// # Methods
 /// - Getters: [`Node::stats`], [`Node::association_count`],
 ///   [`Node::is_connected`], [`Node::remote`], [`Node::knows_remote`],
-///   [`Node::buffered_amount`].
+///   [`Node::queued_bytes`].
 /// - Inputs: [`Node::handle_datagram`] (a UDP datagram arrived; returns
 ///   whether an association took it, a [`Placement`]) and
 ///   [`Node::handle_timeout`] (the time from [`Node::poll_timeout`] came).
@@ -329,18 +358,28 @@ struct Assoc {
 /// No input can make the node panic or fail as a whole: a datagram that is
 /// not SCTP, or not for a known association, is counted and dropped; an SCTP
 /// message that is not a valid engine message becomes [`Event::Malformed`]
-/// and affects nothing else.
+/// and affects nothing else; a message over
+/// [`NodeConfig::max_sctp_message_size`] ends its association with an ABORT
+/// that says why.
 pub struct Node {
     config: NodeConfig,
-    endpoint: Endpoint,
-    client_config: ClientConfig,
-    /// Whether the endpoint has a server config (accepts INITs).
-    accepting: bool,
+    /// The options every socket starts from (ports and seed set per socket).
+    options: Options,
+    /// A socket that is never connected: it answers INITs (statelessly,
+    /// from its closed state) for a node that accepts associations.
+    listener: Option<Box<Socket>>,
+    cookies: CookieJar,
+    /// Seeds each socket's random numbers.
+    rng: ChaCha8Rng,
     /// Set by [`Node::close_all`]: INITs are answered with an ABORT.
     refusing: bool,
     assocs: HashMap<AssocId, Assoc>,
-    by_handle: HashMap<AssociationHandle, AssocId>,
-    /// Associations not yet connected.
+    /// Associations by peer address and this end's verification tag.
+    by_tag: HashMap<(SocketAddr, u32), AssocId>,
+    /// Associations by peer address (several associations may share one:
+    /// a client in several calls on one server).
+    by_remote: HashMap<SocketAddr, Vec<AssocId>>,
+    /// Associations this node started, not yet connected.
     handshaking: usize,
     next_id: u64,
     timers: BinaryHeap<Reverse<(Instant, AssocId)>>,
@@ -349,8 +388,12 @@ pub struct Node {
     progressed: VecDeque<AssocId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// The node's clock starts at the first `now` it is given: sockets count
+    /// time from there ([`SocketTime`]), cookies in seconds since.
+    epoch: Option<Instant>,
     now: Option<Instant>,
     stats: NodeStats,
+    log: LogBudget,
 }
 
 impl std::fmt::Debug for Node {
@@ -362,28 +405,33 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// WebRTC's PPID for a binary message (RFC 8831), what the engine sends.
+const PPID_BINARY: PpId = PpId(53);
+
 impl Node {
     /// A node with `config`.
     pub fn new(config: NodeConfig) -> Self {
-        let transport = config.transport();
-        let server_config = config.accept_incoming.then(|| {
-            let mut s = ServerConfig::new();
-            s.transport = transport.clone();
-            Arc::new(s)
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let options = config.sctp_options();
+        let listener = config.accept_incoming.then(|| {
+            Box::new(Socket::new(
+                "listener",
+                &Options {
+                    random_seed: Some(rng.next_u64()),
+                    ..options.clone()
+                },
+            ))
         });
-        let mut client_config = ClientConfig::new();
-        client_config.transport = transport;
-        let mut endpoint_config = EndpointConfig::new();
-        endpoint_config.max_payload_size(super::config::MAX_PACKET_MESSAGE as u32);
-        let endpoint = Endpoint::new(Arc::new(endpoint_config), server_config.clone());
         Self {
-            accepting: server_config.is_some(),
+            cookies: CookieJar::new(&config.cookie_key),
             refusing: false,
+            options,
+            listener,
+            rng,
             config,
-            endpoint,
-            client_config,
             assocs: HashMap::new(),
-            by_handle: HashMap::new(),
+            by_tag: HashMap::new(),
+            by_remote: HashMap::new(),
             handshaking: 0,
             next_id: 0,
             timers: BinaryHeap::new(),
@@ -391,8 +439,10 @@ impl Node {
             progressed: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            epoch: None,
             now: None,
             stats: NodeStats::default(),
+            log: LogBudget::default(),
         }
     }
 
@@ -426,33 +476,26 @@ impl Node {
     }
 
     /// Whether some association of this node has `remote` as its peer.
-    /// O(associations): for occasional bookkeeping (the runtime's directory
-    /// of associations a multi-worker engine started), not per datagram.
     pub fn knows_remote(&self, remote: SocketAddr) -> bool {
-        self.assocs.values().any(|a| a.remote == remote)
+        self.by_remote.contains_key(&remote)
     }
 
-    /// Bytes queued in SCTP on `delivery`'s stream of `assoc` and not yet
-    /// acknowledged (0 for an unknown association).
-    pub fn buffered_amount(&mut self, assoc: AssocId, delivery: Delivery) -> usize {
+    /// Bytes of messages handed to `assoc` and not yet acknowledged by the
+    /// peer, on both streams: queued in SCTP or in flight (0 for an unknown
+    /// association).
+    pub fn queued_bytes(&self, assoc: AssocId) -> usize {
         self.assocs
-            .get_mut(&assoc)
-            .and_then(|a| {
-                a.sctp
-                    .stream(delivery.stream())
-                    .ok()?
-                    .buffered_amount()
-                    .ok()
-            })
-            .unwrap_or(0)
+            .get(&assoc)
+            .map_or(0, |a| a.sock.unacknowledged_bytes())
     }
 
     // ---- Inputs ---------------------------------------------------------
 
     /// A UDP datagram from `remote` arrived at `now`. Returns what became
-    /// of it: taken by an association (or starting one), refused (an INIT
-    /// while full or closing), or dropped, and why. A runtime with several
-    /// sockets forwards what no association knows to the others.
+    /// of it: taken by an association (or answered, an INIT), refused (an
+    /// INIT or COOKIE-ECHO while full or closing), or dropped, and why. A
+    /// runtime with several sockets forwards what no association knows to
+    /// the others.
     #[must_use = "a datagram no association took may be another socket's"]
     pub fn handle_datagram(
         &mut self,
@@ -462,62 +505,192 @@ impl Node {
     ) -> Placement {
         let now = self.advance(now);
         self.stats.datagrams_received += 1;
-        let is_init = starts_with_init(&datagram);
-        // sctp-proto panics on an INIT that reaches an endpoint without a
-        // server config; a node that does not accept never needs one.
-        if !self.accepting && is_init {
+        let Some(header) = datagram.get(..COMMON_HEADER_LEN + 4) else {
+            self.log.debug(now, || {
+                format!("{remote}: dropped a datagram of {} bytes: too short for SCTP", datagram.len())
+            });
+            return self.dropped(DropReason::UnknownAssociation);
+        };
+        let tag = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let first_chunk = header[COMMON_HEADER_LEN];
+        if let Some(&id) = self.by_tag.get(&(remote, tag)) {
+            self.input(id, now, &datagram, true);
+            return Placement::Placed;
+        }
+        match first_chunk {
+            CHUNK_INIT => self.handle_init(now, remote, &datagram),
+            CHUNK_COOKIE_ECHO => self.handle_cookie_echo(now, remote, &datagram),
+            // An ABORT or SHUTDOWN-COMPLETE with the T bit carries the
+            // peer's own tag, not this end's: each association with that
+            // peer checks it.
+            CHUNK_ABORT | CHUNK_SHUTDOWN_COMPLETE
+                if header[COMMON_HEADER_LEN + 1] & FLAG_T != 0
+                    && self.by_remote.contains_key(&remote) =>
+            {
+                let ids = self.by_remote.get(&remote).cloned().unwrap_or_default();
+                for id in ids {
+                    self.input(id, now, &datagram, false);
+                }
+                Placement::Placed
+            }
+            _ => {
+                self.log.debug(now, || {
+                    format!(
+                        "{remote}: dropped an SCTP packet (first chunk type {first_chunk}) for no association of this node (verification tag {tag:#010x})"
+                    )
+                });
+                self.dropped(DropReason::UnknownAssociation)
+            }
+        }
+    }
+
+    /// Hands `datagram` to `id`'s socket. `authentic`: it carried the
+    /// association's own verification tag, so the peer was heard.
+    fn input(&mut self, id: AssocId, now: Instant, datagram: &[u8], authentic: bool) {
+        let at = self.socket_time(now);
+        let Some(a) = self.assocs.get_mut(&id) else {
+            return;
+        };
+        if authentic {
+            a.last_rx = now;
+            // The peer is there: only retransmissions into silence count
+            // towards giving up the shutdown.
+            a.shutdown_sends.1 = 0;
+        }
+        a.sock.advance_time(at);
+        a.sock.handle_input(datagram);
+        self.mark_progressed(id);
+        self.drive(id, now);
+    }
+
+    /// An INIT from a peer no association has: answered from the listener
+    /// with a sealed cookie, and forgotten.
+    fn handle_init(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) -> Placement {
+        if self.listener.is_none() {
+            self.log.debug(now, || {
+                format!("{remote}: dropped an INIT: this node accepts no associations")
+            });
             return self.dropped(DropReason::NotAccepting);
         }
-        if self.refusing && is_init {
+        let Some(init) = InitTag::parse(datagram) else {
+            self.log.debug(now, || format!("{remote}: dropped an INIT without an initiate tag"));
+            return self.dropped(DropReason::InitRejected);
+        };
+        if self.refusing {
             // Closing everything: the peer learns at once rather than
             // retransmitting its INIT until its handshake times out.
             self.stats.associations_refused += 1;
-            if let Some(init) = InitTag::parse(&datagram) {
-                self.transmits.push_back(init.abort(remote));
-            }
+            self.log.debug(now, || format!("{remote}: refused an INIT: closing"));
+            self.transmits.push_back(init.abort(remote));
             return Placement::Refused;
         }
-        let init = InitTag::parse(&datagram);
-        let placement = match self.endpoint.handle(now, remote, None, None, datagram) {
-            None if is_init => self.dropped(DropReason::InitRejected),
-            None => self.dropped(DropReason::UnknownAssociation),
-            Some((handle, DatagramEvent::NewAssociation(sctp))) => {
-                if self.assocs.len() >= self.config.max_associations
-                    || self.handshaking >= self.config.max_handshaking
-                {
-                    // Full: forget it before it answers, so it holds nothing.
-                    self.stats.associations_refused += 1;
-                    self.endpoint.handle_event(handle, EndpointEvent::drained());
-                    Placement::Refused
-                } else {
-                    let id = self.insert(handle, sctp, remote, now);
-                    if let Some(a) = self.assocs.get_mut(&id) {
-                        a.peer_init = init;
-                    }
-                    self.drive(id, now);
-                    Placement::Placed
-                }
-            }
-            Some((handle, DatagramEvent::AssociationEvent(event))) => {
-                match self.by_handle.get(&handle).copied() {
-                    Some(id) => {
-                        if let Some(a) = self.assocs.get_mut(&id) {
-                            a.last_rx = now;
-                            // The peer is there: only retransmissions into
-                            // silence count towards giving up the shutdown.
-                            a.shutdown_sends.1 = 0;
-                            a.sctp.handle_event(event);
+        if self.assocs.len() >= self.config.max_associations {
+            self.stats.associations_refused += 1;
+            self.log.debug(now, || {
+                format!(
+                    "{remote}: refused an INIT: this node holds {} associations, its limit",
+                    self.assocs.len()
+                )
+            });
+            return Placement::Refused;
+        }
+        let at = self.socket_time(now);
+        let secs = self.cookie_time(now);
+        let Some(listener) = self.listener.as_mut() else {
+            return self.dropped(DropReason::NotAccepting);
+        };
+        listener.advance_time(at);
+        listener.handle_input(datagram);
+        let mut answered = false;
+        let mut why = None;
+        while let Some(event) = listener.poll_event() {
+            match event {
+                SocketEvent::SendPacket(p) => {
+                    match self
+                        .cookies
+                        .seal(&p, remote, init.peer_port, init.our_port, secs)
+                    {
+                        Some(payload) => {
+                            answered = true;
+                            self.transmits.push_back(Transmit {
+                                destination: remote,
+                                payload,
+                            });
                         }
-                        self.mark_progressed(id);
-                        self.drive(id, now);
-                        Placement::Placed
+                        None => why = Some("the stack answered with something other than an INIT-ACK".to_owned()),
                     }
-                    None => self.dropped(DropReason::UnknownAssociation),
                 }
+                SocketEvent::OnError(kind, e) | SocketEvent::OnAborted(kind, e) => {
+                    why = Some(format!("{kind:?}: {e}"));
+                }
+                _ => {}
+            }
+        }
+        if answered {
+            self.stats.inits_answered += 1;
+            Placement::Placed
+        } else {
+            let why = why.unwrap_or_else(|| "no answer".to_owned());
+            self.log.debug(now, || format!("{remote}: dropped an INIT: {why}"));
+            self.dropped(DropReason::InitRejected)
+        }
+    }
+
+    /// A COOKIE-ECHO from a peer no association has: a new association if
+    /// its cookie is one this node sealed for this peer, recently.
+    fn handle_cookie_echo(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        datagram: &[u8],
+    ) -> Placement {
+        if self.listener.is_none() {
+            self.log.debug(now, || {
+                format!("{remote}: dropped a COOKIE-ECHO: this node accepts no associations")
+            });
+            return self.dropped(DropReason::NotAccepting);
+        }
+        let opened = match self
+            .cookies
+            .open(datagram, remote, self.cookie_time(now))
+        {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.stats.cookies_refused += 1;
+                self.log.debug(now, || format!("{remote}: dropped a COOKIE-ECHO: {e}"));
+                return self.dropped(DropReason::InvalidCookie);
             }
         };
-        self.drain_endpoint_transmits();
-        placement
+        if self.refusing || self.assocs.len() >= self.config.max_associations {
+            self.stats.associations_refused += 1;
+            self.log.debug(now, || {
+                format!("{remote}: refused a COOKIE-ECHO: closing, or at the association limit")
+            });
+            return Placement::Refused;
+        }
+        // The association's SCTP ports are the packet's, mirrored.
+        let peer_port = u16::from_be_bytes([datagram[0], datagram[1]]);
+        let our_port = u16::from_be_bytes([datagram[2], datagram[3]]);
+        let mut sock = self.new_socket(our_port, peer_port);
+        sock.advance_time(self.socket_time(now));
+        sock.handle_input(&opened);
+        let tag = sock.verification_tag();
+        if tag == 0 {
+            // dcsctp did not establish from it (it says why in its events).
+            let mut why = String::from("no association established");
+            while let Some(event) = sock.poll_event() {
+                if let SocketEvent::OnError(kind, e) | SocketEvent::OnAborted(kind, e) = event {
+                    why = format!("{kind:?}: {e}");
+                }
+            }
+            self.stats.cookies_refused += 1;
+            self.log.debug(now, || format!("{remote}: dropped a COOKIE-ECHO: {why}"));
+            return self.dropped(DropReason::InvalidCookie);
+        }
+        let id = self.insert(sock, remote, tag, false, now);
+        self.mark_progressed(id);
+        self.drive(id, now);
+        Placement::Placed
     }
 
     /// Counts a datagram dropped for `reason`.
@@ -529,24 +702,26 @@ impl Node {
     /// The time returned by [`Node::poll_timeout`] arrived (or later).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
-        while let Some(&Reverse((at, id))) = self.timers.peek() {
-            if at > now {
+        let at = self.socket_time(now);
+        while let Some(&Reverse((deadline, id))) = self.timers.peek() {
+            if deadline > now {
                 break;
             }
             self.timers.pop();
             let Some(a) = self.assocs.get_mut(&id) else {
                 continue;
             };
-            if a.scheduled != Some(at) {
+            if a.scheduled != Some(deadline) {
                 continue; // Superseded by an earlier deadline already handled.
             }
             a.scheduled = None;
-            a.sctp.handle_timeout(now);
+            a.sock.advance_time(at);
             let cfg = &self.config;
             if a.closing_since
                 .is_some_and(|since| now >= since + cfg.close_timeout)
             {
-                force_close(a, CloseReason::Local);
+                let reason = a.graceful_reason.clone().unwrap_or(CloseReason::Local);
+                force_close(a, reason);
             } else if now >= a.last_rx + cfg.idle_timeout
                 || (!a.connected && now >= a.created + cfg.handshake_timeout)
             {
@@ -558,7 +733,12 @@ impl Node {
             {
                 a.last_keepalive = now;
                 // Best effort: if it cannot be queued, the idle timeout decides.
-                let _ = write(a, Delivery::Lossy, &KeepAlive::ASSOCIATION.to_bytes());
+                let _ = write(
+                    a,
+                    Delivery::Lossy,
+                    &KeepAlive::ASSOCIATION.to_bytes(),
+                    cfg.lossy_lifetime,
+                );
             }
             self.mark_progressed(id);
             self.drive(id, now);
@@ -572,16 +752,21 @@ impl Node {
     /// [`Event::Closed`] if it fails.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<AssocId, ConnectError> {
         let now = self.advance(now);
+        if remote.port() == 0 || remote.ip().is_unspecified() {
+            return Err(ConnectError::InvalidRemoteAddress(remote));
+        }
+        if self.config.sctp_port == 0 {
+            return Err(ConnectError::InvalidSctpPort);
+        }
         if self.assocs.len() >= self.config.max_associations {
             return Err(ConnectError::TooManyAssociations);
         }
-        // `connect_at`, not `connect`: sctp-proto's `connect` starts the
-        // T1-init timer at `Instant::now()`, the wall clock, which a driver
-        // in virtual time (the simulator) does not run on.
-        let (handle, sctp) = self
-            .endpoint
-            .connect_at(self.client_config.clone(), remote, now)?;
-        let id = self.insert(handle, sctp, remote, now);
+        let port = self.config.sctp_port;
+        let mut sock = self.new_socket(port, port);
+        sock.advance_time(self.socket_time(now));
+        sock.connect();
+        let tag = sock.verification_tag();
+        let id = self.insert(sock, remote, tag, true, now);
         self.drive(id, now);
         Ok(id)
     }
@@ -607,8 +792,10 @@ impl Node {
         delivery: Delivery,
         encoded: Bytes,
     ) -> Result<(), SendError> {
-        self.advance(now);
+        let now = self.advance(now);
+        let at = self.socket_time(now);
         let limit = self.config.max_sctp_message_size as usize;
+        let lifetime = self.config.lossy_lifetime;
         let a = self
             .assocs
             .get_mut(&assoc)
@@ -625,7 +812,8 @@ impl Node {
                 limit,
             });
         }
-        write(a, delivery, &encoded)?;
+        a.sock.advance_time(at);
+        write(a, delivery, &encoded, lifetime)?;
         self.stats.messages_sent += 1;
         if !a.dirty {
             a.dirty = true;
@@ -639,9 +827,7 @@ impl Node {
     /// forced. [`Event::Closed`] with [`CloseReason::Local`] follows.
     ///
     /// If the peer's SHUTDOWN came first, the peer's shutdown ends the
-    /// association (SCTP then sends nothing new: what is still queued here
-    /// and not yet sent is dropped, since the peer is leaving). A SHUTDOWN
-    /// the peer never answers ends it after
+    /// association. A SHUTDOWN the peer never answers ends it after
     /// [`NodeConfig::max_shutdown_retransmits`] retransmissions.
     pub fn close(&mut self, now: Instant, assoc: AssocId) {
         let now = self.advance(now);
@@ -655,7 +841,6 @@ impl Node {
         if a.connected {
             a.nudge = true;
         } else {
-            abort_handshake(a, &mut self.transmits);
             force_close(a, CloseReason::Local);
         }
         self.drive(assoc, now);
@@ -663,10 +848,10 @@ impl Node {
 
     /// Stops accepting associations and closes every one this node holds:
     /// an established one gracefully ([`Node::close`]), one still in its
-    /// handshake at once, with an ABORT to the peer if the peer started it.
-    /// From then on an INIT is answered with an ABORT (and counted in
-    /// [`NodeStats::associations_refused`]). For an engine that shuts down:
-    /// nothing new can start while it waits for its closes to complete.
+    /// handshake at once. From then on an INIT is answered with an ABORT
+    /// (and counted in [`NodeStats::associations_refused`]). For an engine
+    /// that shuts down: nothing new can start while it waits for its closes
+    /// to complete.
     pub fn close_all(&mut self, now: Instant) {
         self.refusing = true;
         let mut ids: Vec<AssocId> = self.assocs.keys().copied().collect();
@@ -677,8 +862,8 @@ impl Node {
     }
 
     /// Ends `assoc` at once, dropping whatever it still had queued (for a
-    /// peer that cannot keep up, or breaks the rules). [`Event::Closed`]
-    /// with `reason` follows.
+    /// peer that cannot keep up, or breaks the rules); the peer is sent an
+    /// ABORT. [`Event::Closed`] with `reason` follows.
     /// Returns `false` if there was no such association.
     #[cfg(feature = "_internal")]
     pub fn abort(&mut self, now: Instant, assoc: AssocId, reason: CloseReason) -> bool {
@@ -686,9 +871,6 @@ impl Node {
         let Some(a) = self.assocs.get_mut(&assoc) else {
             return false;
         };
-        if !a.connected && a.close_reason.is_none() {
-            abort_handshake(a, &mut self.transmits);
-        }
         force_close(a, reason);
         self.drive(assoc, now);
         true
@@ -753,6 +935,32 @@ impl Node {
 
     // ---- Internals ------------------------------------------------------
 
+    /// A socket with the node's options, these SCTP ports and a seed of its
+    /// own.
+    fn new_socket(&mut self, local_port: u16, remote_port: u16) -> Box<Socket> {
+        Box::new(Socket::new(
+            "",
+            &Options {
+                local_port,
+                remote_port,
+                random_seed: Some(self.rng.next_u64()),
+                ..self.options.clone()
+            },
+        ))
+    }
+
+    /// `now` on the sockets' clock.
+    fn socket_time(&self, now: Instant) -> SocketTime {
+        let epoch = self.epoch.unwrap_or(now);
+        SocketTime::zero() + now.saturating_duration_since(epoch)
+    }
+
+    /// `now` on the cookies' clock: whole seconds since the epoch.
+    fn cookie_time(&self, now: Instant) -> u32 {
+        let epoch = self.epoch.unwrap_or(now);
+        u32::try_from(now.saturating_duration_since(epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
     /// Queues `id` for [`Node::poll_progress`] (once until polled).
     fn mark_progressed(&mut self, id: AssocId) {
         let Some(a) = self.assocs.get_mut(&id) else {
@@ -776,14 +984,16 @@ impl Node {
     fn advance(&mut self, now: Instant) -> Instant {
         let now = self.now.map_or(now, |last| last.max(now));
         self.now = Some(now);
+        self.epoch.get_or_insert(now);
         now
     }
 
     fn insert(
         &mut self,
-        handle: AssociationHandle,
-        sctp: Association,
+        sock: Box<Socket>,
         remote: SocketAddr,
+        tag: u32,
+        handshaking: bool,
         now: Instant,
     ) -> AssocId {
         let id = AssocId(self.next_id);
@@ -791,17 +1001,18 @@ impl Node {
         self.assocs.insert(
             id,
             Assoc {
-                handle,
-                sctp,
+                sock,
                 remote,
+                tag,
                 connected: false,
+                handshaking,
                 closing_since: None,
                 shutdown_started: false,
                 peer_shutdown: false,
                 shutdown_sends: (0, 0),
                 nudge: false,
                 close_reason: None,
-                peer_init: None,
+                graceful_reason: None,
                 created: now,
                 last_rx: now,
                 last_keepalive: now,
@@ -811,20 +1022,30 @@ impl Node {
                 immediate_acks: false,
             },
         );
-        self.by_handle.insert(handle, id);
-        self.handshaking += 1;
+        self.by_tag.insert((remote, tag), id);
+        self.by_remote.entry(remote).or_default().push(id);
+        self.handshaking += usize::from(handshaking);
         id
     }
 
-    fn drain_endpoint_transmits(&mut self) {
-        while let Some(t) = self.endpoint.poll_transmit() {
-            push_datagrams(&mut self.transmits, t);
+    /// Forgets `id` (already taken out of `assocs`) in the indexes.
+    fn unindex(&mut self, id: AssocId, a: &Assoc) {
+        self.by_tag.remove(&(a.remote, a.tag));
+        if let Some(ids) = self.by_remote.get_mut(&a.remote) {
+            ids.retain(|&other| other != id);
+            if ids.is_empty() {
+                self.by_remote.remove(&a.remote);
+            }
+        }
+        if a.handshaking {
+            self.handshaking -= 1;
         }
     }
 
-    /// Runs `id`'s association after an input: collects its events and
-    /// datagrams, removes it if it ended, and re-arms its timer.
+    /// Runs `id`'s association after an input: collects its events, messages
+    /// and datagrams, removes it if it ended, and re-arms its timer.
     fn drive(&mut self, id: AssocId, now: Instant) {
+        let at = self.socket_time(now);
         let Self {
             assocs,
             events,
@@ -832,149 +1053,155 @@ impl Node {
             stats,
             config,
             handshaking,
+            log,
             ..
         } = self;
         let Some(a) = assocs.get_mut(&id) else {
             return;
         };
+        a.sock.advance_time(at);
+        // A close waits until the peer has acknowledged everything queued,
+        // and a receiver delays the SACK for a lone packet (by up to 200 ms):
+        // that wait was most of a close to a live peer. So while closing, the
+        // last packet with DATA that each run sends carries the I bit (below;
+        // RFC 7053: "acknowledge at once"). And once, when the close starts
+        // with data sent but unacknowledged, a keep-alive goes after it to
+        // carry that bit.
+        if std::mem::take(&mut a.nudge)
+            && a.close_reason.is_none()
+            && a.sock.unacknowledged_bytes() > 0
+        {
+            // Best effort: without it the peer's delayed SACK still comes.
+            let _ = write(
+                a,
+                Delivery::Lossy,
+                &KeepAlive::ASSOCIATION.to_bytes(),
+                config.lossy_lifetime,
+            );
+        }
+        // The node asks SCTP to shut down when it closes: dcsctp sends what
+        // is queued first. Not when the peer's SHUTDOWN came first: the
+        // peer's shutdown ends the association anyway.
+        if a.closing_since.is_some()
+            && !a.shutdown_started
+            && !a.peer_shutdown
+            && a.close_reason.is_none()
+            && a.sock.state() == SocketState::Connected
+        {
+            a.shutdown_started = true;
+            a.sock.shutdown();
+        }
+        let ended_gracefully = match (&a.graceful_reason, a.closing_since) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(_)) => CloseReason::Local,
+            (None, None) => CloseReason::PeerClosed,
+        };
         let mut lost = None;
-        while let Some(event) = a.sctp.poll() {
+        let mut gave_up = false;
+        let sent_before = transmits.len();
+        while let Some(event) = a.sock.poll_event() {
             match event {
-                SctpEvent::Connected => {
-                    if !a.connected {
-                        *handshaking -= 1;
+                SocketEvent::SendPacket(p) => {
+                    if gave_up {
+                        continue;
                     }
-                    a.connected = true;
-                    a.last_keepalive = now;
-                    open_streams(a, config);
-                    events.push_back(Event::Connected {
-                        assoc: id,
-                        remote: a.remote,
+                    // dcsctp retransmits these as long as it has no answer,
+                    // and a peer that has already dropped the association
+                    // may never answer. The same chunk again is a
+                    // retransmission (T2-shutdown expired); SHUTDOWN then
+                    // SHUTDOWN-ACK is the peer's SHUTDOWN crossing ours.
+                    if let Some(&chunk @ (CHUNK_SHUTDOWN | CHUNK_SHUTDOWN_ACK)) =
+                        p.get(COMMON_HEADER_LEN)
+                    {
+                        let (last, retransmits) = a.shutdown_sends;
+                        let retransmits = retransmits + u32::from(last == chunk);
+                        a.shutdown_sends = (chunk, retransmits);
+                        if retransmits > config.max_shutdown_retransmits {
+                            // The one that would go past the limit is not sent.
+                            gave_up = true;
+                            continue;
+                        }
+                    }
+                    if p.get(COMMON_HEADER_LEN) == Some(&CHUNK_ABORT) {
+                        log.debug(now, || format!("{}: sent an ABORT", a.remote));
+                    }
+                    transmits.push_back(Transmit {
+                        destination: a.remote,
+                        payload: Bytes::from(p),
                     });
                 }
-                SctpEvent::HandshakeFailed { reason } | SctpEvent::AssociationLost { reason } => {
-                    lost.get_or_insert(CloseReason::from_sctp(reason));
+                SocketEvent::OnConnected() => {
+                    if !a.connected {
+                        a.connected = true;
+                        if std::mem::take(&mut a.handshaking) {
+                            *handshaking -= 1;
+                        }
+                        a.last_keepalive = now;
+                        events.push_back(Event::Connected {
+                            assoc: id,
+                            remote: a.remote,
+                        });
+                    }
                 }
-                SctpEvent::Stream(StreamEvent::Readable { id: sid }) => {
-                    read_stream(a, id, sid, events, stats);
+                SocketEvent::OnClosed() => {
+                    lost.get_or_insert(ended_gracefully.clone());
                 }
-                SctpEvent::Stream(StreamEvent::Opened { id: sid }) => {
-                    while a.sctp.accept_stream().is_some() {}
-                    if sid >= config.streams {
-                        force_close(
-                            a,
-                            CloseReason::ProtocolViolation(Violation::StreamBeyondNegotiated {
-                                stream: sid,
-                                negotiated: config.streams,
-                            }),
-                        );
+                SocketEvent::OnAborted(kind, why) => {
+                    log.debug(now, || format!("{}: association aborted: {kind:?}: {why}", a.remote));
+                    lost.get_or_insert(match kind {
+                        _ if !a.connected => CloseReason::HandshakeFailed(format!("{kind:?}: {why}")),
+                        ErrorKind::TooManyRetries => CloseReason::TimedOut,
+                        ErrorKind::ProtocolViolation
+                        | ErrorKind::ParseFailed
+                        | ErrorKind::WrongSequence => {
+                            CloseReason::ProtocolViolation(Violation::SctpTransport)
+                        }
+                        ErrorKind::ResourceExhaustion => CloseReason::ReceiveBufferExhausted,
+                        _ => CloseReason::Aborted,
+                    });
+                }
+                SocketEvent::OnError(kind, why) => {
+                    log.debug(now, || format!("{}: SCTP error: {kind:?}: {why}", a.remote));
+                }
+                SocketEvent::OnIncomingStreamReset(streams) => {
+                    log.debug(now, || format!("{}: the peer reset streams {streams:?}", a.remote));
+                    // An empty list resets every stream.
+                    if (streams.is_empty() || streams.contains(&StreamId(STREAM_RELIABLE)))
+                        && a.closing_since.is_none()
+                    {
+                        // The engine's channel is closed: nothing more can
+                        // go in order on it. What arrived is delivered; the
+                        // association is shut down gracefully (on the next
+                        // drive: see the top of this function).
+                        a.closing_since = Some(now);
+                        a.graceful_reason = Some(CloseReason::StreamReset);
+                        a.dirty = true;
                     }
                 }
                 _ => {}
             }
         }
-        // A SHUTDOWN from the peer moves sctp-proto out of ESTABLISHED by
-        // itself (SHUTDOWN-RECEIVED, then SHUTDOWN-ACK-SENT once what it has
-        // in flight is acknowledged); it then answers with SHUTDOWN-ACK and
-        // closes on the peer's SHUTDOWN-COMPLETE.
-        if !a.shutdown_started && a.sctp.is_closing() {
+        if gave_up {
+            force_close(a, ended_gracefully.clone());
+            // The ABORT that closing sends is not wanted either: the peer
+            // is gone.
+            while a.sock.poll_event().is_some() {}
+        }
+        // The peer started the SCTP shutdown: dcsctp answers it by itself.
+        if !a.shutdown_started && a.sock.state() == SocketState::ShuttingDown {
             a.peer_shutdown = true;
         }
-        // sctp-proto's shutdown only waits for data in flight, not for data
-        // still queued, so the node starts it once every queue is empty. Not
-        // when the peer's SHUTDOWN came first: `shutdown()` would fail, and
-        // closing the association then would drop it before its SHUTDOWN-ACK
-        // goes out, so the peer would retransmit SHUTDOWN to nobody until
-        // its close timeout (what made a server whose clients had just left,
-        // or clients whose server had just shut down, wait out their
-        // deadline). The peer's shutdown ends the association anyway.
-        if a.closing_since.is_some()
-            && !a.shutdown_started
-            && !a.peer_shutdown
-            && a.close_reason.is_none()
-            && queued(a) == 0
-        {
-            a.shutdown_started = true;
-            if a.sctp.shutdown().is_err() {
-                force_close(a, CloseReason::Local);
-            }
-        }
-        // The node tells the endpoint an association is drained itself, once,
-        // when it removes it: sctp-proto's own "drained" from `shutdown()`
-        // comes too early (the peer's SHUTDOWN-ACK could no longer be routed).
-        while a.sctp.poll_endpoint_event().is_some() {}
-        let ended_gracefully = if a.closing_since.is_some() {
-            CloseReason::Local
-        } else {
-            CloseReason::PeerClosed
-        };
-        let mut gave_up = false;
-        let sent_before = transmits.len();
-        while let Some(t) = a.sctp.poll_transmit(now) {
-            if let Payload::RawEncode(datagrams) = &t.payload {
-                for d in datagrams {
-                    match d.get(COMMON_HEADER_LEN).copied() {
-                        // sctp-proto sends the SHUTDOWN-COMPLETE that ends a
-                        // shutdown (after the peer's SHUTDOWN-ACK), but then
-                        // never closes the association itself.
-                        Some(CHUNK_SHUTDOWN_COMPLETE) => {
-                            a.close_reason.get_or_insert(ended_gracefully.clone());
-                        }
-                        // sctp-proto retransmits these without limit, and
-                        // a peer that has already dropped the association
-                        // never answers (sctp-proto, for one, ignores
-                        // packets of associations it does not know). The
-                        // same chunk again is a retransmission (T2-shutdown
-                        // expired); SHUTDOWN then SHUTDOWN-ACK is the
-                        // peer's SHUTDOWN crossing ours. Counted across
-                        // both, as sctp-proto's backoff of T2 is.
-                        Some(chunk @ (CHUNK_SHUTDOWN | CHUNK_SHUTDOWN_ACK)) => {
-                            let (last, retransmits) = a.shutdown_sends;
-                            let retransmits = retransmits + u32::from(last == chunk);
-                            a.shutdown_sends = (chunk, retransmits);
-                            gave_up |= retransmits > config.max_shutdown_retransmits;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if gave_up {
-                // The retransmission that would go past the limit is not sent.
-                force_close(a, ended_gracefully);
+        // Messages that arrived.
+        while let Some(m) = a.sock.get_next_message() {
+            if !read_message(a, id, m, events, stats, config, log, now) {
                 break;
             }
-            push_datagrams(transmits, t);
         }
-        // A close waits until the peer has acknowledged everything queued,
-        // and a receiver delays the SACK for a lone packet (sctp-proto by
-        // 200 ms): that wait was most of a close to a live peer. So while
-        // closing, the last packet with DATA that each run sends carries
-        // the I bit (below; RFC 7053: "acknowledge at once"; sctp-proto
-        // honours it but cannot send it, so the node sets it and re-signs
-        // the packet). And once, when the close starts with data sent but
-        // unacknowledged, a keep-alive goes after it to carry that bit.
-        // (Sending the keep-alive in a packet of its own and counting on the
-        // peer acknowledging every second packet at once is not enough: a
-        // peer that already owes a SACK acknowledges the packet before it,
-        // and holds the keep-alive.)
-        if std::mem::take(&mut a.nudge)
-            && a.close_reason.is_none()
-            && !a.shutdown_started
-            && !a.sctp.is_closing()
-            && queued(a) > 0
-        {
-            // Best effort: without it the peer's delayed SACK still comes.
-            let _ = write(a, Delivery::Lossy, &KeepAlive::ASSOCIATION.to_bytes());
-            while let Some(t) = a.sctp.poll_transmit(now) {
-                push_datagrams(transmits, t);
-            }
-        }
-        // Immediate SACKs (the I bit): on every DATA packet while the
-        // driver asks for them (`Node::set_immediate_acks`: its egress budget
-        // reads round trips off acknowledgements, and a peer's delayed ack —
-        // sctp-proto: the second packet, or 200 ms — would add a packet's
-        // serialization or 200 ms to them); on the last of each run while
-        // closing (the close waits for the acknowledgement).
+        // Immediate SACKs (the I bit): on every DATA packet while the driver
+        // asks for them (`Node::set_immediate_acks`: its egress budget reads
+        // round trips off acknowledgements, and a peer's delayed ack would
+        // add a packet's serialization or 200 ms to them); on the last of
+        // each run while closing (the close waits for the acknowledgement).
         if a.immediate_acks {
             for t in transmits.range_mut(sent_before..) {
                 if let Some(at) = last_data_chunk(&t.payload) {
@@ -990,29 +1217,42 @@ impl Node {
             t.payload = with_immediate_sack(std::mem::take(&mut t.payload), at);
         }
         // A reason set by the node (idle timeout, forced close) wins over what
-        // SCTP reports; sctp-proto reports nothing when it closes an
-        // association that never got past the handshake, so that alone ends it.
+        // SCTP reports.
         if let Some(reason) = a.close_reason.take().or(lost) {
             let reason = match (reason, a.closing_since) {
-                // A graceful close we started ends with the peer's SHUTDOWN-COMPLETE.
-                (CloseReason::Aborted | CloseReason::PeerClosed, Some(_)) => CloseReason::Local,
-                // sctp-proto reports the SHUTDOWN-COMPLETE that ends the
-                // peer's graceful close like an abort.
-                (CloseReason::Aborted, None) if a.peer_shutdown => CloseReason::PeerClosed,
+                // A graceful close we started ends with the peer's
+                // SHUTDOWN-COMPLETE (or its SHUTDOWN crossing ours).
+                (CloseReason::PeerClosed, Some(_)) => CloseReason::Local,
                 (r, _) => r,
             };
-            let handle = a.handle;
-            if !a.connected {
-                *handshaking -= 1;
+            if matches!(reason, CloseReason::Local | CloseReason::PeerClosed) {
+                // Already closed by SCTP: nothing more to send.
+            } else if a.sock.state() != SocketState::Closed {
+                a.sock.close();
+                while let Some(event) = a.sock.poll_event() {
+                    if let SocketEvent::SendPacket(p) = event {
+                        transmits.push_back(Transmit {
+                            destination: a.remote,
+                            payload: Bytes::from(p),
+                        });
+                    }
+                }
             }
-            assocs.remove(&id);
-            self.by_handle.remove(&handle);
-            self.endpoint.handle_event(handle, EndpointEvent::drained());
+            if let Some(a) = assocs.remove(&id) {
+                self.unindex(id, &a);
+            }
             self.events.push_back(Event::Closed { assoc: id, reason });
             return;
         }
+        let socket_deadline = a.sock.poll_timeout();
+        let socket_deadline = if socket_deadline == SocketTime::infinite_future() {
+            None
+        } else {
+            self.epoch
+                .and_then(|e| e.checked_add(socket_deadline - SocketTime::zero()))
+        };
         let deadline = [
-            a.sctp.poll_timeout(),
+            socket_deadline,
             Some(a.last_rx + config.idle_timeout),
             (!a.connected).then(|| a.created + config.handshake_timeout),
             // No keep-alives while closing (see `handle_timeout`): a past
@@ -1032,19 +1272,18 @@ impl Node {
             a.scheduled = Some(at);
             self.timers.push(Reverse((at, id)));
         }
+        if a.dirty && !self.dirty.contains(&id) {
+            self.dirty.push(id);
+        }
     }
-}
-
-/// Whether `datagram` is an SCTP packet that starts with an INIT chunk: the
-/// one packet (verification tag 0) that no association owns yet.
-fn starts_with_init(datagram: &[u8]) -> bool {
-    datagram.get(COMMON_HEADER_LEN) == Some(&CHUNK_INIT)
 }
 
 /// Bytes of the SCTP common header; the first chunk's type follows.
 const COMMON_HEADER_LEN: usize = 12;
 /// SCTP chunk type INIT (RFC 9260).
 const CHUNK_INIT: u8 = 1;
+/// SCTP chunk type ABORT (RFC 9260).
+const CHUNK_ABORT: u8 = 6;
 /// SCTP chunk type SHUTDOWN (RFC 9260).
 const CHUNK_SHUTDOWN: u8 = 7;
 /// SCTP chunk type SHUTDOWN ACK (RFC 9260).
@@ -1055,16 +1294,16 @@ const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
 const CHUNK_DATA: u8 = 0;
 /// SCTP chunk type I-DATA (RFC 8260).
 const CHUNK_I_DATA: u8 = 64;
+/// The T bit of an ABORT or SHUTDOWN COMPLETE chunk's flags: the packet
+/// carries the sender's own verification tag (RFC 9260 8.5.1).
+const FLAG_T: u8 = 0x01;
 /// The I bit of a DATA or I-DATA chunk's flags: the receiver should
 /// acknowledge it at once (RFC 7053).
 pub(super) const FLAG_IMMEDIATE_SACK: u8 = 0x08;
 /// Where the checksum sits in the SCTP common header.
 const CHECKSUM: std::ops::Range<usize> = 8..12;
-/// CRC32c, the SCTP checksum (RFC 9260, appendix A).
-/// Slice-by-16 tables: every DATA packet is re-signed (see `Node::drive`),
-/// so this runs once per packet.
-const CRC32C: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+/// Error cause "User-Initiated Abort" (RFC 9260 3.3.10.12).
+const CAUSE_USER_INITIATED_ABORT: u16 = 12;
 
 /// The offset of the last DATA (or I-DATA) chunk of an SCTP packet, if it
 /// has one.
@@ -1084,25 +1323,26 @@ pub(super) fn last_data_chunk(packet: &[u8]) -> Option<usize> {
     last
 }
 
-/// `packet` with the I bit set on the chunk at `chunk`, checksum recomputed.
+/// `packet` with the I bit set on the chunk at `chunk`, checksum recomputed
+/// (a zero checksum, RFC 9653, stays zero).
 fn with_immediate_sack(packet: Bytes, chunk: usize) -> Bytes {
-    // sctp-proto hands over each packet in a buffer of its own: no copy.
+    // Each packet comes in a buffer of its own: no copy.
     let mut p = packet
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    if p[chunk + 1] & FLAG_IMMEDIATE_SACK != 0 {
+        return p.freeze();
+    }
     p[chunk + 1] |= FLAG_IMMEDIATE_SACK;
-    p[CHECKSUM].fill(0);
-    let sum = CRC32C.checksum(&p);
-    // Stored least significant byte first, as sctp-proto and RFC 9260's
-    // reference code do.
-    p[CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+    if p[CHECKSUM] != [0; 4] {
+        p[CHECKSUM].fill(0);
+        let sum = CRC32C.checksum(&p);
+        // Stored least significant byte first, as RFC 9260's reference code
+        // does.
+        p[CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+    }
     p.freeze()
 }
-
-/// SCTP chunk type ABORT (RFC 9260).
-const CHUNK_ABORT: u8 = 6;
-/// Error cause "User-Initiated Abort" (RFC 9260 3.3.10.12).
-const CAUSE_USER_INITIATED_ABORT: u16 = 12;
 
 /// What answering a peer's INIT takes: its initiate tag (the verification
 /// tag the peer expects) and the SCTP ports, from the INIT's packet.
@@ -1118,7 +1358,7 @@ struct InitTag {
 impl InitTag {
     /// The INIT at the start of `packet`, if it is one.
     fn parse(packet: &[u8]) -> Option<Self> {
-        if !starts_with_init(packet) {
+        if packet.get(COMMON_HEADER_LEN) != Some(&CHUNK_INIT) {
             return None;
         }
         let port = |at: usize| Some(u16::from_be_bytes(packet.get(at..at + 2)?.try_into().ok()?));
@@ -1127,7 +1367,7 @@ impl InitTag {
         Some(Self {
             peer_port: port(0)?,
             our_port: port(2)?,
-            // An INIT's initiate tag is never 0 (sctp-proto refuses one).
+            // An INIT's initiate tag is never 0 (RFC 9260 3.3.2).
             tag: (tag != 0).then_some(tag)?,
         })
     }
@@ -1153,110 +1393,157 @@ impl InitTag {
     }
 }
 
-/// Tells the peer of `a`, still in its handshake, that it is over (when the
-/// peer started it: a handshake this node started is only forgotten).
-fn abort_handshake(a: &Assoc, transmits: &mut VecDeque<Transmit>) {
-    if let Some(init) = a.peer_init {
-        transmits.push_back(init.abort(a.remote));
-    }
-}
-
 /// Writes one encoded message on `delivery`'s stream.
-fn write(a: &mut Assoc, delivery: Delivery, encoded: &Bytes) -> Result<(), SendError> {
-    a.sctp
-        .stream(delivery.stream())?
-        .write_sctp(encoded, PayloadProtocolIdentifier::Binary)?;
-    Ok(())
+fn write(
+    a: &mut Assoc,
+    delivery: Delivery,
+    encoded: &Bytes,
+    lossy_lifetime: Duration,
+) -> Result<(), SendError> {
+    let options = match delivery {
+        Delivery::Reliable => SendOptions::default(),
+        Delivery::Lossy => SendOptions {
+            unordered: true,
+            lifetime: Some(lossy_lifetime),
+            ..SendOptions::default()
+        },
+    };
+    let message = SctpMessage::new(
+        StreamId(delivery.stream()),
+        PPID_BINARY,
+        // No copy when the buffer is this message's alone.
+        Vec::from(encoded.clone()),
+    );
+    a.sock.send(message, &options).map_err(|e| match e {
+        SctpSendError::MessageTooLarge { len, limit } => SendError::TooLarge { size: len, limit },
+        SctpSendError::ShuttingDown => SendError::Closing,
+        SctpSendError::ResourceExhaustion | SctpSendError::EmptyPayload => SendError::BufferFull,
+    })
 }
 
-/// Bytes queued on the engine's streams and not yet acknowledged.
-fn queued(a: &mut Assoc) -> usize {
-    [STREAM_RELIABLE, STREAM_LOSSY]
-        .into_iter()
-        .filter_map(|sid| a.sctp.stream(sid).ok()?.buffered_amount().ok())
-        .sum()
-}
-
-/// Ends `a` now with `reason` (SCTP reports the loss on the next poll).
+/// Ends `a` now with `reason`: the peer is sent an ABORT.
 fn force_close(a: &mut Assoc, reason: CloseReason) {
     a.close_reason.get_or_insert(reason);
-    let _ = a.sctp.close();
+    a.sock.close();
 }
 
-/// Opens (or adopts, if the peer's data already created them) the engine's
-/// two streams and sets their sending reliability.
-fn open_streams(a: &mut Assoc, config: &NodeConfig) {
-    let lifetime_ms = u32::try_from(config.lossy_lifetime.as_millis()).unwrap_or(u32::MAX);
-    for (sid, unordered, rel, value) in [
-        (STREAM_RELIABLE, false, ReliabilityType::Reliable, 0),
-        (STREAM_LOSSY, true, ReliabilityType::Timed, lifetime_ms),
-    ] {
-        let stream = match a.sctp.stream(sid) {
-            Ok(s) => Ok(s),
-            Err(_) => a.sctp.open_stream(sid, PayloadProtocolIdentifier::Binary),
-        };
-        if let Ok(mut s) = stream {
-            let _ = s.set_default_payload_type(PayloadProtocolIdentifier::Binary);
-            let _ = s.set_reliability_params(unordered, rel, value);
-        }
-    }
-}
-
-/// Reads every complete message waiting on stream `sid` and turns it into
-/// events.
-fn read_stream(
+/// Turns one SCTP message of `a` into events. Returns `false` if it ended
+/// the association (a message over the limit).
+#[allow(clippy::too_many_arguments)]
+fn read_message(
     a: &mut Assoc,
     id: AssocId,
-    sid: u16,
+    m: SctpMessage,
     events: &mut VecDeque<Event>,
     stats: &mut NodeStats,
-) {
-    let delivery = match sid {
-        STREAM_RELIABLE => Some(Delivery::Reliable),
-        STREAM_LOSSY => Some(Delivery::Lossy),
-        _ => None,
-    };
-    let Ok(mut stream) = a.sctp.stream(sid) else {
-        return;
-    };
-    while let Ok(Some(chunks)) = stream.read_sctp() {
-        let Some(delivery) = delivery.filter(|_| chunks.ppi == PayloadProtocolIdentifier::Binary)
-        else {
+    config: &NodeConfig,
+    log: &mut LogBudget,
+    now: Instant,
+) -> bool {
+    let limit = config.max_sctp_message_size as usize;
+    if m.payload.len() > limit {
+        // dcsctp bounds what it reassembles only by its receive window: the
+        // node enforces the message limit, and says so to the peer.
+        let size = m.payload.len();
+        stats.oversize_messages += 1;
+        log.debug(now, || {
+            format!("{}: a message of {size} bytes, over the limit of {limit}: ABORT", a.remote)
+        });
+        a.close_reason
+            .get_or_insert(CloseReason::ProtocolViolation(Violation::MessageTooLarge {
+                size,
+                limit,
+            }));
+        a.sock
+            .abort(&format!("message of {size} bytes over the limit of {limit}"));
+        return false;
+    }
+    let stream = m.stream_id.0;
+    if stream >= config.streams {
+        a.close_reason
+            .get_or_insert(CloseReason::ProtocolViolation(Violation::StreamBeyondNegotiated {
+                stream,
+                negotiated: config.streams,
+            }));
+        a.sock.abort(&format!("data on stream {stream}, beyond the {} negotiated", config.streams));
+        return false;
+    }
+    let delivery = match stream {
+        STREAM_RELIABLE => Delivery::Reliable,
+        STREAM_LOSSY => Delivery::Lossy,
+        _ => {
             stats.messages_ignored += 1;
-            continue;
-        };
-        let mut buf = BytesMut::zeroed(chunks.len());
-        if chunks.read(&mut buf).is_err() {
-            stats.messages_malformed += 1;
-            continue;
+            return true;
         }
-        match Message::decode_exact(buf.freeze()) {
-            Ok(message) => {
-                stats.messages_received += 1;
-                for frame in message.into_frames() {
-                    if frame == Frame::KeepAlive(KeepAlive::ASSOCIATION) {
-                        continue; // Liveness only: its arrival already counted.
-                    }
-                    events.push_back(Event::Frame {
-                        assoc: id,
-                        delivery,
-                        frame,
-                    });
+    };
+    if m.ppid != PPID_BINARY {
+        stats.messages_ignored += 1;
+        log.debug(now, || {
+            format!("{}: ignored a message with PPID {} on stream {stream}", a.remote, m.ppid)
+        });
+        return true;
+    }
+    match Message::decode_exact(Bytes::from(m.payload)) {
+        Ok(message) => {
+            stats.messages_received += 1;
+            for frame in message.into_frames() {
+                if frame == Frame::KeepAlive(KeepAlive::ASSOCIATION) {
+                    continue; // Liveness only: its arrival already counted.
                 }
+                events.push_back(Event::Frame {
+                    assoc: id,
+                    delivery,
+                    frame,
+                });
             }
-            Err(error) => {
-                stats.messages_malformed += 1;
-                events.push_back(Event::Malformed { assoc: id, error });
-            }
+        }
+        Err(error) => {
+            stats.messages_malformed += 1;
+            events.push_back(Event::Malformed { assoc: id, error });
         }
     }
+    true
 }
 
-fn push_datagrams(out: &mut VecDeque<Transmit>, t: sctp_proto::Transmit) {
-    if let Payload::RawEncode(datagrams) = t.payload {
-        out.extend(datagrams.into_iter().map(|payload| Transmit {
-            destination: t.remote,
-            payload,
-        }));
+/// Debug lines a node writes per second at most; the rest are counted and
+/// reported in the next second's first line, so a flood of bad packets
+/// cannot fill a disk.
+const LOG_LINES_PER_SECOND: u32 = 20;
+
+/// Rate-limits the node's debug log.
+#[derive(Debug, Default)]
+struct LogBudget {
+    second: Option<Instant>,
+    written: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// Logs `line()` at debug level if the budget allows (the line is only
+    /// formatted then).
+    fn debug(&mut self, now: Instant, line: impl FnOnce() -> String) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        if self
+            .second
+            .is_none_or(|s| now >= s + Duration::from_secs(1))
+        {
+            if self.suppressed > 0 {
+                tracing::debug!(
+                    "sctp: {} more lines suppressed in the last second",
+                    self.suppressed
+                );
+            }
+            self.second = Some(now);
+            self.written = 0;
+            self.suppressed = 0;
+        }
+        if self.written < LOG_LINES_PER_SECOND {
+            self.written += 1;
+            tracing::debug!("sctp: {}", line());
+        } else {
+            self.suppressed += 1;
+        }
     }
 }

@@ -231,7 +231,7 @@ impl EngineBuilder {
             let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
             starting.push(spawn_worker(
                 index,
-                Hub::new(config),
+                config,
                 socket,
                 (self.backend, disabled),
                 cpu,
@@ -319,10 +319,11 @@ struct Ready {
 }
 
 /// Starts worker `index`'s thread: it pins itself to `cpu` (if any), sets
-/// up its backend, reports, and runs once told to go.
+/// up its backend and its hub (made on the thread: a hub's SCTP sockets
+/// stay on the thread that made them), reports, and runs once told to go.
 fn spawn_worker(
     index: usize,
-    hub: Hub,
+    config: HubConfig,
     socket: std::net::UdpSocket,
     (backend, disabled): (Backend, bool),
     cpu: Option<usize>,
@@ -342,6 +343,7 @@ fn spawn_worker(
                     let _ = report.send(Err(e));
                 }
                 Ok((io, chosen, fallback)) => {
+                    let hub = Hub::new(config);
                     let wake = io.waker();
                     let hook = wake.clone();
                     hub.set_wake_hook(move || {
