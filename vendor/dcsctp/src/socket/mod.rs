@@ -246,11 +246,16 @@ impl Socket {
     }
 
     fn handle_abort(&mut self, chunk: AbortChunk) {
-        if self.state.tcb().is_none() {
+        if matches!(self.state, State::Closed) {
             // From <https://datatracker.ietf.org/doc/html/rfc9260#section-3.3.7>:
             //
             //   If an endpoint receives an ABORT chunk with a format error or no TCB is found, it
             //   MUST silently discard it.
+            //
+            // An association in COOKIE-WAIT or COOKIE-ECHOED has no TCB yet but is being set up:
+            // an ABORT carrying its Initiate Tag (checked in `validate_packet`) is the peer
+            // refusing it (e.g. for lack of resources, RFC 9260 5.1), and ends it at once
+            // rather than after the INIT or COOKIE-ECHO retransmissions run out.
             return;
         }
         let reason =

@@ -4794,4 +4794,37 @@ mod tests {
         assert_ne!(first_init(&seeded(7)), first_init(&seeded(8)));
         assert_ne!(first_init(&Options::default()), first_init(&Options::default()));
     }
+
+    #[test]
+    fn an_abort_answering_the_init_ends_the_connect_at_once() {
+        let options = Options::default();
+        let mut socket_a = Socket::new("A", &options);
+        socket_a.connect();
+        let init = SctpPacket::from_bytes(&expect_sent_packet!(socket_a.poll_event()), &options)
+            .unwrap();
+        let Chunk::Init(init_chunk) = &init.chunks[0] else {
+            panic!("Expected Init chunk");
+        };
+        // The peer refuses (RFC 9260 5.1): an ABORT with the Initiate Tag, T bit clear.
+        let abort = SctpPacketBuilder::new(
+            init_chunk.initiate_tag,
+            options.remote_port,
+            options.local_port,
+            options.mtu,
+        )
+        .add(&Chunk::Abort(AbortChunk { tag_reflected: false, error_causes: vec![] }))
+        .build();
+        socket_a.handle_input(&abort);
+        assert_eq!(expect_on_aborted!(socket_a.poll_event()), ErrorKind::PeerReported);
+        assert_eq!(socket_a.state(), SocketState::Closed);
+        // One with another tag is discarded.
+        let mut socket_b = Socket::new("B", &options);
+        socket_b.connect();
+        let _init = expect_sent_packet!(socket_b.poll_event());
+        let wrong = SctpPacketBuilder::new(12345, options.remote_port, options.local_port, options.mtu)
+            .add(&Chunk::Abort(AbortChunk { tag_reflected: false, error_causes: vec![] }))
+            .build();
+        socket_b.handle_input(&wrong);
+        assert_eq!(socket_b.state(), SocketState::Connecting);
+    }
 }
