@@ -314,6 +314,9 @@ struct Assoc {
     /// Every DATA packet asks for an immediate SACK (see
     /// `Node::set_immediate_acks`).
     immediate_acks: bool,
+    /// Set while a timer of this association is handled: what SCTP sends
+    /// then are retransmissions, not answers to the peer.
+    timer_fired: bool,
 }
 
 /// The sans-IO core: SCTP over UDP (RFC 6951) with one dcsctp socket per
@@ -514,7 +517,20 @@ impl Node {
         let tag = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
         let first_chunk = header[COMMON_HEADER_LEN];
         if let Some(&id) = self.by_tag.get(&(remote, tag)) {
-            self.input(id, now, &datagram, true);
+            if first_chunk == CHUNK_COOKIE_ECHO {
+                // A retransmitted COOKIE-ECHO (its COOKIE-ACK was lost): the
+                // socket answers it again, given the cookie as it wrote it.
+                match self.cookies.open(&datagram, remote, self.cookie_time(now)) {
+                    Ok(opened) => self.input(id, now, &opened, true),
+                    Err(e) => {
+                        self.stats.cookies_refused += 1;
+                        self.log.debug(now, || format!("{remote}: dropped a COOKIE-ECHO: {e}"));
+                        return self.dropped(DropReason::InvalidCookie);
+                    }
+                }
+            } else {
+                self.input(id, now, &datagram, true);
+            }
             return Placement::Placed;
         }
         match first_chunk {
@@ -558,6 +574,7 @@ impl Node {
             a.shutdown_sends.1 = 0;
         }
         a.sock.advance_time(at);
+        if std::env::var("DBG").is_ok() { eprintln!("{:?} {} {} IN  {:?} state {:?}", now.elapsed(), self.listener.is_some(), id, chunk_types(datagram), a.sock.state()); }
         a.sock.handle_input(datagram);
         self.mark_progressed(id);
         self.drive(id, now);
@@ -661,16 +678,27 @@ impl Node {
                 return self.dropped(DropReason::InvalidCookie);
             }
         };
+        // The association's SCTP ports are the packet's, mirrored.
+        let peer_port = u16::from_be_bytes([datagram[0], datagram[1]]);
+        let our_port = u16::from_be_bytes([datagram[2], datagram[3]]);
         if self.refusing || self.assocs.len() >= self.config.max_associations {
             self.stats.associations_refused += 1;
             self.log.debug(now, || {
                 format!("{remote}: refused a COOKIE-ECHO: closing, or at the association limit")
             });
+            // The cookie (authentic: it was sealed here) holds the peer's
+            // tag: the peer learns at once, rather than when its handshake
+            // times out.
+            if let Some(tag) = cookie_peer_tag(&opened) {
+                let refusal = InitTag {
+                    peer_port,
+                    our_port,
+                    tag,
+                };
+                self.transmits.push_back(refusal.abort(remote));
+            }
             return Placement::Refused;
         }
-        // The association's SCTP ports are the packet's, mirrored.
-        let peer_port = u16::from_be_bytes([datagram[0], datagram[1]]);
-        let our_port = u16::from_be_bytes([datagram[2], datagram[3]]);
         let mut sock = self.new_socket(our_port, peer_port);
         sock.advance_time(self.socket_time(now));
         sock.handle_input(&opened);
@@ -740,8 +768,12 @@ impl Node {
                     cfg.lossy_lifetime,
                 );
             }
+            a.timer_fired = true;
             self.mark_progressed(id);
             self.drive(id, now);
+            if let Some(a) = self.assocs.get_mut(&id) {
+                a.timer_fired = false;
+            }
         }
     }
 
@@ -1020,6 +1052,7 @@ impl Node {
                 dirty: false,
                 progressed: false,
                 immediate_acks: false,
+                timer_fired: false,
             },
         );
         self.by_tag.insert((remote, tag), id);
@@ -1110,11 +1143,14 @@ impl Node {
                     // may never answer. The same chunk again is a
                     // retransmission (T2-shutdown expired); SHUTDOWN then
                     // SHUTDOWN-ACK is the peer's SHUTDOWN crossing ours.
+                    // Only the timer's resends count: dcsctp also answers each
+                    // packet that arrives during a shutdown with a SHUTDOWN,
+                    // and a peer that sends is not gone.
                     if let Some(&chunk @ (CHUNK_SHUTDOWN | CHUNK_SHUTDOWN_ACK)) =
                         p.get(COMMON_HEADER_LEN)
                     {
                         let (last, retransmits) = a.shutdown_sends;
-                        let retransmits = retransmits + u32::from(last == chunk);
+                        let retransmits = retransmits + u32::from(last == chunk && a.timer_fired);
                         a.shutdown_sends = (chunk, retransmits);
                         if retransmits > config.max_shutdown_retransmits {
                             // The one that would go past the limit is not sent.
@@ -1125,6 +1161,7 @@ impl Node {
                     if p.get(COMMON_HEADER_LEN) == Some(&CHUNK_ABORT) {
                         log.debug(now, || format!("{}: sent an ABORT", a.remote));
                     }
+                    if std::env::var("DBG").is_ok() { eprintln!("{:?} {} {} OUT {:?}", now.elapsed(), config.accept_incoming, id, chunk_types(&p)); }
                     transmits.push_back(Transmit {
                         destination: a.remote,
                         payload: Bytes::from(p),
@@ -1149,6 +1186,7 @@ impl Node {
                 SocketEvent::OnAborted(kind, why) => {
                     log.debug(now, || format!("{}: association aborted: {kind:?}: {why}", a.remote));
                     lost.get_or_insert(match kind {
+                        ErrorKind::PeerReported => CloseReason::Aborted,
                         _ if !a.connected => CloseReason::HandshakeFailed(format!("{kind:?}: {why}")),
                         ErrorKind::TooManyRetries => CloseReason::TimedOut,
                         ErrorKind::ProtocolViolation
@@ -1393,6 +1431,15 @@ impl InitTag {
     }
 }
 
+/// The peer's verification tag in the cookie of an (opened) COOKIE-ECHO
+/// packet, as dcsctp writes its cookie: two magic words, then the peer's
+/// tag.
+fn cookie_peer_tag(packet: &[u8]) -> Option<u32> {
+    let at = COMMON_HEADER_LEN + 4 + 8;
+    let tag = u32::from_be_bytes(packet.get(at..at + 4)?.try_into().ok()?);
+    (tag != 0).then_some(tag)
+}
+
 /// Writes one encoded message on `delivery`'s stream.
 fn write(
     a: &mut Assoc,
@@ -1546,4 +1593,10 @@ impl LogBudget {
             self.suppressed += 1;
         }
     }
+}
+
+fn chunk_types(p: &[u8]) -> Vec<u8> {
+    let mut at = 12; let mut v = Vec::new();
+    while let Some(h) = p.get(at..at+4) { v.push(h[0]); let len = usize::from(u16::from_be_bytes([h[2], h[3]])); if len < 4 { break } at += len.next_multiple_of(4); }
+    v
 }

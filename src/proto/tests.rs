@@ -500,3 +500,33 @@ fn immediate_acks_mark_every_data_packet() {
     assert_eq!(std::iter::from_fn(|| peer.poll_transmit()).count(), 1);
     assert_eq!(peer.stats().datagrams_dropped, 0);
 }
+
+/// Handshakes complete through loss, duplication and reordering: a lost
+/// INIT-ACK (the INIT is answered again, statelessly) and a lost COOKIE-ACK
+/// (the retransmitted COOKIE-ECHO, still sealed, reaches the association
+/// made from the first and is answered again) included. Seeds 12 and 13
+/// lose a COOKIE-ACK.
+#[test]
+fn handshakes_complete_through_a_lossy_link() {
+    for seed in 0..20 {
+        let link = LinkConfig {
+            loss: 0.10,
+            duplicate: 0.05,
+            reorder: 0.05,
+            reorder_delay: Duration::from_millis(20),
+            ..LinkConfig::default()
+        };
+        let mut net = Network::new(seed, link);
+        let server = net.add_host(Node::new(NodeConfig::server()));
+        let client = net.add_host(Node::new(NodeConfig::client()));
+        let (now, to) = (net.now(), net.addr(server));
+        let c = net.host_mut(client).connect(now, to).expect("connect");
+        assert!(
+            net.run_until(Duration::from_secs(5), |net| net
+                .host(client)
+                .is_connected(c)),
+            "seed {seed}"
+        );
+        assert_eq!(net.host(server).association_count(), 1, "seed {seed}");
+    }
+}
