@@ -88,9 +88,7 @@ fn run(pair: &mut Pair, per_message: u32) {
     let payload = Bytes::from(vec![0x42u8; 100]);
     let (mut sent, mut received) = (0u32, 0u32);
     while received < MESSAGES {
-        while sent < MESSAGES
-            && pair.client.queued_bytes(pair.assoc) < WINDOW
-        {
+        while sent < MESSAGES && pair.client.queued_bytes(pair.assoc) < WINDOW {
             let n = per_message.min(MESSAGES - sent);
             let message = if n == 1 {
                 Message::Frame(data(sent, &payload))

@@ -224,7 +224,11 @@ fn closes_through_a_lossy_link_deliver_the_data_and_end_in_bounded_time() {
         // forced by the close timeout.
         assert_within("server", &at_s, closed_at[0] + CLOSE_TIMEOUT - RTT);
         assert_within("client", &at_c, closed_at[1] + CLOSE_TIMEOUT - RTT);
-        assert_eq!(at_s.payloads, ["from the client"], "seed {seed} {at_s:?} {at_c:?}");
+        assert_eq!(
+            at_s.payloads,
+            ["from the client"],
+            "seed {seed} {at_s:?} {at_c:?}"
+        );
         assert_eq!(at_c.payloads, ["from the server"], "seed {seed}");
     }
 }

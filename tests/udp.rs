@@ -1036,13 +1036,13 @@ fn sctp_packet(tag: u32, chunk: &[u8]) -> Vec<u8> {
 }
 
 /// A peer that sends an INIT and never completes the handshake (gone, or
-/// spoofed) holds an association on the server. A shutdown must not wait
-/// for it (it used to, until the handshake timed out: as long as the
-/// deadline here), and the peer is told with an ABORT.
+/// spoofed) holds nothing on the server: the INIT is answered with a sealed
+/// cookie and forgotten. A shutdown does not wait for it (it used to, when
+/// a half-open association lived until its handshake timed out: as long as
+/// the deadline here).
 fn a_handshake_under_way_is_aborted_by_a_prompt_shutdown(backend: Backend) {
     const CHUNK_INIT: u8 = 1;
     const CHUNK_INIT_ACK: u8 = 2;
-    const CHUNK_ABORT: u8 = 6;
     let server = server(backend);
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     peer.set_read_timeout(Some(LIMIT)).expect("timeout");
@@ -1073,7 +1073,6 @@ fn a_handshake_under_way_is_aborted_by_a_prompt_shutdown(backend: Backend) {
         took < SHUTDOWN_DEADLINE / 5,
         "server: shutdown took {took:?} (deadline {SHUTDOWN_DEADLINE:?})"
     );
-    assert_eq!(recv(), (tag, CHUNK_ABORT), "the handshake is aborted");
 }
 
 /// A Durable sender at full speed (awaiting `writable()` before each send,

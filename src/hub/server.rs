@@ -621,13 +621,17 @@ impl Hub {
                 }
                 self.stats.slow_consumers += 1;
                 tracing::info!(?assoc, "disconnected: a slow consumer");
-                let leave = leave(
-                    ErrorCode::SLOW_CONSUMER,
+                // Not a `Leave` and a graceful close: both would wait behind
+                // what the member's SCTP queue already holds, which on its
+                // path can take longer than the close may. The ABORT says
+                // why, and goes at once.
+                self.end_link(now, assoc, CloseReason::ASSOCIATION_LOST);
+                self.node.abort_with_cause(
+                    now,
+                    assoc,
+                    crate::proto::CloseReason::Local,
                     "could not keep up with what the call sent",
                 );
-                self.send(now, assoc, Delivery::Reliable, leave.into());
-                self.end_link(now, assoc, CloseReason::ASSOCIATION_LOST);
-                self.node.close(now, assoc);
             }
         }
     }

@@ -283,6 +283,10 @@ impl NodeConfig {
     ///   and the last packet before a close), not on every packet while the
     ///   congestion window is under 10 packets (dcsctp's default, which
     ///   under loss doubles the packets a receiver sends).
+    /// - An initial congestion window of 4 packets (RFC 9260's, about
+    ///   4,400 bytes; dcsctp: 10): the engine starts many associations to
+    ///   members whose paths it does not know, and what a slow path holds
+    ///   in flight delays its close and its `Leave`.
     /// - A small number of streams: the engine uses two.
     /// - 1,228-byte packets (dcsctp: 1,191, which leaves room for DTLS).
     pub(crate) fn sctp_options(&self) -> Options {
@@ -310,6 +314,7 @@ impl NodeConfig {
             max_init_retransmits: None,
             enable_partial_reliability: true,
             immediate_sack_under_cwnd_mtus: 0,
+            cwnd_mtus_initial: 4,
             ..Options::default()
         }
     }

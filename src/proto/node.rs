@@ -112,9 +112,9 @@ pub enum CloseReason {
     /// The peer closed it gracefully.
     #[error("closed by the peer")]
     PeerClosed,
-    /// The peer aborted it.
-    #[error("aborted by the peer")]
-    Aborted,
+    /// The peer aborted it, with the reason its ABORT gave, if any.
+    #[error("aborted by the peer{}", .0.as_deref().map(|c| format!(": {c}")).unwrap_or_default())]
+    Aborted(Option<String>),
     /// The peer reset the engine's control stream ([`super::STREAM_RELIABLE`]),
     /// what closing its data channel does: the association is closed
     /// gracefully, since nothing more can be exchanged in order on it.
@@ -574,7 +574,6 @@ impl Node {
             a.shutdown_sends.1 = 0;
         }
         a.sock.advance_time(at);
-        if std::env::var("DBG").is_ok() { eprintln!("{:?} {} {} IN  {:?} state {:?}", now.elapsed(), self.listener.is_some(), id, chunk_types(datagram), a.sock.state()); }
         a.sock.handle_input(datagram);
         self.mark_progressed(id);
         self.drive(id, now);
@@ -908,6 +907,26 @@ impl Node {
         true
     }
 
+    /// Ends `assoc` at once like [`Node::abort`], the ABORT saying `cause`
+    /// (its User-Initiated Abort cause), so the peer learns why even when
+    /// nothing else it was sent can reach it in time (a member too slow for
+    /// what it was sent). [`Event::Closed`] with `reason` follows.
+    pub(crate) fn abort_with_cause(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        reason: CloseReason,
+        cause: &str,
+    ) {
+        let now = self.advance(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        a.close_reason.get_or_insert(reason);
+        a.sock.abort(cause);
+        self.drive(assoc, now);
+    }
+
     // ---- Outputs --------------------------------------------------------
 
     /// The next datagram to send.
@@ -1161,7 +1180,6 @@ impl Node {
                     if p.get(COMMON_HEADER_LEN) == Some(&CHUNK_ABORT) {
                         log.debug(now, || format!("{}: sent an ABORT", a.remote));
                     }
-                    if std::env::var("DBG").is_ok() { eprintln!("{:?} {} {} OUT {:?}", now.elapsed(), config.accept_incoming, id, chunk_types(&p)); }
                     transmits.push_back(Transmit {
                         destination: a.remote,
                         payload: Bytes::from(p),
@@ -1186,7 +1204,7 @@ impl Node {
                 SocketEvent::OnAborted(kind, why) => {
                     log.debug(now, || format!("{}: association aborted: {kind:?}: {why}", a.remote));
                     lost.get_or_insert(match kind {
-                        ErrorKind::PeerReported => CloseReason::Aborted,
+                        ErrorKind::PeerReported => CloseReason::Aborted(abort_cause(&why)),
                         _ if !a.connected => CloseReason::HandshakeFailed(format!("{kind:?}: {why}")),
                         ErrorKind::TooManyRetries => CloseReason::TimedOut,
                         ErrorKind::ProtocolViolation
@@ -1195,7 +1213,7 @@ impl Node {
                             CloseReason::ProtocolViolation(Violation::SctpTransport)
                         }
                         ErrorKind::ResourceExhaustion => CloseReason::ReceiveBufferExhausted,
-                        _ => CloseReason::Aborted,
+                        _ => CloseReason::Aborted(None),
                     });
                 }
                 SocketEvent::OnError(kind, why) => {
@@ -1431,6 +1449,18 @@ impl InitTag {
     }
 }
 
+/// The reason in a peer's ABORT, from dcsctp's text of its causes
+/// ("User-Initiated Abort, reason=…"): the reason if it gave one, else the
+/// causes (`None` if there were none).
+fn abort_cause(causes: &str) -> Option<String> {
+    let reason = match causes.split_once("reason=") {
+        Some((_, reason)) => reason,
+        None => causes,
+    };
+    let reason = reason.trim();
+    (!reason.is_empty()).then(|| reason.chars().take(200).collect())
+}
+
 /// The peer's verification tag in the cookie of an (opened) COOKIE-ECHO
 /// packet, as dcsctp writes its cookie: two magic words, then the peer's
 /// tag.
@@ -1595,8 +1625,3 @@ impl LogBudget {
     }
 }
 
-fn chunk_types(p: &[u8]) -> Vec<u8> {
-    let mut at = 12; let mut v = Vec::new();
-    while let Some(h) = p.get(at..at+4) { v.push(h[0]); let len = usize::from(u16::from_be_bytes([h[2], h[3]])); if len < 4 { break } at += len.next_multiple_of(4); }
-    v
-}
