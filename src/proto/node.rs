@@ -1185,18 +1185,16 @@ impl Node {
                         payload: Bytes::from(p),
                     });
                 }
-                SocketEvent::OnConnected() => {
-                    if !a.connected {
-                        a.connected = true;
-                        if std::mem::take(&mut a.handshaking) {
-                            *handshaking -= 1;
-                        }
-                        a.last_keepalive = now;
-                        events.push_back(Event::Connected {
-                            assoc: id,
-                            remote: a.remote,
-                        });
+                SocketEvent::OnConnected() if !a.connected => {
+                    a.connected = true;
+                    if std::mem::take(&mut a.handshaking) {
+                        *handshaking -= 1;
                     }
+                    a.last_keepalive = now;
+                    events.push_back(Event::Connected {
+                        assoc: id,
+                        remote: a.remote,
+                    });
                 }
                 SocketEvent::OnClosed() => {
                     lost.get_or_insert(ended_gracefully.clone());
