@@ -19,12 +19,14 @@ use crate::api::SendOptions;
 use crate::api::SocketEvent;
 use crate::api::SocketTime;
 use crate::packet::SkippedStream;
+use crate::packet::abort_chunk::AbortChunk;
 use crate::packet::chunk::Chunk;
 use crate::packet::chunk_validators::clean_sack;
 use crate::packet::data::Data;
 use crate::packet::error_causes::ErrorCause;
 use crate::packet::error_chunk::ErrorChunk;
 use crate::packet::no_user_data_error_cause::NoUserDataErrorCause;
+use crate::packet::protocol_violation_error_cause::ProtocolViolationErrorCause;
 use crate::packet::sack_chunk::SackChunk;
 use crate::socket::context::Context;
 use crate::socket::shutdown::maybe_send_shutdown;
@@ -68,11 +70,29 @@ pub(crate) fn handle_data(
     if tcb.reassembly_queue.is_full() {
         // If the reassembly queue is full, there is nothing that can be done. The specification
         // only allows dropping gap-ack-blocks, and that's not likely to help as the socket has
-        // been trying to fill gaps since the watermark was reached.
+        // been trying to fill gaps since the watermark was reached. As the C++ dcSCTP does, the
+        // association is aborted (a message larger than the receive buffer can never be
+        // delivered: dropping its data silently would stall the association forever).
+        let packet = tcb
+            .new_packet()
+            .add(&Chunk::Abort(AbortChunk {
+                tag_reflected: false,
+                error_causes: vec![ErrorCause::ProtocolViolation(ProtocolViolationErrorCause {
+                    information: "Reassembly queue is exhausted".into(),
+                })],
+            }))
+            .build();
+        ctx.events.borrow_mut().add(SocketEvent::SendPacket(packet));
+        ctx.tx_packets_count += 1;
+        ctx.internal_close(state, ErrorKind::ResourceExhaustion, "Reassembly queue is exhausted".into());
         return;
     }
-    if tcb.reassembly_queue.is_above_watermark() {
-        // TODO: Implement
+    if tcb.reassembly_queue.is_above_watermark() && !tcb.data_tracker.will_increase_cum_ack_tsn(tsn)
+    {
+        // Above its high watermark, the reassembly queue only accepts data that moves the
+        // cumulative TSN ack, to fill the gaps that hold messages back (as the C++ dcSCTP
+        // does); the rest is refused, and the peer told at once.
+        tcb.data_tracker.force_immediate_sack(now);
         return;
     }
     if !tcb.data_tracker.is_tsn_valid(tsn) {
