@@ -1279,10 +1279,14 @@ impl Node {
                 (CloseReason::PeerClosed, Some(_)) => CloseReason::Local,
                 (r, _) => r,
             };
-            if matches!(reason, CloseReason::Local | CloseReason::PeerClosed) {
-                // Already closed by SCTP: nothing more to send.
-            } else if a.sock.state() != SocketState::Closed {
+            if !matches!(reason, CloseReason::Local | CloseReason::PeerClosed)
+                && a.sock.state() != SocketState::Closed
+            {
                 a.sock.close();
+            }
+            // What closing sent (an ABORT, when a message read above ended
+            // the association) goes out; the rest no longer matters.
+            if !gave_up {
                 while let Some(event) = a.sock.poll_event() {
                     if let SocketEvent::SendPacket(p) = event {
                         transmits.push_back(Transmit {
@@ -1448,13 +1452,14 @@ impl InitTag {
 }
 
 /// The reason in a peer's ABORT, from dcsctp's text of its causes
-/// ("User-Initiated Abort, reason=…"): the reason if it gave one, else the
+/// ("User-Initiated Abort, reason=…", "Protocol Violation,
+/// additional_information=…"): the reason if it gave one, else the
 /// causes (`None` if there were none).
 fn abort_cause(causes: &str) -> Option<String> {
-    let reason = match causes.split_once("reason=") {
-        Some((_, reason)) => reason,
-        None => causes,
-    };
+    let reason = ["reason=", "additional_information="]
+        .iter()
+        .find_map(|key| causes.split_once(key).map(|(_, reason)| reason))
+        .unwrap_or(causes);
     let reason = reason.trim();
     (!reason.is_empty()).then(|| reason.chars().take(200).collect())
 }

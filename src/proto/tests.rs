@@ -530,3 +530,94 @@ fn handshakes_complete_through_a_lossy_link() {
         assert_eq!(net.host(server).association_count(), 1, "seed {seed}");
     }
 }
+
+/// A connected pair whose client may send messages of up to 1 MiB, more
+/// than the server accepts.
+fn pair_with_big_client(seed: u64) -> (Network, HostId, HostId, AssocId, AssocId) {
+    let mut net = Network::new(seed, LinkConfig::default());
+    let server = net.add_host(Node::new(NodeConfig::server()));
+    let client = net.add_host(Node::new(
+        NodeConfig::client().max_sctp_message_size(1024 * 1024),
+    ));
+    let (now, to) = (net.now(), net.addr(server));
+    let c = net.host_mut(client).connect(now, to).expect("connect");
+    let mut s = None;
+    assert!(net.run_until(Duration::from_secs(5), |net| {
+        while let Some(e) = net.host_mut(server).poll_event() {
+            if let Event::Connected { assoc, .. } = e {
+                s = Some(assoc);
+            }
+        }
+        s.is_some() && net.host(client).is_connected(c)
+    }));
+    while net.host_mut(client).poll_event().is_some() {}
+    (net, server, client, s.expect("server assoc"), c)
+}
+
+/// Runs until both ends report their association closed; returns the
+/// reasons (server's, client's).
+fn both_closed(net: &mut Network, server: HostId, client: HostId) -> (CloseReason, CloseReason) {
+    let (mut at_s, mut at_c) = (None, None);
+    assert!(net.run_until(Duration::from_secs(30), |net| {
+        while let Some(e) = net.host_mut(server).poll_event() {
+            if let Event::Closed { reason, .. } = e {
+                at_s = Some(reason);
+            }
+        }
+        while let Some(e) = net.host_mut(client).poll_event() {
+            if let Event::Closed { reason, .. } = e {
+                at_c = Some(reason);
+            }
+        }
+        at_s.is_some() && at_c.is_some()
+    }));
+    (at_s.expect("server closed"), at_c.expect("client closed"))
+}
+
+/// A message over `max_sctp_message_size` (but within the receive buffer)
+/// ends the association with an ABORT that says why, on both ends; it is
+/// never delivered, and never silently dropped.
+#[test]
+fn a_message_over_the_limit_is_answered_with_an_abort_that_says_why() {
+    let (mut net, server, client, _, c) = pair_with_big_client(21);
+    let limit = NodeConfig::default().max_sctp_message_size as usize;
+    let now = net.now();
+    net.host_mut(client)
+        .send_encoded(now, c, Delivery::Reliable, Bytes::from(vec![0u8; 300_000]))
+        .expect("the client's own limit is higher");
+    let (at_s, at_c) = both_closed(&mut net, server, client);
+    assert_eq!(
+        at_s,
+        CloseReason::ProtocolViolation(Violation::MessageTooLarge {
+            size: 300_000,
+            limit
+        })
+    );
+    assert_eq!(
+        at_c,
+        CloseReason::Aborted(Some(format!(
+            "message of 300000 bytes over the limit of {limit}"
+        )))
+    );
+    assert_eq!(net.host(server).stats().oversize_messages, 1);
+    assert_eq!(net.host(server).stats().messages_received, 0);
+}
+
+/// A message larger than the receive buffer can never be reassembled: the
+/// receiver aborts once its buffer is full, rather than stalling the
+/// association with the peer retransmitting into it forever.
+#[test]
+fn a_message_larger_than_the_receive_buffer_aborts_rather_than_stalls() {
+    let (mut net, server, client, _, c) = pair_with_big_client(22);
+    let buffer = NodeConfig::default().receive_buffer as usize;
+    let now = net.now();
+    net.host_mut(client)
+        .send_encoded(now, c, Delivery::Reliable, Bytes::from(vec![0u8; buffer + 100_000]))
+        .expect("the client's own limit is higher");
+    let (at_s, at_c) = both_closed(&mut net, server, client);
+    assert_eq!(at_s, CloseReason::ReceiveBufferExhausted);
+    assert_eq!(
+        at_c,
+        CloseReason::Aborted(Some("Reassembly queue is exhausted".into()))
+    );
+}
