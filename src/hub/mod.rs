@@ -387,7 +387,10 @@ impl Hub {
                     self.malformed(now, assoc, &format!("undecodable message: {error}"));
                 }
                 Event::Closed { assoc, reason } => match self.links.remove(&assoc) {
-                    Some(Link::Member(home)) => self.on_member_closed(now, assoc, home),
+                    Some(Link::Member(home)) => {
+                        tracing::info!(?assoc, %reason, "a member's association closed");
+                        self.on_member_closed(now, assoc, home);
+                    }
                     Some(Link::Uplink(key)) => self.on_uplink_closed(key, &reason),
                     Some(Link::Pending { .. } | Link::Closing) | None => {
                         self.egress.remove(assoc);

@@ -927,6 +927,22 @@ impl Node {
         self.drive(assoc, now);
     }
 
+    /// Resets this end's outgoing stream of `delivery` on `assoc` (RFC 6525),
+    /// what a WebRTC stack does when a data channel closes. For tests and
+    /// channels opened the standard way.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn reset_stream(&mut self, now: Instant, assoc: AssocId, delivery: Delivery) -> bool {
+        let now = self.advance(now);
+        let at = self.socket_time(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return false;
+        };
+        a.sock.advance_time(at);
+        let ok = a.sock.reset_streams(&[StreamId(delivery.stream())]).is_ok();
+        self.drive(assoc, now);
+        ok
+    }
+
     // ---- Outputs --------------------------------------------------------
 
     /// The next datagram to send.

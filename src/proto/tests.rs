@@ -621,3 +621,49 @@ fn a_message_larger_than_the_receive_buffer_aborts_rather_than_stalls() {
         CloseReason::Aborted(Some("Reassembly queue is exhausted".into()))
     );
 }
+
+/// The peer resets the engine's control stream (what closing its data
+/// channel does): what it sent before arrives, then the association is
+/// closed gracefully with the reason. A reset of the Lossy stream changes
+/// nothing: later messages on it arrive.
+#[test]
+fn a_stream_reset_by_the_peer_loses_nothing_and_closes_the_control_stream_with_a_reason() {
+    let (mut net, server, client, _, c) = pair(NodeConfig::server());
+    let now = net.now();
+    let node = net.host_mut(client);
+    node.send(now, c, Delivery::Lossy, &small_data()).expect("send");
+    assert!(node.reset_stream(now, c, Delivery::Lossy));
+    net.run_for(Duration::from_millis(200));
+    let now = net.now();
+    net.host_mut(client)
+        .send(now, c, Delivery::Lossy, &small_data())
+        .expect("after the reset of stream 1");
+    net.host_mut(client)
+        .send(now, c, Delivery::Reliable, &small_data())
+        .expect("send");
+    assert!(net.host_mut(client).reset_stream(now, c, Delivery::Reliable));
+    let mut frames = Vec::new();
+    let (mut at_s, mut at_c) = (None, None);
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        while let Some(e) = net.host_mut(server).poll_event() {
+            match e {
+                Event::Frame { delivery, .. } => frames.push(delivery),
+                Event::Closed { reason, .. } => at_s = Some(reason),
+                _ => {}
+            }
+        }
+        while let Some(e) = net.host_mut(client).poll_event() {
+            if let Event::Closed { reason, .. } = e {
+                at_c = Some(reason);
+            }
+        }
+        at_s.is_some() && at_c.is_some()
+    }));
+    assert_eq!(
+        frames,
+        [Delivery::Lossy, Delivery::Lossy, Delivery::Reliable],
+        "nothing lost"
+    );
+    assert_eq!(at_s, Some(CloseReason::StreamReset));
+    assert_eq!(at_c, Some(CloseReason::PeerClosed), "a graceful close");
+}
