@@ -22,8 +22,7 @@ const FLOOD: Duration = Duration::from_millis(1500);
 fn an_init() -> Bytes {
     let mut c = Node::new(NodeConfig::client());
     let to = SocketAddr::from(([192, 0, 2, 1], 9));
-    c.connect(std::time::Instant::now(), to)
-        .expect("connect");
+    c.connect(std::time::Instant::now(), to).expect("connect");
     c.poll_transmit().expect("an INIT").payload
 }
 

@@ -105,6 +105,12 @@ use server::{Egresses, Link, SHUTTING_DOWN};
 /// error frame (counted in [`HubStats::protocol_errors`]) and harms nothing
 /// else; a member over the traffic rules or too slow for its calls is
 /// disconnected with a reason.
+///
+/// # Threads
+/// A hub is not `Send`: its SCTP sockets (dcsctp's) keep their state behind
+/// `Rc`, so a hub stays on the thread that made it. A driver makes it there
+/// (the engine makes each worker's hub on the worker's thread); the handles
+/// it gives out (`Call`, senders, receivers) are `Send + Sync`.
 pub struct Hub {
     config: HubConfig,
     node: Node,

@@ -202,7 +202,7 @@ impl NodeConfig {
     /// After this many retransmissions of SHUTDOWN (or SHUTDOWN-ACK) with
     /// nothing heard from the peer in between, the node ends the
     /// association: the peer is gone (it vanished, or already dropped the
-    /// association and, like sctp-proto, stays silent about it). The last
+    /// association and stays silent about it, as some stacks do). The last
     /// one waits one more retransmission timeout, so a silent peer is given
     /// up about `RTO × (2^(n+1) − 1)` after the first SHUTDOWN, the RTO
     /// doubling each time up to `rto_max`: 7 RTOs with the default 2, 1.4 s

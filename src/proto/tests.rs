@@ -214,7 +214,7 @@ fn keepalives_hold_an_idle_association_open() {
 }
 
 /// The INIT goes again one RTO after the `now` given to `connect`, on the
-/// driver's clock, wherever the wall clock is. (sctp-proto's own `connect`
+/// driver's clock, wherever the wall clock is. (The engine's former stack, sctp-proto,
 /// started the T1-init timer at `Instant::now()`: a simulator whose virtual
 /// time had run an hour ahead saw the INIT retransmitted at once, a loaded
 /// machine whose wall clock ran ahead of virtual time saw it late.)
@@ -407,7 +407,7 @@ fn a_server_says_which_inits_it_drops_and_which_it_refuses() {
 }
 
 /// A message of `MAX_PACKET_MESSAGE` bytes leaves in one datagram of
-/// `SCTP_PACKET_BYTES`; one byte more takes two (sctp-proto fragments it).
+/// `SCTP_PACKET_BYTES`; one byte more takes two (SCTP fragments it).
 #[test]
 fn a_message_of_max_packet_message_bytes_fills_exactly_one_packet() {
     let (mut net, _, client, _, c) = pair(NodeConfig::server());

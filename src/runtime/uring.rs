@@ -8,7 +8,7 @@
 //!   completion without the `MORE` flag says so and the next turn re-arms
 //!   it. A buffer goes back to the ring as soon as its datagram is handed to
 //!   the hub: the payload is **copied** into a `Bytes` first (one copy per
-//!   datagram train), because the hub (sctp-proto's reassembly) may keep
+//!   datagram train), because the hub (SCTP reassembly) may keep
 //!   received data for as long as it likes and a ring buffer cannot wait
 //!   for that. Handing ring buffers to the hub without a copy would need a
 //!   `Bytes` owner that returns the buffer on drop and a ring that tolerates

@@ -2,7 +2,7 @@
 //!
 //! Every SCTP user message the engine sends on its data streams holds exactly
 //! one [`Message`]: either a single [`Frame`] or a [`Batch`] of frames packed
-//! together (sctp-proto's cost per SCTP message is high; packing many small
+//! together (an SCTP stack's cost per SCTP message is high; packing many small
 //! frames into one message is how the engine wins small-message rate).
 //! `docs/protocol.md` is the specification; the same byte diagram is drawn
 //! above each type here.
