@@ -460,6 +460,15 @@ pub struct HubStats {
     /// Transport: incoming associations refused (the hub was full, or
     /// shutting down).
     pub associations_refused: u64,
+    /// Transport: INITs answered. Each holds nothing until its COOKIE-ECHO;
+    /// far more of these than joins is an INIT flood.
+    pub inits_answered: u64,
+    /// Transport: COOKIE-ECHOs refused (forged, altered, stale, or from
+    /// another address than their INIT).
+    pub cookies_refused: u64,
+    /// Transport: associations ended because the peer sent a message over
+    /// the node's limit.
+    pub oversize_messages: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -482,6 +491,9 @@ impl std::ops::AddAssign for HubStats {
             messages_malformed,
             messages_ignored,
             associations_refused,
+            inits_answered,
+            cookies_refused,
+            oversize_messages,
         } = other;
         self.joins_accepted += joins_accepted;
         self.joins_rejected += joins_rejected;
@@ -499,6 +511,9 @@ impl std::ops::AddAssign for HubStats {
         self.messages_malformed += messages_malformed;
         self.messages_ignored += messages_ignored;
         self.associations_refused += associations_refused;
+        self.inits_answered += inits_answered;
+        self.cookies_refused += cookies_refused;
+        self.oversize_messages += oversize_messages;
     }
 }
 

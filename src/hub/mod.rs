@@ -211,6 +211,9 @@ impl Hub {
             messages_malformed: node.messages_malformed,
             messages_ignored: node.messages_ignored,
             associations_refused: node.associations_refused,
+            inits_answered: node.inits_answered,
+            cookies_refused: node.cookies_refused,
+            oversize_messages: node.oversize_messages,
             ..self.stats
         }
     }
