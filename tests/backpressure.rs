@@ -272,6 +272,7 @@ fn a_hosted_sender_is_slowed_to_its_remote_receiver() {
     w.net.set_link(server, guest_host, limited(2_000_000));
     let s = durable_to_all(&host);
     let n = 10_000;
+    let start = w.net.now();
     let run = full_speed(
         &mut w,
         &s,
@@ -281,6 +282,12 @@ fn a_hosted_sender_is_slowed_to_its_remote_receiver() {
         1000,
         Duration::from_secs(90),
     );
+    // At the link's rate: 10,000 × ~1,030 B on the wire at 2 Mbit/s is
+    // 41.2 s (virtual time; 42.4 s measured). A resume relayed from the
+    // receiver's worker used to wait for the hub's next tick (up to 1 s)
+    // before the hosted sender sent again: 45.7 s with three workers.
+    let took = w.net.now() - start;
+    assert!(took < Duration::from_secs(43), "took {took:?}");
     assert_all_in_order(&run, n, &[0]);
     let stats = w.net.host(server).stats();
     assert_eq!(stats.slow_consumers, 0, "{stats:?}");

@@ -325,6 +325,9 @@ impl Hub {
             self.on_relay(now, relay);
         }
         self.process_node_events(now);
+        // A hosted sender the relay resumed (its receivers' pressure is
+        // relayed from their workers) sends now, not at the next tick.
+        self.pump_backlog(now);
         self.finish_input(now);
     }
 

@@ -121,7 +121,7 @@ fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
-fn init_logging(level: tracing::Level) {
+pub(crate) fn init_logging(level: tracing::Level) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)

@@ -131,6 +131,10 @@ pub(crate) struct LoadArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Log to stderr at this level (error, warn, info, debug or trace);
+    /// nothing by default, so the table and the JSON stay clean.
+    #[arg(long)]
+    log_level: Option<tracing::Level>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -309,6 +313,9 @@ impl Inbox {
 /// Runs `dcengine load`.
 pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
     args.check()?;
+    if let Some(level) = args.log_level {
+        crate::net::init_logging(level);
+    }
     let shape = args.shape();
     let plans = shape.senders();
     let backend = match args.backend {
