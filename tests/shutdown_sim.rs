@@ -365,8 +365,12 @@ fn a_close_crossing_data_in_flight_finishes_on_both_ends() {
 /// Nodes whose retransmission timeout starts at its 200 ms floor (no data
 /// is exchanged in these scenarios, so it stays there), to show the
 /// retransmission limit ending a close well before the close timeout.
+/// A 200 ms initial RTO and two SHUTDOWN retransmissions into silence (the
+/// default is four), so the give-up comes well before the close timeout.
 fn fast_rto(config: NodeConfig) -> NodeConfig {
-    config.rto_initial(Duration::from_millis(200))
+    config
+        .rto_initial(Duration::from_millis(200))
+        .max_shutdown_retransmits(2)
 }
 
 /// The bound on a close whose SHUTDOWN nobody answers: the node gives up

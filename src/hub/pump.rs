@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::proto::{AssocId, Delivery, Node};
+use crate::proto::{AssocId, Delivery, MAX_PACKET_MESSAGE, Node};
 use crate::sched::EgressBudget;
 use crate::wire::{Batch, Codec, Frame, Message};
 
@@ -28,11 +28,11 @@ const HIGH_RESERVE: usize = 2400;
 /// reassembling a larger batch first, and the egress budget moves by
 /// packets. Against 16 KiB batches it costs 7 % of the node pair's
 /// throughput (1.37 vs 1.47 M msg/s, perf/README.md).
-const BATCH_BYTES: usize = crate::proto::MAX_PACKET_MESSAGE;
+const BATCH_BYTES: usize = MAX_PACKET_MESSAGE;
 
 /// Largest Lossy batch: one packet. A Lossy batch is abandoned whole when
 /// one of its packets is lost, so one packet's worth loses least.
-const LOSSY_BATCH_BYTES: usize = crate::proto::MAX_PACKET_MESSAGE;
+const LOSSY_BATCH_BYTES: usize = MAX_PACKET_MESSAGE;
 
 /// How large a batch on `delivery`'s stream may grow.
 fn batch_limit(delivery: Delivery) -> usize {
@@ -155,8 +155,24 @@ pub(super) fn pump<S: Scheduled>(
     let budget = source.budget();
     budget.on_progress(queued, now);
     let room = budget.room(queued);
-    let reserve = high_reserve(budget, queued);
-    let transit = budget.drain_time(queued);
+    let mut reserve = high_reserve(budget, queued);
+    let mut transit = budget.drain_time(queued);
+    if node.interleaves(assoc) {
+        // SCTP puts Lossy messages ahead of the Durable stream's queue,
+        // inside its messages even: High senders need not wait for that
+        // queue to drain, only for the Lossy stream's own. And SCTP keeps
+        // no more than the budget in flight, so what a large message still
+        // has to send waits in SCTP's queue, where they pass it, rather than
+        // in the path's.
+        reserve = reserve.max(HIGH_RESERVE.saturating_sub(node.lossy_unsent(assoc)));
+        let in_flight = budget.steady_budget() + MAX_PACKET_MESSAGE;
+        node.set_max_in_flight(assoc, Some(in_flight));
+        // What the scheduler picks from now on (the Lossy messages it may
+        // drop as late: Durable ones wait whatever it takes) waits behind
+        // what is in flight and the Lossy stream's queue, not the Durable
+        // stream's.
+        transit = budget.drain_time(queued.min(in_flight + node.lossy_unsent(assoc)));
+    }
     source.set_transit(transit);
     let mut out = Vec::new();
     let dropped = source.pump(now, room, reserve, &mut out);

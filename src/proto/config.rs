@@ -5,14 +5,21 @@ use std::time::Duration;
 use dcsctp::api::Options;
 
 /// Largest SCTP packet a node sends, the UDP payload of one datagram:
-/// 1,228 bytes (no path MTU discovery), which leaves room for IPv6 and UDP
-/// headers within a 1,280-byte path.
-pub(crate) const SCTP_PACKET_BYTES: usize = 1228;
+/// 1,232 bytes (no path MTU discovery), what IPv6 and UDP headers leave of
+/// a 1,280-byte path (the smallest IPv6 allows).
+pub(crate) const SCTP_PACKET_BYTES: usize = 1232;
+
+/// The Lossy stream's weight in SCTP's stream scheduler (weighted fair
+/// queueing; the Durable stream has dcsctp's default, 256): 64 times the
+/// Durable stream's share when both have data. Lossy traffic is capped by
+/// the traffic rules, so in practice it goes first.
+pub(crate) const LOSSY_STREAM_PRIORITY: u16 = 256 * 64;
 
 /// Largest SCTP user message that leaves in one packet: the packet less the
-/// SCTP common header (12 bytes) and one DATA chunk header (16 bytes), so a
-/// message up to this size is one DATA chunk, never fragmented.
-pub const MAX_PACKET_MESSAGE: usize = SCTP_PACKET_BYTES - 12 - 16;
+/// SCTP common header (12 bytes) and one I-DATA chunk header (20 bytes; a
+/// DATA chunk's is 16), so a message up to this size is one chunk, never
+/// fragmented, whichever the association negotiated: 1,200 bytes.
+pub const MAX_PACKET_MESSAGE: usize = SCTP_PACKET_BYTES - 12 - 20;
 
 /// How the SCTP node under a [`Hub`](crate::Hub) behaves
 /// ([`HubConfig::node`](crate::HubConfig::node)). `Default` gives the
@@ -93,7 +100,7 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(5),
             close_timeout: Duration::from_secs(3),
-            max_shutdown_retransmits: 2,
+            max_shutdown_retransmits: 4,
             streams: 16,
             sctp_port: 5000,
             seed: rand::random(),
@@ -205,11 +212,15 @@ impl NodeConfig {
     /// association and stays silent about it, as some stacks do). The last
     /// one waits one more retransmission timeout, so a silent peer is given
     /// up about `RTO × (2^(n+1) − 1)` after the first SHUTDOWN, the RTO
-    /// doubling each time up to `rto_max`: 7 RTOs with the default 2, 1.4 s
+    /// doubling each time up to `rto_max`: 31 RTOs with the default 4, 6.2 s
     /// at the 200 ms floor. [`NodeConfig::close_timeout()`] caps a close
     /// this node started; this also ends one the peer started whose
-    /// SHUTDOWN-COMPLETE was lost. A peer that is still sending (finishing
-    /// its own data first) is waited for. Default 2.
+    /// SHUTDOWN-COMPLETE was lost. Only the timer's retransmissions count
+    /// (each packet from the peer resets the count), so a peer that is
+    /// still sending (finishing its own data first) is waited for; but a
+    /// live peer can be silent for a while, waiting out its own
+    /// retransmission timeout (dcsctp's is about a second at least), which
+    /// is why the default is not lower. Default 4.
     pub fn max_shutdown_retransmits(mut self, retransmits: u32) -> Self {
         self.max_shutdown_retransmits = retransmits;
         self
@@ -288,7 +299,12 @@ impl NodeConfig {
     ///   members whose paths it does not know, and what a slow path holds
     ///   in flight delays its close and its `Leave`.
     /// - A small number of streams: the engine uses two.
-    /// - 1,228-byte packets (dcsctp: 1,191, which leaves room for DTLS).
+    /// - User message interleaving (I-DATA, RFC 8260; dcsctp: off), used
+    ///   when the peer offers it too: the Lossy stream is scheduled far
+    ///   ahead of the Durable one ([`LOSSY_STREAM_PRIORITY`]), and its
+    ///   messages interleave with the fragments of a large Durable message
+    ///   already handed to SCTP instead of waiting for all of it.
+    /// - 1,232-byte packets (dcsctp: 1,191, which leaves room for DTLS).
     pub(crate) fn sctp_options(&self) -> Options {
         const UNBOUNDED: usize = 1 << 30;
         Options {
@@ -315,6 +331,7 @@ impl NodeConfig {
             enable_partial_reliability: true,
             immediate_sack_under_cwnd_mtus: 0,
             cwnd_mtus_initial: 4,
+            enable_message_interleaving: true,
             ..Options::default()
         }
     }
@@ -388,7 +405,7 @@ mod tests {
         );
         assert_eq!(
             (d.max_shutdown_retransmits, d.streams, d.sctp_port),
-            (2, 16, 5000)
+            (4, 16, 5000)
         );
     }
 }

@@ -317,6 +317,9 @@ struct Assoc {
     /// Set while a timer of this association is handled: what SCTP sends
     /// then are retransmissions, not answers to the peer.
     timer_fired: bool,
+    /// Both ends negotiated I-DATA (RFC 8260): messages of different
+    /// streams interleave.
+    interleaving: bool,
 }
 
 /// The sans-IO core: SCTP over UDP (RFC 6951) with one dcsctp socket per
@@ -490,6 +493,33 @@ impl Node {
         self.assocs
             .get(&assoc)
             .map_or(0, |a| a.sock.unacknowledged_bytes())
+    }
+
+    /// Whether `assoc` interleaves messages of its two streams (both ends
+    /// negotiated I-DATA, RFC 8260): a Lossy message handed over then goes
+    /// ahead of what the Durable stream still has queued, even inside one
+    /// large Durable message, instead of after it.
+    pub fn interleaves(&self, assoc: AssocId) -> bool {
+        self.assocs.get(&assoc).is_some_and(|a| a.interleaving)
+    }
+
+    /// Caps what `assoc` has in flight (at least one packet; `None`: SCTP's
+    /// congestion window alone). A driver that paces the association by its
+    /// own estimate of the path (the hub's egress budget) sets it, so that a
+    /// large message handed over whole does not fill the path's queues:
+    /// what waits in SCTP's send queue can still be passed by the Lossy
+    /// stream (see [`Node::interleaves`]).
+    pub fn set_max_in_flight(&mut self, assoc: AssocId, bytes: Option<usize>) {
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.sock.set_max_outstanding_bytes(bytes);
+        }
+    }
+
+    /// Bytes of Lossy messages handed to `assoc` and not yet sent.
+    pub fn lossy_unsent(&self, assoc: AssocId) -> usize {
+        self.assocs
+            .get(&assoc)
+            .map_or(0, |a| a.sock.buffered_amount(StreamId(STREAM_LOSSY)))
     }
 
     // ---- Inputs ---------------------------------------------------------
@@ -1005,7 +1035,7 @@ impl Node {
     /// A socket with the node's options, these SCTP ports and a seed of its
     /// own.
     fn new_socket(&mut self, local_port: u16, remote_port: u16) -> Box<Socket> {
-        Box::new(Socket::new(
+        let mut sock = Box::new(Socket::new(
             "",
             &Options {
                 local_port,
@@ -1013,7 +1043,9 @@ impl Node {
                 random_seed: Some(self.rng.next_u64()),
                 ..self.options.clone()
             },
-        ))
+        ));
+        sock.set_stream_priority(StreamId(STREAM_LOSSY), super::config::LOSSY_STREAM_PRIORITY);
+        sock
     }
 
     /// `now` on the sockets' clock.
@@ -1088,6 +1120,7 @@ impl Node {
                 progressed: false,
                 immediate_acks: false,
                 timer_fired: false,
+                interleaving: false,
             },
         );
         self.by_tag.insert((remote, tag), id);
@@ -1203,6 +1236,10 @@ impl Node {
                 }
                 SocketEvent::OnConnected() if !a.connected => {
                     a.connected = true;
+                    a.interleaving = a
+                        .sock
+                        .get_metrics()
+                        .is_some_and(|m| m.uses_message_interleaving);
                     if std::mem::take(&mut a.handshaking) {
                         *handshaking -= 1;
                     }

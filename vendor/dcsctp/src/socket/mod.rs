@@ -335,6 +335,17 @@ impl Socket {
         }
     }
 
+    /// Caps what is in flight below the congestion window (at least one packet; `None`: the
+    /// congestion window alone), for a user that paces the socket by its own estimate of the
+    /// path: data beyond it waits in the send queue, where the stream scheduler (and, with
+    /// message interleaving, other streams' messages) can still go first. Takes effect once
+    /// the association is established; set again after that.
+    pub fn set_max_outstanding_bytes(&mut self, bytes: Option<usize>) {
+        if let Some(tcb) = self.state.tcb_mut() {
+            tcb.retransmission_queue.set_max_outstanding(bytes);
+        }
+    }
+
     /// Payload bytes handed to the socket and not yet acknowledged by the
     /// peer: what [`DcSctpSocket::buffered_amount`] counts on every stream
     /// (not yet sent), plus what is in flight.

@@ -71,6 +71,10 @@ pub struct RetransmissionQueue {
     /// Congestion Window. Number of bytes that may be in-flight (sent, not acked).
     cwnd: usize,
 
+    /// A cap below the congestion window the socket's user may set on what is in flight
+    /// ([`Self::set_max_outstanding`]).
+    max_outstanding: Option<usize>,
+
     /// The peer's last "Advertised Receiver Window", as indicated in inbound SACKs.
     a_rwnd: usize,
 
@@ -122,6 +126,7 @@ impl RetransmissionQueue {
             data_chunk_header_size,
             use_message_interleaving,
             cwnd: options.cwnd_mtus_initial * options.mtu,
+            max_outstanding: None,
             a_rwnd: a_rwnd as usize,
             ssthresh: a_rwnd as usize,
             partial_bytes_acked: 0,
@@ -683,8 +688,17 @@ impl RetransmissionQueue {
 
     /// Returns the number of bytes that may be sent in a single packet according to the congestion
     /// control algorithm.
+    /// Caps the bytes in flight below the congestion window (at least one packet; `None`:
+    /// the congestion window alone). For a user that paces the socket by its own estimate of
+    /// the path: what waits in the socket's send queue is still scheduled across streams,
+    /// which what is in flight no longer is.
+    pub fn set_max_outstanding(&mut self, bytes: Option<usize>) {
+        self.max_outstanding = bytes.map(|b| b.max(self.mtu));
+    }
+
     fn max_bytes_to_send(&self) -> usize {
-        let left = self.cwnd.saturating_sub(self.unacked_packet_bytes());
+        let window = self.max_outstanding.map_or(self.cwnd, |m| m.min(self.cwnd));
+        let left = window.saturating_sub(self.unacked_packet_bytes());
         if self.unacked_items() == 0 {
             // TODO: Make the implementation compliant with RFC 9260.
             //
