@@ -84,7 +84,11 @@ pub(crate) fn handle_data(
             .build();
         ctx.events.borrow_mut().add(SocketEvent::SendPacket(packet));
         ctx.tx_packets_count += 1;
-        ctx.internal_close(state, ErrorKind::ResourceExhaustion, "Reassembly queue is exhausted".into());
+        ctx.internal_close(
+            state,
+            ErrorKind::ResourceExhaustion,
+            "Reassembly queue is exhausted".into(),
+        );
         return;
     }
     if tcb.reassembly_queue.is_above_watermark() && !tcb.data_tracker.will_increase_cum_ack_tsn(tsn)

@@ -4800,8 +4800,8 @@ mod tests {
         let options = Options::default();
         let mut socket_a = Socket::new("A", &options);
         socket_a.connect();
-        let init = SctpPacket::from_bytes(&expect_sent_packet!(socket_a.poll_event()), &options)
-            .unwrap();
+        let init =
+            SctpPacket::from_bytes(&expect_sent_packet!(socket_a.poll_event()), &options).unwrap();
         let Chunk::Init(init_chunk) = &init.chunks[0] else {
             panic!("Expected Init chunk");
         };
@@ -4821,9 +4821,10 @@ mod tests {
         let mut socket_b = Socket::new("B", &options);
         socket_b.connect();
         let _init = expect_sent_packet!(socket_b.poll_event());
-        let wrong = SctpPacketBuilder::new(12345, options.remote_port, options.local_port, options.mtu)
-            .add(&Chunk::Abort(AbortChunk { tag_reflected: false, error_causes: vec![] }))
-            .build();
+        let wrong =
+            SctpPacketBuilder::new(12345, options.remote_port, options.local_port, options.mtu)
+                .add(&Chunk::Abort(AbortChunk { tag_reflected: false, error_causes: vec![] }))
+                .build();
         socket_b.handle_input(&wrong);
         assert_eq!(socket_b.state(), SocketState::Connecting);
     }
