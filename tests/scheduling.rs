@@ -347,11 +347,7 @@ enum Bottleneck {
     Downlink,
 }
 
-fn probe_latencies(seed: u64, fifo: bool, loaded: bool, bottleneck: Bottleneck) -> (Vec<f64>, f64) {
-    probe_latencies_with(seed, fifo, loaded, bottleneck, 1000)
-}
-
-/// [`probe_latencies`] with bulk messages of `bulk_size` bytes.
+/// Bulk messages are `bulk_size` bytes.
 fn probe_latencies_with(
     seed: u64,
     fifo: bool,
