@@ -12,9 +12,18 @@ use crate::wire::{Data, Frame, Message};
 type Network = crate::sim::Network<Node>;
 
 fn pair(config: NodeConfig) -> (Network, HostId, HostId, AssocId, AssocId) {
-    let mut net = Network::new(9, LinkConfig::default());
-    let server = net.add_host(Node::new(config));
-    let client = net.add_host(Node::new(NodeConfig::client()));
+    pair_with(9, config, NodeConfig::client())
+}
+
+/// A connected pair on a network seeded with `seed`.
+fn pair_with(
+    seed: u64,
+    server_config: NodeConfig,
+    client_config: NodeConfig,
+) -> (Network, HostId, HostId, AssocId, AssocId) {
+    let mut net = Network::new(seed, LinkConfig::default());
+    let server = net.add_host(Node::new(server_config));
+    let client = net.add_host(Node::new(client_config));
     let (now, to) = (net.now(), net.addr(server));
     let c = net.host_mut(client).connect(now, to).expect("connect");
     let mut s = None;
@@ -534,24 +543,11 @@ fn handshakes_complete_through_a_lossy_link() {
 /// A connected pair whose client may send messages of up to 1 MiB, more
 /// than the server accepts.
 fn pair_with_big_client(seed: u64) -> (Network, HostId, HostId, AssocId, AssocId) {
-    let mut net = Network::new(seed, LinkConfig::default());
-    let server = net.add_host(Node::new(NodeConfig::server()));
-    let client = net.add_host(Node::new(
+    pair_with(
+        seed,
+        NodeConfig::server(),
         NodeConfig::client().max_sctp_message_size(1024 * 1024),
-    ));
-    let (now, to) = (net.now(), net.addr(server));
-    let c = net.host_mut(client).connect(now, to).expect("connect");
-    let mut s = None;
-    assert!(net.run_until(Duration::from_secs(5), |net| {
-        while let Some(e) = net.host_mut(server).poll_event() {
-            if let Event::Connected { assoc, .. } = e {
-                s = Some(assoc);
-            }
-        }
-        s.is_some() && net.host(client).is_connected(c)
-    }));
-    while net.host_mut(client).poll_event().is_some() {}
-    (net, server, client, s.expect("server assoc"), c)
+    )
 }
 
 /// Runs until both ends report their association closed; returns the
