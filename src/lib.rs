@@ -154,6 +154,7 @@ pub use datachannel::{
     DataChannelPriority, DataChannelReceiver, DataChannelReliability, DataChannelSender,
     DataChannelSenderOptions, ParticipantId, ReceiverCloseReason,
 };
+pub use dtls::{Certificate, DtlsError, Fingerprint, FingerprintParseError};
 pub use hub::{Hub, HubConfig, HubEvent, HubStats, JoinError};
 pub use proto::{ConnectError, NodeConfig, Transmit};
 pub use runtime::{Backend, Engine, EngineBuilder, EngineError};

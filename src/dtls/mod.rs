@@ -19,9 +19,13 @@
 //! jitter) is seeded from the caller's generator through the
 //! [`dimpl::Config`] the caller builds.
 #![forbid(unsafe_code)]
+// Counters and getters the integration tests and fuzz targets read.
+#![cfg_attr(not(feature = "_internal"), allow(dead_code, unused_imports))]
 
+mod layer;
 mod session;
 
+pub use layer::{ALLOW_LIFETIME, DtlsLayer, DtlsStats, LayerEvent};
 pub use session::{DtlsRole, DtlsSession, PENDING_LIMIT, SessionEvent};
 
 use std::sync::Arc;

@@ -129,11 +129,6 @@ impl DtlsSession {
         s
     }
 
-    /// This end's role.
-    pub fn role(&self) -> DtlsRole {
-        self.role
-    }
-
     /// Whether the handshake completed with the expected peer.
     pub fn is_connected(&self) -> bool {
         self.connected && !self.dead

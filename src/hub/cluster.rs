@@ -85,6 +85,30 @@ impl HubCluster {
         call
     }
 
+    /// See [`Hub::allow_dtls_peer`]; on the worker datagrams from
+    /// `remote` go to.
+    pub fn allow_dtls_peer(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        fingerprint: crate::dtls::Fingerprint,
+    ) -> bool {
+        let i = self.worker_for(remote);
+        self.hubs[i].allow_dtls_peer(now, remote, fingerprint)
+    }
+
+    /// See [`Hub::trust_dtls_server`]; on every worker.
+    pub fn trust_dtls_server(&mut self, server: SocketAddr, fingerprint: crate::dtls::Fingerprint) {
+        for hub in &mut self.hubs {
+            hub.trust_dtls_server(server, fingerprint);
+        }
+    }
+
+    /// DTLS sessions held by all workers.
+    pub fn dtls_session_count(&self) -> usize {
+        self.hubs.iter().map(Hub::dtls_session_count).sum()
+    }
+
     /// See [`Hub::join_local`]; runs on the call's home worker.
     pub fn join_local(
         &mut self,

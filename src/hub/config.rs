@@ -42,6 +42,9 @@ use super::{Hub, home_worker};
 pub struct HubConfig {
     /// The node underneath; see [`HubConfig::node()`].
     pub node: NodeConfig,
+    /// DTLS under SCTP with this end's certificate; see [`HubConfig::dtls()`].
+    /// `None`: plain SCTP over UDP.
+    pub dtls: Option<crate::dtls::Certificate>,
     /// Limits and timers of the DataChannel feature; see
     /// [`HubConfig::channel()`].
     pub channel: ChannelConfig,
@@ -135,6 +138,7 @@ impl HubConfig {
     pub fn client() -> Self {
         Self {
             node: NodeConfig::client(),
+            dtls: None,
             channel: ChannelConfig::default(),
             verifier: None,
             join_timeout: Duration::from_secs(10),
@@ -179,6 +183,20 @@ impl HubConfig {
     /// [`NodeConfig::accept_incoming`] says.
     pub fn node(mut self, node: NodeConfig) -> Self {
         self.node = node;
+        self
+    }
+
+    /// Runs every association over DTLS (RFC 8261) with `certificate`, as
+    /// WebRTC does: each peer's certificate is checked against the
+    /// fingerprint given for it ([`Hub::allow_dtls_peer`] on a server,
+    /// [`Hub::trust_dtls_server`] on a client), and a server creates no
+    /// state for an address it was not told to expect. Default: none
+    /// (plain SCTP over UDP).
+    ///
+    /// [`Hub::allow_dtls_peer`]: crate::Hub::allow_dtls_peer
+    /// [`Hub::trust_dtls_server`]: crate::Hub::trust_dtls_server
+    pub fn dtls(mut self, certificate: crate::dtls::Certificate) -> Self {
+        self.dtls = Some(certificate);
         self
     }
 
@@ -405,6 +423,15 @@ pub enum JoinError {
     /// many endpoints in it as it admits.
     #[error("the call refused the join: {}", .0.reason)]
     Refused(JoinRejection),
+    /// The hub runs DTLS ([`HubConfig::dtls`]) and was given no
+    /// certificate fingerprint for this server
+    /// ([`Hub::trust_dtls_server`](crate::Hub::trust_dtls_server)).
+    #[error("no DTLS certificate fingerprint is known for server {0}")]
+    UnknownServerCertificate(SocketAddr),
+    /// The DTLS session to the server could not be started (the hub holds
+    /// as many as it may).
+    #[error("DTLS: {0}")]
+    Dtls(String),
     /// A hosted participant must join on its call's home worker; this hub
     /// is another.
     #[error("call is homed on worker {home}, not this one")]
@@ -469,6 +496,14 @@ pub struct HubStats {
     /// Transport: associations ended because the peer sent a message over
     /// the node's limit.
     pub oversize_messages: u64,
+    /// DTLS ([`HubConfig::dtls`]): handshakes completed.
+    pub dtls_handshakes: u64,
+    /// DTLS: sessions that failed (a handshake error, a certificate that
+    /// is not the announced one, a handshake timeout).
+    pub dtls_failures: u64,
+    /// DTLS: datagrams dropped unread, not DTLS (RFC 7983's first byte), or
+    /// DTLS from an address that was not allowed and has no session.
+    pub dtls_dropped: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -494,7 +529,13 @@ impl std::ops::AddAssign for HubStats {
             inits_answered,
             cookies_refused,
             oversize_messages,
+            dtls_handshakes,
+            dtls_failures,
+            dtls_dropped,
         } = other;
+        self.dtls_handshakes += dtls_handshakes;
+        self.dtls_failures += dtls_failures;
+        self.dtls_dropped += dtls_dropped;
         self.joins_accepted += joins_accepted;
         self.joins_rejected += joins_rejected;
         self.messages_forwarded += messages_forwarded;

@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::datachannel::{HubShared, ParticipantId};
-use crate::proto::{AssocId, Delivery, Event, Node, Transmit};
+use crate::dtls::{DtlsLayer, Fingerprint, LayerEvent};
+use crate::proto::{AssocId, CloseReason, Delivery, Event, Node, Transmit};
 use crate::wire::{ErrorCode, Frame, JoinRejected, MemberId, Message, ShortStr};
 
 use client::Participant;
@@ -114,6 +115,10 @@ use server::{Egresses, Link, SHUTTING_DOWN};
 pub struct Hub {
     config: HubConfig,
     node: Node,
+    /// DTLS under the node, when [`HubConfig::dtls`] is set.
+    dtls: Option<DtlsLayer>,
+    /// Client role over DTLS: the certificate each server must present.
+    dtls_servers: HashMap<SocketAddr, Fingerprint>,
     shared: Arc<HubShared>,
     /// This hub's associations and what each is for.
     links: HashMap<AssocId, Link>,
@@ -145,6 +150,12 @@ pub struct Hub {
     outputs: Outputs,
 }
 
+/// The largest UDP payload of a DTLS record carrying one SCTP packet
+/// (1,232 bytes, [`crate::proto`]): its 13-byte header, an 8-byte explicit
+/// nonce and a 16-byte tag (DTLS 1.2 with AES-GCM), and room for a small
+/// record packed beside it.
+const DTLS_MTU: usize = 1232 + 37 + 64;
+
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
@@ -172,8 +183,18 @@ impl Hub {
         if !config.clock.is_system() {
             shared.set_clock(config.clock.clone());
         }
+        let dtls = config.dtls.clone().map(|cert| {
+            DtlsLayer::new(
+                cert,
+                DTLS_MTU,
+                config.node.max_associations,
+                config.seed ^ 0x6474_6c73_5eed_0002,
+            )
+        });
         Self {
             node: Node::new(config.node.clone()),
+            dtls,
+            dtls_servers: HashMap::new(),
             shared,
             links: HashMap::new(),
             rooms: HashMap::new(),
@@ -204,7 +225,11 @@ impl Hub {
     /// Counters since creation, the transport's (the node's) included.
     pub fn stats(&self) -> HubStats {
         let node = self.node.stats();
+        let dtls = self.dtls.as_ref().map(DtlsLayer::stats).unwrap_or_default();
         HubStats {
+            dtls_handshakes: dtls.handshakes,
+            dtls_failures: dtls.failures,
+            dtls_dropped: dtls.not_dtls + dtls.not_allowed,
             datagrams_received: node.datagrams_received,
             datagrams_dropped: node.datagrams_dropped,
             datagrams_sent: node.datagrams_sent,
@@ -280,7 +305,19 @@ impl Hub {
         datagram: Bytes,
     ) -> crate::proto::Placement {
         let now = self.advance(now);
-        let placement = self.node.handle_datagram(now, from, datagram);
+        let placement = match &mut self.dtls {
+            None => self.node.handle_datagram(now, from, datagram),
+            Some(layer) => {
+                if layer.handle_datagram(now, from, &datagram) {
+                    self.dtls_inbound(now);
+                    crate::proto::Placement::Placed
+                } else {
+                    // Perhaps another worker's peer (its session lives
+                    // there), or not DTLS at all: counted by the layer.
+                    crate::proto::Placement::Dropped(crate::proto::DropReason::UnknownAssociation)
+                }
+            }
+        };
         self.process_node_events(now);
         self.pump_backlog(now);
         self.finish_input(now);
@@ -290,6 +327,10 @@ impl Hub {
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
+        if let Some(layer) = &mut self.dtls {
+            layer.handle_timeout(now);
+            self.dtls_inbound(now);
+        }
         self.node.handle_timeout(now);
         self.process_node_events(now);
         self.process_work(now);
@@ -305,7 +346,58 @@ impl Hub {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.node.poll_transmit()
+        let Some(layer) = &mut self.dtls else {
+            return self.node.poll_transmit();
+        };
+        loop {
+            if let Some((destination, payload)) = layer.poll_transmit() {
+                return Some(Transmit {
+                    destination,
+                    payload,
+                });
+            }
+            let t = self.node.poll_transmit()?;
+            layer.send(t.destination, t.payload);
+        }
+    }
+
+    /// Server role over DTLS ([`HubConfig::dtls`]): lets `remote` start a
+    /// DTLS handshake within [`ALLOW_LIFETIME`](crate::dtls::ALLOW_LIFETIME),
+    /// with a certificate whose fingerprint is `fingerprint` (what its
+    /// signalling announced). Call it once the address is proven (an ICE
+    /// check signed with the credentials signalling handed out): DTLS from
+    /// any other address is dropped and creates no state. Returns `false`
+    /// if the hub runs without DTLS.
+    pub fn allow_dtls_peer(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        fingerprint: Fingerprint,
+    ) -> bool {
+        let now = self.advance(now);
+        let Some(layer) = &mut self.dtls else {
+            return false;
+        };
+        layer.allow(now, remote, fingerprint);
+        true
+    }
+
+    /// Client role over DTLS ([`HubConfig::dtls`]): the server at `server`
+    /// must present a certificate with this fingerprint (what its
+    /// signalling announced). [`Hub::join_remote`] to that server needs it.
+    pub fn trust_dtls_server(&mut self, server: SocketAddr, fingerprint: Fingerprint) {
+        self.dtls_servers.insert(server, fingerprint);
+    }
+
+    /// DTLS sessions held (handshaking or connected).
+    #[cfg(feature = "_internal")]
+    pub fn dtls_session_count(&self) -> usize {
+        self.dtls.as_ref().map_or(0, DtlsLayer::session_count)
+    }
+
+    /// This end's DTLS certificate fingerprint, when it runs DTLS.
+    pub fn dtls_fingerprint(&self) -> Option<Fingerprint> {
+        self.dtls.as_ref().map(DtlsLayer::fingerprint)
     }
 
     /// Work for another worker of the same engine: its index and a batch
@@ -346,7 +438,8 @@ impl Hub {
             .filter_map(|key| self.core(*key)?.poll_timeout())
             .min();
         let tokens = self.token_waits.keys().next().copied();
-        [self.node.poll_timeout(), self.next_tick, work, shaping, tokens]
+        let dtls = self.dtls.as_ref().and_then(DtlsLayer::poll_timeout);
+        [self.node.poll_timeout(), self.next_tick, work, shaping, tokens, dtls]
             .into_iter()
             .flatten()
             .min()
@@ -374,6 +467,37 @@ impl Hub {
         }
     }
 
+    /// Hands what the DTLS layer decrypted to the node, and ends the
+    /// associations whose DTLS session ended.
+    fn dtls_inbound(&mut self, now: Instant) {
+        let Some(layer) = &mut self.dtls else {
+            return;
+        };
+        while let Some((remote, packet)) = layer.poll_inbound() {
+            // What the node does with it is in its counters and log.
+            let _ = self.node.handle_datagram(now, remote, packet);
+        }
+        while let Some(event) = layer.poll_event() {
+            if let LayerEvent::Closed { remote, error } = event {
+                let why = error.map_or_else(|| "closed by the peer".to_owned(), |e| e.to_string());
+                tracing::debug!(%remote, %why, "dtls session ended");
+                for assoc in self.node.associations_of(remote).to_vec() {
+                    self.node
+                        .drop_association(now, assoc, CloseReason::TransportClosed(why.clone()));
+                }
+            }
+        }
+    }
+
+    /// Closes the DTLS session with `remote` once no association uses it.
+    fn release_dtls(&mut self, remote: Option<SocketAddr>) {
+        if let (Some(layer), Some(remote)) = (&mut self.dtls, remote)
+            && self.node.associations_of(remote).is_empty()
+        {
+            layer.close(remote);
+        }
+    }
+
     fn process_node_events(&mut self, now: Instant) {
         while let Some(event) = self.node.poll_event() {
             match event {
@@ -398,7 +522,9 @@ impl Hub {
                 Event::Malformed { assoc, error } => {
                     self.malformed(now, assoc, &format!("undecodable message: {error}"));
                 }
-                Event::Closed { assoc, reason } => match self.links.remove(&assoc) {
+                Event::Closed { assoc, reason, remote } => {
+                    self.release_dtls(Some(remote));
+                    match self.links.remove(&assoc) {
                     Some(Link::Member(home)) => {
                         tracing::info!(?assoc, %reason, "a member's association closed");
                         self.on_member_closed(now, assoc, home);
@@ -407,7 +533,8 @@ impl Hub {
                     Some(Link::Pending { .. } | Link::Closing) | None => {
                         self.egress.remove(assoc);
                     }
-                },
+                    }
+                }
             }
         }
         self.complete_joins();

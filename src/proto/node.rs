@@ -130,6 +130,10 @@ pub enum CloseReason {
     /// The peer broke the SCTP or engine protocol.
     #[error("protocol violation: {0}")]
     ProtocolViolation(Violation),
+    /// The DTLS session under the association ended: the peer closed it,
+    /// or it failed (the reason says how).
+    #[error("the DTLS session ended: {0}")]
+    TransportClosed(String),
     /// The peer filled the receive buffer with data that cannot be read.
     #[error("receive buffer exhausted")]
     ReceiveBufferExhausted,
@@ -197,6 +201,8 @@ pub enum Event {
         assoc: AssocId,
         /// Why.
         reason: CloseReason,
+        /// Its peer.
+        remote: SocketAddr,
     },
 }
 
@@ -484,6 +490,26 @@ impl Node {
     /// Whether some association of this node has `remote` as its peer.
     pub fn knows_remote(&self, remote: SocketAddr) -> bool {
         self.by_remote.contains_key(&remote)
+    }
+
+    /// The associations of this node with `remote` as their peer.
+    pub fn associations_of(&self, remote: SocketAddr) -> &[AssocId] {
+        self.by_remote.get(&remote).map_or(&[], Vec::as_slice)
+    }
+
+    /// Ends `assoc` at once, with no packet to the peer (its transport is
+    /// gone: the DTLS session under it ended). [`Event::Closed`] with
+    /// `reason` follows.
+    pub(crate) fn drop_association(&mut self, now: Instant, assoc: AssocId, reason: CloseReason) {
+        let now = self.advance(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        force_close(a, reason);
+        let before = self.transmits.len();
+        self.drive(assoc, now);
+        // The ABORT could not reach the peer anyway.
+        self.transmits.truncate(before);
     }
 
     /// Bytes of messages handed to `assoc` and not yet acknowledged by the
@@ -1349,10 +1375,15 @@ impl Node {
                     }
                 }
             }
+            let remote = a.remote;
             if let Some(a) = assocs.remove(&id) {
                 self.unindex(id, &a);
             }
-            self.events.push_back(Event::Closed { assoc: id, reason });
+            self.events.push_back(Event::Closed {
+                assoc: id,
+                reason,
+                remote,
+            });
             return;
         }
         let socket_deadline = a.sock.poll_timeout();

@@ -184,7 +184,7 @@ fn a_full_node_refuses_new_associations() {
     let mut reason = None;
     net.run_until(idle * 2, |net| {
         while let Some(e) = net.host_mut(late).poll_event() {
-            if let Event::Closed { assoc, reason: r } = e {
+            if let Event::Closed { assoc, reason: r, .. } = e {
                 assert_eq!(assoc, l);
                 reason = Some(r);
             }

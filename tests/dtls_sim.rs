@@ -1,0 +1,311 @@
+//! Calls over DTLS (RFC 8261) in the simulator: every association of the
+//! hubs runs inside a DTLS session whose peer certificate is checked
+//! against the fingerprint given for it, and the server keeps no state for
+//! addresses it was not told to expect.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{EPOCH, SECRET};
+use dcengine::hub::{HubCluster, HubConfig};
+use dcengine::proto::Transmit;
+use dcengine::sim::{Host, HostId, LinkConfig, Network};
+use dcengine::{
+    Call, CallState, Certificate, ChannelConfig, DataChannelSenderOptions, HmacVerifier,
+    TrafficPolicy, WallClock, mint_token,
+};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// A hub cluster that keeps a copy of every datagram it sends.
+struct Tapped {
+    hubs: HubCluster,
+    sent: Vec<Bytes>,
+}
+
+impl Host for Tapped {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        self.hubs.handle_datagram(now, from, datagram);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.hubs.handle_timeout(now);
+    }
+    fn use_clock(&mut self, clock: &dcengine::Clock) {
+        self.hubs.use_clock(clock);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.hubs.poll_transmit()?;
+        self.sent.push(t.payload.clone());
+        Some(t)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.hubs.poll_timeout()
+    }
+}
+
+/// Certificates for the server and three clients, made once (key
+/// generation is the slow part).
+fn certs() -> &'static [Certificate; 4] {
+    static C: OnceLock<[Certificate; 4]> = OnceLock::new();
+    C.get_or_init(|| std::array::from_fn(|_| Certificate::generate().expect("a certificate")))
+}
+
+struct World {
+    net: Network<Tapped>,
+    server: HostId,
+}
+
+impl World {
+    fn new(seed: u64, link: LinkConfig, workers: usize) -> Self {
+        let mut net = Network::new(seed, link);
+        let clock = WallClock::new(net.now(), Duration::from_secs(EPOCH));
+        let config = HubConfig::server(Arc::new(
+            HmacVerifier::new(SECRET, clock).expect("a secret"),
+        ))
+        .seed(seed)
+        .dtls(certs()[0].clone())
+        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+        let server = net.add_host(Tapped {
+            hubs: HubCluster::new(config, workers),
+            sent: Vec::new(),
+        });
+        Self { net, server }
+    }
+
+    /// A client with certificate `cert` joining `call` as `who`; the server
+    /// is told to expect `allowed` (a certificate's index) from its address.
+    fn join(
+        &mut self,
+        call: &str,
+        who: &str,
+        cert: usize,
+        allowed: Option<usize>,
+    ) -> (HostId, Call) {
+        let config = HubConfig::client()
+            .seed(self.net.host_count() as u64)
+            .dtls(certs()[cert].clone())
+            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+        let host = self.net.add_host(Tapped {
+            hubs: HubCluster::new(config, 1),
+            sent: Vec::new(),
+        });
+        let (now, server_addr, me) = (
+            self.net.now(),
+            self.net.addr(self.server),
+            self.net.addr(host),
+        );
+        if let Some(a) = allowed {
+            // What signalling does: the server learns the client's address
+            // (an ICE check) and certificate fingerprint (its offer).
+            assert!(self.net.host_mut(self.server).hubs.allow_dtls_peer(
+                now,
+                me,
+                certs()[a].fingerprint()
+            ));
+        }
+        let client = &mut self.net.host_mut(host).hubs;
+        client.trust_dtls_server(server_addr, certs()[0].fingerprint());
+        let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
+        let c = client
+            .join_remote(now, server_addr, call, who, token)
+            .expect("join");
+        (host, c)
+    }
+
+    fn settle_until(&mut self, mut cond: impl FnMut(&mut Self) -> bool) {
+        let limit = self.net.now() + Duration::from_secs(60);
+        while !cond(self) {
+            assert!(
+                self.net.step(limit),
+                "not reached within 60 s of virtual time"
+            );
+        }
+    }
+}
+
+fn durable(channel: u16) -> DataChannelSenderOptions {
+    DataChannelSenderOptions {
+        channel_id: Some(channel),
+        bitrate_kbps: 0,
+        ..Default::default()
+    }
+}
+
+/// Two participants exchange Durable messages through a DTLS server: all
+/// arrive in order, and no datagram any hub sent carries the plaintext.
+fn a_call_over_dtls(seed: u64, link: LinkConfig, workers: usize) {
+    let mut w = World::new(seed, link, workers);
+    let (ha, alice) = w.join("call", "alice", 1, Some(1));
+    let (hb, bob) = w.join("call", "bob", 2, Some(2));
+    w.settle_until(|_| alice.is_joined() && bob.is_joined() && alice.participants().len() == 1);
+    let to_bob = alice
+        .data_channel()
+        .create_sender(durable(7))
+        .expect("sender");
+    const N: u32 = 300;
+    for i in 0..N {
+        to_bob
+            .send(format!("confidential {i:04}").into_bytes())
+            .expect("send");
+    }
+    let dc = bob.data_channel();
+    let mut got = Vec::new();
+    let mut rx = None;
+    w.settle_until(|_| {
+        if rx.is_none() {
+            rx = dc.try_next_receiver();
+        }
+        if let Some(r) = &rx {
+            while let Some(m) = r.read_message() {
+                got.push(m);
+            }
+        }
+        got.len() == N as usize
+    });
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.sequence_number, i as u32 + 1);
+        assert_eq!(m.data, format!("confidential {i:04}").as_bytes());
+    }
+    for h in [w.server, ha, hb] {
+        let sent = &w.net.host(h).sent;
+        assert!(!sent.is_empty());
+        for d in sent {
+            assert!(
+                (20..=63).contains(&d[0]),
+                "every datagram is DTLS (RFC 7983)"
+            );
+            for needle in [&b"confidential"[..], b"alice", b"call"] {
+                assert!(
+                    !d.windows(needle.len()).any(|x| x == needle),
+                    "plaintext {:?} on the wire",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+    let stats = w.net.host(w.server).hubs.stats();
+    assert_eq!(stats.dtls_handshakes, 2);
+    assert_eq!(stats.dtls_failures, 0);
+
+    // Leaving ends the association and, with it, the DTLS session.
+    alice.leave();
+    w.settle_until(|w| {
+        matches!(alice.state(), CallState::Ended(_))
+            && w.net.host(w.server).hubs.dtls_session_count() == 1
+            && w.net.host(ha).hubs.dtls_session_count() == 0
+    });
+}
+
+#[test]
+fn a_call_runs_over_dtls_with_nothing_in_the_clear() {
+    a_call_over_dtls(1, LinkConfig::default(), 1);
+}
+
+#[test]
+fn a_call_runs_over_dtls_through_loss_reordering_and_duplication() {
+    for seed in 2..5 {
+        let link = LinkConfig {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            loss: 0.05,
+            duplicate: 0.02,
+            reorder: 0.02,
+            ..LinkConfig::default()
+        };
+        a_call_over_dtls(seed, link, 1);
+    }
+}
+
+#[test]
+fn a_call_runs_over_dtls_on_a_server_with_three_workers() {
+    a_call_over_dtls(5, LinkConfig::default(), 3);
+}
+
+#[test]
+fn a_client_with_another_certificate_than_announced_cannot_join() {
+    let mut w = World::new(6, LinkConfig::default(), 1);
+    // The server expects certificate 2 from this address; the client has 1.
+    let (_h, mallory) = w.join("call", "mallory", 1, Some(2));
+    w.settle_until(|_| matches!(mallory.state(), CallState::Ended(_)));
+    let server = &w.net.host(w.server).hubs;
+    assert_eq!(server.stats().dtls_failures, 1);
+    assert_eq!(server.stats().joins_accepted, 0);
+    assert_eq!(server.association_count(), 0);
+    assert_eq!(server.dtls_session_count(), 0);
+}
+
+#[test]
+fn a_server_keeps_no_state_for_an_address_it_was_not_told_to_expect() {
+    let mut w = World::new(7, LinkConfig::default(), 1);
+    let (_h, stranger) = w.join("call", "stranger", 1, None);
+    // The client retransmits its ClientHello until its handshake gives up.
+    w.settle_until(|_| matches!(stranger.state(), CallState::Ended(_)));
+    let server = &w.net.host(w.server).hubs;
+    assert!(server.stats().dtls_dropped >= 2, "{:?}", server.stats());
+    assert_eq!(server.dtls_session_count(), 0);
+    assert_eq!(server.association_count(), 0);
+    assert!(w.net.host(w.server).sent.is_empty(), "nothing answered");
+}
+
+#[test]
+fn a_client_checks_the_servers_certificate() {
+    let mut w = World::new(8, LinkConfig::default(), 1);
+    let config = HubConfig::client()
+        .seed(99)
+        .dtls(certs()[1].clone())
+        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+    let host = w.net.add_host(Tapped {
+        hubs: HubCluster::new(config, 1),
+        sent: Vec::new(),
+    });
+    let (now, server_addr, me) = (w.net.now(), w.net.addr(w.server), w.net.addr(host));
+    w.net
+        .host_mut(w.server)
+        .hubs
+        .allow_dtls_peer(now, me, certs()[1].fingerprint());
+    let client = &mut w.net.host_mut(host).hubs;
+    // The client was told another certificate for the server.
+    client.trust_dtls_server(server_addr, certs()[3].fingerprint());
+    let token = mint_token(SECRET, "call", "eve", EPOCH + 3600).expect("short ids");
+    let call = client
+        .join_remote(now, server_addr, "call", "eve", token.clone())
+        .expect("join starts");
+    w.settle_until(|_| matches!(call.state(), CallState::Ended(_)));
+    assert_eq!(w.net.host(host).hubs.stats().dtls_failures, 1);
+    assert_eq!(w.net.host(w.server).hubs.stats().joins_accepted, 0);
+
+    // And a client told nothing about the server does not start at all.
+    let other: SocketAddr = "10.9.9.9:5000".parse().expect("an address");
+    let err = w
+        .net
+        .host_mut(host)
+        .hubs
+        .join_remote(now, other, "call", "eve", token)
+        .expect_err("no fingerprint for that server");
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+}
+
+#[test]
+fn a_flood_of_client_hellos_from_unexpected_addresses_holds_no_state() {
+    let mut w = World::new(9, LinkConfig::default(), 1);
+    // A real ClientHello, as a client sends it.
+    let (hc, _c) = w.join("call", "x", 1, None);
+    w.net.run_for(Duration::from_millis(1));
+    let hello = w.net.host(hc).sent.first().cloned().expect("a ClientHello");
+    assert_eq!(hello[0], 22, "a handshake record");
+    let now = w.net.now();
+    let server = &mut w.net.host_mut(w.server).hubs;
+    for port in 0..20_000u16 {
+        let from = SocketAddr::from(([192, 0, 2, (port % 200) as u8], 1024 + port));
+        server.handle_datagram(now, from, hello.clone());
+    }
+    assert_eq!(server.dtls_session_count(), 0);
+    assert_eq!(server.association_count(), 0);
+    assert!(server.poll_transmit().is_none(), "nothing answered");
+    assert!(server.stats().dtls_dropped >= 20_000);
+}
