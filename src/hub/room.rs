@@ -10,7 +10,7 @@
 //! targets and policing are unit-tested here without a single association.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -233,6 +233,31 @@ pub(super) struct Room {
     /// holds too much of its Durable data. Kept per channel, not per
     /// session: a replacing session's data waits behind the old one's.
     pressure: HashMap<(MemberId, u16), BTreeSet<MemberId>>,
+    /// Lossy `Data` that arrived before what it depends on: the
+    /// `SenderOpened` of its session, or the `SetParticipants` of its epoch
+    /// (both travel ordered on stream 0, Lossy data unordered on stream 1,
+    /// so it may overtake them: a WebRTC stack sends unordered data at
+    /// once). Held briefly per sending member, then forwarded when the
+    /// frame it waits for comes, or dropped as stale.
+    early: HashMap<MemberId, VecDeque<(Instant, Data)>>,
+}
+
+/// Lossy `Data` frames held per member until their session or epoch
+/// arrives ([`Room`]'s `early`).
+const EARLY_FRAMES: usize = 16;
+/// Their payload bytes per member.
+const EARLY_BYTES: usize = 32 * 1024;
+/// How long one is held: a Lossy message older than this is late anyway.
+const EARLY_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether `a` is after `b` in wrapping serial order (RFC 1982, 32 bits).
+fn after_u32(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
+/// Whether `a` is after `b` in wrapping serial order (16 bits).
+fn after_u16(a: u16, b: u16) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 15
 }
 
 /// A call's `JoinAccepted` for `member`: the server's limits and rules.
@@ -401,6 +426,9 @@ impl Room {
         let Some(gone) = self.members.remove(&member) else {
             return;
         };
+        if let Some(held) = self.early.remove(&member) {
+            out.stats.messages_stale += held.len() as u64;
+        }
         let mut theirs: Vec<u16> = self
             .routes
             .keys()
@@ -541,7 +569,9 @@ impl Room {
         }
         match frame {
             Frame::SenderOpened(o) if o.origin.is_none() => {
+                let channel = o.channel;
                 self.open(now, config, call_id, from, o, out);
+                self.release_early(now, config, call_id, from, channel, out);
             }
             Frame::SetParticipants(p) => {
                 if let Some(route) = self.routes.get_mut(&(from, p.channel)) {
@@ -552,6 +582,7 @@ impl Room {
                         .iter()
                         .map(|s| ParticipantId::from(s.as_str()))
                         .collect();
+                    self.release_early(now, config, call_id, from, p.channel, out);
                 }
             }
             Frame::Data(d) if d.origin.is_none() => {
@@ -769,6 +800,54 @@ impl Room {
         self.send_to(origin, frame.into(), out);
     }
 
+    /// Holds a Lossy frame that came before its session or epoch (see
+    /// [`Room`]'s `early`), within the per-member bounds; what does not fit,
+    /// or waited too long, is dropped as stale.
+    fn hold_early(&mut self, now: Instant, from: MemberId, d: Data, out: &mut Outputs) {
+        let held = self.early.entry(from).or_default();
+        while held.front().is_some_and(|(at, _)| now >= *at + EARLY_HOLD) {
+            held.pop_front();
+            out.stats.messages_stale += 1;
+        }
+        let bytes: usize = held.iter().map(|(_, d)| d.payload.len()).sum();
+        if held.len() >= EARLY_FRAMES || bytes + d.payload.len() > EARLY_BYTES {
+            out.stats.messages_stale += 1;
+            return;
+        }
+        held.push_back((now, d));
+    }
+
+    /// Forwards what `from` had held on `channel` once a frame it waited
+    /// for came (a `SenderOpened` or a `SetParticipants`).
+    fn release_early(
+        &mut self,
+        now: Instant,
+        config: &HubConfig,
+        call_id: &str,
+        from: MemberId,
+        channel: u16,
+        out: &mut Outputs,
+    ) {
+        let Some(held) = self.early.get_mut(&from) else {
+            return;
+        };
+        let (mine, rest): (VecDeque<_>, VecDeque<_>) =
+            held.drain(..).partition(|(_, d)| d.channel == channel);
+        *held = rest;
+        if held.is_empty() {
+            self.early.remove(&from);
+        }
+        for (at, d) in mine {
+            if now >= at + EARLY_HOLD {
+                out.stats.messages_stale += 1;
+            } else {
+                // Forwarded if it now fits its route; held again if it is
+                // still ahead of it; else stale.
+                self.forward(now, config, call_id, from, d, out);
+            }
+        }
+    }
+
     /// Fans a data frame out to its sender's targets.
     fn forward(
         &mut self,
@@ -782,6 +861,21 @@ impl Room {
         if d.payload.len() > config.channel.max_message_size as usize {
             // The client checks this; one that does not is breaking the rules.
             out.stats.protocol_errors += 1;
+            return;
+        }
+        let current = self.routes.get(&(from, d.channel));
+        // Lossy data (it carries its epoch) may overtake the ordered frame
+        // it depends on: its session's `SenderOpened`, or the
+        // `SetParticipants` of its epoch. Held until it comes.
+        let early = d.epoch.is_some_and(|epoch| match current {
+            None => true,
+            Some(r) if r.session == d.session => {
+                r.reliability == Reliability::Lossy && after_u16(epoch, r.epoch)
+            }
+            Some(r) => after_u32(d.session, r.session),
+        });
+        if early {
+            self.hold_early(now, from, d, out);
             return;
         }
         let Some(route) = self

@@ -233,10 +233,93 @@ fn a_participant_list_narrows_the_targets_and_stale_data_is_dropped() {
             Seen::Send("Data", bob, Delivery::Reliable),
         ]
     );
-    // Another session's data: stale.
-    rig.data(alice, 5, 2, Some(1), 10);
+    // An earlier session's data: stale.
+    rig.data(alice, 5, 0, Some(1), 10);
     assert!(rig.take().is_empty());
     assert_eq!(rig.out.stats.messages_stale, 2);
+}
+
+#[test]
+fn lossy_data_ahead_of_its_sender_opened_is_held_then_forwarded() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.take();
+    // A WebRTC stack sends unordered data at once: it overtakes the
+    // SenderOpened that went ordered before it.
+    rig.data(alice, 5, 1, Some(0), 10);
+    rig.data(alice, 5, 1, Some(0), 20);
+    assert!(rig.take().is_empty(), "held");
+    rig.open(alice, 5, 1, Reliability::Lossy);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderOpened", bob, Delivery::Reliable),
+            Seen::Send("Data", bob, Delivery::Reliable),
+            Seen::Send("Data", bob, Delivery::Lossy),
+        ]
+    );
+    assert_eq!(rig.out.stats.messages_stale, 0);
+    // Ahead of a replacing session: held too, released by its open.
+    rig.data(alice, 5, 2, Some(0), 10);
+    assert!(rig.take().is_empty());
+    rig.open(alice, 5, 2, Reliability::Lossy);
+    let seen = rig.take();
+    assert!(seen.contains(&Seen::Send("SenderClosed", bob, Delivery::Reliable)));
+    assert_eq!(
+        seen.iter().filter(|s| matches!(s, Seen::Send("Data", ..))).count(),
+        1,
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn lossy_data_ahead_of_its_participant_list_waits_for_it() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    let carol = rig.admit("carol", at(3));
+    rig.open(alice, 5, 1, Reliability::Lossy);
+    rig.take();
+    // Sent under epoch 1 (to bob only), arriving before the list change.
+    rig.data(alice, 5, 1, Some(1), 10);
+    assert!(rig.take().is_empty(), "not sent under the old list (everyone)");
+    let list = ParticipantList::try_from(vec![ShortStr::truncated("bob")]).expect("list");
+    rig.frame(
+        alice,
+        SetParticipants {
+            channel: 5,
+            epoch: 1,
+            participants: list,
+        },
+    );
+    let seen = rig.take();
+    assert!(seen.contains(&Seen::Send("Data", bob, Delivery::Reliable)), "{seen:?}");
+    assert!(!seen.iter().any(|s| matches!(s, Seen::Send(_, m, _) if *m == carol)));
+}
+
+#[test]
+fn held_lossy_data_is_bounded_and_expires() {
+    let mut rig = Rig::new();
+    let alice = rig.admit("alice", at(1));
+    let bob = rig.admit("bob", at(2));
+    rig.take();
+    for _ in 0..EARLY_FRAMES + 4 {
+        rig.data(alice, 5, 1, Some(0), 10);
+    }
+    assert_eq!(rig.out.stats.messages_stale, 4, "past the frame bound");
+    rig.data(alice, 6, 1, Some(0), EARLY_BYTES);
+    assert_eq!(rig.out.stats.messages_stale, 5, "past the byte bound");
+    // Its session opens too late: what was held is stale, not forwarded.
+    rig.now += EARLY_HOLD;
+    rig.open(alice, 5, 1, Reliability::Lossy);
+    assert!(!rig.take().contains(&Seen::Send("Data", bob, Delivery::Reliable)));
+    assert_eq!(rig.out.stats.messages_stale, 5 + EARLY_FRAMES as u64);
+    // A leaver's held data goes with it.
+    rig.data(alice, 7, 1, Some(0), 10);
+    rig.room.remove(rig.now, CALL, alice, CloseReason::LEFT, &mut rig.out);
+    assert_eq!(rig.out.stats.messages_stale, 6 + EARLY_FRAMES as u64);
+    assert!(rig.room.early.is_empty());
 }
 
 #[test]
@@ -493,13 +576,16 @@ fn session_opens_past_their_rate_are_refused() {
         vec![Seen::Send("SenderClosed", alice, Delivery::Reliable)]
     );
     assert_eq!(rig.out.stats.policed, 1);
-    // The refused session is no route: its data is stale.
+    // The refused session is no route: its data is never forwarded (held
+    // as if its open were on the way, then stale once a later session
+    // opens).
     rig.data(alice, 5, 4, Some(0), 10);
-    assert_eq!(rig.out.stats.messages_stale, 1);
+    assert!(rig.take().is_empty());
     // A second later the bucket has one more.
     rig.now += Duration::from_secs(1);
     rig.open(alice, 5, 5, Reliability::Lossy);
     assert!(rig.take().is_empty());
+    assert_eq!(rig.out.stats.messages_stale, 1);
 }
 
 /// A flood of keep-alives fans out one per eighth of the call's idle
