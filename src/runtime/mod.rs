@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::datachannel::Call;
+use crate::dtls::Fingerprint;
 use crate::hub::{Hub, HubConfig, HubEvent, HubStats, JoinError, home_worker};
 use worker::{Core, INBOX_CAPACITY, Shared, Worker};
 
@@ -201,6 +202,7 @@ impl EngineBuilder {
     /// until all are ready, or stops them all if one has failed.
     pub fn start(self) -> Result<Engine, EngineError> {
         let n = self.worker_count();
+        let dtls_fingerprint = self.hub.dtls.as_ref().map(crate::dtls::Certificate::fingerprint);
         let reuse_port = n > 1;
         let first = bind(self.bind, self.socket_buffer, reuse_port)?;
         // The first socket turns port 0 into a real port; the others join it.
@@ -291,6 +293,7 @@ impl EngineBuilder {
         }
         Ok(Engine {
             local_addr,
+            dtls_fingerprint,
             backend,
             workers,
             shared,
@@ -490,6 +493,16 @@ enum Command {
         participant_id: String,
         reply: mpsc::Sender<Result<Call, JoinError>>,
     },
+    /// See [`Hub::allow_dtls_peer`].
+    AllowDtlsPeer {
+        remote: SocketAddr,
+        fingerprint: Fingerprint,
+    },
+    /// See [`Hub::trust_dtls_server`].
+    TrustDtlsServer {
+        server: SocketAddr,
+        fingerprint: Fingerprint,
+    },
     Events(mpsc::Sender<Vec<HubEvent>>),
     Stats(mpsc::Sender<HubStats>),
     Shutdown {
@@ -552,6 +565,8 @@ struct WorkerHandle {
 /// ```
 pub struct Engine {
     local_addr: SocketAddr,
+    /// This engine's DTLS certificate fingerprint ([`HubConfig::dtls`]).
+    dtls_fingerprint: Option<Fingerprint>,
     backend: Backend,
     workers: Vec<WorkerHandle>,
     shared: Arc<Shared>,
@@ -655,6 +670,51 @@ impl Engine {
             reply,
         })??;
         Ok(call)
+    }
+
+    /// Over DTLS ([`HubConfig::dtls`]), server role: lets `remote` start a
+    /// DTLS handshake with a certificate whose fingerprint is `fingerprint`
+    /// (see [`Hub::allow_dtls_peer`]); told to every worker, since the
+    /// kernel picks the socket a peer's datagrams arrive at.
+    pub fn allow_dtls_peer(
+        &self,
+        remote: SocketAddr,
+        fingerprint: Fingerprint,
+    ) -> Result<(), EngineError> {
+        self.tell_all(|| Command::AllowDtlsPeer {
+            remote,
+            fingerprint,
+        })
+    }
+
+    /// Over DTLS ([`HubConfig::dtls`]), client role: the server at `server`
+    /// must present a certificate with this fingerprint (see
+    /// [`Hub::trust_dtls_server`]); needed before [`Engine::join_remote`] to
+    /// it.
+    pub fn trust_dtls_server(
+        &self,
+        server: SocketAddr,
+        fingerprint: Fingerprint,
+    ) -> Result<(), EngineError> {
+        self.tell_all(|| Command::TrustDtlsServer {
+            server,
+            fingerprint,
+        })
+    }
+
+    /// This engine's DTLS certificate fingerprint, when it runs DTLS (what
+    /// its signalling announces to peers).
+    pub fn dtls_fingerprint(&self) -> Option<Fingerprint> {
+        self.dtls_fingerprint
+    }
+
+    /// Sends every worker a command, and wakes it.
+    fn tell_all(&self, make: impl Fn() -> Command) -> Result<(), EngineError> {
+        for w in &self.workers {
+            w.commands.send(make()).map_err(|_| EngineError::Stopped)?;
+            (w.wake)()?;
+        }
+        Ok(())
     }
 
     /// The hubs' events since the last call (joins, leaves, rejections):

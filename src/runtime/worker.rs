@@ -615,6 +615,16 @@ impl<I: Io> Worker<I> {
                     let r = self.core.hub.join_local(now, &call_id, &participant_id);
                     let _ = reply.send(r);
                 }
+                Command::AllowDtlsPeer {
+                    remote,
+                    fingerprint,
+                } => {
+                    self.core.hub.allow_dtls_peer(now, remote, fingerprint);
+                }
+                Command::TrustDtlsServer {
+                    server,
+                    fingerprint,
+                } => self.core.hub.trust_dtls_server(server, fingerprint),
                 Command::Events(reply) => {
                     self.drain_events();
                     let _ = reply.send(std::mem::take(&mut self.events));

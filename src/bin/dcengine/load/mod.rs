@@ -125,6 +125,11 @@ pub(crate) struct LoadArgs {
     /// in flight); 0: the default (512 KiB).
     #[arg(long, default_value_t = 0)]
     sctp_receive_buffer: u32,
+    /// Run every association over DTLS (each engine with its own
+    /// self-signed certificate, told the others' fingerprints as signalling
+    /// would). Needs the embedded server.
+    #[arg(long)]
+    dtls: bool,
     /// I/O backend of the engines.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
@@ -163,6 +168,9 @@ impl LoadArgs {
         if self.clients == 0 || self.clients > 64 {
             return Err("--clients must be from 1 to 64".into());
         }
+        if self.dtls && self.server.is_some() {
+            return Err("--dtls needs the embedded server (a remote one would need signalling)".into());
+        }
         if self.p2p && self.server.is_some() {
             return Err("--p2p needs the embedded server (it hosts the first participants)".into());
         }
@@ -198,6 +206,7 @@ impl LoadArgs {
             "low_threshold": self.low_threshold,
             "window": self.window,
             "sctp_receive_buffer": self.sctp_receive_buffer,
+            "dtls": self.dtls,
         })
     }
 }
@@ -342,14 +351,14 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             let clock = WallClock::new(Instant::now(), crate::demo::unix_now());
             let verifier = HmacVerifier::new(&secret, clock)
                 .map_err(|e| format!("the server cannot start: {e}"))?;
+            let mut hub = HubConfig::server(Arc::new(verifier)).channel(channel.clone());
+            if args.dtls {
+                hub = hub.dtls(new_certificate()?);
+            }
             let mut b = Engine::builder()
                 .bind(([127, 0, 0, 1], 0).into())
                 .backend(backend)
-                .hub(with_node(
-                    HubConfig::server(Arc::new(verifier)).channel(channel.clone()),
-                    NodeConfig::server(),
-                    args.sctp_receive_buffer,
-                ));
+                .hub(with_node(hub, NodeConfig::server(), args.sctp_receive_buffer));
             if args.server_workers > 0 {
                 b = b.workers(args.server_workers);
             }
@@ -374,6 +383,10 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
     let setup = Instant::now();
     let mut groups: Vec<Group> = Vec::new();
     for _ in 0..args.clients {
+        let mut hub = HubConfig::client().channel(channel.clone());
+        if args.dtls {
+            hub = hub.dtls(new_certificate()?);
+        }
         let engine = Engine::builder()
             .bind(
                 if server_addr.is_ipv6() {
@@ -385,13 +398,23 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                 .map_err(|e| format!("{e}"))?,
             )
             .backend(backend)
-            .hub(with_node(
-                HubConfig::client().channel(channel.clone()),
-                NodeConfig::client(),
-                args.sctp_receive_buffer,
-            ))
+            .hub(with_node(hub, NodeConfig::client(), args.sctp_receive_buffer))
             .start()
             .map_err(|e| format!("a client engine cannot start: {e}"))?;
+        // What signalling would do: each end learns the other's address and
+        // certificate fingerprint.
+        if let (Some(server), Some(theirs), Some(mine)) = (
+            &embedded,
+            embedded.as_ref().and_then(Engine::dtls_fingerprint),
+            engine.dtls_fingerprint(),
+        ) {
+            server
+                .allow_dtls_peer(engine.local_addr(), mine)
+                .map_err(|e| e.to_string())?;
+            engine
+                .trust_dtls_server(server_addr, theirs)
+                .map_err(|e| e.to_string())?;
+        }
         groups.push(Group {
             engine: Some(engine),
             calls: Vec::new(),
@@ -727,6 +750,10 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
 }
 
 /// `hub` with `node`'s receive buffer set, if one was asked for.
+fn new_certificate() -> Result<dcengine::Certificate, String> {
+    dcengine::Certificate::generate().map_err(|e| format!("no DTLS certificate: {e}"))
+}
+
 fn with_node(hub: HubConfig, node: NodeConfig, receive_buffer: u32) -> HubConfig {
     if receive_buffer > 0 {
         hub.node(node.receive_buffer(receive_buffer))

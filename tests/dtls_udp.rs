@@ -1,0 +1,164 @@
+//! Calls over DTLS through engines on loopback UDP: a two-worker server
+//! and client engines, each with its own certificate, told each other's
+//! fingerprints as signalling would.
+
+use std::future::Future;
+use std::net::UdpSocket;
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dcengine::hub::HubConfig;
+use dcengine::{
+    Call, CallState, Certificate, ChannelConfig, DataChannelSenderOptions, Engine, HmacVerifier,
+    TrafficPolicy, WallClock, mint_token,
+};
+
+const SECRET: &[u8] = b"dtls udp test secret";
+/// Guards against a hang, not a speed (see tests/udp.rs).
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn within<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(pollster::block_on(f));
+    });
+    rx.recv_timeout(LIMIT).expect("did not finish in time")
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+}
+
+fn certs() -> &'static [Certificate; 4] {
+    static C: OnceLock<[Certificate; 4]> = OnceLock::new();
+    C.get_or_init(|| std::array::from_fn(|_| Certificate::generate().expect("a certificate")))
+}
+
+fn unlimited() -> ChannelConfig {
+    ChannelConfig::default().traffic(TrafficPolicy::unlimited())
+}
+
+fn server(workers: usize) -> Engine {
+    let clock = WallClock::new(Instant::now(), unix_now());
+    let config = HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).expect("a secret"),
+    ))
+    .dtls(certs()[0].clone())
+    .channel(unlimited());
+    let server = Engine::builder()
+        .workers(workers)
+        .hub(config)
+        .start()
+        .expect("server starts");
+    assert_eq!(server.dtls_fingerprint(), Some(certs()[0].fingerprint()));
+    server
+}
+
+/// A client engine with certificate `cert` joining `call` as `who`; the
+/// server is told to expect it (what an ICE check and the offer would
+/// tell it) unless `expected` is false.
+fn join(server: &Engine, cert: usize, call: &str, who: &str, expected: bool) -> (Engine, Call) {
+    let client = Engine::builder()
+        .hub(HubConfig::client().dtls(certs()[cert].clone()).channel(unlimited()))
+        .start()
+        .expect("client starts");
+    if expected {
+        server
+            .allow_dtls_peer(client.local_addr(), certs()[cert].fingerprint())
+            .expect("told");
+    }
+    client
+        .trust_dtls_server(server.local_addr(), certs()[0].fingerprint())
+        .expect("told");
+    let token = mint_token(SECRET, call, who, unix_now().as_secs() + 600).expect("token");
+    let c = client
+        .join_remote(server.local_addr(), call, who, token)
+        .expect("join starts");
+    (client, c)
+}
+
+#[test]
+fn a_durable_stream_at_full_speed_over_dtls_arrives_whole_and_in_order() {
+    let server = server(2);
+    let (_a, alice) = join(&server, 1, "call", "alice", true);
+    let (_b, bob) = join(&server, 2, "call", "bob", true);
+    for c in [&alice, &bob] {
+        let c = c.clone();
+        assert!(within(async move { c.ready().await }), "joined over DTLS");
+    }
+    let stream = alice
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(7),
+            bitrate_kbps: 0,
+            ..Default::default()
+        })
+        .expect("sender");
+    const N: u32 = 5000;
+    let sending = std::thread::spawn(move || {
+        for i in 0..N {
+            let mut m = i.to_be_bytes().to_vec();
+            m.resize(if i % 7 == 0 { 1200 } else { 100 }, 0);
+            pollster::block_on(stream.writable()).expect("writable");
+            stream.send(m).expect("send");
+        }
+        stream.close();
+    });
+    let dc = bob.data_channel();
+    let got = within(async move {
+        let r = dc.next_receiver().await.expect("a receiver");
+        let mut n = 0u32;
+        while let Some(m) = r.recv().await {
+            assert_eq!(m.sequence_number, n + 1);
+            assert_eq!(&m.data[..4], &n.to_be_bytes());
+            n += 1;
+        }
+        n
+    });
+    sending.join().expect("sender thread");
+    assert_eq!(got, N);
+    let stats = server.stats().expect("stats");
+    assert_eq!(stats.dtls_handshakes, 2);
+    assert_eq!(stats.dtls_failures, 0);
+}
+
+#[test]
+fn a_client_the_server_does_not_expect_gets_no_answer() {
+    let server = server(1);
+    let (_c, stranger) = join(&server, 3, "call", "stranger", false);
+    // The client's handshake gives up (dimpl's retransmissions) and its
+    // call ends; the server never answered.
+    let s = stranger.clone();
+    let ended = within(async move {
+        s.ready().await;
+        s.state()
+    });
+    assert!(matches!(ended, CallState::Ended(_)), "{ended:?}");
+    let stats = server.stats().expect("stats");
+    assert!(stats.dtls_dropped >= 1, "{stats:?}");
+    assert_eq!(stats.dtls_handshakes, 0);
+    assert_eq!(stats.joins_accepted, 0);
+}
+
+#[test]
+fn plain_sctp_and_junk_get_nothing_from_a_dtls_server() {
+    let server = server(1);
+    let probe = UdpSocket::bind("127.0.0.1:0").expect("a socket");
+    probe
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    // An SCTP INIT as a plain client would send it (common header, INIT
+    // chunk), and some junk.
+    let mut init = vec![0x13, 0x88, 0x13, 0x88, 0, 0, 0, 0, 0, 0, 0, 0];
+    init.extend_from_slice(&[1, 0, 0, 20, 1, 2, 3, 4, 0, 1, 0, 0, 0, 16, 0, 16, 9, 9, 9, 9]);
+    for d in [&init[..], &[0xff; 100], &[22; 40]] {
+        probe.send_to(d, server.local_addr()).expect("sent");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(probe.recv_from(&mut buf).is_err(), "no answer");
+    let stats = server.stats().expect("stats");
+    assert_eq!(stats.dtls_dropped, 3, "{stats:?}");
+    assert_eq!(stats.inits_answered, 0);
+}
