@@ -136,7 +136,7 @@ macro_rules! internal_modules {
         mod $name;
     )*};
 }
-internal_modules!(hub, proto, sched, wire);
+internal_modules!(hub, ice, proto, sched, sdp, wire);
 
 #[cfg(feature = "_internal")]
 #[doc(hidden)]

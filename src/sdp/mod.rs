@@ -1,0 +1,1 @@
+//! SDP offer/answer (stub).
