@@ -130,7 +130,7 @@ pub enum AddSessionError {
 
 /// What an [`IceLite`] agent did with what it received: every datagram
 /// given to [`IceLite::handle_stun`] is counted exactly once in one of the
-/// first nine counters.
+/// first ten counters.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IceStats {
