@@ -614,6 +614,21 @@ fn consent_expires_on_both_sides() {
 }
 
 #[test]
+fn ipv6_client_gets_its_mapped_address() {
+    let now = Instant::now();
+    let (mut lite, s) = lite_with_session(now);
+    let from = addr("[2001:db8:1234:5678:11:2233:4455:6677]:32853");
+    assert_eq!(lite.handle_stun(now, from, &build(Req::default(), 77)), Some(s));
+    let t = lite.poll_transmit().unwrap();
+    assert_eq!(t.destination, from);
+    let msg = parse(&t.payload).unwrap();
+    assert!(msg.validate_integrity(&short_term(S_PWD)).is_ok());
+    let xor = msg.attribute::<XorMappedAddress>().unwrap();
+    assert_eq!(xor.addr(msg.transaction_id()), from);
+    assert_eq!(lite.selected(s), Some(from));
+}
+
+#[test]
 fn removed_session_expires_silently() {
     let now = Instant::now();
     let (mut lite, s) = lite_with_session(now);
@@ -755,5 +770,28 @@ mod independent {
         let mi = resp.get_attribute::<MessageIntegrity>().unwrap();
         mi.check_short_term_credential(S_PWD).unwrap();
         assert!(mi.check_short_term_credential("wrong").is_err());
+    }
+
+    #[test]
+    fn our_client_request_verifies_in_stun_codec() {
+        let now = Instant::now();
+        let mut config = IceClientConfig::new(C_UFRAG, C_PWD, S_UFRAG, S_PWD, addr(SERVER));
+        config.seed = 99;
+        let mut client = IceClient::new(config, now);
+        let request = client.poll_transmit().unwrap().payload;
+        let m = MessageDecoder::<Attr>::new()
+            .decode_from_bytes(&request)
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.class(), stun_codec::MessageClass::Request);
+        assert_eq!(m.get_attribute::<Username>().unwrap().name(), "srvU:cliU");
+        assert_eq!(m.get_attribute::<Priority>().unwrap().prio(), PRFLX_PRIORITY);
+        assert_eq!(
+            m.get_attribute::<IceControlling>().unwrap().prio(),
+            client.tie_breaker()
+        );
+        assert!(m.get_attribute::<UseCandidate>().is_some());
+        let mi = m.get_attribute::<MessageIntegrity>().unwrap();
+        mi.check_short_term_credential(S_PWD).unwrap();
     }
 }
