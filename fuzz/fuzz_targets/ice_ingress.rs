@@ -26,13 +26,29 @@ enum Op {
     Raw { from: u8, bytes: Vec<u8> },
     /// A fresh client's first request (seeded), for session `session`, with
     /// the right password or not.
-    Check { from: u8, session: u8, seed: u64, right_pwd: bool },
+    Check {
+        from: u8,
+        session: u8,
+        seed: u64,
+        right_pwd: bool,
+    },
     /// Replay the `index`th captured request with a byte changed.
-    Mutate { from: u8, index: u8, at: u16, xor: u8, patch_fingerprint: bool },
+    Mutate {
+        from: u8,
+        index: u8,
+        at: u16,
+        xor: u8,
+        patch_fingerprint: bool,
+    },
     /// Replay a captured request cut short.
     Truncate { from: u8, index: u8, len: u16 },
     /// The server's `index`th answer, mutated, into the long-lived client.
-    Answer { index: u8, at: u16, xor: u8, patch_fingerprint: bool },
+    Answer {
+        index: u8,
+        at: u16,
+        xor: u8,
+        patch_fingerprint: bool,
+    },
     /// Time passes.
     Advance { ms: u16 },
     /// Add session `n` (fails when full or present).
@@ -83,10 +99,16 @@ fuzz_target!(|ops: Vec<Op>| {
     });
     let mut ids = Vec::new();
     for n in 0..2 {
-        ids.push(lite.add_session(&ufrag(n), &pwd(n), "cli", now).expect("room"));
+        ids.push(
+            lite.add_session(&ufrag(n), &pwd(n), "cli", now)
+                .expect("room"),
+        );
     }
     let server = SocketAddr::from(([10, 0, 0, 100], 3478));
-    let mut client = IceClient::new(IceClientConfig::new("cli", "cpwd", ufrag(0), pwd(0), server), now);
+    let mut client = IceClient::new(
+        IceClientConfig::new("cli", "cpwd", ufrag(0), pwd(0), server),
+        now,
+    );
     let mut requests: Vec<Vec<u8>> = Vec::new();
     let mut answers: Vec<Vec<u8>> = Vec::new();
 
@@ -95,8 +117,17 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Raw { from, bytes } => {
                 lite.handle_stun(now, addr(from), &bytes);
             }
-            Op::Check { from, session, seed, right_pwd } => {
-                let p = if right_pwd { pwd(session) } else { "wrong".to_owned() };
+            Op::Check {
+                from,
+                session,
+                seed,
+                right_pwd,
+            } => {
+                let p = if right_pwd {
+                    pwd(session)
+                } else {
+                    "wrong".to_owned()
+                };
                 let mut config = IceClientConfig::new("cli", "cpwd", ufrag(session), p, server);
                 config.seed = seed;
                 let mut c = IceClient::new(config, now);
@@ -107,7 +138,13 @@ fuzz_target!(|ops: Vec<Op>| {
                     }
                 }
             }
-            Op::Mutate { from, index, at, xor, patch_fingerprint } => {
+            Op::Mutate {
+                from,
+                index,
+                at,
+                xor,
+                patch_fingerprint,
+            } => {
                 if !requests.is_empty() {
                     let bytes = requests[usize::from(index) % requests.len()].clone();
                     let bytes = mutate(bytes, at, xor, patch_fingerprint);
@@ -121,7 +158,12 @@ fuzz_target!(|ops: Vec<Op>| {
                     lite.handle_stun(now, addr(from), &bytes);
                 }
             }
-            Op::Answer { index, at, xor, patch_fingerprint } => {
+            Op::Answer {
+                index,
+                at,
+                xor,
+                patch_fingerprint,
+            } => {
                 if !answers.is_empty() {
                     let bytes = answers[usize::from(index) % answers.len()].clone();
                     let bytes = mutate(bytes, at, xor, patch_fingerprint);
