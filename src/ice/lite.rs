@@ -427,16 +427,20 @@ impl IceLite {
             }
             None => {
                 if session.candidates.len() >= max_addresses {
-                    // Forget the least recently checked address that is not
-                    // the selected one.
+                    // Forget the least recently checked address, not the
+                    // selected one unless it is the only one (the session
+                    // keeps its selected address either way).
                     let selected = session.selected;
-                    let victim = session
-                        .candidates
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, c)| Some(c.addr) != selected)
-                        .min_by_key(|(_, c)| c.last_check)
-                        .map(|(i, _)| i);
+                    let lru = |not_selected: bool| {
+                        session
+                            .candidates
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, c)| !not_selected || Some(c.addr) != selected)
+                            .min_by_key(|(_, c)| c.last_check)
+                            .map(|(i, _)| i)
+                    };
+                    let victim = lru(true).or_else(|| lru(false));
                     if let Some(i) = victim {
                         session.candidates.swap_remove(i);
                         self.stats.addresses_evicted += 1;

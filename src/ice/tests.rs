@@ -356,6 +356,19 @@ fn sessions_and_addresses_are_bounded() {
     assert_eq!(lite.selected(a), Some(first));
     assert_eq!(lite.stats().addresses_evicted, 3);
 
+    // With room for one address, a new one replaces even the selected one
+    // in the list (the selection itself stays until a nomination moves it).
+    let mut one = IceLite::new(IceLiteConfig {
+        max_addresses_per_session: 1,
+        ..IceLiteConfig::default()
+    });
+    let x = one.add_session("a", "pa-pa-pa-pa-pa", "x", now).unwrap();
+    let second = addr("203.0.113.2:2000");
+    assert_eq!(one.handle_stun(now, first, &req(true)), Some(x));
+    assert_eq!(one.handle_stun(now, second, &req(false)), Some(x));
+    assert_eq!(one.addresses(x), vec![second]);
+    assert_eq!(one.selected(x), Some(first));
+
     assert!(lite.remove_session(a));
     assert!(!lite.remove_session(a));
     assert_eq!(lite.session_count(), 1);
