@@ -136,7 +136,7 @@ macro_rules! internal_modules {
         mod $name;
     )*};
 }
-internal_modules!(dtls, hub, proto, sched, wire);
+internal_modules!(dtls, hub, ice, proto, sched, sdp, wire);
 
 #[cfg(feature = "_internal")]
 #[doc(hidden)]
