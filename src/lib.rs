@@ -155,7 +155,7 @@ pub use datachannel::{
     DataChannelSenderOptions, ParticipantId, ReceiverCloseReason,
 };
 pub use dtls::{Certificate, DtlsError, Fingerprint, FingerprintParseError};
-pub use hub::{Hub, HubConfig, HubEvent, HubStats, JoinError};
+pub use hub::{Hub, HubConfig, HubEvent, HubStats, JoinError, PendingOffer, SignalError};
 pub use proto::{ConnectError, NodeConfig, Transmit};
 pub use runtime::{Backend, Engine, EngineBuilder, EngineError};
 pub use sched::{Clock, TrafficPolicy};

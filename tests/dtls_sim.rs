@@ -309,3 +309,211 @@ fn a_flood_of_client_hellos_from_unexpected_addresses_holds_no_state() {
     assert!(server.poll_transmit().is_none(), "nothing answered");
     assert!(server.stats().dtls_dropped >= 20_000);
 }
+
+// ---- Offer/answer, ICE, DTLS: the WebRTC way in --------------------------
+
+impl World {
+    /// A client with certificate `cert` that joins `call` as `who` through
+    /// offer/answer: its offer goes to the server (as signalling would
+    /// carry it), the answer comes back, then ICE checks, DTLS and the
+    /// join.
+    fn join_signalled(&mut self, call: &str, who: &str, cert: usize) -> (HostId, Call) {
+        let config = HubConfig::client()
+            .seed(self.net.host_count() as u64)
+            .dtls(certs()[cert].clone())
+            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+        let host = self.net.add_host(Tapped {
+            hubs: HubCluster::new(config, 1),
+            sent: Vec::new(),
+        });
+        let (now, server_addr) = (self.net.now(), self.net.addr(self.server));
+        let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
+        let offer = self.net.host_mut(host).hubs.offer().expect("an offer");
+        assert!(offer.sdp().contains("a=setup:actpass"));
+        let join = dcengine::JoinRequest {
+            call_id: call,
+            participant_id: who,
+            token: &token,
+        };
+        let answer = self
+            .net
+            .host_mut(self.server)
+            .hubs
+            .accept_offer(now, offer.sdp(), &[server_addr], &join)
+            .expect("an answer");
+        assert!(answer.contains("a=ice-lite") && answer.contains("a=setup:passive"));
+        let c = self
+            .net
+            .host_mut(host)
+            .hubs
+            .join_answered(now, &offer, &answer, call, who, token)
+            .expect("join starts");
+        (host, c)
+    }
+}
+
+/// Runs the scenario; returns how long the joins took.
+fn a_signalled_call(seed: u64, link: LinkConfig, workers: usize) -> Duration {
+    let mut w = World::new(seed, link, workers);
+    let start = w.net.now();
+    let (ha, alice) = w.join_signalled("call", "alice", 1);
+    let (_hb, bob) = w.join_signalled("call", "bob", 2);
+    w.settle_until(|_| alice.is_joined() && bob.is_joined() && alice.participants().len() == 1);
+    let joined_in = w.net.now() - start;
+    let to_bob = alice
+        .data_channel()
+        .create_sender(durable(7))
+        .expect("sender");
+    for i in 0..200u32 {
+        to_bob
+            .send(format!("secret {i}").into_bytes())
+            .expect("send");
+    }
+    let dc = bob.data_channel();
+    let mut got = 0u32;
+    let mut rx = None;
+    w.settle_until(|_| {
+        if rx.is_none() {
+            rx = dc.try_next_receiver();
+        }
+        if let Some(r) = &rx {
+            while let Some(m) = r.read_message() {
+                got += 1;
+                assert_eq!(m.sequence_number, got);
+            }
+        }
+        got == 200
+    });
+    // Past the consent timeout the calls hold: the client's consent checks
+    // keep its ICE session alive.
+    w.net.run_for(Duration::from_secs(45));
+    assert!(alice.is_joined() && bob.is_joined());
+    for d in &w.net.host(ha).sent {
+        assert!(
+            d[0] <= 3 || (20..=63).contains(&d[0]),
+            "STUN or DTLS only (RFC 7983)"
+        );
+        assert!(!d.windows(6).any(|x| x == b"secret"));
+    }
+    let stats = w.net.host(w.server).hubs.stats();
+    assert_eq!(stats.dtls_handshakes, 2);
+    assert_eq!(stats.joins_accepted, 2);
+    joined_in
+}
+
+#[test]
+fn a_call_joined_by_offer_and_answer_runs_over_ice_and_dtls() {
+    // 10 ms each way: ICE (one round trip), DTLS (two), SCTP (two) and the
+    // join (one): six round trips, nothing waits for a retransmission.
+    let joined_in = a_signalled_call(20, LinkConfig::default(), 1);
+    assert!(joined_in <= Duration::from_millis(140), "{joined_in:?}");
+}
+
+#[test]
+fn offer_and_answer_through_loss_and_on_three_workers() {
+    let link = LinkConfig {
+        latency: Duration::from_millis(20),
+        jitter: Duration::from_millis(5),
+        loss: 0.05,
+        duplicate: 0.02,
+        reorder: 0.02,
+        ..LinkConfig::default()
+    };
+    a_signalled_call(21, link.clone(), 1);
+    a_signalled_call(22, link, 3);
+}
+
+#[test]
+fn an_offer_with_a_bad_token_or_no_data_channel_is_refused() {
+    let mut w = World::new(23, LinkConfig::default(), 1);
+    let config = HubConfig::client().seed(5).dtls(certs()[1].clone());
+    let host = w.net.add_host(Tapped {
+        hubs: HubCluster::new(config, 1),
+        sent: Vec::new(),
+    });
+    let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
+    let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
+    let server = &mut w.net.host_mut(w.server).hubs;
+    let bad = dcengine::JoinRequest {
+        call_id: "call",
+        participant_id: "mallory",
+        token: b"forged",
+    };
+    let err = server
+        .accept_offer(now, offer.sdp(), &[server_addr], &bad)
+        .expect_err("a forged token");
+    assert!(matches!(err, dcengine::SignalError::Refused(_)), "{err}");
+    let token = mint_token(SECRET, "call", "mallory", EPOCH + 3600).expect("short ids");
+    let good = dcengine::JoinRequest {
+        call_id: "call",
+        participant_id: "mallory",
+        token: &token,
+    };
+    let audio_only = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n";
+    let err = server
+        .accept_offer(now, audio_only, &[server_addr], &good)
+        .expect_err("no data channel");
+    assert!(matches!(err, dcengine::SignalError::Sdp(_)), "{err}");
+    // Checks from a stranger with made-up credentials create nothing.
+    let stun = {
+        let mut m = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        m.extend_from_slice(&[7; 12]);
+        m
+    };
+    for port in 0..1000u16 {
+        let from = SocketAddr::from(([192, 0, 2, 9], 2000 + port));
+        server.handle_datagram(now, from, Bytes::from(stun.clone()));
+    }
+    assert_eq!(server.dtls_session_count(), 0);
+    assert_eq!(server.association_count(), 0);
+}
+
+#[test]
+fn two_calls_of_one_client_share_its_ice_and_dtls_path() {
+    let mut w = World::new(24, LinkConfig::default(), 1);
+    let config = HubConfig::client()
+        .seed(7)
+        .dtls(certs()[1].clone())
+        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+    let host = w.net.add_host(Tapped {
+        hubs: HubCluster::new(config, 1),
+        sent: Vec::new(),
+    });
+    let start = w.net.now();
+    let mut calls = Vec::new();
+    for call in ["one", "two"] {
+        let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
+        let token = mint_token(SECRET, call, "alice", EPOCH + 3600).expect("short ids");
+        let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
+        let join = dcengine::JoinRequest {
+            call_id: call,
+            participant_id: "alice",
+            token: &token,
+        };
+        let answer = w
+            .net
+            .host_mut(w.server)
+            .hubs
+            .accept_offer(now, offer.sdp(), &[server_addr], &join)
+            .expect("an answer");
+        calls.push(
+            w.net
+                .host_mut(host)
+                .hubs
+                .join_answered(now, &offer, &answer, call, "alice", token)
+                .expect("join starts"),
+        );
+    }
+    w.settle_until(|_| calls.iter().all(Call::is_joined));
+    assert!(
+        w.net.now() - start <= Duration::from_millis(140),
+        "no retransmission waited for"
+    );
+    let server = &w.net.host(w.server).hubs;
+    assert_eq!(
+        server.stats().dtls_handshakes,
+        1,
+        "one DTLS session carries both"
+    );
+    assert_eq!(server.association_count(), 2);
+}

@@ -61,7 +61,11 @@ fn server(workers: usize) -> Engine {
 /// tell it) unless `expected` is false.
 fn join(server: &Engine, cert: usize, call: &str, who: &str, expected: bool) -> (Engine, Call) {
     let client = Engine::builder()
-        .hub(HubConfig::client().dtls(certs()[cert].clone()).channel(unlimited()))
+        .hub(
+            HubConfig::client()
+                .dtls(certs()[cert].clone())
+                .channel(unlimited()),
+        )
         .start()
         .expect("client starts");
     if expected {
@@ -152,7 +156,9 @@ fn plain_sctp_and_junk_get_nothing_from_a_dtls_server() {
     // An SCTP INIT as a plain client would send it (common header, INIT
     // chunk), and some junk.
     let mut init = vec![0x13, 0x88, 0x13, 0x88, 0, 0, 0, 0, 0, 0, 0, 0];
-    init.extend_from_slice(&[1, 0, 0, 20, 1, 2, 3, 4, 0, 1, 0, 0, 0, 16, 0, 16, 9, 9, 9, 9]);
+    init.extend_from_slice(&[
+        1, 0, 0, 20, 1, 2, 3, 4, 0, 1, 0, 0, 0, 16, 0, 16, 9, 9, 9, 9,
+    ]);
     for d in [&init[..], &[0xff; 100], &[22; 40]] {
         probe.send_to(d, server.local_addr()).expect("sent");
     }
@@ -161,4 +167,59 @@ fn plain_sctp_and_junk_get_nothing_from_a_dtls_server() {
     let stats = server.stats().expect("stats");
     assert_eq!(stats.dtls_dropped, 3, "{stats:?}");
     assert_eq!(stats.inits_answered, 0);
+}
+
+/// The WebRTC way over real UDP: the client's offer reaches the server's
+/// `accept_offer` through the application (here, a direct call), then ICE
+/// checks, DTLS, SCTP and the join, on a two-worker server.
+#[test]
+fn clients_join_by_offer_and_answer_over_udp() {
+    let server = Arc::new(server(2));
+    let mut calls = Vec::new();
+    let mut engines = Vec::new();
+    for (i, who) in ["alice", "bob"].into_iter().enumerate() {
+        let client = Engine::builder()
+            .hub(
+                HubConfig::client()
+                    .dtls(certs()[i + 1].clone())
+                    .channel(unlimited()),
+            )
+            .start()
+            .expect("client starts");
+        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
+        let s = server.clone();
+        let t = token.clone();
+        let call = client
+            .join_signalled("call", who, token, |offer| {
+                s.accept_offer(offer, "call", who, &t)
+            })
+            .expect("joins");
+        engines.push(client);
+        calls.push(call);
+    }
+    for c in &calls {
+        let c = c.clone();
+        assert!(within(async move { c.ready().await }), "joined");
+    }
+    let s = calls[0]
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(9),
+            ..Default::default()
+        })
+        .expect("sender");
+    s.send("over ICE and DTLS").expect("send");
+    let dc = calls[1].data_channel();
+    let text = within(async move {
+        let r = dc.next_receiver().await.expect("a receiver");
+        let m = r.recv().await.expect("a message");
+        String::from_utf8_lossy(&m.data).into_owned()
+    });
+    assert_eq!(text, "over ICE and DTLS");
+    // A forged token gets no answer at all.
+    let err = server
+        .accept_offer("v=0\r\n", "call", "mallory", b"forged")
+        .expect_err("refused");
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(server.stats().expect("stats").dtls_handshakes, 2);
 }

@@ -111,14 +111,8 @@ impl Hub {
                 max: MAX_TOKEN_LEN,
             });
         }
-        if let Some(layer) = &mut self.dtls {
-            let fingerprint = *self
-                .dtls_servers
-                .get(&server)
-                .ok_or(JoinError::UnknownServerCertificate(server))?;
-            layer
-                .connect(now, server, fingerprint)
-                .map_err(|e| JoinError::Dtls(e.to_string()))?;
+        if let Some(secure) = &mut self.secure {
+            secure.connect(now, server)?;
         }
         let assoc = self.node.connect(now, server)?;
         // The uplink's egress budget steers by round trips: they must not

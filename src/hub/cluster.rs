@@ -97,6 +97,52 @@ impl HubCluster {
         self.hubs[i].allow_dtls_peer(now, remote, fingerprint)
     }
 
+    /// See [`Hub::accept_offer`]; every worker learns the peer (as the
+    /// engine does it).
+    pub fn accept_offer(
+        &mut self,
+        now: Instant,
+        offer: &str,
+        candidates: &[SocketAddr],
+        join: &crate::auth::JoinRequest<'_>,
+    ) -> Result<String, super::SignalError> {
+        let answer = self.hubs[0].accept_offer(now, offer, candidates, join)?;
+        let parsed = crate::sdp::parse_answer(&answer)?;
+        let offer = crate::sdp::parse_offer(offer)?;
+        let peer = super::ExpectedPeer {
+            local_ufrag: parsed.ice_ufrag,
+            local_pwd: parsed.ice_pwd,
+            remote_ufrag: offer.ice_ufrag.clone(),
+            fingerprint: crate::dtls::Fingerprint(
+                offer.sha256().ok_or(crate::sdp::SdpError::MissingFingerprint)?,
+            ),
+        };
+        for hub in &mut self.hubs[1..] {
+            hub.expect_peer(now, &peer)?;
+        }
+        Ok(answer)
+    }
+
+    /// See [`Hub::offer`] (worker 0's).
+    pub fn offer(&mut self) -> Result<super::PendingOffer, super::SignalError> {
+        self.hubs[0].offer()
+    }
+
+    /// See [`Hub::join_answered`] (on worker 0).
+    pub fn join_answered(
+        &mut self,
+        now: Instant,
+        offer: &super::PendingOffer,
+        answer: &str,
+        call_id: &str,
+        participant_id: &str,
+        token: Bytes,
+    ) -> Result<Call, JoinError> {
+        let call = self.hubs[0].join_answered(now, offer, answer, call_id, participant_id, token);
+        self.relay(now);
+        call
+    }
+
     /// See [`Hub::trust_dtls_server`]; on every worker.
     pub fn trust_dtls_server(&mut self, server: SocketAddr, fingerprint: crate::dtls::Fingerprint) {
         for hub in &mut self.hubs {

@@ -428,6 +428,9 @@ pub enum JoinError {
     /// ([`Hub::trust_dtls_server`](crate::Hub::trust_dtls_server)).
     #[error("no DTLS certificate fingerprint is known for server {0}")]
     UnknownServerCertificate(SocketAddr),
+    /// The server's answer could not be used.
+    #[error(transparent)]
+    Signal(#[from] super::SignalError),
     /// The DTLS session to the server could not be started (the hub holds
     /// as many as it may).
     #[error("DTLS: {0}")]

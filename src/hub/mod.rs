@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::datachannel::{HubShared, ParticipantId};
-use crate::dtls::{DtlsLayer, Fingerprint, LayerEvent};
+use crate::dtls::Fingerprint;
+use secure::Secure;
 use crate::proto::{AssocId, CloseReason, Delivery, Event, Node, Transmit};
 use crate::wire::{ErrorCode, Frame, JoinRejected, MemberId, Message, ShortStr};
 
@@ -115,10 +116,10 @@ use server::{Egresses, Link, SHUTTING_DOWN};
 pub struct Hub {
     config: HubConfig,
     node: Node,
-    /// DTLS under the node, when [`HubConfig::dtls`] is set.
-    dtls: Option<DtlsLayer>,
-    /// Client role over DTLS: the certificate each server must present.
-    dtls_servers: HashMap<SocketAddr, Fingerprint>,
+    /// ICE and DTLS under the node, when [`HubConfig::dtls`] is set.
+    secure: Option<Secure>,
+    /// ICE credentials and SDP session ids (seeded: simulations repeat).
+    signal_rng: rand_chacha::ChaCha8Rng,
     shared: Arc<HubShared>,
     /// This hub's associations and what each is for.
     links: HashMap<AssocId, Link>,
@@ -183,8 +184,8 @@ impl Hub {
         if !config.clock.is_system() {
             shared.set_clock(config.clock.clone());
         }
-        let dtls = config.dtls.clone().map(|cert| {
-            DtlsLayer::new(
+        let secure = config.dtls.clone().map(|cert| {
+            Secure::new(
                 cert,
                 DTLS_MTU,
                 config.node.max_associations,
@@ -193,8 +194,8 @@ impl Hub {
         });
         Self {
             node: Node::new(config.node.clone()),
-            dtls,
-            dtls_servers: HashMap::new(),
+            secure,
+            signal_rng: rand::SeedableRng::seed_from_u64(config.seed ^ 0x5167_4e41_5eed_0003),
             shared,
             links: HashMap::new(),
             rooms: HashMap::new(),
@@ -225,11 +226,16 @@ impl Hub {
     /// Counters since creation, the transport's (the node's) included.
     pub fn stats(&self) -> HubStats {
         let node = self.node.stats();
-        let dtls = self.dtls.as_ref().map(DtlsLayer::stats).unwrap_or_default();
+        let dtls = self
+            .secure
+            .as_ref()
+            .map(|s| s.dtls.stats())
+            .unwrap_or_default();
+        let ice_dropped = self.secure.as_ref().map_or(0, |s| s.dropped);
         HubStats {
             dtls_handshakes: dtls.handshakes,
             dtls_failures: dtls.failures,
-            dtls_dropped: dtls.not_dtls + dtls.not_allowed,
+            dtls_dropped: ice_dropped + dtls.not_allowed,
             datagrams_received: node.datagrams_received,
             datagrams_dropped: node.datagrams_dropped,
             datagrams_sent: node.datagrams_sent,
@@ -305,10 +311,10 @@ impl Hub {
         datagram: Bytes,
     ) -> crate::proto::Placement {
         let now = self.advance(now);
-        let placement = match &mut self.dtls {
+        let placement = match &mut self.secure {
             None => self.node.handle_datagram(now, from, datagram),
-            Some(layer) => {
-                if layer.handle_datagram(now, from, &datagram) {
+            Some(secure) => {
+                if secure.handle_datagram(now, from, &datagram) {
                     self.dtls_inbound(now);
                     crate::proto::Placement::Placed
                 } else {
@@ -327,8 +333,8 @@ impl Hub {
     /// The time from [`Hub::poll_timeout`] arrived, or work was queued.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.advance(now);
-        if let Some(layer) = &mut self.dtls {
-            layer.handle_timeout(now);
+        if let Some(secure) = &mut self.secure {
+            secure.handle_timeout(now);
             self.dtls_inbound(now);
         }
         self.node.handle_timeout(now);
@@ -346,23 +352,20 @@ impl Hub {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let Some(layer) = &mut self.dtls else {
+        let Some(secure) = &mut self.secure else {
             return self.node.poll_transmit();
         };
         loop {
-            if let Some((destination, payload)) = layer.poll_transmit() {
-                return Some(Transmit {
-                    destination,
-                    payload,
-                });
+            if let Some(t) = secure.poll_transmit() {
+                return Some(t);
             }
             let t = self.node.poll_transmit()?;
-            layer.send(t.destination, t.payload);
+            secure.send(t.destination, t.payload);
         }
     }
 
     /// Server role over DTLS ([`HubConfig::dtls`]): lets `remote` start a
-    /// DTLS handshake within [`ALLOW_LIFETIME`](crate::dtls::ALLOW_LIFETIME),
+    /// DTLS handshake within 30 s,
     /// with a certificate whose fingerprint is `fingerprint` (what its
     /// signalling announced). Call it once the address is proven (an ICE
     /// check signed with the credentials signalling handed out): DTLS from
@@ -375,10 +378,10 @@ impl Hub {
         fingerprint: Fingerprint,
     ) -> bool {
         let now = self.advance(now);
-        let Some(layer) = &mut self.dtls else {
+        let Some(secure) = &mut self.secure else {
             return false;
         };
-        layer.allow(now, remote, fingerprint);
+        secure.dtls.allow(now, remote, fingerprint);
         true
     }
 
@@ -386,18 +389,20 @@ impl Hub {
     /// must present a certificate with this fingerprint (what its
     /// signalling announced). [`Hub::join_remote`] to that server needs it.
     pub fn trust_dtls_server(&mut self, server: SocketAddr, fingerprint: Fingerprint) {
-        self.dtls_servers.insert(server, fingerprint);
+        if let Some(secure) = &mut self.secure {
+            secure.trust(server, fingerprint);
+        }
     }
 
     /// DTLS sessions held (handshaking or connected).
     #[cfg(feature = "_internal")]
     pub fn dtls_session_count(&self) -> usize {
-        self.dtls.as_ref().map_or(0, DtlsLayer::session_count)
+        self.secure.as_ref().map_or(0, |s| s.dtls.session_count())
     }
 
     /// This end's DTLS certificate fingerprint, when it runs DTLS.
     pub fn dtls_fingerprint(&self) -> Option<Fingerprint> {
-        self.dtls.as_ref().map(DtlsLayer::fingerprint)
+        self.secure.as_ref().map(|s| s.dtls.fingerprint())
     }
 
     /// Work for another worker of the same engine: its index and a batch
@@ -438,7 +443,7 @@ impl Hub {
             .filter_map(|key| self.core(*key)?.poll_timeout())
             .min();
         let tokens = self.token_waits.keys().next().copied();
-        let dtls = self.dtls.as_ref().and_then(DtlsLayer::poll_timeout);
+        let dtls = self.secure.as_ref().and_then(Secure::poll_timeout);
         [self.node.poll_timeout(), self.next_tick, work, shaping, tokens, dtls]
             .into_iter()
             .flatten()
@@ -470,31 +475,28 @@ impl Hub {
     /// Hands what the DTLS layer decrypted to the node, and ends the
     /// associations whose DTLS session ended.
     fn dtls_inbound(&mut self, now: Instant) {
-        let Some(layer) = &mut self.dtls else {
+        let Some(secure) = &mut self.secure else {
             return;
         };
-        while let Some((remote, packet)) = layer.poll_inbound() {
+        while let Some((remote, packet)) = secure.poll_inbound() {
             // What the node does with it is in its counters and log.
             let _ = self.node.handle_datagram(now, remote, packet);
         }
-        while let Some(event) = layer.poll_event() {
-            if let LayerEvent::Closed { remote, error } = event {
-                let why = error.map_or_else(|| "closed by the peer".to_owned(), |e| e.to_string());
-                tracing::debug!(%remote, %why, "dtls session ended");
-                for assoc in self.node.associations_of(remote).to_vec() {
-                    self.node
-                        .drop_association(now, assoc, CloseReason::TransportClosed(why.clone()));
-                }
+        while let Some((remote, why)) = secure.poll_closed() {
+            tracing::debug!(%remote, %why, "a peer's secure transport ended");
+            for assoc in self.node.associations_of(remote).to_vec() {
+                self.node
+                    .drop_association(now, assoc, CloseReason::TransportClosed(why.clone()));
             }
         }
     }
 
     /// Closes the DTLS session with `remote` once no association uses it.
     fn release_dtls(&mut self, remote: Option<SocketAddr>) {
-        if let (Some(layer), Some(remote)) = (&mut self.dtls, remote)
+        if let (Some(secure), Some(remote)) = (&mut self.secure, remote)
             && self.node.associations_of(remote).is_empty()
         {
-            layer.close(remote);
+            secure.release(remote);
         }
     }
 
@@ -608,7 +610,12 @@ mod participant;
 mod pump;
 mod relay;
 mod room;
+mod secure;
 mod server;
+mod signal;
+
+pub use signal::{PendingOffer, SignalError};
+pub(crate) use signal::{ExpectedPeer, answer_offer, credentials as signal_credentials};
 
 #[cfg(feature = "_internal")]
 pub use cluster::HubCluster;

@@ -36,8 +36,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::auth::{JoinRequest, JoinVerifier};
 use crate::datachannel::Call;
 use crate::dtls::Fingerprint;
+use crate::hub::{ExpectedPeer, PendingOffer, SignalError};
 use crate::hub::{Hub, HubConfig, HubEvent, HubStats, JoinError, home_worker};
 use worker::{Core, INBOX_CAPACITY, Shared, Worker};
 
@@ -86,6 +88,9 @@ pub enum EngineError {
     /// A join was refused before it started.
     #[error(transparent)]
     Join(#[from] JoinError),
+    /// An offer or answer was refused (see [`SignalError`]).
+    #[error(transparent)]
+    Signal(#[from] SignalError),
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
@@ -202,7 +207,18 @@ impl EngineBuilder {
     /// until all are ready, or stops them all if one has failed.
     pub fn start(self) -> Result<Engine, EngineError> {
         let n = self.worker_count();
-        let dtls_fingerprint = self.hub.dtls.as_ref().map(crate::dtls::Certificate::fingerprint);
+        let dtls_fingerprint = self
+            .hub
+            .dtls
+            .as_ref()
+            .map(crate::dtls::Certificate::fingerprint);
+        let verifier = self.hub.verifier.clone();
+        let max_message_size = u64::from(
+            self.hub
+                .channel
+                .max_message_size
+                .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT),
+        );
         let reuse_port = n > 1;
         let first = bind(self.bind, self.socket_buffer, reuse_port)?;
         // The first socket turns port 0 into a real port; the others join it.
@@ -293,6 +309,8 @@ impl EngineBuilder {
         }
         Ok(Engine {
             local_addr,
+            verifier,
+            max_message_size,
             dtls_fingerprint,
             backend,
             workers,
@@ -498,6 +516,23 @@ enum Command {
         remote: SocketAddr,
         fingerprint: Fingerprint,
     },
+    /// See [`Hub::accept_offer`]: a peer another worker's signalling
+    /// answered.
+    ExpectPeer {
+        peer: ExpectedPeer,
+        reply: mpsc::Sender<Result<(), SignalError>>,
+    },
+    /// See [`Hub::offer`].
+    Offer(mpsc::Sender<Result<PendingOffer, SignalError>>),
+    /// See [`Hub::join_answered`].
+    JoinAnswered {
+        offer: PendingOffer,
+        answer: String,
+        call_id: String,
+        participant_id: String,
+        token: Bytes,
+        reply: mpsc::Sender<Result<Call, JoinError>>,
+    },
     /// See [`Hub::trust_dtls_server`].
     TrustDtlsServer {
         server: SocketAddr,
@@ -565,6 +600,10 @@ struct WorkerHandle {
 /// ```
 pub struct Engine {
     local_addr: SocketAddr,
+    /// Checks the tokens offers come with (the server role's).
+    verifier: Option<Arc<dyn JoinVerifier>>,
+    /// The largest message the engine's answers announce.
+    max_message_size: u64,
     /// This engine's DTLS certificate fingerprint ([`HubConfig::dtls`]).
     dtls_fingerprint: Option<Fingerprint>,
     backend: Backend,
@@ -706,6 +745,77 @@ impl Engine {
     /// its signalling announces to peers).
     pub fn dtls_fingerprint(&self) -> Option<Fingerprint> {
         self.dtls_fingerprint
+    }
+
+    /// Server role over DTLS ([`HubConfig::dtls`]): answers a WebRTC
+    /// data-channel offer from `participant_id` joining `call_id` with
+    /// `token` (checked now, and again at the join inside DTLS), for a
+    /// media server with signalling of its own. The answer is ICE-lite
+    /// with fresh credentials, this engine's certificate fingerprint,
+    /// `setup:passive` and the engine's address as its one candidate (see
+    /// [`Hub::accept_offer`]); every worker learns the peer, since the
+    /// kernel picks the socket its checks arrive at.
+    pub fn accept_offer(
+        &self,
+        offer: &str,
+        call_id: &str,
+        participant_id: &str,
+        token: &[u8],
+    ) -> Result<String, EngineError> {
+        let fingerprint = self.dtls_fingerprint.ok_or(SignalError::NotSecure)?;
+        if let Some(verifier) = &self.verifier {
+            let join = JoinRequest {
+                call_id,
+                participant_id,
+                token,
+            };
+            verifier
+                .verify(&join, Instant::now())
+                .map_err(SignalError::Refused)?;
+        }
+        let mut rng = rand::rng();
+        let (ufrag, pwd) = crate::hub::signal_credentials(&mut rng);
+        let (peer, answer) = crate::hub::answer_offer(
+            offer,
+            ufrag,
+            pwd,
+            fingerprint,
+            self.max_message_size,
+            &[self.local_addr],
+            rand::Rng::random::<u64>(&mut rng) >> 1,
+        )?;
+        for worker in 0..self.workers.len() {
+            let peer = peer.clone();
+            self.ask(worker, |reply| Command::ExpectPeer { peer, reply })??;
+        }
+        Ok(answer)
+    }
+
+    /// Client role over DTLS ([`HubConfig::dtls`]): joins `call_id` on a
+    /// server reached through the application's signalling. `signal` is
+    /// given this engine's offer (SDP) and returns the server's answer — by
+    /// an HTTP request to the server, or whatever the application uses
+    /// (a server engine answers with [`Engine::accept_offer`]). Then ICE
+    /// checks, DTLS and the join run as [`Engine::join_remote`] does.
+    pub fn join_signalled<E: std::fmt::Display>(
+        &self,
+        call_id: &str,
+        participant_id: &str,
+        token: Bytes,
+        signal: impl FnOnce(&str) -> Result<String, E>,
+    ) -> Result<Call, EngineError> {
+        let worker = self.next_remote.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let offer = self.ask(worker, Command::Offer)??;
+        let answer = signal(offer.sdp()).map_err(|e| SignalError::Failed(e.to_string()))?;
+        let call = self.ask(worker, |reply| Command::JoinAnswered {
+            offer,
+            answer,
+            call_id: call_id.to_owned(),
+            participant_id: participant_id.to_owned(),
+            token,
+            reply,
+        })??;
+        Ok(call)
     }
 
     /// Sends every worker a command, and wakes it.

@@ -621,6 +621,42 @@ impl<I: Io> Worker<I> {
                 } => {
                     self.core.hub.allow_dtls_peer(now, remote, fingerprint);
                 }
+                Command::ExpectPeer { peer, reply } => {
+                    let _ = reply.send(self.core.hub.expect_peer(now, &peer));
+                }
+                Command::Offer(reply) => {
+                    let _ = reply.send(self.core.hub.offer());
+                }
+                Command::JoinAnswered {
+                    offer,
+                    answer,
+                    call_id,
+                    participant_id,
+                    token,
+                    reply,
+                } => {
+                    // The server the answer names: this worker owns the
+                    // association to it (the directory steers its
+                    // datagrams here).
+                    let server = crate::sdp::parse_answer(&answer)
+                        .ok()
+                        .and_then(|a| a.candidates.first().copied());
+                    if let Some(server) = server {
+                        self.core.claim(server);
+                    }
+                    let r = self.core.hub.join_answered(
+                        now,
+                        &offer,
+                        &answer,
+                        &call_id,
+                        &participant_id,
+                        token,
+                    );
+                    if r.is_err() {
+                        self.core.check_claims = true;
+                    }
+                    let _ = reply.send(r);
+                }
                 Command::TrustDtlsServer {
                     server,
                     fingerprint,

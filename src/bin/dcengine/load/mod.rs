@@ -125,9 +125,10 @@ pub(crate) struct LoadArgs {
     /// in flight); 0: the default (512 KiB).
     #[arg(long, default_value_t = 0)]
     sctp_receive_buffer: u32,
-    /// Run every association over DTLS (each engine with its own
-    /// self-signed certificate, told the others' fingerprints as signalling
-    /// would). Needs the embedded server.
+    /// Run every association over ICE and DTLS (each engine with its own
+    /// self-signed certificate; each join by offer and answer with the
+    /// embedded server, as signalling would carry them). Needs the
+    /// embedded server.
     #[arg(long)]
     dtls: bool,
     /// I/O backend of the engines.
@@ -169,7 +170,9 @@ impl LoadArgs {
             return Err("--clients must be from 1 to 64".into());
         }
         if self.dtls && self.server.is_some() {
-            return Err("--dtls needs the embedded server (a remote one would need signalling)".into());
+            return Err(
+                "--dtls needs the embedded server (a remote one would need signalling)".into(),
+            );
         }
         if self.p2p && self.server.is_some() {
             return Err("--p2p needs the embedded server (it hosts the first participants)".into());
@@ -358,7 +361,11 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             let mut b = Engine::builder()
                 .bind(([127, 0, 0, 1], 0).into())
                 .backend(backend)
-                .hub(with_node(hub, NodeConfig::server(), args.sctp_receive_buffer));
+                .hub(with_node(
+                    hub,
+                    NodeConfig::server(),
+                    args.sctp_receive_buffer,
+                ));
             if args.server_workers > 0 {
                 b = b.workers(args.server_workers);
             }
@@ -398,23 +405,14 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                 .map_err(|e| format!("{e}"))?,
             )
             .backend(backend)
-            .hub(with_node(hub, NodeConfig::client(), args.sctp_receive_buffer))
+            .hub(with_node(
+                hub,
+                NodeConfig::client(),
+                args.sctp_receive_buffer,
+            ))
             .start()
             .map_err(|e| format!("a client engine cannot start: {e}"))?;
-        // What signalling would do: each end learns the other's address and
-        // certificate fingerprint.
-        if let (Some(server), Some(theirs), Some(mine)) = (
-            &embedded,
-            embedded.as_ref().and_then(Engine::dtls_fingerprint),
-            engine.dtls_fingerprint(),
-        ) {
-            server
-                .allow_dtls_peer(engine.local_addr(), mine)
-                .map_err(|e| e.to_string())?;
-            engine
-                .trust_dtls_server(server_addr, theirs)
-                .map_err(|e| e.to_string())?;
-        }
+
         groups.push(Group {
             engine: Some(engine),
             calls: Vec::new(),
@@ -454,9 +452,18 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                     let token =
                         mint_token(&secret, &call_id, &who, expires).map_err(|e| e.to_string())?;
                     let engine = groups[g].engine.as_ref().ok_or("no engine")?;
-                    let call = engine
-                        .join_remote(server_addr, &call_id, &who, token)
-                        .map_err(|e| e.to_string())?;
+                    let call = match (&embedded, args.dtls) {
+                        // Offer and answer, as signalling would carry them;
+                        // then ICE, DTLS and the join.
+                        (Some(server), true) => {
+                            let t = token.clone();
+                            engine.join_signalled(&call_id, &who, token, |offer| {
+                                server.accept_offer(offer, &call_id, &who, &t)
+                            })
+                        }
+                        _ => engine.join_remote(server_addr, &call_id, &who, token),
+                    }
+                    .map_err(|e| e.to_string())?;
                     (g, call)
                 }
             };
