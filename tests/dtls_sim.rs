@@ -191,6 +191,7 @@ fn a_call_over_dtls(seed: u64, link: LinkConfig, workers: usize) {
     let stats = w.net.host(w.server).hubs.stats();
     assert_eq!(stats.dtls_handshakes, 2);
     assert_eq!(stats.dtls_failures, 0);
+    assert_eq!(stats.zero_checksum_associations, 2, "no CRC32c under DTLS");
 
     // Leaving ends the association and, with it, the DTLS session.
     alice.leave();

@@ -501,6 +501,9 @@ pub struct HubStats {
     pub oversize_messages: u64,
     /// DTLS ([`HubConfig::dtls`]): handshakes completed.
     pub dtls_handshakes: u64,
+    /// DTLS: associations over it that negotiated RFC 9653's zero checksum
+    /// (no CRC32c: DTLS's AEAD detects errors).
+    pub zero_checksum_associations: u64,
     /// DTLS: sessions that failed (a handshake error, a certificate that
     /// is not the announced one, a handshake timeout).
     pub dtls_failures: u64,
@@ -533,10 +536,12 @@ impl std::ops::AddAssign for HubStats {
             cookies_refused,
             oversize_messages,
             dtls_handshakes,
+            zero_checksum_associations,
             dtls_failures,
             dtls_dropped,
         } = other;
         self.dtls_handshakes += dtls_handshakes;
+        self.zero_checksum_associations += zero_checksum_associations;
         self.dtls_failures += dtls_failures;
         self.dtls_dropped += dtls_dropped;
         self.joins_accepted += joins_accepted;

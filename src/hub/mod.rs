@@ -180,6 +180,9 @@ impl Hub {
         // The node's verification tags and TSNs follow the hub's seed, so a
         // seeded (simulated) run is reproducible from it alone.
         config.node.seed = config.seed ^ 0x6e6f_6465_5eed_0001;
+        // Under DTLS the SCTP checksum only repeats what DTLS's AEAD
+        // checks: both ends offer RFC 9653's zero checksum.
+        config.node.zero_checksum = config.dtls.is_some();
         let shared = Arc::new(HubShared::default());
         if !config.clock.is_system() {
             shared.set_clock(config.clock.clone());
@@ -234,6 +237,7 @@ impl Hub {
         let ice_dropped = self.secure.as_ref().map_or(0, |s| s.dropped);
         HubStats {
             dtls_handshakes: dtls.handshakes,
+            zero_checksum_associations: node.zero_checksum_associations,
             dtls_failures: dtls.failures,
             dtls_dropped: ice_dropped + dtls.not_allowed,
             datagrams_received: node.datagrams_received,

@@ -83,6 +83,10 @@ pub struct NodeConfig {
     /// The key that seals handshake cookies; see
     /// [`NodeConfig::cookie_key()`].
     pub cookie_key: [u8; 32],
+    /// Offer RFC 9653's zero checksum, DTLS being the alternate error
+    /// detection: set by the hub when it runs DTLS (DTLS's AEAD already
+    /// detects any change), never over plain UDP.
+    pub(crate) zero_checksum: bool,
 }
 
 impl Default for NodeConfig {
@@ -105,6 +109,7 @@ impl Default for NodeConfig {
             sctp_port: 5000,
             seed: rand::random(),
             cookie_key: rand::random(),
+            zero_checksum: false,
         }
     }
 }
@@ -332,6 +337,11 @@ impl NodeConfig {
             immediate_sack_under_cwnd_mtus: 0,
             cwnd_mtus_initial: 4,
             enable_message_interleaving: true,
+            zero_checksum_alternate_error_detection_method: if self.zero_checksum {
+                dcsctp::api::ZERO_CHECKSUM_ALTERNATE_ERROR_DETECTION_METHOD_LOWER_LAYER_DTLS
+            } else {
+                dcsctp::api::ZERO_CHECKSUM_ALTERNATE_ERROR_DETECTION_METHOD_NONE
+            },
             ..Options::default()
         }
     }

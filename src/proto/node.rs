@@ -276,6 +276,9 @@ pub struct NodeStats {
     /// Associations closed because the peer sent a message over
     /// [`NodeConfig::max_sctp_message_size`].
     pub oversize_messages: u64,
+    /// Associations that negotiated RFC 9653's zero checksum (both ends
+    /// run DTLS under SCTP).
+    pub zero_checksum_associations: u64,
 }
 
 struct Assoc {
@@ -1262,10 +1265,11 @@ impl Node {
                 }
                 SocketEvent::OnConnected() if !a.connected => {
                     a.connected = true;
-                    a.interleaving = a
-                        .sock
-                        .get_metrics()
-                        .is_some_and(|m| m.uses_message_interleaving);
+                    let metrics = a.sock.get_metrics();
+                    a.interleaving = metrics.as_ref().is_some_and(|m| m.uses_message_interleaving);
+                    if metrics.is_some_and(|m| m.uses_zero_checksum) {
+                        stats.zero_checksum_associations += 1;
+                    }
                     if std::mem::take(&mut a.handshaking) {
                         *handshaking -= 1;
                     }
