@@ -87,9 +87,7 @@ pub fn spawn(remote: SocketAddr) -> Peer {
                     SocketEvent::OnIncomingStreamReset(v) => {
                         Ev::Info(format!("incoming reset {v:?}"))
                     }
-                    SocketEvent::OnStreamsResetFailed(v) => {
-                        Ev::Info(format!("reset failed {v:?}"))
-                    }
+                    SocketEvent::OnStreamsResetFailed(v) => Ev::Info(format!("reset failed {v:?}")),
                     SocketEvent::OnError(kind, text) => Ev::Info(format!("error {kind:?}: {text}")),
                     _ => continue,
                 };

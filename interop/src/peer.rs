@@ -207,7 +207,9 @@ impl Peer {
             match self.wait_for(left, |e| matches!(e, Ev::Msg { ppid: 53, .. }))? {
                 Ev::Msg { stream, data, .. } => match Message::decode_exact(data) {
                     Ok(m) => return Some((stream, m.into_frames().collect())),
-                    Err(e) => self.history.push(format!("undecodable engine message: {e}")),
+                    Err(e) => self
+                        .history
+                        .push(format!("undecodable engine message: {e}")),
                 },
                 _ => continue,
             }

@@ -38,6 +38,8 @@ pub enum Kind {
 pub const WHO: &str = "peer";
 /// The channel the peer's senders use.
 const CHANNEL: u16 = 7;
+/// The channel of the Durable barrier in the Lossy cells.
+const BARRIER: u16 = 8;
 
 /// One cell: a server, a tap in front of it and a peer.
 pub struct Cell {
@@ -98,8 +100,7 @@ impl Cell {
             participant_id: ShortStr::try_from(WHO.to_owned()).expect("short"),
             token: Server::token(WHO),
         };
-        self.peer
-            .send_frame(0, &Message::Frame(Frame::Join(join)));
+        self.peer.send_frame(0, &Message::Frame(Frame::Join(join)));
         let deadline = Instant::now() + LIMIT;
         while let Some((_, frames)) = self
             .peer
@@ -122,8 +123,13 @@ impl Cell {
 
     /// Opens a sender session on [`CHANNEL`] from the peer.
     pub fn open(&self, session: u32, reliability: Reliability) {
+        self.open_on(CHANNEL, session, reliability);
+    }
+
+    /// Opens a sender session on `channel` from the peer.
+    pub fn open_on(&self, channel: u16, session: u32, reliability: Reliability) {
         let f = Frame::SenderOpened(SenderOpened {
-            channel: CHANNEL,
+            channel,
             session,
             reliability,
             priority: Priority::Normal,
@@ -168,7 +174,10 @@ impl Cell {
     pub fn still_up(&mut self, what: &str) {
         let end = self.peer.ended();
         let ok = end.is_none();
-        self.check(ok, &format!("{what}: the association is still up (saw {end:?})"));
+        self.check(
+            ok,
+            &format!("{what}: the association is still up (saw {end:?})"),
+        );
     }
 
     /// Waits for the end and asserts it was graceful: the peer says so
@@ -220,7 +229,10 @@ fn payload(i: u32, len: usize) -> Bytes {
 pub fn handshake_join(kind: Kind) {
     let mut c = Cell::new(kind);
     let a = c.join();
-    c.check(a.version == PROTOCOL_VERSION, "JoinAccepted speaks our version");
+    c.check(
+        a.version == PROTOCOL_VERSION,
+        "JoinAccepted speaks our version",
+    );
     let joined = c.server.wait_event(LIMIT, |e| {
         matches!(e, HubEvent::ParticipantJoined { participant_id, .. } if participant_id.as_str() == WHO)
     });
@@ -240,7 +252,8 @@ pub fn durable_to_engine(kind: Kind) {
     }
     let r = c.receiver(&host);
     c.check(
-        r.reliability() == DataChannelReliability::Durable && r.sender_id() == &ParticipantId::from(WHO),
+        r.reliability() == DataChannelReliability::Durable
+            && r.sender_id() == &ParticipantId::from(WHO),
         "a Durable receiver of the peer",
     );
     for i in 1..=200u32 {
@@ -248,7 +261,13 @@ pub fn durable_to_engine(kind: Kind) {
         let ok = m.as_ref().is_some_and(|m| {
             m.sequence_number == i && m.data == payload(i, 100 + (i as usize % 50) * 20)
         });
-        c.check(ok, &format!("message {i} of 200 in order and intact (got {:?})", m.map(|m| m.sequence_number)));
+        c.check(
+            ok,
+            &format!(
+                "message {i} of 200 in order and intact (got {:?})",
+                m.map(|m| m.sequence_number)
+            ),
+        );
     }
     c.still_up("after 200 Durable messages");
 }
@@ -301,15 +320,23 @@ pub fn durable_from_engine(kind: Kind) {
         })
         .expect("a sender");
     for i in 1..=200u32 {
-        sender.send(payload(i, 100 + (i as usize % 50) * 20)).expect("send");
+        sender
+            .send(payload(i, 100 + (i as usize % 50) * 20))
+            .expect("send");
     }
     let (opened, got) = collect_data(&mut c, 200, LIMIT);
     c.check(opened, "a SenderOpened (with origin) before the data");
-    c.check(got.len() == 200, &format!("200 messages (got {})", got.len()));
+    c.check(
+        got.len() == 200,
+        &format!("200 messages (got {})", got.len()),
+    );
     for (k, (stream, seq, p)) in got.iter().enumerate() {
         let i = k as u32 + 1;
         let ok = *stream == 0 && *seq == i && *p == payload(i, 100 + (i as usize % 50) * 20);
-        c.check(ok, &format!("message {i}: on stream 0, in order, intact (got seq {seq} on {stream})"));
+        c.check(
+            ok,
+            &format!("message {i}: on stream 0, in order, intact (got seq {seq} on {stream})"),
+        );
     }
     c.still_up("after 200 Durable messages");
 }
@@ -323,20 +350,38 @@ pub fn lossy_to_engine(kind: Kind) {
     let host = c.server.host();
     c.join();
     c.open(1, Reliability::Lossy);
-    // The open is processed once the host's receiver exists: Lossy data
-    // sent after that has a route.
-    let r = c.receiver(&host);
-    c.check(r.reliability() == DataChannelReliability::Lossy, "a Lossy receiver");
+    // A barrier: a Durable message on another channel, after the open on
+    // the same ordered stream. Once the host has it, the open was
+    // processed and Lossy data sent from now on has a route. (The server
+    // announces a receiver only with its first data, so the host's
+    // receiver of the Lossy session cannot be the barrier.)
+    c.open_on(BARRIER, 1, Reliability::Durable);
+    let barrier = Message::Frame(Frame::Data(Data {
+        channel: BARRIER,
+        ..Cell::data(1, 1, false, payload(0, 20))
+    }));
+    c.peer.send_frame(0, &barrier);
+    let b = c.receiver(&host);
+    let got_barrier = b.channel_id() == BARRIER && b.recv_timeout(LIMIT).is_some();
+    c.check(got_barrier, "the barrier message on the Durable channel");
     let n = 50u32;
     for i in 1..=n {
         c.send_data(1, i, true, payload(i, 200));
     }
+    let r = c.receiver(&host);
+    c.check(
+        r.reliability() == DataChannelReliability::Lossy,
+        "a Lossy receiver",
+    );
     let mut got = BTreeMap::new();
     let deadline = Instant::now() + LIMIT;
     while got.len() < n as usize && Instant::now() < deadline {
         if let Some(m) = r.recv_timeout(Duration::from_millis(200)) {
             let dup = got.insert(m.sequence_number, m.data.clone()).is_some();
-            c.check(!dup, &format!("message {} delivered once", m.sequence_number));
+            c.check(
+                !dup,
+                &format!("message {} delivered once", m.sequence_number),
+            );
             c.check(m.data == payload(m.sequence_number, 200), "intact");
         }
     }
@@ -380,7 +425,10 @@ pub fn lossy_right_after_open(kind: Kind) {
         if let Some(r) = &r {
             while let Some(m) = r.recv_timeout(Duration::from_millis(100)) {
                 let dup = got.insert(m.sequence_number, m.data.clone()).is_some();
-                c.check(!dup, &format!("message {} delivered once", m.sequence_number));
+                c.check(
+                    !dup,
+                    &format!("message {} delivered once", m.sequence_number),
+                );
                 c.check(m.data == payload(m.sequence_number, 200), "intact");
             }
         }
@@ -441,8 +489,13 @@ pub fn max_size_delivered(kind: Kind) {
     let r = c.receiver(&host);
     for i in 1..=2u32 {
         let m = r.recv_timeout(LIMIT);
-        let ok = m.as_ref().is_some_and(|m| m.sequence_number == i && m.data.len() > 100_000);
-        c.check(ok, &format!("half {i} of the {}-byte message delivered", limit()));
+        let ok = m
+            .as_ref()
+            .is_some_and(|m| m.sequence_number == i && m.data.len() > 100_000);
+        c.check(
+            ok,
+            &format!("half {i} of the {}-byte message delivered", limit()),
+        );
     }
     c.still_up("after a message at the limit");
 }
@@ -464,17 +517,46 @@ pub fn over_max_size_aborted(kind: Kind) {
     c.wait_wire(chunk::ABORT);
     let aborts = c.tap.aborts(Dir::ToPeer);
     let why = format!("{size} bytes");
-    let ok = aborts.iter().any(|a| a.contains("User-Initiated Abort") && a.contains(&why) && a.contains("over the limit"));
+    let ok = aborts.iter().any(|a| {
+        a.contains("User-Initiated Abort") && a.contains(&why) && a.contains("over the limit")
+    });
     c.check(ok, &format!("an ABORT from the engine whose cause says the message of {why} is over the limit (saw {aborts:?})"));
     c.expect_left("after the ABORT");
 }
 
-/// The peer shuts down gracefully: SHUTDOWN, SHUTDOWN-ACK,
-/// SHUTDOWN-COMPLETE; the member leaves.
+/// The peer shuts down gracefully, once it has SACKed what the engine
+/// sent: SHUTDOWN, SHUTDOWN-ACK, SHUTDOWN-COMPLETE; the member leaves.
 pub fn peer_shutdown(kind: Kind) {
     let mut c = Cell::new(kind);
     c.join();
+    let deadline = Instant::now() + LIMIT;
+    while c.tap.count(Dir::ToEngine, chunk::SACK) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     c.peer.cmd(Cmd::Shutdown);
+    c.expect_graceful_end("peer SHUTDOWN");
+    let acked = c.tap.count(Dir::ToPeer, chunk::SHUTDOWN_ACK) > 0;
+    c.check(acked, "the engine answers SHUTDOWN-ACK");
+    c.expect_left("after the peer's SHUTDOWN");
+}
+
+/// The peer shuts down while the engine's last DATA is acknowledged only
+/// by the SHUTDOWN's Cumulative TSN Ack (the peer's SACK of it was lost:
+/// the tap drops SACK-only packets from the peer from the join on).
+/// RFC 9260 §9.2: the SHUTDOWN's Cumulative TSN Ack acknowledges that
+/// DATA, and a SHUTDOWN-SENT peer answers a retransmitted DATA with
+/// another SHUTDOWN; the engine must still complete with SHUTDOWN-ACK.
+pub fn peer_shutdown_sack_lost(kind: Kind) {
+    let mut c = Cell::new(kind);
+    c.tap.drop_sacks(true);
+    c.join();
+    c.peer.cmd(Cmd::Shutdown);
+    // Only the SACKs before the SHUTDOWN are lost.
+    let deadline = Instant::now() + LIMIT;
+    while c.tap.count(Dir::ToEngine, chunk::SHUTDOWN) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    c.tap.drop_sacks(false);
     c.expect_graceful_end("peer SHUTDOWN");
     let acked = c.tap.count(Dir::ToPeer, chunk::SHUTDOWN_ACK) > 0;
     c.check(acked, "the engine answers SHUTDOWN-ACK");
@@ -490,7 +572,10 @@ pub fn engine_shutdown(kind: Kind, times: usize) {
         c.server.shutdown(Duration::from_secs(10));
         c.expect_graceful_end(&format!("engine shutdown, round {round} of {times}"));
         let from_engine = c.tap.count(Dir::ToPeer, chunk::SHUTDOWN) > 0;
-        c.check(from_engine, &format!("round {round}: the engine sent the SHUTDOWN"));
+        c.check(
+            from_engine,
+            &format!("round {round}: the engine sent the SHUTDOWN"),
+        );
     }
 }
 
@@ -519,8 +604,13 @@ pub fn reset_stream_0(kind: Kind) {
     let r = c.receiver(&host);
     for i in 1..=20u32 {
         let m = r.recv_timeout(LIMIT);
-        let ok = m.as_ref().is_some_and(|m| m.sequence_number == i && m.data == payload(i, 300));
-        c.check(ok, &format!("message {i} of 20 sent before the reset delivered"));
+        let ok = m
+            .as_ref()
+            .is_some_and(|m| m.sequence_number == i && m.data == payload(i, 300));
+        c.check(
+            ok,
+            &format!("message {i} of 20 sent before the reset delivered"),
+        );
     }
     c.expect_graceful_end("after the reset of stream 0");
     let from_engine = c.tap.count(Dir::ToPeer, chunk::SHUTDOWN) > 0;
@@ -543,7 +633,10 @@ pub fn reset_stream_1(kind: Kind) {
         }
         c.tap.count(Dir::ToPeer, chunk::RE_CONFIG) > 0
     };
-    c.check(reconf, "the reset request and the engine's RE-CONFIG answer on the wire");
+    c.check(
+        reconf,
+        "the reset request and the engine's RE-CONFIG answer on the wire",
+    );
     c.open(1, Reliability::Durable);
     for i in 1..=10 {
         c.send_data(1, i, false, payload(i, 300));
@@ -552,7 +645,10 @@ pub fn reset_stream_1(kind: Kind) {
     for i in 1..=10u32 {
         let m = r.recv_timeout(LIMIT);
         let ok = m.as_ref().is_some_and(|m| m.sequence_number == i);
-        c.check(ok, &format!("message {i} of 10 after the reset of stream 1 delivered"));
+        c.check(
+            ok,
+            &format!("message {i} of 10 after the reset of stream 1 delivered"),
+        );
     }
     // Give a wrong close a moment to show.
     std::thread::sleep(Duration::from_millis(500));
@@ -575,8 +671,14 @@ pub fn idle(kind: Kind, idle: Duration) {
     }
     let hb = c.tap.count(Dir::ToEngine, chunk::HEARTBEAT);
     let ack = c.tap.count(Dir::ToPeer, chunk::HEARTBEAT_ACK);
-    println!("[{}] idle {idle:?}: peer HEARTBEATs {hb}, engine HEARTBEAT-ACKs {ack}", c.peer.name);
-    c.check(hb == 0 || ack + 1 >= hb, &format!("the engine answers HEARTBEATs ({hb} sent, {ack} answered)"));
+    println!(
+        "[{}] idle {idle:?}: peer HEARTBEATs {hb}, engine HEARTBEAT-ACKs {ack}",
+        c.peer.name
+    );
+    c.check(
+        hb == 0 || ack + 1 >= hb,
+        &format!("the engine answers HEARTBEATs ({hb} sent, {ack} answered)"),
+    );
     c.open(1, Reliability::Durable);
     c.send_data(1, 1, false, payload(1, 100));
     let r = c.receiver(&host);

@@ -77,10 +77,8 @@ impl Server {
 
     /// Collects the events since the last call.
     pub fn poll_events(&mut self) {
-        if let Some(e) = &self.engine {
-            if let Ok(ev) = e.events() {
-                self.events.extend(ev);
-            }
+        if let Some(Ok(ev)) = self.engine.as_ref().map(Engine::events) {
+            self.events.extend(ev);
         }
     }
 

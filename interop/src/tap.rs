@@ -33,6 +33,8 @@ pub mod chunk {
     pub const DATA: u8 = 0;
     /// INIT.
     pub const INIT: u8 = 1;
+    /// SACK.
+    pub const SACK: u8 = 3;
     /// HEARTBEAT.
     pub const HEARTBEAT: u8 = 4;
     /// HEARTBEAT-ACK.
@@ -84,6 +86,11 @@ pub struct Packet {
     pub dir: Dir,
     /// Its chunk types, in order.
     pub chunks: Vec<u8>,
+    /// Dropped by the tap (see [`Tap::drop_sacks`]).
+    pub dropped: bool,
+    /// The chunks for people: names, with the TSN of DATA and the
+    /// Cumulative TSN Ack of SACK and SHUTDOWN.
+    pub labels: Vec<String>,
 }
 
 #[derive(Default)]
@@ -99,6 +106,7 @@ pub struct Tap {
     addr: SocketAddr,
     record: Arc<Mutex<Record>>,
     stop: Arc<AtomicBool>,
+    drop_sacks: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -121,6 +129,7 @@ impl Tap {
         let addr = front.local_addr().expect("an address");
         let record = Arc::new(Mutex::new(Record::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let drop_sacks = Arc::new(AtomicBool::new(false));
         let peer: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
         let mut threads = Vec::new();
         {
@@ -129,13 +138,16 @@ impl Tap {
                 back.try_clone().expect("clone"),
             );
             let (record, stop, peer) = (record.clone(), stop.clone(), peer.clone());
+            let drop_sacks = drop_sacks.clone();
             threads.push(std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok((n, from)) = front.recv_from(&mut buf) {
                         *peer.lock().unwrap_or_else(PoisonError::into_inner) = Some(from);
-                        note(&record, Dir::ToEngine, &buf[..n]);
-                        let _ = back.send(&buf[..n]);
+                        let drop = drop_sacks.load(Ordering::Relaxed);
+                        if !note(&record, Dir::ToEngine, &buf[..n], drop) {
+                            let _ = back.send(&buf[..n]);
+                        }
                     }
                 }
             }));
@@ -146,7 +158,7 @@ impl Tap {
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok(n) = back.recv(&mut buf) {
-                        note(&record, Dir::ToPeer, &buf[..n]);
+                        note(&record, Dir::ToPeer, &buf[..n], false);
                         let to = *peer.lock().unwrap_or_else(PoisonError::into_inner);
                         if let Some(to) = to {
                             let _ = front.send_to(&buf[..n], to);
@@ -159,8 +171,15 @@ impl Tap {
             addr,
             record,
             stop,
+            drop_sacks,
             threads,
         }
+    }
+
+    /// While `on`, packets from the peer that hold only SACKs are dropped
+    /// (a lost SACK, on demand).
+    pub fn drop_sacks(&self, on: bool) {
+        self.drop_sacks.store(on, Ordering::Relaxed);
     }
 
     /// Where the peer sends.
@@ -219,8 +238,13 @@ impl Tap {
             }
             let n = r.packets.len();
             let line = |p: &Packet| {
-                let names: Vec<String> = p.chunks.iter().map(|&c| chunk_name(c)).collect();
-                format!("{} {}", p.dir.arrow(), names.join(","))
+                let names = &p.labels;
+                let dropped = if p.dropped {
+                    "  (dropped by the tap)"
+                } else {
+                    ""
+                };
+                format!("{} {}{dropped}", p.dir.arrow(), names.join(","))
             };
             let mut shown: Vec<String> = Vec::new();
             for (i, p) in r.packets.iter().enumerate() {
@@ -271,8 +295,11 @@ impl Drop for Tap {
     }
 }
 
-fn note(record: &Mutex<Record>, dir: Dir, packet: &[u8]) {
+/// Records `packet`; returns whether it is to be dropped (`drop_sacks` and
+/// it holds only SACKs).
+fn note(record: &Mutex<Record>, dir: Dir, packet: &[u8], drop_sacks: bool) -> bool {
     let mut chunks = Vec::new();
+    let mut labels = Vec::new();
     let mut aborts = Vec::new();
     let mut at = 12;
     while at + 4 <= packet.len() {
@@ -280,17 +307,36 @@ fn note(record: &Mutex<Record>, dir: Dir, packet: &[u8]) {
         let len = u16::from_be_bytes([packet[at + 2], packet[at + 3]]) as usize;
         if len < 4 || at + len > packet.len() {
             chunks.push(t);
+            labels.push(format!("{} (truncated)", chunk_name(t)));
             break;
         }
         chunks.push(t);
+        let field = |at: usize| {
+            packet
+                .get(at..at + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .unwrap_or(0)
+        };
+        labels.push(match t {
+            0 | 64 => format!("{}(tsn {})", chunk_name(t), field(at + 4)),
+            3 | 7 => format!("{}(cum {})", chunk_name(t), field(at + 4)),
+            t => chunk_name(t),
+        });
         if t == chunk::ABORT {
             aborts.push(abort_causes(&packet[at + 4..at + len]));
         }
         at += (len + 3) & !3;
     }
+    let dropped = drop_sacks && !chunks.is_empty() && chunks.iter().all(|&c| c == 3);
     let mut r = record.lock().unwrap_or_else(PoisonError::into_inner);
-    r.packets.push(Packet { dir, chunks });
+    r.packets.push(Packet {
+        dir,
+        chunks,
+        dropped,
+        labels,
+    });
     r.aborts.extend(aborts.into_iter().map(|a| (dir, a)));
+    dropped
 }
 
 /// An ABORT chunk's causes as text: "User-Initiated Abort: <reason>" for

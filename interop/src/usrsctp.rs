@@ -108,7 +108,11 @@ pub fn spawn(bind: Bind, remote: SocketAddr) -> Peer {
                     ppid,
                     unordered,
                     data,
-                } => format!("send {stream} {ppid} {} {}", u8::from(unordered), hex(&data)),
+                } => format!(
+                    "send {stream} {ppid} {} {}",
+                    u8::from(unordered),
+                    hex(&data)
+                ),
                 Cmd::Connect => "connect".into(),
                 Cmd::Reset(s) => format!("reset {s}"),
                 Cmd::Shutdown => "shutdown".into(),
@@ -118,7 +122,11 @@ pub fn spawn(bind: Bind, remote: SocketAddr) -> Peer {
                     "quit".into()
                 }
             };
-            if writeln!(stdin, "{line}").and_then(|_| stdin.flush()).is_err() || quit {
+            if writeln!(stdin, "{line}")
+                .and_then(|_| stdin.flush())
+                .is_err()
+                || quit
+            {
                 break;
             }
         }
@@ -163,5 +171,7 @@ fn unhex(s: &str) -> Vec<u8> {
         b'A'..=b'F' => c - b'A' + 10,
         _ => 0,
     };
-    b.chunks_exact(2).map(|p| (v(p[0]) << 4) | v(p[1])).collect()
+    b.chunks_exact(2)
+        .map(|p| (v(p[0]) << 4) | v(p[1]))
+        .collect()
 }

@@ -86,25 +86,27 @@ async fn run(
         remote_port: 5000,
         local_port: 5000,
     };
-    let assoc = match tokio::time::timeout(Duration::from_secs(30), Association::client(config))
-        .await
-    {
-        Ok(Ok(a)) => Arc::new(a),
-        Ok(Err(e)) => {
-            let _ = ev.send(Ev::Aborted(format!("handshake failed: {e}")));
-            return;
-        }
-        Err(_) => {
-            let _ = ev.send(Ev::Aborted("handshake timed out".into()));
-            return;
-        }
-    };
+    let assoc =
+        match tokio::time::timeout(Duration::from_secs(30), Association::client(config)).await {
+            Ok(Ok(a)) => Arc::new(a),
+            Ok(Err(e)) => {
+                let _ = ev.send(Ev::Aborted(format!("handshake failed: {e}")));
+                return;
+            }
+            Err(_) => {
+                let _ = ev.send(Ev::Aborted("handshake timed out".into()));
+                return;
+            }
+        };
     let _ = ev.send(Ev::Connected);
     let bin = PayloadProtocolIdentifier::Binary;
     let s0 = assoc.open_stream(0, bin).await.expect("stream 0");
     let s1 = assoc.open_stream(1, bin).await.expect("stream 1");
     s1.set_reliability_params(true, ReliabilityType::Reliable, 0);
-    let watch = assoc.open_stream(WATCH_STREAM, bin).await.expect("watch stream");
+    let watch = assoc
+        .open_stream(WATCH_STREAM, bin)
+        .await
+        .expect("watch stream");
     read_into(s0.clone(), ev.clone());
     read_into(s1.clone(), ev.clone());
     {

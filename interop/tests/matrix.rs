@@ -22,62 +22,90 @@ macro_rules! row {
     };
 }
 
-row!(usrsctp, Kind::Usrsctp(Bind::Loopback), [
-    handshake_join,
-    durable_to_engine,
-    durable_from_engine,
-    lossy_to_engine,
-    lossy_right_after_open,
-    max_size_delivered,
-    over_max_size_aborted,
-    peer_shutdown,
-    engine_shutdown(SHUTDOWN_ROUNDS),
-    peer_abort,
-    reset_stream_0,
-    reset_stream_1,
-]);
+row!(
+    usrsctp,
+    Kind::Usrsctp(Bind::Loopback),
+    [
+        handshake_join,
+        durable_to_engine,
+        durable_from_engine,
+        lossy_to_engine,
+        lossy_right_after_open,
+        max_size_delivered,
+        over_max_size_aborted,
+        peer_shutdown,
+        #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 30 s"]
+        peer_shutdown_sack_lost,
+        engine_shutdown(SHUTDOWN_ROUNDS),
+        peer_abort,
+        reset_stream_0,
+        reset_stream_1,
+    ]
+);
 
-row!(usrsctp_any_v4, Kind::Usrsctp(Bind::AnyV4), [
-    handshake_join,
-    durable_to_engine,
-    durable_from_engine,
-    peer_shutdown,
-    engine_shutdown(5),
-]);
+row!(
+    usrsctp_any_v4,
+    Kind::Usrsctp(Bind::AnyV4),
+    [
+        handshake_join,
+        durable_to_engine,
+        durable_from_engine,
+        peer_shutdown,
+        #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 30 s"]
+        peer_shutdown_sack_lost,
+        engine_shutdown(5),
+    ]
+);
 
-row!(usrsctp_any_v6, Kind::Usrsctp(Bind::AnyV6), [
-    handshake_join,
-    durable_to_engine,
-    durable_from_engine,
-    peer_shutdown,
-    engine_shutdown(5),
-]);
+row!(
+    usrsctp_any_v6,
+    Kind::Usrsctp(Bind::AnyV6),
+    [
+        handshake_join,
+        durable_to_engine,
+        durable_from_engine,
+        peer_shutdown,
+        #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 30 s"]
+        peer_shutdown_sack_lost,
+        engine_shutdown(5),
+    ]
+);
 
-row!(webrtc_sctp, Kind::Webrtc, [
-    handshake_join,
-    durable_to_engine,
-    durable_from_engine,
-    lossy_to_engine,
-    lossy_right_after_open,
-    max_size_delivered,
-    over_max_size_aborted,
-    peer_shutdown,
-    engine_shutdown(SHUTDOWN_ROUNDS),
-    reset_stream_0,
-    reset_stream_1,
-]);
+row!(
+    webrtc_sctp,
+    Kind::Webrtc,
+    [
+        handshake_join,
+        durable_to_engine,
+        durable_from_engine,
+        lossy_to_engine,
+        lossy_right_after_open,
+        max_size_delivered,
+        over_max_size_aborted,
+        peer_shutdown,
+        peer_shutdown_sack_lost,
+        engine_shutdown(SHUTDOWN_ROUNDS),
+        reset_stream_0,
+        reset_stream_1,
+    ]
+);
 
-row!(dcsctp, Kind::Dcsctp, [
-    handshake_join,
-    durable_to_engine,
-    durable_from_engine,
-    lossy_to_engine,
-    lossy_right_after_open,
-    max_size_delivered,
-    over_max_size_aborted,
-    peer_shutdown,
-    engine_shutdown(SHUTDOWN_ROUNDS),
-    peer_abort,
-    reset_stream_0,
-    reset_stream_1,
-]);
+row!(
+    dcsctp,
+    Kind::Dcsctp,
+    [
+        handshake_join,
+        durable_to_engine,
+        durable_from_engine,
+        lossy_to_engine,
+        lossy_right_after_open,
+        max_size_delivered,
+        over_max_size_aborted,
+        peer_shutdown,
+        peer_shutdown_sack_lost,
+        engine_shutdown(SHUTDOWN_ROUNDS),
+        peer_abort,
+        reset_stream_0,
+        reset_stream_1,
+    ]
+);
