@@ -687,3 +687,99 @@ pub fn idle(kind: Kind, idle: Duration) {
     let left = c.server.left(WHO);
     c.check(!left, "the member is still in the call");
 }
+
+/// Lossy from the server's own participant → peer: `n` messages after a
+/// `SenderOpened`; returns what arrived as (stream, seq).
+fn lossy_from_host(c: &mut Cell, n: u32) -> Vec<(u16, u32)> {
+    let host = c.server.host();
+    c.join();
+    host_sees_peer(c, &host);
+    let sender = host
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(11),
+            reliability: DataChannelReliability::Lossy,
+            ..Default::default()
+        })
+        .expect("a sender");
+    for i in 1..=n {
+        sender.send(payload(i, 200)).expect("send");
+    }
+    let (opened, got) = collect_data(c, n as usize, LIMIT);
+    c.check(opened, "a SenderOpened (with origin) before the data");
+    let mut seen = BTreeMap::new();
+    for (_, seq, p) in &got {
+        let ok = *p == payload(*seq, 200) && seen.insert(*seq, ()).is_none();
+        c.check(ok, &format!("message {seq}: once, intact"));
+    }
+    c.check(
+        got.len() == n as usize,
+        &format!(
+            "all {n} Lossy messages on a lossless loopback (got {})",
+            got.len()
+        ),
+    );
+    c.still_up("after the Lossy messages");
+    drop(host);
+    got.into_iter().map(|(st, seq, _)| (st, seq)).collect()
+}
+
+/// Lossy from the server's own participant → peer: each message once and
+/// intact; on a lossless loopback all of them.
+pub fn lossy_from_engine(kind: Kind) {
+    let mut c = Cell::new(kind);
+    lossy_from_host(&mut c, 50);
+}
+
+/// Lossy from the server → peer travels on stream 1, as protocol.md §1
+/// documents ("1: Lossy data; keep-alives").
+pub fn lossy_from_engine_on_stream_1(kind: Kind) {
+    let mut c = Cell::new(kind);
+    let got = lossy_from_host(&mut c, 50);
+    let off: Vec<u32> = got
+        .iter()
+        .filter(|(st, _)| *st != 1)
+        .map(|(_, s)| *s)
+        .collect();
+    c.check(
+        off.is_empty(),
+        &format!("every Lossy Data on stream 1 (these came on stream 0: {off:?})"),
+    );
+}
+
+/// The peer resets its outgoing stream 0 while the engine is sending it
+/// Durable data: documented, the association closes gracefully
+/// (SHUTDOWN, never ABORT); what the peer got is an in-order prefix of
+/// what was sent.
+pub fn reset_stream_0_while_receiving(kind: Kind) {
+    let mut c = Cell::new(kind);
+    let host = c.server.host();
+    c.join();
+    host_sees_peer(&mut c, &host);
+    let sender = host
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(9),
+            reliability: DataChannelReliability::Durable,
+            ..Default::default()
+        })
+        .expect("a sender");
+    let n = 100u32;
+    for i in 1..=n {
+        sender.send(payload(i, 500)).expect("send");
+    }
+    let (_, first) = collect_data(&mut c, 1, LIMIT);
+    c.check(!first.is_empty(), "the first message");
+    c.peer.cmd(Cmd::Reset(0));
+    let (_, rest) = collect_data(&mut c, n as usize - 1, Duration::from_secs(10));
+    let got: Vec<u32> = first.iter().chain(&rest).map(|(_, s, _)| *s).collect();
+    let prefix = got.iter().enumerate().all(|(k, &s)| s == k as u32 + 1);
+    println!(
+        "[{}] reset of stream 0 while receiving: {} of {n} delivered before the close",
+        c.peer.name,
+        got.len()
+    );
+    c.check(prefix, &format!("an in-order prefix (got {got:?})"));
+    c.expect_graceful_end("after the reset of stream 0");
+    c.expect_left("after the reset of stream 0");
+}
