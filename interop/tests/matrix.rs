@@ -54,10 +54,21 @@ row!(
         handshake_join,
         durable_to_engine,
         durable_from_engine,
+        lossy_to_engine,
+        lossy_from_engine,
+        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
+        lossy_from_engine_on_stream_1,
+        lossy_right_after_open,
+        max_size_delivered,
+        over_max_size_aborted,
         peer_shutdown,
         #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 30 s"]
         peer_shutdown_sack_lost,
-        engine_shutdown(5),
+        engine_shutdown(SHUTDOWN_ROUNDS),
+        peer_abort,
+        reset_stream_0,
+        reset_stream_0_while_receiving,
+        reset_stream_1,
     ]
 );
 
@@ -68,13 +79,25 @@ row!(
         handshake_join,
         durable_to_engine,
         durable_from_engine,
+        lossy_to_engine,
+        lossy_from_engine,
+        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
+        lossy_from_engine_on_stream_1,
+        lossy_right_after_open,
+        max_size_delivered,
+        over_max_size_aborted,
         peer_shutdown,
         #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 30 s"]
         peer_shutdown_sack_lost,
-        engine_shutdown(5),
+        engine_shutdown(SHUTDOWN_ROUNDS),
+        peer_abort,
+        reset_stream_0,
+        reset_stream_0_while_receiving,
+        reset_stream_1,
     ]
 );
 
+// webrtc-sctp has no API to send an ABORT: no `peer_abort` cell.
 row!(
     webrtc_sctp,
     Kind::Webrtc,
