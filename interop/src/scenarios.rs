@@ -573,6 +573,15 @@ pub fn peer_shutdown_sack_lost(kind: Kind) {
         std::thread::sleep(Duration::from_millis(1));
     }
     c.tap.drop_sacks(false);
+    if std::env::var_os("INTEROP_TRACE").is_some() {
+        // Wait for the end (or the limit) and show the wire either way.
+        let _ = c.peer.wait_end(LIMIT);
+        println!(
+            "[{}] SACK lost before SHUTDOWN:\n{}",
+            c.peer.name,
+            c.tap.trace()
+        );
+    }
     c.expect_graceful_end("peer SHUTDOWN");
     let acked = c.tap.count(Dir::ToPeer, chunk::SHUTDOWN_ACK) > 0;
     c.check(acked, "the engine answers SHUTDOWN-ACK");
