@@ -143,18 +143,25 @@ static int receive_cb(struct socket *s, union sctp_sockstore addr, void *data, s
     return 1;
 }
 
+static int nibble(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 static int unhex(const char *hex, unsigned char **outp, size_t *lenp) {
     size_t n = strlen(hex);
     if (n % 2) return -1;
     unsigned char *buf = malloc(n / 2 + 1);
     if (!buf) return -1;
     for (size_t i = 0; i < n / 2; i++) {
-        unsigned int v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
             free(buf);
             return -1;
         }
-        buf[i] = (unsigned char)v;
+        buf[i] = (unsigned char)(hi << 4 | lo);
     }
     *outp = buf;
     *lenp = n / 2;
