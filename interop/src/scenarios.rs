@@ -837,3 +837,39 @@ pub fn reset_stream_0_while_receiving(kind: Kind) {
     c.expect_graceful_end("after the reset of stream 0");
     c.expect_left("after the reset of stream 0");
 }
+
+/// A `Join` with a token for someone else: `JoinRejected` (`BAD_TOKEN`),
+/// then the server closes the association (protocol.md, JoinRejected),
+/// gracefully: SHUTDOWN from the engine, SHUTDOWN-COMPLETE, no ABORT.
+pub fn join_rejected_then_closed(kind: Kind) {
+    let mut c = Cell::new(kind);
+    let join = Join {
+        version: PROTOCOL_VERSION,
+        call_id: ShortStr::try_from(CALL.to_owned()).expect("short"),
+        participant_id: ShortStr::try_from(WHO.to_owned()).expect("short"),
+        token: Server::token("someone else"),
+    };
+    c.peer.send_frame(0, &Message::Frame(Frame::Join(join)));
+    let deadline = Instant::now() + LIMIT;
+    let mut rejected = None;
+    while rejected.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some((_, frames)) = c.peer.next_frames(left) else {
+            break;
+        };
+        rejected = frames.into_iter().find_map(|f| match f {
+            Frame::JoinRejected(r) => Some(r),
+            _ => None,
+        });
+    }
+    let ok = rejected
+        .as_ref()
+        .is_some_and(|r| r.code == dcengine::ErrorCode::BAD_TOKEN);
+    c.check(
+        ok,
+        &format!("JoinRejected with BAD_TOKEN (got {rejected:?})"),
+    );
+    c.expect_graceful_end("after JoinRejected");
+    let from_engine = c.tap.count(Dir::ToPeer, chunk::SHUTDOWN) > 0;
+    c.check(from_engine, "the engine sent the SHUTDOWN");
+}

@@ -27,6 +27,7 @@ row!(
     Kind::Usrsctp(Bind::Loopback),
     [
         handshake_join,
+        join_rejected_then_closed,
         durable_to_engine,
         durable_from_engine,
         lossy_to_engine,
@@ -52,6 +53,7 @@ row!(
     Kind::Usrsctp(Bind::AnyV4),
     [
         handshake_join,
+        join_rejected_then_closed,
         durable_to_engine,
         durable_from_engine,
         lossy_to_engine,
@@ -77,6 +79,7 @@ row!(
     Kind::Usrsctp(Bind::AnyV6),
     [
         handshake_join,
+        join_rejected_then_closed,
         durable_to_engine,
         durable_from_engine,
         lossy_to_engine,
@@ -103,6 +106,7 @@ row!(
     Kind::Webrtc,
     [
         handshake_join,
+        join_rejected_then_closed,
         durable_to_engine,
         durable_from_engine,
         lossy_to_engine,
@@ -126,6 +130,7 @@ row!(
     Kind::Dcsctp,
     [
         handshake_join,
+        join_rejected_then_closed,
         durable_to_engine,
         durable_from_engine,
         lossy_to_engine,
