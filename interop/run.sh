@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! { [ -e /usr/include/usrsctp.h ] && ldconfig -p 2>/dev/null | grep -q libusrsctp; }; then
+have_usrsctp() {
+    [ -e /usr/include/usrsctp.h ] && compgen -G "/usr/lib/*/libusrsctp.so" > /dev/null
+}
+if ! have_usrsctp; then
     echo "interop: installing libusrsctp-dev"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
