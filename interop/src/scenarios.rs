@@ -517,8 +517,8 @@ pub fn max_size_delivered(kind: Kind) {
 }
 
 /// A message one byte over `max_sctp_message_size`: the engine ABORTs,
-/// with a User-Initiated Abort cause that says why, and removes the
-/// member.
+/// with a User-Initiated Abort cause that says why, counts it
+/// (`HubStats::oversize_messages`) and removes the member.
 pub fn over_max_size_aborted(kind: Kind) {
     let mut c = Cell::new(kind);
     c.join();
@@ -537,6 +537,11 @@ pub fn over_max_size_aborted(kind: Kind) {
         a.contains("User-Initiated Abort") && a.contains(&why) && a.contains("over the limit")
     });
     c.check(ok, &format!("an ABORT from the engine whose cause says the message of {why} is over the limit (saw {aborts:?})"));
+    let oversize = c.server.stats().oversize_messages;
+    c.check(
+        oversize == 1,
+        &format!("HubStats::oversize_messages is 1 (got {oversize})"),
+    );
     c.expect_left("after the ABORT");
 }
 
