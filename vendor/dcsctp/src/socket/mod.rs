@@ -575,7 +575,9 @@ impl DcSctpSocket for Socket {
                         }
                         Chunk::Sack(c) => handle_sack(&mut self.state, &mut self.ctx, now, c),
                         Chunk::Abort(c) => self.handle_abort(c),
-                        Chunk::Shutdown(_) => handle_shutdown(&mut self.state, &mut self.ctx, now),
+                        Chunk::Shutdown(c) => {
+                            handle_shutdown(&mut self.state, &mut self.ctx, now, c)
+                        }
                         Chunk::ShutdownAck(_) => handle_shutdown_ack(
                             &mut self.state,
                             &mut self.ctx,

@@ -18,6 +18,7 @@ use crate::api::SocketTime;
 use crate::packet::abort_chunk::AbortChunk;
 use crate::packet::chunk::Chunk;
 use crate::packet::error_causes::ErrorCause;
+use crate::packet::sack_chunk::SackChunk;
 use crate::packet::sctp_packet::CommonHeader;
 use crate::packet::sctp_packet::SctpPacketBuilder;
 use crate::packet::shutdown_ack_chunk::ShutdownAckChunk;
@@ -64,12 +65,38 @@ pub(crate) fn do_shutdown(state: &mut State, ctx: &mut Context, now: SocketTime)
     }
 }
 
-pub(crate) fn handle_shutdown(state: &mut State, ctx: &mut Context, now: SocketTime) {
+pub(crate) fn handle_shutdown(
+    state: &mut State,
+    ctx: &mut Context,
+    now: SocketTime,
+    chunk: ShutdownChunk,
+) {
+    // From <https://datatracker.ietf.org/doc/html/rfc9260#section-9.2-6>: the receiver verifies
+    // "by checking the Cumulative TSN Ack field of the chunk, that all its outstanding DATA
+    // chunks have been received by the SHUTDOWN chunk sender". The SHUTDOWN may be the only
+    // acknowledgement of the last DATA (its SACK lost, or never sent: a peer shutting down
+    // before its delayed SACK), so the field acknowledges like a SACK without gap blocks.
+    // Without this the SHUTDOWN ACK waited for a SACK that never came, and the peer's
+    // retransmitted SHUTDOWNs were discarded.
+    if let State::Established(tcb) | State::ShutdownPending(tcb) | State::ShutdownReceived(tcb) =
+        state
+    {
+        let sack = SackChunk {
+            cumulative_tsn_ack: chunk.cumulative_tsn_ack,
+            a_rwnd: u32::try_from(tcb.retransmission_queue.rwnd()).unwrap_or(u32::MAX),
+            gap_ack_blocks: Vec::new(),
+            duplicate_tsns: Vec::new(),
+        };
+        // An older value than already acknowledged is ignored by the queue.
+        let _ = tcb.retransmission_queue.handle_sack(now, &sack);
+    }
     match state {
-        State::Closed
-        | State::ShutdownReceived(_)
-        | State::CookieWait(_)
-        | State::CookieEchoed(_) => {
+        State::ShutdownReceived(_) => {
+            // A retransmitted SHUTDOWN: its acknowledgement may have completed what was
+            // outstanding.
+            maybe_send_shutdown_ack(state, ctx, now);
+        }
+        State::Closed | State::CookieWait(_) | State::CookieEchoed(_) => {
             // From <https://datatracker.ietf.org/doc/html/rfc9260#section-9.2-21>:
             //
             //   If a SHUTDOWN chunk is received in the COOKIE-WAIT or COOKIE ECHOED state, the

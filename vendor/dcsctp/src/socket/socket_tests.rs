@@ -825,6 +825,36 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_acknowledges_the_last_data_when_its_sack_was_lost() {
+        let options = default_options();
+        let mut socket_a = Socket::new("A", &options);
+        let mut socket_z = Socket::new("Z", &options);
+        connect_sockets(&mut socket_a, &mut socket_z);
+
+        socket_a
+            .send(Message::new(StreamId(1), PpId(53), vec![1, 2]), &SendOptions::default())
+            .unwrap();
+        // A -> DATA -> Z; whatever Z answers (its SACK) is lost.
+        socket_z.handle_input(&expect_sent_packet!(socket_a.poll_event()));
+        while socket_z.poll_event().is_some() {}
+        assert!(socket_z.get_next_message().is_some());
+
+        // Z shuts down: its SHUTDOWN's cumulative TSN ack covers A's DATA.
+        socket_z.shutdown();
+        let shutdown = expect_sent_packet!(socket_z.poll_event());
+        assert!(matches!(
+            SctpPacket::from_bytes(&shutdown, &options).unwrap().chunks[0],
+            Chunk::Shutdown(_)
+        ));
+        socket_a.handle_input(&shutdown);
+
+        // A takes it as the acknowledgement and answers at once.
+        let packet = expect_sent_packet!(socket_a.poll_event());
+        let packet = SctpPacket::from_bytes(&packet, &options).unwrap();
+        assert!(matches!(packet.chunks[0], Chunk::ShutdownAck(_)), "{:?}", packet.chunks);
+    }
+
+    #[test]
     fn shutdown_ignored_in_shutdown_pending() {
         let options = default_options();
         let mut socket_a = Socket::new("A", &options);
