@@ -177,7 +177,12 @@ impl Peer {
 
     /// Waits until connected.
     pub fn wait_connected(&mut self) -> bool {
-        self.wait_for(LIMIT, |e| matches!(e, Ev::Connected | Ev::Aborted(_)))
+        self.wait_connected_within(LIMIT)
+    }
+
+    /// [`Peer::wait_connected`] for at most `limit`.
+    pub fn wait_connected_within(&mut self, limit: Duration) -> bool {
+        self.wait_for(limit, |e| matches!(e, Ev::Connected | Ev::Aborted(_)))
             .is_some_and(|e| matches!(e, Ev::Connected))
     }
 

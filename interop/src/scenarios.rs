@@ -61,12 +61,31 @@ impl Cell {
         };
         let server = Server::start(bind);
         let tap = Tap::start(server.addr);
-        let peer = match kind {
+        let spawn = |tap: &Tap| match kind {
             Kind::Usrsctp(b) => crate::usrsctp::spawn(b, tap.addr()),
             Kind::Webrtc => crate::webrtc::spawn(tap.addr()),
             Kind::Dcsctp => crate::dcsctp::spawn(tap.addr()),
         };
+        let peer = spawn(&tap);
         let mut cell = Cell { server, peer, tap };
+        // A peer that sent nothing at all in its first seconds never started
+        // its transport: the usrsctp puppet's UDP port, found free by the
+        // harness, was taken by a parallel cell before usrsctp bound it
+        // (usrsctp_init reports no error). Such a start is the harness's
+        // race, not an outcome: the peer is started again, twice at most.
+        for _ in 0..2 {
+            if cell.peer.wait_connected_within(Duration::from_secs(5)) {
+                return cell;
+            }
+            if cell.tap.packets() > 0 {
+                break;
+            }
+            println!(
+                "[{}] the peer sent nothing in 5 s: started again",
+                cell.peer.name
+            );
+            cell.peer = spawn(&cell.tap);
+        }
         let up = cell.peer.wait_connected();
         cell.check(up, "the association comes up");
         cell
@@ -466,6 +485,13 @@ pub fn lossy_right_after_open(kind: Kind) {
             got.len()
         ),
     );
+    // The server holds Lossy data that overtook its SenderOpened (up to 64
+    // frames, 32 KiB, 250 ms per member) and forwards it when the open
+    // comes: none of these 20 is lost to the race.
+    c.check(
+        stale == 0,
+        &format!("no Lossy message dropped for overtaking its SenderOpened ({stale} were)"),
+    );
     c.still_up("after the Lossy messages");
 }
 
@@ -795,14 +821,20 @@ pub fn lossy_from_engine(kind: Kind) {
 pub fn lossy_from_engine_on_stream_1(kind: Kind) {
     let mut c = Cell::new(kind);
     let got = lossy_from_host(&mut c, 50);
+    // protocol.md: the first Lossy Data of a session to a new receiver goes
+    // ordered on stream 0, right behind its SenderOpened (unordered, it
+    // could overtake the open); every later one on stream 1.
+    let first = got.iter().map(|(_, s)| *s).min();
     let off: Vec<u32> = got
         .iter()
-        .filter(|(st, _)| *st != 1)
+        .filter(|(st, s)| *st != 1 && Some(*s) != first)
         .map(|(_, s)| *s)
         .collect();
     c.check(
         off.is_empty(),
-        &format!("every Lossy Data on stream 1 (these came on stream 0: {off:?})"),
+        &format!(
+            "every Lossy Data but a session's first on stream 1 (these came on stream 0: {off:?})"
+        ),
     );
 }
 

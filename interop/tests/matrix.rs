@@ -32,13 +32,11 @@ row!(
         durable_from_engine,
         lossy_to_engine,
         lossy_from_engine,
-        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
         lossy_from_engine_on_stream_1,
         lossy_right_after_open,
         max_size_delivered,
         over_max_size_aborted,
         peer_shutdown,
-        #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 60 s, the member stays in the call"]
         peer_shutdown_sack_lost,
         engine_shutdown(SHUTDOWN_ROUNDS),
         peer_abort,
@@ -58,13 +56,11 @@ row!(
         durable_from_engine,
         lossy_to_engine,
         lossy_from_engine,
-        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
         lossy_from_engine_on_stream_1,
         lossy_right_after_open,
         max_size_delivered,
         over_max_size_aborted,
         peer_shutdown,
-        #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 60 s, the member stays in the call"]
         peer_shutdown_sack_lost,
         engine_shutdown(SHUTDOWN_ROUNDS),
         peer_abort,
@@ -84,13 +80,11 @@ row!(
         durable_from_engine,
         lossy_to_engine,
         lossy_from_engine,
-        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
         lossy_from_engine_on_stream_1,
         lossy_right_after_open,
         max_size_delivered,
         over_max_size_aborted,
         peer_shutdown,
-        #[ignore = "observed: engine bug, no SHUTDOWN-ACK: the engine (vendored dcsctp, socket/shutdown.rs handle_shutdown) ignores the SHUTDOWN's Cumulative TSN Ack and retransmits its last DATA forever; usrsctp (SHUTDOWN-SENT) answers each with SHUTDOWN only; no end within 60 s, the member stays in the call"]
         peer_shutdown_sack_lost,
         engine_shutdown(SHUTDOWN_ROUNDS),
         peer_abort,
@@ -111,7 +105,6 @@ row!(
         durable_from_engine,
         lossy_to_engine,
         lossy_from_engine,
-        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
         lossy_from_engine_on_stream_1,
         lossy_right_after_open,
         max_size_delivered,
@@ -135,7 +128,6 @@ row!(
         durable_from_engine,
         lossy_to_engine,
         lossy_from_engine,
-        #[ignore = "observed: the first Lossy Data to a new receiver arrives on stream 0, batched after its SenderOpened (src/hub/room.rs forward, deliberate: unordered data would overtake the open); protocol.md §1 says Lossy data travels on stream 1"]
         lossy_from_engine_on_stream_1,
         lossy_right_after_open,
         max_size_delivered,

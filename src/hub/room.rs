@@ -244,7 +244,7 @@ pub(super) struct Room {
 
 /// Lossy `Data` frames held per member until their session or epoch
 /// arrives ([`Room`]'s `early`).
-const EARLY_FRAMES: usize = 16;
+const EARLY_FRAMES: usize = 64;
 /// Their payload bytes per member.
 const EARLY_BYTES: usize = 32 * 1024;
 /// How long one is held: a Lossy message older than this is late anyway.
