@@ -118,7 +118,7 @@ raw_forward() {
 # ours_served ARGS...: dcengine load against a `dcengine serve` process.
 ours_served() {
   next_port
-  "$DC" serve --bind 127.0.0.1:$PORT --secret "$SECRET" --workers 2 --durable-kbps 0 \
+  "$DC" serve --insecure-plaintext --bind 127.0.0.1:$PORT --secret "$SECRET" --workers 2 --durable-kbps 0 \
     --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --member-kbps 0 --member-mps 0 \
     --log-level warn > /dev/null &
   local srv=$!

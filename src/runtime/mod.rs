@@ -762,6 +762,21 @@ impl Engine {
         participant_id: &str,
         token: &[u8],
     ) -> Result<String, EngineError> {
+        self.accept_offer_at(offer, &[self.local_addr], call_id, participant_id, token)
+    }
+
+    /// [`Engine::accept_offer`] with the candidates to announce given: for
+    /// an engine bound to an unspecified address (`0.0.0.0`, `::`), whose
+    /// own address a peer cannot use, the address the peer reached the
+    /// signalling at (with the engine's port), or the host's public ones.
+    pub fn accept_offer_at(
+        &self,
+        offer: &str,
+        candidates: &[SocketAddr],
+        call_id: &str,
+        participant_id: &str,
+        token: &[u8],
+    ) -> Result<String, EngineError> {
         let fingerprint = self.dtls_fingerprint.ok_or(SignalError::NotSecure)?;
         if let Some(verifier) = &self.verifier {
             let join = JoinRequest {
@@ -781,7 +796,7 @@ impl Engine {
             pwd,
             fingerprint,
             self.max_message_size,
-            &[self.local_addr],
+            candidates,
             rand::Rng::random::<u64>(&mut rng) >> 1,
         )?;
         for worker in 0..self.workers.len() {

@@ -44,6 +44,10 @@ pub(crate) struct DemoArgs {
     /// port); 0: one per core.
     #[arg(long, default_value_t = 0, conflicts_with = "simulated")]
     workers: usize,
+    /// Plain SCTP over UDP instead of ICE and DTLS joined by offer and
+    /// answer (what a default server runs).
+    #[arg(long, conflicts_with = "simulated")]
+    insecure_plaintext: bool,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -187,12 +191,17 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     // the default traffic rules (what users get).
     let secret = random_secret();
     let clock = WallClock::new(Instant::now(), unix_now());
+    let certificate = || dcengine::Certificate::generate().map_err(|e| e.to_string());
+    let mut hub = HubConfig::server(Arc::new(
+        HmacVerifier::new(&secret, clock).map_err(|e| e.to_string())?,
+    ));
+    if !args.insecure_plaintext {
+        hub = hub.dtls(certificate()?);
+    }
     let mut builder = Engine::builder()
         .bind(([127, 0, 0, 1], 0).into())
         .backend(backend)
-        .hub(HubConfig::server(Arc::new(
-            HmacVerifier::new(&secret, clock).map_err(|e| e.to_string())?,
-        )));
+        .hub(hub);
     if args.workers > 0 {
         builder = builder.workers(args.workers);
     }
@@ -201,26 +210,42 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         .map_err(|e| format!("the server cannot start: {e}"))?;
     let backend = server.backend();
     println!(
-        "dcengine demo: a server on {} ({} worker(s)) and {clients} clients over UDP, {:?} backend, {} s of traffic",
+        "dcengine demo: a server on {} ({} worker(s)) and {clients} clients over UDP, {:?} backend, {} s of traffic, {}",
         server.local_addr(),
         server.workers(),
         backend,
-        args.seconds
+        args.seconds,
+        if args.insecure_plaintext {
+            "plain SCTP (--insecure-plaintext)"
+        } else {
+            "encrypted (ICE, DTLS; joined by offer and answer)"
+        }
     );
 
     let mut people: Vec<(&str, Engine, Call)> = Vec::new();
     for &name in &NAMES[..clients] {
+        let mut hub = HubConfig::client();
+        if !args.insecure_plaintext {
+            hub = hub.dtls(certificate()?);
+        }
         let engine = Engine::builder()
             .bind(([127, 0, 0, 1], 0).into())
             .backend(backend)
-            .hub(HubConfig::client())
+            .hub(hub)
             .start()
             .map_err(|e| format!("a client cannot start: {e}"))?;
         let token = mint_token(&secret, "demo", name, unix_now().as_secs() + 600)
             .map_err(|e| e.to_string())?;
-        let call = engine
-            .join_remote(server.local_addr(), "demo", name, token)
-            .map_err(|e| e.to_string())?;
+        let call = if args.insecure_plaintext {
+            engine.join_remote(server.local_addr(), "demo", name, token)
+        } else {
+            // Signalling in-process: the offer to the server, its answer back.
+            let t = token.clone();
+            engine.join_signalled("demo", name, token, |offer| {
+                server.accept_offer(offer, "demo", name, &t)
+            })
+        }
+        .map_err(|e| e.to_string())?;
         people.push((name, engine, call));
     }
     for (name, _, call) in &people {

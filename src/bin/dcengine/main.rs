@@ -3,6 +3,7 @@
 mod demo;
 mod load;
 mod net;
+mod signal;
 mod sim_demo;
 
 /// The binary's allocator (the library leaves the choice to its users).

@@ -75,6 +75,23 @@ pub(crate) struct ServeArgs {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+    /// TCP address of the HTTP signalling endpoint (POST
+    /// /v1/calls/{call}/join: an SDP offer and a token in, the answer out);
+    /// default: the UDP address's host and port, over TCP.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// The DTLS certificate (DER; an ECDSA P-256 one), with --dtls-key;
+    /// default: a self-signed one made at start.
+    #[arg(long, requires = "dtls_key")]
+    dtls_cert: Option<std::path::PathBuf>,
+    /// The DTLS certificate's private key (PKCS#8 DER).
+    #[arg(long, requires = "dtls_cert")]
+    dtls_key: Option<std::path::PathBuf>,
+    /// Plain SCTP over UDP, no DTLS, no signalling: anyone on the path
+    /// reads every message and the join tokens. For benchmarks and trusted
+    /// networks only.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 /// Options of `dcengine token`.
@@ -113,6 +130,14 @@ pub(crate) struct ChatArgs {
     /// Or the server's secret, to make a token here (development only).
     #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// The server's HTTP signalling endpoint (TCP); default: --server's
+    /// host and port.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Join a server that runs `--insecure-plaintext`: plain SCTP over UDP,
+    /// no DTLS.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 fn unix_now() -> Duration {
@@ -150,7 +175,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
         .broadcast_packets_per_second(rule(args.broadcast_pps))
         .member_kbps(rule(args.member_kbps))
         .member_messages_per_second(rule(args.member_mps));
-    let hub = HubConfig::server(verifier)
+    let mut hub = HubConfig::server(verifier)
         .node(NodeConfig::server().max_associations(args.max_associations))
         .channel(
             ChannelConfig::default()
@@ -158,13 +183,29 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
                 .receiver_idle_timeout(Duration::from_secs(args.idle_timeout))
                 .traffic(traffic),
         );
+    if args.insecure_plaintext {
+        tracing::warn!(
+            "--insecure-plaintext: plain SCTP over UDP; anyone on the path reads every message and join token"
+        );
+    } else {
+        hub = hub.dtls(server_certificate(args)?);
+    }
     let mut builder = Engine::builder().bind(args.bind).hub(hub);
     if args.workers > 0 {
         builder = builder.workers(args.workers);
     }
-    let engine = builder
-        .start()
-        .map_err(|e| format!("cannot serve on {}: {e}", args.bind))?;
+    let engine = Arc::new(
+        builder
+            .start()
+            .map_err(|e| format!("cannot serve on {}: {e}", args.bind))?,
+    );
+    if let Some(fingerprint) = engine.dtls_fingerprint() {
+        let http = crate::signal::serve(engine.clone(), args.http.unwrap_or(args.bind))?;
+        tracing::info!(%http, %fingerprint, "DTLS; HTTP signalling at POST /v1/calls/{{call}}/join");
+        println!(
+            "DTLS certificate sha-256 {fingerprint}; signalling at http://{http}/v1/calls/{{call}}/join"
+        );
+    }
     tracing::info!(
         addr = %engine.local_addr(),
         backend = ?engine.backend(),
@@ -218,8 +259,35 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
         }
     }
     println!("shutting down: draining for up to {} s", args.drain);
-    engine.shutdown(Duration::from_secs(args.drain));
+    // The signalling thread holds the engine only while it answers.
+    let mut engine = engine;
+    for _ in 0..50 {
+        match Arc::try_unwrap(engine) {
+            Ok(e) => {
+                e.shutdown(Duration::from_secs(args.drain));
+                return Ok(());
+            }
+            Err(shared) => {
+                engine = shared;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    // Still shared: dropping it shuts it down with a short deadline.
     Ok(())
+}
+
+/// The certificate `serve` runs DTLS with: the files given, or a new
+/// self-signed one.
+fn server_certificate(args: &ServeArgs) -> Result<dcengine::Certificate, String> {
+    match (&args.dtls_cert, &args.dtls_key) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            Ok(dcengine::Certificate::from_der(read(cert)?, read(key)?))
+        }
+        _ => dcengine::Certificate::generate().map_err(|e| e.to_string()),
+    }
 }
 
 pub(crate) fn token(args: &TokenArgs) -> Result<(), String> {
@@ -252,6 +320,10 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?,
         (None, None) => return Err("give --token, or --secret to make one".into()),
     };
+    let mut hub = HubConfig::client();
+    if !args.insecure_plaintext {
+        hub = hub.dtls(dcengine::Certificate::generate().map_err(|e| e.to_string())?);
+    }
     let engine = Engine::builder()
         .bind(
             if args.server.is_ipv6() {
@@ -262,11 +334,21 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
             .parse()
             .map_err(|e| format!("{e}"))?,
         )
+        .hub(hub)
         .start()
         .map_err(|e| e.to_string())?;
-    let call = engine
-        .join_remote(args.server, &args.call, &args.participant, token)
-        .map_err(|e| e.to_string())?;
+    let call = if args.insecure_plaintext {
+        engine.join_remote(args.server, &args.call, &args.participant, token)
+    } else {
+        // The offer goes to the server's signalling endpoint; its answer
+        // says where to send ICE checks, and which certificate to expect.
+        let http = args.http.unwrap_or(args.server);
+        let t = token.clone();
+        engine.join_signalled(&args.call, &args.participant, token, |offer| {
+            crate::signal::request_answer(http, &args.call, &args.participant, &t, offer)
+        })
+    }
+    .map_err(|e| e.to_string())?;
     if !pollster_ready(&call) {
         return Err(match call.state() {
             CallState::Ended(reason) => format!("could not join: {reason}"),
@@ -368,11 +450,11 @@ fn futures_ready(call: dcengine::Call) -> bool {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Bytes> {
+pub(crate) fn unhex(s: &str) -> Option<Bytes> {
     let s = s.trim();
     if !s.len().is_multiple_of(2) {
         return None;
