@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::cookie::{CHUNK_COOKIE_ECHO, CRC32C, CookieJar};
 use super::{NodeConfig, STREAM_LOSSY, STREAM_RELIABLE};
+use crate::wire::dcep::{self, ChannelType, Dcep, PPID_DCEP};
 use crate::wire::{Codec, DecodeError, Frame, KeepAlive, Message};
 
 /// Names one association of a [`Node`] for its whole life. Never reused by
@@ -276,6 +277,11 @@ pub struct NodeStats {
     /// Associations closed because the peer sent a message over
     /// [`NodeConfig::max_sctp_message_size`].
     pub oversize_messages: u64,
+    /// Channels the peer opened with DCEP (RFC 8832): the engine's two.
+    pub dcep_opened: u64,
+    /// DCEP opens refused (an unknown label or protocol, a type that does
+    /// not fit, a channel opened twice): the stream is reset.
+    pub dcep_refused: u64,
     /// Associations that negotiated RFC 9653's zero checksum (both ends
     /// run DTLS under SCTP).
     pub zero_checksum_associations: u64,
@@ -329,6 +335,41 @@ struct Assoc {
     /// Both ends negotiated I-DATA (RFC 8260): messages of different
     /// streams interleave.
     interleaving: bool,
+    /// The SCTP streams the engine's two channels use.
+    streams: Streams,
+}
+
+/// Which SCTP streams carry the engine's reliable and Lossy channels: 0 and
+/// 1, pre-agreed (`negotiated: true` in WebRTC's terms), unless the peer
+/// opened them with DCEP (RFC 8832) on streams of its choosing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Streams {
+    reliable: u16,
+    lossy: u16,
+    /// The peer opened the reliable channel with DCEP.
+    dcep_reliable: bool,
+    /// The peer opened the Lossy channel with DCEP.
+    dcep_lossy: bool,
+    /// This end opened the Lossy channel on this stream and waits for the
+    /// peer's acknowledgement before using it.
+    opening_lossy: Option<u16>,
+}
+
+impl Streams {
+    const PREAGREED: Self = Self {
+        reliable: STREAM_RELIABLE,
+        lossy: STREAM_LOSSY,
+        dcep_reliable: false,
+        dcep_lossy: false,
+        opening_lossy: None,
+    };
+
+    fn of(self, delivery: Delivery) -> u16 {
+        match delivery {
+            Delivery::Reliable => self.reliable,
+            Delivery::Lossy => self.lossy,
+        }
+    }
 }
 
 /// The sans-IO core: SCTP over UDP (RFC 6951) with one dcsctp socket per
@@ -548,7 +589,7 @@ impl Node {
     pub fn lossy_unsent(&self, assoc: AssocId) -> usize {
         self.assocs
             .get(&assoc)
-            .map_or(0, |a| a.sock.buffered_amount(StreamId(STREAM_LOSSY)))
+            .map_or(0, |a| a.sock.buffered_amount(StreamId(a.streams.lossy)))
     }
 
     // ---- Inputs ---------------------------------------------------------
@@ -986,6 +1027,57 @@ impl Node {
         self.drive(assoc, now);
     }
 
+    /// Opens the engine's two channels on `assoc` with DCEP (RFC 8832), on
+    /// streams `reliable` and `lossy` instead of the pre-agreed 0 and 1, as
+    /// a WebRTC stack that opens its data channels in band does: the
+    /// reliable channel is used at once (its open goes first, in order),
+    /// the Lossy one once the peer acknowledges it (unordered data could
+    /// overtake its open).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn open_channels(&mut self, now: Instant, assoc: AssocId, reliable: u16, lossy: u16) -> bool {
+        let now = self.advance(now);
+        let at = self.socket_time(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return false;
+        };
+        a.sock.advance_time(at);
+        for (stream, label, channel_type) in [
+            (reliable, dcep::LABEL_RELIABLE, ChannelType::RELIABLE),
+            (lossy, dcep::LABEL_LOSSY, ChannelType::PARTIAL_RELIABLE_REXMIT_UNORDERED),
+        ] {
+            let open = Dcep::Open(dcep::DataChannelOpen {
+                channel_type,
+                priority: 256,
+                reliability: 0,
+                label: label.into(),
+                protocol: dcep::PROTOCOL.into(),
+            });
+            let m = SctpMessage::new(StreamId(stream), PpId(PPID_DCEP), open.to_bytes().to_vec());
+            if a.sock.send(m, &SendOptions::default()).is_err() {
+                return false;
+            }
+        }
+        a.streams.reliable = reliable;
+        a.streams.dcep_reliable = true;
+        a.streams.opening_lossy = Some(lossy);
+        self.drive(assoc, now);
+        true
+    }
+
+    /// Sends `payload` as one ordered SCTP message on `stream` with `ppid`
+    /// (tests: what another stack might send).
+    #[cfg(test)]
+    pub(crate) fn send_raw(&mut self, now: Instant, assoc: AssocId, stream: u16, ppid: u32, payload: &[u8]) {
+        let now = self.advance(now);
+        let at = self.socket_time(now);
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.sock.advance_time(at);
+            let m = SctpMessage::new(StreamId(stream), PpId(ppid), payload.to_vec());
+            let _ = a.sock.send(m, &SendOptions::default());
+            self.drive(assoc, now);
+        }
+    }
+
     /// Resets this end's outgoing stream of `delivery` on `assoc` (RFC 6525),
     /// what a WebRTC stack does when a data channel closes. For tests and
     /// channels opened the standard way.
@@ -1150,6 +1242,7 @@ impl Node {
                 immediate_acks: false,
                 timer_fired: false,
                 interleaving: false,
+                streams: Streams::PREAGREED,
             },
         );
         self.by_tag.insert((remote, tag), id);
@@ -1303,7 +1396,7 @@ impl Node {
                 SocketEvent::OnIncomingStreamReset(streams) => {
                     log.debug(now, || format!("{}: the peer reset streams {streams:?}", a.remote));
                     // An empty list resets every stream.
-                    if (streams.is_empty() || streams.contains(&StreamId(STREAM_RELIABLE)))
+                    if (streams.is_empty() || streams.contains(&StreamId(a.streams.reliable)))
                         && a.closing_since.is_none()
                     {
                         // The engine's channel is closed: nothing more can
@@ -1577,7 +1670,7 @@ fn write(
         },
     };
     let message = SctpMessage::new(
-        StreamId(delivery.stream()),
+        StreamId(a.streams.of(delivery)),
         PPID_BINARY,
         // No copy when the buffer is this message's alone.
         Vec::from(encoded.clone()),
@@ -1636,13 +1729,17 @@ fn read_message(
         a.sock.abort(&format!("data on stream {stream}, beyond the {} negotiated", config.streams));
         return false;
     }
-    let delivery = match stream {
-        STREAM_RELIABLE => Delivery::Reliable,
-        STREAM_LOSSY => Delivery::Lossy,
-        _ => {
-            stats.messages_ignored += 1;
-            return true;
-        }
+    if m.ppid == PpId(PPID_DCEP) {
+        on_dcep(a, stream, &m.payload, stats, log, now);
+        return true;
+    }
+    let delivery = if stream == a.streams.reliable {
+        Delivery::Reliable
+    } else if stream == a.streams.lossy {
+        Delivery::Lossy
+    } else {
+        stats.messages_ignored += 1;
+        return true;
     };
     if m.ppid != PPID_BINARY {
         stats.messages_ignored += 1;
@@ -1671,6 +1768,78 @@ fn read_message(
         }
     }
     true
+}
+
+/// A DCEP message (RFC 8832) on `stream` of `a`: an open of one of the
+/// engine's two channels moves that channel to `stream` and is acknowledged;
+/// an open of anything else is refused by resetting the stream (RFC 8832
+/// §6: the way to refuse), and an ACK (of an open this end sent) changes
+/// nothing.
+fn on_dcep(
+    a: &mut Assoc,
+    stream: u16,
+    payload: &[u8],
+    stats: &mut NodeStats,
+    log: &mut LogBudget,
+    now: Instant,
+) {
+    let open = match Dcep::decode_exact(payload) {
+        Ok(Dcep::Open(open)) => open,
+        Ok(Dcep::Ack) => {
+            if a.streams.opening_lossy == Some(stream) {
+                a.streams.opening_lossy = None;
+                a.streams.lossy = stream;
+                a.streams.dcep_lossy = true;
+            }
+            return;
+        }
+        Err(e) => {
+            stats.messages_malformed += 1;
+            log.debug(now, || format!("{}: an undecodable DCEP message on stream {stream}: {e}", a.remote));
+            return;
+        }
+    };
+    let unordered = open.channel_type.is_unordered();
+    let fits = open.protocol == dcep::PROTOCOL
+        && match open.label.as_str() {
+            dcep::LABEL_RELIABLE => open.channel_type == ChannelType::RELIABLE,
+            dcep::LABEL_LOSSY => unordered,
+            _ => false,
+        };
+    // A channel of ours already opened stays where it is.
+    let taken = match open.label.as_str() {
+        dcep::LABEL_RELIABLE => a.streams.dcep_reliable,
+        _ => a.streams.dcep_lossy,
+    };
+    if !fits || taken {
+        stats.dcep_refused += 1;
+        log.debug(now, || {
+            format!(
+                "{}: refused a DCEP open of {:?} (protocol {:?}, type {:#04x}) on stream {stream}: a stream reset",
+                a.remote, open.label, open.protocol, open.channel_type.0
+            )
+        });
+        let _ = a.sock.reset_streams(&[StreamId(stream)]);
+        return;
+    }
+    if open.label == dcep::LABEL_RELIABLE {
+        a.streams.reliable = stream;
+        a.streams.dcep_reliable = true;
+        // Until the peer opens the Lossy channel too, Lossy data goes
+        // (unordered) on the reliable one: the pre-agreed stream 1 is not
+        // open for a peer that opens its channels itself.
+        if !a.streams.dcep_lossy {
+            a.streams.lossy = stream;
+        }
+    } else {
+        a.streams.lossy = stream;
+        a.streams.dcep_lossy = true;
+        a.sock
+            .set_stream_priority(StreamId(stream), super::config::LOSSY_STREAM_PRIORITY);
+    }
+    stats.dcep_opened += 1;
+    let ack = SctpMessage::new(StreamId(stream), PpId(PPID_DCEP), Dcep::Ack.to_bytes().to_vec());
+    let _ = a.sock.send(ack, &SendOptions::default());
 }
 
 /// Debug lines a node writes per second at most; the rest are counted and

@@ -663,3 +663,74 @@ fn a_stream_reset_by_the_peer_loses_nothing_and_closes_the_control_stream_with_a
     assert_eq!(at_s, Some(CloseReason::StreamReset));
     assert_eq!(at_c, Some(CloseReason::PeerClosed), "a graceful close");
 }
+
+/// Every frame event `host` has, with the stream kind it came on.
+fn frames(net: &mut Network, host: HostId) -> Vec<(Delivery, Frame)> {
+    std::iter::from_fn(|| net.host_mut(host).poll_event())
+        .filter_map(|e| match e {
+            Event::Frame { delivery, frame, .. } => Some((delivery, frame)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn channels_opened_with_dcep_carry_the_engine_protocol_on_the_peers_streams() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let now = net.now();
+    // As a WebRTC stack that is the DTLS client would: even stream ids.
+    assert!(net.host_mut(client).open_channels(now, c, 2, 4));
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.host(server).stats().dcep_opened, 2);
+    for (sender, assoc, receiver) in [(client, c, server), (server, s, client)] {
+        let now = net.now();
+        let node = net.host_mut(sender);
+        node.send(now, assoc, Delivery::Reliable, &small_data())
+            .expect("reliable");
+        node.send(now, assoc, Delivery::Lossy, &small_data())
+            .expect("lossy");
+        net.run_for(Duration::from_millis(200));
+        let got = frames(&mut net, receiver);
+        let kinds: Vec<Delivery> = got.iter().map(|(d, _)| *d).collect();
+        assert!(
+            kinds.contains(&Delivery::Reliable) && kinds.contains(&Delivery::Lossy),
+            "{got:?}"
+        );
+    }
+    // What went on the wire used streams 2 and 4, never 0 or 1: the peer
+    // (which only knows 2 and 4 now) took every message as the engine's.
+    assert_eq!(net.host(server).stats().messages_ignored, 0);
+    assert_eq!(net.host(client).stats().messages_ignored, 0);
+}
+
+#[test]
+fn a_dcep_open_of_anything_else_is_refused_with_a_stream_reset() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let send_open = |net: &mut Network, stream: u16, label: &str, t: crate::wire::dcep::ChannelType| {
+        let now = net.now();
+        let open = crate::wire::dcep::Dcep::Open(crate::wire::dcep::DataChannelOpen {
+            channel_type: t,
+            priority: 256,
+            reliability: 0,
+            label: label.into(),
+            protocol: crate::wire::dcep::PROTOCOL.into(),
+        });
+        use crate::wire::Codec;
+        net.host_mut(client).send_raw(now, c, stream, 50, &open.to_bytes());
+        net.run_for(Duration::from_millis(200));
+    };
+    use crate::wire::dcep::ChannelType;
+    send_open(&mut net, 6, "chat", ChannelType::RELIABLE);
+    // The engine's label with a type that does not fit it.
+    send_open(&mut net, 8, "dcengine", ChannelType::RELIABLE_UNORDERED);
+    assert_eq!(net.host(server).stats().dcep_refused, 2);
+    assert_eq!(net.host(server).stats().dcep_opened, 0);
+    // Nothing else changed: the pre-agreed streams still carry the protocol.
+    let now = net.now();
+    net.host_mut(client)
+        .send(now, c, Delivery::Reliable, &small_data())
+        .expect("reliable");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(frames(&mut net, server).len(), 1);
+    assert!(net.host(server).is_connected(s));
+}

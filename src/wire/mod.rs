@@ -27,6 +27,7 @@
 //! decoding from [`Bytes`].
 #![forbid(unsafe_code)]
 
+pub mod dcep;
 mod frames;
 mod varint;
 
