@@ -518,3 +518,65 @@ fn two_calls_of_one_client_share_its_ice_and_dtls_path() {
     );
     assert_eq!(server.association_count(), 2);
 }
+
+#[test]
+fn a_join_during_a_flood_of_checks_and_client_hellos_is_as_fast_as_without() {
+    // 5 ms each way: six round trips are 60 ms.
+    let link = LinkConfig {
+        latency: Duration::from_millis(5),
+        ..LinkConfig::default()
+    };
+    let quiet = {
+        let mut w = World::new(30, link.clone(), 1);
+        let start = w.net.now();
+        let (_h, c) = w.join_signalled("call", "alice", 1);
+        w.settle_until(|_| c.is_joined());
+        w.net.now() - start
+    };
+    let mut w = World::new(30, link, 1);
+    // A real ClientHello and a STUN Binding request with made-up
+    // credentials, as a flood would send them from random ports.
+    let (hc, _c) = w.join("call", "x", 2, None);
+    w.net.run_for(Duration::from_millis(1));
+    let hello = w.net.host(hc).sent.first().cloned().expect("a ClientHello");
+    let mut check = vec![0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42];
+    check.extend_from_slice(&[9; 12]);
+    check.extend_from_slice(&[0x00, 0x06, 0x00, 0x04, b'a', b'b', b'c', b'd']);
+    let check = Bytes::from(check);
+    let start = w.net.now();
+    let (_h, alice) = w.join_signalled("call", "alice", 1);
+    // 100,000 datagrams a second (one every 10 µs of virtual time) until
+    // the join completes, half ClientHellos, half checks.
+    let mut n = 0u32;
+    while !alice.is_joined() {
+        assert!(
+            w.net.now() - start < Duration::from_secs(5),
+            "joined during the flood"
+        );
+        let now = w.net.now();
+        for _ in 0..100 {
+            n += 1;
+            let from =
+                SocketAddr::from(([203, 0, 113, (n % 250) as u8], 1024 + (n % 60_000) as u16));
+            let d = if n % 2 == 0 {
+                hello.clone()
+            } else {
+                check.clone()
+            };
+            w.net.host_mut(w.server).handle_datagram(now, from, d);
+        }
+        // What the flood got back is dropped here (it went to spoofed
+        // addresses): only the real peers' traffic moves.
+        let limit = now + Duration::from_millis(1);
+        while w.net.step(limit) {}
+    }
+    let flooded = w.net.now() - start;
+    let server = &w.net.host(w.server).hubs;
+    assert!(n >= 5_000, "{n} datagrams of flood");
+    assert_eq!(server.dtls_session_count(), 1, "only alice's");
+    assert!(
+        flooded <= quiet + Duration::from_millis(2),
+        "joined in {flooded:?} during the flood, {quiet:?} without"
+    );
+    assert!(flooded < Duration::from_millis(100), "{flooded:?}");
+}
