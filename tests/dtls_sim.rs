@@ -558,7 +558,7 @@ fn a_join_during_a_flood_of_checks_and_client_hellos_is_as_fast_as_without() {
             n += 1;
             let from =
                 SocketAddr::from(([203, 0, 113, (n % 250) as u8], 1024 + (n % 60_000) as u16));
-            let d = if n % 2 == 0 {
+            let d = if n.is_multiple_of(2) {
                 hello.clone()
             } else {
                 check.clone()
@@ -579,4 +579,36 @@ fn a_join_during_a_flood_of_checks_and_client_hellos_is_as_fast_as_without() {
         "joined in {flooded:?} during the flood, {quiet:?} without"
     );
     assert!(flooded < Duration::from_millis(100), "{flooded:?}");
+}
+
+/// The server's `ParticipantLeft` events so far: (who, why).
+fn left(w: &mut World) -> Vec<(String, String)> {
+    std::iter::from_fn(|| w.net.host_mut(w.server).hubs.poll_event())
+        .filter_map(|e| match e {
+            dcengine::HubEvent::ParticipantLeft {
+                participant_id,
+                reason,
+                ..
+            } => Some((participant_id.to_string(), reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_server_says_why_each_participant_left() {
+    let mut w = World::new(31, LinkConfig::default(), 1);
+    let (_ha, alice) = w.join_signalled("call", "alice", 1);
+    let (hb, bob) = w.join_signalled("call", "bob", 2);
+    w.settle_until(|_| alice.is_joined() && bob.is_joined());
+    alice.leave();
+    w.net.run_for(Duration::from_secs(2));
+    assert_eq!(left(&mut w), [("alice".to_owned(), "left".to_owned())]);
+    // Bob's path goes silent: his association ends (idle, or ICE consent).
+    w.net.set_up(hb, false);
+    w.net.run_for(Duration::from_secs(40));
+    let gone = left(&mut w);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0].0, "bob");
+    assert!(gone[0].1.starts_with("its association ended: "), "{gone:?}");
 }

@@ -328,7 +328,7 @@ impl Hub {
                 for (_, frame) in out {
                     self.on_member_frame(now, &call_id, member, frame);
                 }
-                self.remove_member(now, &call_id, member, CloseReason::LEFT);
+                self.remove_member(now, &call_id, member, CloseReason::LEFT, None);
             }
         }
     }

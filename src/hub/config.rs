@@ -387,6 +387,10 @@ pub enum HubEvent {
         participant_id: ParticipantId,
         /// Their member number in the call.
         member: MemberId,
+        /// Why: "left" (a `Leave`), or what ended the member's association
+        /// (the peer closed it, it timed out, its DTLS session or ICE
+        /// consent ended, it broke the protocol, the server expelled it).
+        reason: String,
     },
     /// A join was refused.
     JoinRejected {

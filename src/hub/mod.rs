@@ -533,7 +533,7 @@ impl Hub {
                     match self.links.remove(&assoc) {
                     Some(Link::Member(home)) => {
                         tracing::info!(?assoc, %reason, "a member's association closed");
-                        self.on_member_closed(now, assoc, home);
+                        self.on_member_closed(now, assoc, home, &reason);
                     }
                     Some(Link::Uplink(key)) => self.on_uplink_closed(key, &reason),
                     Some(Link::Pending { .. } | Link::Closing) | None => {

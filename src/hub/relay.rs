@@ -177,7 +177,7 @@ impl Hub {
             }
             RelayMsg::Detach { worker, assoc, why } => {
                 if let Some((call_id, member)) = self.relayed.remove(&(worker, assoc)) {
-                    self.remove_member(now, &call_id, member, why);
+                    self.remove_member(now, &call_id, member, why, None);
                 }
             }
             RelayMsg::Egress { assocs, op } => {

@@ -421,6 +421,7 @@ impl Room {
         call_id: &str,
         member: MemberId,
         why: CloseReason,
+        detail: Option<String>,
         out: &mut Outputs,
     ) {
         let Some(gone) = self.members.remove(&member) else {
@@ -471,10 +472,20 @@ impl Room {
             },
         );
         out.items.push(Output::Removed { at: gone.at });
+        let reason = detail.unwrap_or_else(|| {
+            match why {
+                CloseReason::LEFT => "left",
+                CloseReason::ASSOCIATION_LOST => "its association ended",
+                CloseReason::TRAFFIC_LIMIT => "over the traffic rules",
+                _ => "removed",
+            }
+            .to_owned()
+        });
         out.events.push(HubEvent::ParticipantLeft {
             call_id: call_id.to_owned(),
             participant_id: gone.participant_id,
             member,
+            reason,
         });
     }
 
@@ -635,7 +646,7 @@ impl Room {
                     self.send_to_announced(route, ka.into(), lane, Delivery::Lossy, out);
                 }
             }
-            Frame::Leave(_) => self.remove(now, call_id, from, CloseReason::LEFT, out),
+            Frame::Leave(_) => self.remove(now, call_id, from, CloseReason::LEFT, None, out),
             Frame::Error(e) => {
                 // Peer-controlled: debug level, so a chatty peer cannot flood logs.
                 tracing::debug!(call = call_id, member = %from, code = e.code.0, reason = %e.reason, "error from participant");
@@ -1028,7 +1039,7 @@ impl Room {
             at: member.at,
             leave,
         });
-        self.remove(now, call_id, from, CloseReason::ASSOCIATION_LOST, out);
+        self.remove(now, call_id, from, CloseReason::ASSOCIATION_LOST, None, out);
         false
     }
 

@@ -195,11 +195,12 @@ impl Hub {
         call_id: &str,
         member: MemberId,
         why: CloseReason,
+        detail: Option<String>,
     ) {
         let Some(room) = self.rooms.get_mut(call_id) else {
             return;
         };
-        room.remove(now, call_id, member, why, &mut self.outputs);
+        room.remove(now, call_id, member, why, detail, &mut self.outputs);
         self.room_done(now, call_id);
     }
 
@@ -540,7 +541,7 @@ impl Hub {
         self.egress.remove(assoc);
         match self.links.insert(assoc, Link::Closing) {
             Some(Link::Member(Home::Here { call_id, member })) => {
-                self.remove_member(now, &call_id, member, why);
+                self.remove_member(now, &call_id, member, why, None);
             }
             Some(Link::Member(Home::Worker(home))) => self.detach(home, assoc, why),
             _ => {}
@@ -548,11 +549,18 @@ impl Hub {
     }
 
     /// A member association closed (`Node` reported it gone).
-    pub(super) fn on_member_closed(&mut self, now: Instant, assoc: AssocId, home: Home) {
+    pub(super) fn on_member_closed(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        home: Home,
+        reason: &crate::proto::CloseReason,
+    ) {
         self.egress.remove(assoc);
         match home {
             Home::Here { call_id, member } => {
-                self.remove_member(now, &call_id, member, CloseReason::ASSOCIATION_LOST);
+                let detail = Some(format!("its association ended: {reason}"));
+                self.remove_member(now, &call_id, member, CloseReason::ASSOCIATION_LOST, detail);
             }
             Home::Worker(home) => self.detach(home, assoc, CloseReason::ASSOCIATION_LOST),
         }

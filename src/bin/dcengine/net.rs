@@ -239,9 +239,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
                 HubEvent::ParticipantLeft {
                     call_id,
                     participant_id,
+                    reason,
                     ..
                 } => {
-                    println!("- {participant_id} left {call_id}");
+                    println!("- {participant_id} left {call_id} ({reason})");
                 }
                 HubEvent::JoinRejected {
                     remote,

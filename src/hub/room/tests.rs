@@ -317,7 +317,7 @@ fn held_lossy_data_is_bounded_and_expires() {
     assert_eq!(rig.out.stats.messages_stale, 5 + EARLY_FRAMES as u64);
     // A leaver's held data goes with it.
     rig.data(alice, 7, 1, Some(0), 10);
-    rig.room.remove(rig.now, CALL, alice, CloseReason::LEFT, &mut rig.out);
+    rig.room.remove(rig.now, CALL, alice, CloseReason::LEFT, None, &mut rig.out);
     assert_eq!(rig.out.stats.messages_stale, 6 + EARLY_FRAMES as u64);
     assert!(rig.room.early.is_empty());
 }
@@ -730,7 +730,7 @@ fn the_first_member_pressing_pauses_a_durable_sender_and_the_last_resumes_it() {
     rig.take();
     // Carol leaves: nobody presses any more.
     rig.room
-        .remove(now, CALL, carol, CloseReason::LEFT, &mut rig.out);
+        .remove(now, CALL, carol, CloseReason::LEFT, None, &mut rig.out);
     assert_eq!(flow_controls(&rig), vec![(alice, false)], "resumed");
     rig.take();
     // Lossy senders are never paused.
