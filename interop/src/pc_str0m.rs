@@ -43,7 +43,11 @@ pub fn spawn(signal: Signal) -> Peer {
 fn run(signal: Signal, cmds: &Receiver<Cmd>, ev: &Sender<Ev>) -> Result<(), String> {
     let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     let local: SocketAddr = socket.local_addr().map_err(|e| e.to_string())?;
-    let mut rtc = Rtc::builder().build(Instant::now());
+    // The default send buffer (128 KiB) refuses a larger message outright:
+    // room for one at the engine's limit.
+    let mut rtc = Rtc::builder()
+        .set_sctp_max_buffered_amount(1 << 20)
+        .build(Instant::now());
     let candidate = Candidate::host(local, "udp").map_err(|e| format!("candidate: {e}"))?;
     rtc.add_local_candidate(candidate)
         .ok_or("the host candidate was refused")?;
@@ -87,11 +91,18 @@ fn run(signal: Signal, cmds: &Receiver<Cmd>, ev: &Sender<Ev>) -> Result<(), Stri
                         continue;
                     };
                     match rtc.channel(cid) {
-                        Some(mut ch) => {
-                            if let Err(e) = ch.write(true, &data) {
+                        Some(mut ch) => match ch.write(true, &data) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                let _ = ev.send(Ev::Error(format!(
+                                    "send on {stream}: {} bytes not taken (buffer full)",
+                                    data.len()
+                                )));
+                            }
+                            Err(e) => {
                                 let _ = ev.send(Ev::Error(format!("send on {stream}: {e}")));
                             }
-                        }
+                        },
                         None => {
                             let _ = ev.send(Ev::Error(format!("channel {stream} is not open")));
                         }

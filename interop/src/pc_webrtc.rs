@@ -29,6 +29,8 @@ use webrtc::peer_connection::{
     RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+
 use crate::pc::Signal;
 use crate::peer::{Cmd, Ev, Peer};
 
@@ -122,6 +124,9 @@ async fn run(signal: Signal, cmds: Receiver<Cmd>, ev: Sender<Ev>) -> Result<(), 
     });
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // The default is RFC 8841's 64 KiB: this end may send up to what
+        // the engine's answer says (a=max-message-size).
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(1 << 20))
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
