@@ -610,6 +610,36 @@ pub fn max_message_delivered(stack: Stack) {
     c.still_up("after a message at the limit");
 }
 
+/// Scenario 4, the other way: the host sends a message whose payload is
+/// `JoinAccepted`'s `max_message_size`; the peer gets it whole.
+pub fn max_message_to_peer(stack: Stack) {
+    let mut c = PcCell::new(stack);
+    let host = c.server.host();
+    let a = c.join();
+    let limit = a.max_message_size as usize;
+    c.host_sees_peer(&host);
+    let sender = host
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(9),
+            reliability: DataChannelReliability::Durable,
+            ..Default::default()
+        })
+        .expect("a sender");
+    sender.send(payload(1, limit)).expect("send");
+    let (opened, got) = c.collect_data(1, LIMIT);
+    let offered = sdp_max_message_size(&c.offer);
+    let ok = opened && got.len() == 1 && got[0].2 == payload(1, limit);
+    c.check(
+        ok,
+        &format!(
+            "the peer gets a Data of {limit} payload bytes whole (the stack's offer said a=max-message-size {offered:?}; got {} Data)",
+            got.len()
+        ),
+    );
+    c.still_up("after a message at the limit");
+}
+
 /// Scenario 4b: a message of exactly the answer's `a=max-message-size`
 /// (the whole SCTP user message: a `Data` frame and its header) is
 /// delivered.
