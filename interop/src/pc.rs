@@ -163,6 +163,8 @@ impl PcCell {
 
     /// Everything known, for a failure message.
     pub fn explain(&mut self, what: &str) -> String {
+        // Record what the stack reported and the test did not read yet.
+        let _ = self.peer.ended();
         let stats = self
             .server
             .engine_opt()
