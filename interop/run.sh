@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The SCTP interop matrix: dcengine's server against usrsctp, webrtc-sctp
-# and the published dcsctp, over UDP on loopback. Installs libusrsctp-dev
-# (Debian) if it is missing, then runs `cargo test --locked` here.
+# and the published dcsctp, over UDP on loopback; and full WebRTC peer
+# connections (webrtc-rs, str0m) joining a DTLS server engine. Installs
+# libusrsctp-dev (Debian) if it is missing, then runs `cargo test --locked`
+# here.
 #
 # Debug build: the matrix waits on the network, not the CPU, and a debug
 # build of these dependencies is much faster than a release one.

@@ -4,6 +4,9 @@
 //! `../docs/interop.md`.
 
 pub mod dcsctp;
+pub mod pc;
+pub mod pc_str0m;
+pub mod pc_webrtc;
 pub mod peer;
 pub mod scenarios;
 pub mod server;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dcengine::hub::{HubConfig, HubEvent, HubStats};
-use dcengine::{Call, ChannelConfig, Engine, HmacVerifier, TrafficPolicy, WallClock, mint_token};
+use dcengine::{
+    Call, Certificate, ChannelConfig, Engine, HmacVerifier, TrafficPolicy, WallClock, mint_token,
+};
 
 /// The join-token secret.
 pub const SECRET: &[u8] = b"interop secret";
@@ -35,11 +37,20 @@ pub struct Server {
 impl Server {
     /// A 2-worker server on `bind` (port 0: any).
     pub fn start(bind: SocketAddr) -> Server {
+        Self::start_with(bind, None)
+    }
+
+    /// A 2-worker server on `bind` that runs DTLS with `cert` (it answers
+    /// WebRTC offers, [`Engine::accept_offer`]) when one is given.
+    pub fn start_with(bind: SocketAddr, cert: Option<Certificate>) -> Server {
         let clock = WallClock::new(Instant::now(), unix_now());
-        let config = HubConfig::server(Arc::new(
+        let mut config = HubConfig::server(Arc::new(
             HmacVerifier::new(SECRET, clock).expect("a secret"),
-        ))
-        .channel(
+        ));
+        if let Some(cert) = cert {
+            config = config.dtls(cert);
+        }
+        let config = config.channel(
             ChannelConfig::default()
                 .max_message_size(CHANNEL_MAX)
                 .traffic(TrafficPolicy::unlimited()),
@@ -73,6 +84,11 @@ impl Server {
         let c = self.engine().join_local(CALL, "host").expect("join_local");
         assert!(c.wait_ready(Duration::from_secs(30)), "host joined");
         c
+    }
+
+    /// The engine, unless it was shut down.
+    pub fn engine_opt(&self) -> Option<&Engine> {
+        self.engine.as_ref()
     }
 
     /// Collects the events since the last call.
