@@ -642,28 +642,31 @@ pub fn max_message_to_peer(stack: Stack) {
     c.still_up("after a message at the limit");
 }
 
-/// Scenario 4b: a message of exactly the answer's `a=max-message-size`
-/// (the whole SCTP user message: a `Data` frame and its header) is
-/// delivered.
+/// Scenario 4b: the answer's `a=max-message-size` (the node's SCTP limit)
+/// takes the largest message a peer may send: a `Data` frame with a
+/// payload of `JoinAccepted`'s `max_message_size` and its header; a
+/// message of that size is delivered. (The answer's limit is larger than
+/// any valid engine message: a message of exactly that size cannot be a
+/// frame.)
 pub fn sdp_max_message_delivered(stack: Stack) {
     let mut c = PcCell::new(stack);
     let host = c.server.host();
-    c.join();
+    let a = c.join();
     let Some(sdp_max) = sdp_max_message_size(&c.answer) else {
         c.check(false, "the answer has an a=max-message-size");
         unreachable!()
     };
-    // The Data frame's header (with its length varint) around `len` bytes.
-    let mut len = sdp_max;
-    loop {
-        let m = Message::Frame(Frame::Data(data(1, 1, false, payload(1, len))));
-        let size = m.to_bytes().len();
-        if size == sdp_max {
-            break;
-        }
-        len -= size - sdp_max;
-    }
-    deliver_one(&mut c, &host, len, "the answer's a=max-message-size");
+    let limit = a.max_message_size as usize;
+    let largest = Message::Frame(Frame::Data(data(1, 1, false, payload(1, limit))))
+        .to_bytes()
+        .len();
+    c.check(
+        sdp_max >= largest,
+        &format!(
+            "the answer's a=max-message-size {sdp_max} takes the largest Data, {largest} bytes"
+        ),
+    );
+    deliver_one(&mut c, &host, limit, "the largest Data the answer allows");
     c.still_up("after a message at the SDP limit");
 }
 

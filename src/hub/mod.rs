@@ -175,6 +175,14 @@ impl Hub {
             .channel
             .max_message_size
             .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT);
+        if config.dtls.is_some() {
+            // WebRTC peers take messages of 256 KiB: the largest forwarded
+            // `Data` stays within it.
+            config.channel.max_message_size = config
+                .channel
+                .max_message_size
+                .min(signal::payload_within(signal::WEBRTC_MAX_MESSAGE));
+        }
         config.workers = config.workers.max(1);
         config.worker = config.worker.min(config.workers - 1);
         // The node's verification tags and TSNs follow the hub's seed, so a
@@ -619,7 +627,10 @@ mod server;
 mod signal;
 
 pub use signal::{PendingOffer, SignalError};
-pub(crate) use signal::{ExpectedPeer, answer_offer, credentials as signal_credentials};
+pub(crate) use signal::{
+    ExpectedPeer, WEBRTC_MAX_MESSAGE, answer_offer, credentials as signal_credentials, largest_data,
+    payload_within,
+};
 
 #[cfg(feature = "_internal")]
 pub use cluster::HubCluster;

@@ -40,6 +40,38 @@ pub enum SignalError {
     /// The application's signalling failed (its message).
     #[error("signalling failed: {0}")]
     Failed(String),
+    /// The offer's `a=max-message-size` is below the largest message the
+    /// engine may send to the peer (a forwarded `Data` of the call's
+    /// largest payload): its messages could not all be delivered. Lower the
+    /// server's `max_message_size`, or raise the peer's limit.
+    #[error("the offer's a=max-message-size {offered} is below {needed}, the largest message this server sends")]
+    MessageSizeTooSmall {
+        /// What the offer says (RFC 8841: 65,536 when absent).
+        offered: u64,
+        /// What the server needs.
+        needed: u64,
+    },
+}
+
+/// What WebRTC stacks advertise as the largest message they take (RFC 8841's
+/// `a=max-message-size`: Chromium, webrtc-rs and str0m say 262,144): over
+/// DTLS a server keeps its largest forwarded `Data` within it.
+pub(crate) const WEBRTC_MAX_MESSAGE: u64 = 256 * 1024;
+
+/// The size of the largest message the engine sends a receiver when
+/// payloads are at most `payload` bytes: a forwarded `Data` (origin, no
+/// epoch).
+pub(crate) fn largest_data(payload: u32) -> u64 {
+    u64::from(payload) + crate::wire::Data::overhead(true, false, payload as usize) as u64
+}
+
+/// The largest payload whose forwarded `Data` fits in `limit` bytes.
+pub(crate) fn payload_within(limit: u64) -> u32 {
+    let mut p = u32::try_from(limit).unwrap_or(u32::MAX);
+    while p > 0 && largest_data(p) > limit {
+        p -= 1;
+    }
+    p
 }
 
 /// What a server settled with one peer through signalling: the ICE
@@ -89,11 +121,17 @@ pub(crate) fn answer_offer(
     pwd: String,
     fingerprint: Fingerprint,
     max_message_size: u64,
+    needed: u64,
     candidates: &[SocketAddr],
     session_id: u64,
 ) -> Result<(ExpectedPeer, String), SignalError> {
     let offer = sdp::parse_offer(offer)?;
     let theirs = offer.sha256().ok_or(SdpError::MissingFingerprint)?;
+    // RFC 8841: absent, 64 KiB; 0, any size.
+    let offered = offer.max_message_size.unwrap_or(sdp::DEFAULT_MAX_MESSAGE_SIZE);
+    if offered != 0 && offered < needed {
+        return Err(SignalError::MessageSizeTooSmall { offered, needed });
+    }
     let local = LocalDescription {
         session_id,
         ice_ufrag: ufrag.clone(),
@@ -140,9 +178,20 @@ impl Hub {
         let fingerprint = self.dtls_fingerprint().ok_or(SignalError::NotSecure)?;
         let (ufrag, pwd) = credentials(&mut self.signal_rng);
         let session_id = self.signal_rng.random::<u64>() >> 1;
-        let max = u64::from(self.config.channel.max_message_size);
-        let (peer, answer) =
-            answer_offer(offer, ufrag, pwd, fingerprint, max, candidates, session_id)?;
+        // The answer says what the node takes; the offer must take the
+        // largest message the call may send the peer.
+        let max = u64::from(self.config.node.max_sctp_message_size);
+        let needed = largest_data(self.config.channel.max_message_size);
+        let (peer, answer) = answer_offer(
+            offer,
+            ufrag,
+            pwd,
+            fingerprint,
+            max,
+            needed,
+            candidates,
+            session_id,
+        )?;
         self.expect_peer(now, &peer)?;
         Ok(answer)
     }
@@ -179,7 +228,7 @@ impl Hub {
             ice_ufrag: ufrag.clone(),
             ice_pwd: pwd.clone(),
             fingerprint: fingerprint.0,
-            max_message_size: u64::from(self.config.channel.max_message_size),
+            max_message_size: u64::from(self.config.node.max_sctp_message_size),
             candidates: Vec::new(),
         };
         Ok(PendingOffer {

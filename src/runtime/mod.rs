@@ -213,12 +213,19 @@ impl EngineBuilder {
             .as_ref()
             .map(crate::dtls::Certificate::fingerprint);
         let verifier = self.hub.verifier.clone();
-        let max_message_size = u64::from(
-            self.hub
-                .channel
-                .max_message_size
-                .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT),
-        );
+        // What the answers say (the node's limit), and the largest message
+        // the call sends a peer (a forwarded `Data` of the largest payload,
+        // which a hub over DTLS keeps within 256 KiB: `Hub::new`).
+        let max_message_size = u64::from(self.hub.node.max_sctp_message_size);
+        let mut payload = self
+            .hub
+            .channel
+            .max_message_size
+            .min(crate::datachannel::MAX_MESSAGE_SIZE_LIMIT);
+        if self.hub.dtls.is_some() {
+            payload = payload.min(crate::hub::payload_within(crate::hub::WEBRTC_MAX_MESSAGE));
+        }
+        let largest_message = crate::hub::largest_data(payload);
         let reuse_port = n > 1;
         let first = bind(self.bind, self.socket_buffer, reuse_port)?;
         // The first socket turns port 0 into a real port; the others join it.
@@ -311,6 +318,7 @@ impl EngineBuilder {
             local_addr,
             verifier,
             max_message_size,
+            largest_message,
             dtls_fingerprint,
             backend,
             workers,
@@ -602,8 +610,10 @@ pub struct Engine {
     local_addr: SocketAddr,
     /// Checks the tokens offers come with (the server role's).
     verifier: Option<Arc<dyn JoinVerifier>>,
-    /// The largest message the engine's answers announce.
+    /// The largest message the engine's answers announce (the node's).
     max_message_size: u64,
+    /// The largest message the engine sends a peer: an offer must take it.
+    largest_message: u64,
     /// This engine's DTLS certificate fingerprint ([`HubConfig::dtls`]).
     dtls_fingerprint: Option<Fingerprint>,
     backend: Backend,
@@ -796,6 +806,7 @@ impl Engine {
             pwd,
             fingerprint,
             self.max_message_size,
+            self.largest_message,
             candidates,
             rand::Rng::random::<u64>(&mut rng) >> 1,
         )?;
