@@ -117,8 +117,7 @@ pub(crate) fn credentials(rng: &mut impl Rng) -> (String, String) {
 /// `candidates`.
 pub(crate) fn answer_offer(
     offer: &str,
-    ufrag: String,
-    pwd: String,
+    (ufrag, pwd): (String, String),
     fingerprint: Fingerprint,
     max_message_size: u64,
     needed: u64,
@@ -176,7 +175,7 @@ impl Hub {
             verifier.verify(join, now).map_err(SignalError::Refused)?;
         }
         let fingerprint = self.dtls_fingerprint().ok_or(SignalError::NotSecure)?;
-        let (ufrag, pwd) = credentials(&mut self.signal_rng);
+        let credentials = credentials(&mut self.signal_rng);
         let session_id = self.signal_rng.random::<u64>() >> 1;
         // The answer says what the node takes; the offer must take the
         // largest message the call may send the peer.
@@ -184,8 +183,7 @@ impl Hub {
         let needed = largest_data(self.config.channel.max_message_size);
         let (peer, answer) = answer_offer(
             offer,
-            ufrag,
-            pwd,
+            credentials,
             fingerprint,
             max,
             needed,

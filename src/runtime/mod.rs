@@ -799,11 +799,10 @@ impl Engine {
                 .map_err(SignalError::Refused)?;
         }
         let mut rng = rand::rng();
-        let (ufrag, pwd) = crate::hub::signal_credentials(&mut rng);
+        let credentials = crate::hub::signal_credentials(&mut rng);
         let (peer, answer) = crate::hub::answer_offer(
             offer,
-            ufrag,
-            pwd,
+            credentials,
             fingerprint,
             self.max_message_size,
             self.largest_message,
