@@ -21,8 +21,22 @@ export interface InvalidVector {
   hex: string;
   /** The DecodeError kind (docs/protocol.md section 3). */
   kind: string;
-  /** For TooLong and InvalidValue: the field the document names. */
+  /** TooLong, InvalidValue: the field the document names. */
   what?: string;
+  /** TooLong: the length or count on the wire, as a decimal string (it may exceed 2^53). */
+  len?: string;
+  /** TooLong: the limit. */
+  max?: number;
+  /** InvalidValue: the value on the wire. */
+  value?: number;
+  /** ReservedFlags: the reserved bits that were set. */
+  bits?: number;
+  /** UnknownFrameType, WrongFrameType: the type byte found. */
+  type?: number;
+  /** WrongFrameType: the type asked for. */
+  expected?: number;
+  /** TrailingBytes: how many bytes were left over. */
+  trailing?: number;
 }
 
 export function toHex(b: Uint8Array): string {
