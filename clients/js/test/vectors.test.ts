@@ -21,9 +21,16 @@ function checkValid(v: Vector): void {
   assert.deepEqual(messageToJson(decoded), { batch: v.batch, frames: v.frames }, `${v.name}: decoded`);
   assert.equal(toHex(encodeMessage(decoded)), v.hex, `${v.name}: re-encoded`);
   assert.equal(toHex(encodeMessage(messageFromJson(v))), v.hex, `${v.name}: encoded from its description`);
-  // Every strict prefix is rejected, with a DecodeError.
+  // Every strict prefix is rejected with UnexpectedEnd, or for a batch
+  // TooLong("batch count") (docs/protocol.md section 3).
   for (let cut = 0; cut < bytes.length && cut < 600; cut++) {
-    assert.throws(() => decodeMessage(bytes.subarray(0, cut)), DecodeError, `${v.name}: prefix ${cut}`);
+    assert.throws(
+      () => decodeMessage(bytes.subarray(0, cut)),
+      (e: unknown) =>
+        e instanceof DecodeError &&
+        (e.kind === "UnexpectedEnd" || (v.batch && e.kind === "TooLong" && e.details.what === "batch count")),
+      `${v.name}: prefix ${cut}`,
+    );
   }
   // One byte more is TrailingBytes(1).
   const longer = new Uint8Array(bytes.length + 1);
