@@ -79,6 +79,18 @@ impl World {
 
     /// A client with certificate `cert` joining `call` as `who`; the server
     /// is told to expect `allowed` (a certificate's index) from its address.
+    /// A client host running DTLS with certificate `cert`.
+    fn client(&mut self, cert: usize) -> HostId {
+        let config = HubConfig::client()
+            .seed(self.net.host_count() as u64)
+            .dtls(certs()[cert].clone())
+            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+        self.net.add_host(Tapped {
+            hubs: HubCluster::new(config, 1),
+            sent: Vec::new(),
+        })
+    }
+
     fn join(
         &mut self,
         call: &str,
@@ -86,14 +98,7 @@ impl World {
         cert: usize,
         allowed: Option<usize>,
     ) -> (HostId, Call) {
-        let config = HubConfig::client()
-            .seed(self.net.host_count() as u64)
-            .dtls(certs()[cert].clone())
-            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
-        let host = self.net.add_host(Tapped {
-            hubs: HubCluster::new(config, 1),
-            sent: Vec::new(),
-        });
+        let host = self.client(cert);
         let (now, server_addr, me) = (
             self.net.now(),
             self.net.addr(self.server),
@@ -256,14 +261,7 @@ fn a_server_keeps_no_state_for_an_address_it_was_not_told_to_expect() {
 #[test]
 fn a_client_checks_the_servers_certificate() {
     let mut w = World::new(8, LinkConfig::default(), 1);
-    let config = HubConfig::client()
-        .seed(99)
-        .dtls(certs()[1].clone())
-        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
-    let host = w.net.add_host(Tapped {
-        hubs: HubCluster::new(config, 1),
-        sent: Vec::new(),
-    });
+    let host = w.client(1);
     let (now, server_addr, me) = (w.net.now(), w.net.addr(w.server), w.net.addr(host));
     w.net
         .host_mut(w.server)
@@ -319,14 +317,12 @@ impl World {
     /// carry it), the answer comes back, then ICE checks, DTLS and the
     /// join.
     fn join_signalled(&mut self, call: &str, who: &str, cert: usize) -> (HostId, Call) {
-        let config = HubConfig::client()
-            .seed(self.net.host_count() as u64)
-            .dtls(certs()[cert].clone())
-            .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
-        let host = self.net.add_host(Tapped {
-            hubs: HubCluster::new(config, 1),
-            sent: Vec::new(),
-        });
+        let host = self.client(cert);
+        (host, self.signal(host, call, who))
+    }
+
+    /// `host` joins `call` as `who` by offer and answer.
+    fn signal(&mut self, host: HostId, call: &str, who: &str) -> Call {
         let (now, server_addr) = (self.net.now(), self.net.addr(self.server));
         let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
         let offer = self.net.host_mut(host).hubs.offer().expect("an offer");
@@ -343,13 +339,11 @@ impl World {
             .accept_offer(now, offer.sdp(), &[server_addr], &join)
             .expect("an answer");
         assert!(answer.contains("a=ice-lite") && answer.contains("a=setup:passive"));
-        let c = self
-            .net
+        self.net
             .host_mut(host)
             .hubs
             .join_answered(now, &offer, &answer, call, who, token)
-            .expect("join starts");
-        (host, c)
+            .expect("join starts")
     }
 }
 
@@ -427,11 +421,7 @@ fn offer_and_answer_through_loss_and_on_three_workers() {
 #[test]
 fn an_offer_with_a_bad_token_or_no_data_channel_is_refused() {
     let mut w = World::new(23, LinkConfig::default(), 1);
-    let config = HubConfig::client().seed(5).dtls(certs()[1].clone());
-    let host = w.net.add_host(Tapped {
-        hubs: HubCluster::new(config, 1),
-        sent: Vec::new(),
-    });
+    let host = w.client(1);
     let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
     let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
     let server = &mut w.net.host_mut(w.server).hubs;
@@ -472,38 +462,11 @@ fn an_offer_with_a_bad_token_or_no_data_channel_is_refused() {
 #[test]
 fn two_calls_of_one_client_share_its_ice_and_dtls_path() {
     let mut w = World::new(24, LinkConfig::default(), 1);
-    let config = HubConfig::client()
-        .seed(7)
-        .dtls(certs()[1].clone())
-        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
-    let host = w.net.add_host(Tapped {
-        hubs: HubCluster::new(config, 1),
-        sent: Vec::new(),
-    });
+    let host = w.client(1);
     let start = w.net.now();
     let mut calls = Vec::new();
     for call in ["one", "two"] {
-        let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
-        let token = mint_token(SECRET, call, "alice", EPOCH + 3600).expect("short ids");
-        let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
-        let join = dcengine::JoinRequest {
-            call_id: call,
-            participant_id: "alice",
-            token: &token,
-        };
-        let answer = w
-            .net
-            .host_mut(w.server)
-            .hubs
-            .accept_offer(now, offer.sdp(), &[server_addr], &join)
-            .expect("an answer");
-        calls.push(
-            w.net
-                .host_mut(host)
-                .hubs
-                .join_answered(now, &offer, &answer, call, "alice", token)
-                .expect("join starts"),
-        );
+        calls.push(w.signal(host, call, "alice"));
     }
     w.settle_until(|_| calls.iter().all(Call::is_joined));
     assert!(

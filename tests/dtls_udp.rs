@@ -2,34 +2,21 @@
 //! and client engines, each with its own certificate, told each other's
 //! fingerprints as signalling would.
 
-use std::future::Future;
+#[path = "common/udp.rs"]
+mod udp_common;
+
 use std::net::UdpSocket;
-use std::sync::{Arc, OnceLock, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use dcengine::hub::HubConfig;
 use dcengine::{
     Call, CallState, Certificate, ChannelConfig, DataChannelSenderOptions, Engine, HmacVerifier,
     TrafficPolicy, WallClock, mint_token,
 };
+use udp_common::{unix_now, within};
 
 const SECRET: &[u8] = b"dtls udp test secret";
-/// Guards against a hang, not a speed (see tests/udp.rs).
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn within<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(pollster::block_on(f));
-    });
-    rx.recv_timeout(LIMIT).expect("did not finish in time")
-}
-
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-}
 
 fn certs() -> &'static [Certificate; 4] {
     static C: OnceLock<[Certificate; 4]> = OnceLock::new();

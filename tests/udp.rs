@@ -5,10 +5,12 @@
 //! tests). Where io_uring is unavailable (an old kernel, a seccomp profile
 //! such as Docker's default), the io_uring variants print why and skip.
 
+#[path = "common/udp.rs"]
+mod udp_common;
+
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use dcengine::hub::{HubConfig, HubEvent, home_worker};
 use dcengine::{
@@ -17,28 +19,9 @@ use dcengine::{
     Engine, EngineError, HmacVerifier, JoinError, ParticipantId, ReceiverCloseReason,
     TrafficPolicy, WallClock, mint_token,
 };
+use udp_common::{LIMIT, unix_now, within};
 
 const SECRET: &[u8] = b"udp test secret";
-/// How long a wait may take before the test fails: it guards against a
-/// hang, not a speed, so it leaves room for a loaded machine (on a 2-core
-/// machine with 30 busy processes the 2,000-message burst took over 20 s).
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs `f` to completion on its own thread; panics if it takes longer than
-/// `LIMIT` (a hung test fails instead of hanging CI).
-fn within<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(pollster::block_on(f));
-    });
-    rx.recv_timeout(LIMIT).expect("did not finish in time")
-}
-
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-}
 
 /// Whether `backend` can run here; prints why not (the test then skips).
 fn available(backend: Backend) -> bool {
