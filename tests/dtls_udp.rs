@@ -210,3 +210,70 @@ fn clients_join_by_offer_and_answer_over_udp() {
     assert!(err.to_string().contains("refused"), "{err}");
     assert_eq!(server.stats().expect("stats").dtls_handshakes, 2);
 }
+
+/// Alice (joined by offer and answer, over ICE and DTLS) sends 2,000
+/// Durable messages and at once ends her call with `end`: Bob gets every
+/// one, in order. The DTLS session under her association closes only once
+/// SCTP has delivered what was queued.
+fn delivered_over_dtls_after(end: impl FnOnce(Engine, &Call)) {
+    let server = Arc::new(server(2));
+    let join = |cert: usize, who: &str| {
+        let engine = Engine::builder()
+            .hub(
+                HubConfig::client()
+                    .dtls(certs()[cert].clone())
+                    .channel(unlimited()),
+            )
+            .start()
+            .expect("client starts");
+        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
+        let (s, t) = (server.clone(), token.clone());
+        let call = engine
+            .join_signalled("call", who, token, |offer| {
+                s.accept_offer(offer, "call", who, &t)
+            })
+            .expect("joins");
+        assert!(call.wait_ready(Duration::from_secs(10)), "{who} joined");
+        (engine, call)
+    };
+    let (alice_engine, alice) = join(1, "alice");
+    let (_bob_engine, bob) = join(2, "bob");
+    let sender = alice
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(3),
+            bitrate_kbps: 0,
+            ..Default::default()
+        })
+        .expect("sender");
+    for i in 0..2_000u32 {
+        sender.send(i.to_be_bytes().to_vec()).expect("accepted");
+    }
+    end(alice_engine, &alice);
+    let rx = bob
+        .data_channel()
+        .next_receiver_timeout(Duration::from_secs(10))
+        .expect("announced");
+    let mut seqs = Vec::new();
+    while let Some(m) = rx.recv_timeout(Duration::from_secs(10)) {
+        seqs.push(m.sequence_number);
+    }
+    assert_eq!(seqs, (1..=2_000).collect::<Vec<u32>>());
+}
+
+#[test]
+fn a_leave_over_dtls_delivers_what_was_accepted() {
+    delivered_over_dtls_after(|engine, call| {
+        call.leave();
+        assert!(call.wait_left(Duration::from_secs(10)), "left");
+        drop(engine);
+    });
+}
+
+#[test]
+fn an_engine_shutting_down_over_dtls_delivers_what_it_accepted() {
+    delivered_over_dtls_after(|engine, call| {
+        engine.shutdown(Duration::from_secs(10));
+        assert!(call.wait_left(Duration::ZERO), "done once shut down");
+    });
+}
