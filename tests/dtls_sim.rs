@@ -575,3 +575,47 @@ fn the_server_says_why_each_participant_left() {
     assert_eq!(gone[0].0, "bob");
     assert!(gone[0].1.starts_with("its association ended: "), "{gone:?}");
 }
+
+#[test]
+fn an_offer_that_cannot_take_the_calls_largest_message_is_refused() {
+    let mut w = World::new(32, LinkConfig::default(), 1);
+    let host = w.client(1);
+    let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
+    let line = offer
+        .sdp()
+        .lines()
+        .find(|l| l.starts_with("a=max-message-size:"))
+        .expect("the offer says its limit")
+        .to_owned();
+    // A peer that takes 1,000-byte messages only: the server's 32 KiB
+    // messages could not reach it.
+    let small = offer.sdp().replace(&line, "a=max-message-size:1000");
+    let token = mint_token(SECRET, "call", "tiny", EPOCH + 3600).expect("short ids");
+    let join = dcengine::JoinRequest {
+        call_id: "call",
+        participant_id: "tiny",
+        token: &token,
+    };
+    let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
+    let err = w
+        .net
+        .host_mut(w.server)
+        .hubs
+        .accept_offer(now, &small, &[server_addr], &join)
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            dcengine::SignalError::MessageSizeTooSmall { offered: 1000, needed } if needed > 32 * 1024
+        ),
+        "{err}"
+    );
+    // Its own limit (the node's) is taken.
+    assert!(
+        w.net
+            .host_mut(w.server)
+            .hubs
+            .accept_offer(now, offer.sdp(), &[server_addr], &join)
+            .is_ok()
+    );
+}
