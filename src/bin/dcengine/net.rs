@@ -80,6 +80,9 @@ pub(crate) struct ServeArgs {
     /// default: the UDP address's host and port, over TCP.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// The signalling endpoint's CORS, web root, demo tokens and TLS.
+    #[command(flatten)]
+    endpoint: crate::signal::HttpArgs,
     /// The DTLS certificate (DER; an ECDSA P-256 one), with --dtls-key;
     /// default: a self-signed one made at start.
     #[arg(long, requires = "dtls_key")]
@@ -200,10 +203,19 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot serve on {}: {e}", args.bind))?,
     );
     if let Some(fingerprint) = engine.dtls_fingerprint() {
-        let http = crate::signal::serve(engine.clone(), args.http.unwrap_or(args.bind))?;
-        tracing::info!(%http, %fingerprint, "DTLS; HTTP signalling at POST /v1/calls/{{call}}/join");
+        let config = args.endpoint.config(
+            args.secret.as_bytes(),
+            Duration::from_secs(args.max_token_lifetime),
+        );
+        let endpoint = start_signalling(&engine, args.http.unwrap_or(args.bind), &config)?;
         println!(
-            "DTLS certificate sha-256 {fingerprint}; signalling at http://{http}/v1/calls/{{call}}/join"
+            "DTLS certificate sha-256 {fingerprint}; signalling at {}/v1/calls/{{call}}/join",
+            endpoint.url()
+        );
+    } else if args.endpoint.any() || args.http.is_some() {
+        return Err(
+            "--insecure-plaintext runs no signalling: --http, --cors-origin, --web, --demo-tokens and --tls-* do not apply"
+                .into(),
         );
     }
     tracing::info!(
@@ -276,6 +288,34 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     }
     // Still shared: dropping it shuts it down with a short deadline.
     Ok(())
+}
+
+/// Starts the signalling endpoint for `engine` on `addr` and says so: its
+/// URL, and loudly, demo tokens.
+fn start_signalling(
+    engine: &Arc<Engine>,
+    addr: SocketAddr,
+    config: &crate::signal::Config,
+) -> Result<crate::signal::Endpoint, String> {
+    let endpoint = crate::signal::serve(engine, addr, config)?;
+    let url = endpoint.url();
+    tracing::info!(
+        http = %endpoint.addr,
+        %url,
+        tls = endpoint.tls,
+        cors = ?config.cors_origins,
+        web = ?config.web,
+        "signalling at POST {url}/v1/calls/{{call}}/join"
+    );
+    if config.web.is_some() {
+        println!("web root at {url}/");
+    }
+    if config.demo_tokens.is_some() {
+        tracing::warn!(
+            "--demo-tokens: INSECURE, POST {url}/v1/calls/{{call}}/token hands anyone a token to join any call as anyone; for demos and tests only"
+        );
+    }
+    Ok(endpoint)
 }
 
 /// The certificate `serve` runs DTLS with: the files given, or a new
