@@ -125,22 +125,38 @@ pub(crate) struct ChatArgs {
     #[arg(long, default_value = "chat")]
     call: String,
     /// Who you are.
-    #[arg(long)]
+    #[arg(long, visible_alias = "name")]
     participant: String,
     /// A join token from `dcengine token`, in hex.
     #[arg(long, conflicts_with = "secret")]
     token: Option<String>,
-    /// Or the server's secret, to make a token here (development only).
+    /// Or the server's secret, to make a token here (development only);
+    /// with --host, the secret the joining peers' tokens are checked with.
     #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// The server's HTTP signalling endpoint (TCP); default: --server's
-    /// host and port.
+    /// host and port. With --host: the address to serve it on.
     #[arg(long)]
     http: Option<SocketAddr>,
     /// Join a server that runs `--insecure-plaintext`: plain SCTP over UDP,
     /// no DTLS.
     #[arg(long)]
     insecure_plaintext: bool,
+    /// Host the call here instead of joining a server's: an engine of our
+    /// own runs ICE-lite and DTLS, this participant joins it locally, and
+    /// the signalling endpoint on --http lets others (browsers, other
+    /// `dcengine chat`s) join it directly, peer to peer. Tokens are checked
+    /// with --secret.
+    #[arg(long, requires = "http", conflicts_with_all = ["token", "insecure_plaintext"])]
+    host: bool,
+    /// With --host: the UDP address the call is hosted on (ICE, DTLS and
+    /// SCTP); default: every address, a free port.
+    #[arg(long, requires = "host")]
+    bind: Option<SocketAddr>,
+    /// With --host: the signalling endpoint's CORS, web root, demo tokens
+    /// and TLS, as for `serve`.
+    #[command(flatten)]
+    endpoint: crate::signal::HttpArgs,
 }
 
 fn unix_now() -> Duration {
@@ -240,45 +256,56 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
         // second; events are printed as they come.
         std::thread::sleep(Duration::from_millis(200));
         for event in engine.events().map_err(|e| e.to_string())? {
-            match event {
-                HubEvent::ParticipantJoined {
-                    call_id,
-                    participant_id,
-                    member,
-                } => {
-                    println!("+ {participant_id} joined {call_id} as {member}");
-                }
-                HubEvent::ParticipantLeft {
-                    call_id,
-                    participant_id,
-                    reason,
-                    ..
-                } => {
-                    println!("- {participant_id} left {call_id} ({reason})");
-                }
-                HubEvent::JoinRejected {
-                    remote,
-                    call_id,
-                    participant_id,
-                    rejection,
-                } => {
-                    println!(
-                        "! {participant_id}@{remote} refused for {call_id}: {}",
-                        rejection.reason
-                    );
-                }
-                other => println!("{other:?}"),
+            if let Some(line) = membership(&event) {
+                println!("{line}");
+            } else {
+                println!("{event:?}");
             }
         }
     }
     println!("shutting down: draining for up to {} s", args.drain);
-    // The signalling thread holds the engine only while it answers.
+    shut_down(engine, Duration::from_secs(args.drain));
+    Ok(())
+}
+
+/// A line for a join, a leave or a refused join; `None` for other events.
+fn membership(event: &HubEvent) -> Option<String> {
+    match event {
+        HubEvent::ParticipantJoined {
+            call_id,
+            participant_id,
+            member,
+        } => Some(format!("+ {participant_id} joined {call_id} as {member}")),
+        HubEvent::ParticipantLeft {
+            call_id,
+            participant_id,
+            reason,
+            ..
+        } => Some(format!("- {participant_id} left {call_id} ({reason})")),
+        HubEvent::JoinRejected {
+            remote,
+            call_id,
+            participant_id,
+            rejection,
+        } => Some(format!(
+            "! {participant_id}@{remote} refused for {call_id}: {}",
+            rejection.reason
+        )),
+        _ => None,
+    }
+}
+
+/// Shuts `engine` down, letting queued messages drain for `drain`. The
+/// signalling endpoint holds it only while it answers an offer (at most a
+/// second is waited for that); if it is still shared then, dropping it
+/// shuts it down with a short deadline.
+fn shut_down(engine: Arc<Engine>, drain: Duration) {
     let mut engine = engine;
     for _ in 0..50 {
         match Arc::try_unwrap(engine) {
             Ok(e) => {
-                e.shutdown(Duration::from_secs(args.drain));
-                return Ok(());
+                e.shutdown(drain);
+                return;
             }
             Err(shared) => {
                 engine = shared;
@@ -286,8 +313,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
             }
         }
     }
-    // Still shared: dropping it shuts it down with a short deadline.
-    Ok(())
+    tracing::warn!(
+        "the engine is still in use by the signalling endpoint: stopping it without draining"
+    );
 }
 
 /// Starts the signalling endpoint for `engine` on `addr` and says so: its
@@ -350,6 +378,15 @@ pub(crate) fn token(args: &TokenArgs) -> Result<(), String> {
 }
 
 pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
+    if args.host {
+        return chat_host(args);
+    }
+    if args.endpoint.any() {
+        return Err(
+            "--cors-origin, --web, --demo-tokens and --tls-* configure the endpoint of a host: add --host"
+                .into(),
+        );
+    }
     let token = match (&args.token, &args.secret) {
         (Some(t), _) => unhex(t).ok_or("the token must be hex, as `dcengine token` prints it")?,
         (None, Some(secret)) => mint_token(
@@ -396,6 +433,123 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
             _ => "could not join".into(),
         });
     }
+    chat_loop(args, &call, || {})?;
+    call.leave();
+    engine.shutdown(Duration::from_secs(2));
+    Ok(())
+}
+
+/// `dcengine chat --host`: hosts the call in an engine of our own, joins it
+/// locally, serves the signalling endpoint for the others, and chats.
+fn chat_host(args: &ChatArgs) -> Result<(), String> {
+    init_logging(tracing::Level::INFO);
+    let secret = args.secret.as_deref().ok_or(
+        "--host needs --secret (or DCENGINE_SECRET): the joining peers' tokens are checked with it",
+    )?;
+    let http = args
+        .http
+        .ok_or("--host needs --http ADDR to serve signalling on")?;
+    let bind = args.bind.unwrap_or_else(|| any_address(http));
+    let hosted = host_call(
+        &args.call,
+        &args.participant,
+        secret,
+        bind,
+        http,
+        &args.endpoint,
+    )?;
+    println!(
+        "hosting {} as {} on UDP {}; others join at {}{} (token from `dcengine token --call {}` with the same secret{})",
+        args.call,
+        args.participant,
+        hosted.engine.local_addr(),
+        hosted.endpoint.url(),
+        crate::signal::join_path(&args.call),
+        args.call,
+        if args.endpoint.demo_tokens {
+            ", or POST /v1/calls/{call}/token"
+        } else {
+            ""
+        },
+    );
+    let engine = hosted.engine.clone();
+    chat_loop(args, &hosted.call, || {
+        if let Ok(events) = engine.events() {
+            for line in events.iter().filter_map(membership) {
+                println!("{line}");
+            }
+        }
+    })?;
+    drop(engine);
+    hosted.call.leave();
+    shut_down(hosted.engine, Duration::from_secs(2));
+    Ok(())
+}
+
+/// The unspecified address of `like`'s family, port 0.
+fn any_address(like: SocketAddr) -> SocketAddr {
+    if like.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    }
+}
+
+/// A call hosted by `dcengine chat --host`.
+struct Hosted {
+    /// The engine the call lives in (one worker: a chat is small).
+    engine: Arc<Engine>,
+    /// The host's own membership.
+    call: dcengine::Call,
+    /// Where the others post their offers.
+    endpoint: crate::signal::Endpoint,
+}
+
+/// Starts an engine on `bind` (ICE-lite, DTLS with a fresh certificate,
+/// tokens checked with `secret`), joins `participant` to `call_id` in it
+/// and serves signalling for it on `http`.
+fn host_call(
+    call_id: &str,
+    participant: &str,
+    secret: &str,
+    bind: SocketAddr,
+    http: SocketAddr,
+    options: &crate::signal::HttpArgs,
+) -> Result<Hosted, String> {
+    let clock = WallClock::new(Instant::now(), unix_now());
+    let verifier =
+        HmacVerifier::new(secret.as_bytes(), clock).map_err(|e| format!("--secret: {e}"))?;
+    let certificate = dcengine::Certificate::generate().map_err(|e| e.to_string())?;
+    let engine = Arc::new(
+        Engine::builder()
+            .bind(bind)
+            .workers(1)
+            .hub(HubConfig::server(Arc::new(verifier)).dtls(certificate))
+            .start()
+            .map_err(|e| format!("cannot host on {bind}: {e}"))?,
+    );
+    let call = engine
+        .join_local(call_id, participant)
+        .map_err(|e| format!("cannot join {call_id} locally: {e}"))?;
+    // The verifier's default lifetime cap is a day: a demo token's hour is
+    // within it.
+    let config = options.config(secret.as_bytes(), Duration::from_secs(24 * 60 * 60));
+    let endpoint = start_signalling(&engine, http, &config)?;
+    Ok(Hosted {
+        engine,
+        call,
+        endpoint,
+    })
+}
+
+/// The chat itself: prints who is here and what others send on channel
+/// 10000, sends each line typed, until stdin ends or the call does;
+/// `on_tick` runs a few times a second.
+fn chat_loop(
+    args: &ChatArgs,
+    call: &dcengine::Call,
+    mut on_tick: impl FnMut(),
+) -> Result<(), String> {
     let others: Vec<String> = call
         .participants()
         .iter()
@@ -447,6 +601,7 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                on_tick();
                 if let CallState::Ended(reason) = call.state() {
                     println!("(the call ended: {reason})");
                     break;
@@ -455,8 +610,6 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), String> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    call.leave();
-    engine.shutdown(Duration::from_secs(2));
     Ok(())
 }
 
@@ -505,4 +658,96 @@ pub(crate) fn unhex(s: &str) -> Option<Bytes> {
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()
         .map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What arrives on the chat channel of `call`: (sender, text).
+    fn heard(call: &dcengine::Call) -> mpsc::Receiver<(String, String)> {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        call.data_channel().on_receiver_created(move |receiver| {
+            if receiver.channel_id() != CHAT_CHANNEL {
+                return;
+            }
+            let r = receiver.clone();
+            let tx = tx.lock().map(|tx| tx.clone());
+            let Ok(tx) = tx else { return };
+            receiver.on_message_ready(move || {
+                while let Some(m) = r.read_message() {
+                    let text = String::from_utf8_lossy(&m.data).into_owned();
+                    let _ = tx.send((r.sender_id().to_string(), text));
+                }
+            });
+        });
+        rx
+    }
+
+    fn chat_sender(call: &dcengine::Call) -> dcengine::DataChannelSender {
+        call.data_channel()
+            .create_sender(DataChannelSenderOptions {
+                channel_id: Some(CHAT_CHANNEL),
+                ..Default::default()
+            })
+            .expect("a chat sender")
+    }
+
+    #[test]
+    fn a_peer_joins_a_chat_host_directly_and_both_hear_each_other() {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let options = crate::signal::HttpArgs {
+            demo_tokens: true,
+            ..Default::default()
+        };
+        let hosted =
+            host_call("room", "host", "host secret", loopback, loopback, &options).expect("hosts");
+        let host_heard = heard(&hosted.call);
+        let http = hosted.endpoint.addr;
+
+        // A token from the host's own demo route, as the demo page gets it.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let reply: crate::signal::TokenReply = agent
+            .post(&format!("http://{http}/v1/calls/room/token"))
+            .send_json(crate::signal::TokenBody {
+                participant: "guest".into(),
+            })
+            .expect("a token")
+            .body_mut()
+            .read_json()
+            .expect("JSON");
+        let token = unhex(&reply.token).expect("hex");
+
+        let guest = Engine::builder()
+            .hub(HubConfig::client().dtls(dcengine::Certificate::generate().expect("a cert")))
+            .start()
+            .expect("a guest");
+        let call = guest
+            .join_signalled("room", "guest", token.clone(), |offer| {
+                crate::signal::request_answer(http, "room", "guest", &token, offer)
+            })
+            .expect("joins the host");
+        assert!(pollster_ready(&call), "joined the host peer to peer");
+        let guest_heard = heard(&call);
+        assert!(
+            call.participants().iter().any(|p| p.to_string() == "host"),
+            "the host is in the call: {:?}",
+            call.participants()
+        );
+
+        chat_sender(&call).send("hi host").expect("sent");
+        let got = host_heard
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the host hears the guest");
+        assert_eq!(got, ("guest".to_owned(), "hi host".to_owned()));
+        chat_sender(&hosted.call).send("hi guest").expect("sent");
+        let got = guest_heard
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the guest hears the host");
+        assert_eq!(got, ("host".to_owned(), "hi guest".to_owned()));
+    }
 }
