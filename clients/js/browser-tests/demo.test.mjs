@@ -77,6 +77,9 @@ describe(`the demo page (${CALL})`, { timeout: 5 * 60_000 }, () => {
   });
 
   it("shows alice's cursor on bob's board, with her name, where she points", async () => {
+    // Input goes to a background tab at about one event a second: alice's
+    // tab is the one in front while she moves.
+    await p.alice.bringToFront();
     const board = await p.alice.locator("#board").boundingBox();
     await p.alice.mouse.move(board.x + board.width * 0.25, board.y + board.height * 0.5);
     const dot = p.bob.locator('#board .cursor[data-participant="alice"]');

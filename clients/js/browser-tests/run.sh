@@ -17,6 +17,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 JS="$(cd "$HERE/.." && pwd)"
 ROOT="$(cd "$JS/../.." && pwd)"
 ARTIFACTS="$HERE/artifacts"
+TESTS=()
+for t in "$@"; do TESTS+=("$(realpath "$t")"); done
+[ ${#TESTS[@]} -gt 0 ] || TESTS=("$HERE"/*.test.mjs)
 mkdir -p "$ARTIFACTS"
 start=$(date +%s)
 step() { echo "== $* ($(($(date +%s) - start)) s)"; }
@@ -30,7 +33,7 @@ if [ ! -x "$CHROMIUM" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-"$CHROMIUM" --version
+"$CHROMIUM" --version 2>/dev/null
 
 # The binary.
 if [ -z "${DCENGINE_BIN:-}" ]; then
@@ -93,7 +96,6 @@ for i in $(seq 1 300); do
 done
 
 step "running the tests"
-if [ $# -gt 0 ]; then TESTS=("$@"); else TESTS=("$HERE"/*.test.mjs); fi
 status=0
 node --test --test-concurrency=1 --test-reporter=spec "${TESTS[@]}" || status=$?
 step "tests done (exit $status)"
