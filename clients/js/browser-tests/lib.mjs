@@ -10,7 +10,8 @@
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 //   DCENGINE_WAIT_MS   the bound of every wait (default 20000)
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
@@ -25,6 +26,7 @@ export const env = {
   bin: required("DCENGINE_BIN"),
   artifacts: process.env.DCENGINE_ARTIFACTS || join(import.meta.dirname, "artifacts"),
   chromium: process.env.CHROMIUM || "/usr/bin/chromium",
+  web: join(import.meta.dirname, "..", "web"),
 };
 
 /** The bound of every wait, in ms. */
@@ -39,6 +41,26 @@ function required(name) {
 /** A name unique to this run, for calls. */
 export function unique(prefix) {
   return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** A TCP port free on 127.0.0.1 just now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+/** A join token from `dcengine token` (hex), with the suite's secret. */
+export function mintToken(call, participant) {
+  return new Promise((resolve, reject) =>
+    execFile(env.bin, ["token", "--call", call, "--participant", participant], { env: { ...process.env, DCENGINE_SECRET: env.secret } }, (err, stdout, stderr) =>
+      err ? reject(new Error(`dcengine token: ${err.message} ${stderr}`)) : resolve(stdout.trim()),
+    ),
+  );
 }
 
 // ------------------------------------------------------------------ browser
@@ -76,15 +98,15 @@ export async function launchBrowser() {
   };
 }
 
-/** A page of the demo's origin with the harness installed; `name` labels
- *  its console output. */
-export async function harnessPage(context, name, path = "/index.html?harness") {
+/** A page of the demo's origin (the suite's server, or `origin`) with the
+ *  harness installed; `name` labels its console output. */
+export async function harnessPage(context, name, { origin = env.base, path = "/index.html?harness" } = {}) {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[${name}] page error: ${e.message}`));
   page.on("console", (m) => {
     if (m.type() === "error" || m.type() === "warning") console.error(`[${name}] console.${m.type()}: ${m.text()}`);
   });
-  await page.goto(`${env.base}${path}`);
+  await page.goto(`${origin}${path}`);
   await page.evaluate(installHarness);
   return page;
 }
