@@ -138,7 +138,7 @@ export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = Object.freeze({
 });
 
 /** Above this many bytes waiting in the reliable channel, the client queues instead. */
-export const RELIABLE_HIGH_WATER = 1024 * 1024;
+export const RELIABLE_HIGH_WATER = 256 * 1024;
 /** Above this many bytes waiting in the Lossy channel, Lossy messages are dropped. */
 export const LOSSY_HIGH_WATER = 256 * 1024;
 /** An association silent for this long gets a keep-alive (the server sends its own after 5 s too). */
@@ -352,9 +352,11 @@ export class Call extends Emitter<CallEvents> {
   }
 
   /**
-   * Leaves the call: what the senders queued is sent first (in order,
-   * paused senders too), then `Leave`. Resolves once it is handed to the
-   * connection (the shell waits for it to drain before closing).
+   * Leaves the call: what the senders queued is sent first (in order; a
+   * paused sender's once the server resumes it), then `Leave`. Resolves
+   * when the call has ended (the server closed the connection after the
+   * `Leave`, or 10 s passed: then what was still queued is lost and its
+   * senders close with `callEnded`).
    */
   leave(): Promise<void> {
     if (this.#state === "disconnected") return Promise.resolve();
@@ -446,7 +448,7 @@ export class Call extends Emitter<CallEvents> {
     if (!(data instanceof Uint8Array)) {
       throw new TypeError("sendMessage takes a Uint8Array (encode strings with TextEncoder)");
     }
-    if (sender.closed) {
+    if (sender.closed || this.#leaving) {
       throw new DataChannelError("DataChannelSenderClosed", "the sender is closed");
     }
     const limit = this.maxMessageSize;
@@ -511,8 +513,7 @@ export class Call extends Emitter<CallEvents> {
    * @internal Sends what may go now: each channel's operations in order,
    * until the reliable channel holds `RELIABLE_HIGH_WATER` bytes; a
    * paused Durable session's data (and what follows it on its channel)
-   * waits unless the call is leaving. Then `Leave`, if leaving and all is
-   * sent.
+   * waits. Then `Leave`, if leaving and all is sent.
    */
   pump(): void {
     if (this.#state !== "connected") return;
@@ -520,7 +521,9 @@ export class Call extends Emitter<CallEvents> {
     for (const [channel, q] of this.#queues) {
       while (q.length > 0) {
         const op = q[0]!;
-        if (op.kind === "data" && op.sender._paused && !this.#leaving) break;
+        // A paused session waits, leaving or not: the server tolerates only
+        // so much (`HubConfig::pause_overrun`) before it closes the session.
+        if (op.kind === "data" && op.sender._paused) break;
         const lossyData = op.kind === "data" && op.sender.reliability === "lossy" && op.sender._sentLossy;
         if (lossyData) {
           q.shift();
@@ -538,7 +541,7 @@ export class Call extends Emitter<CallEvents> {
         if (op.kind === "data") op.sender._release(op.payload.length + MESSAGE_OVERHEAD);
         this.#emit(op, now);
       }
-      this.#queues.delete(channel);
+      if (q.length === 0) this.#queues.delete(channel);
     }
     if (this.#leaving && !this.#leaveSent && this.#queues.size === 0) {
       this.#leaveSent = true;
