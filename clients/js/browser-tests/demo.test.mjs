@@ -1,5 +1,6 @@
-// The demo page (web/index.html) as people use it: two browsers join a call
-// through the form with demo tokens, a native `dcengine chat` joins too,
+// The demo page (web/index.html) as people use it: three browsers join a
+// call through the form (demo tokens; one pastes a token from `dcengine
+// token`), a native `dcengine chat` joins too,
 // they chat, alice's cursor shows on bob's board, alice drops a file that
 // bob can download; then a screenshot of bob's page (artifacts/demo.png),
 // with the chat checked in its DOM.
@@ -9,7 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { NativeChat, WAIT, env, launchBrowser, unique, until } from "./lib.mjs";
+import { NativeChat, WAIT, env, launchBrowser, mintToken, unique, until } from "./lib.mjs";
 
 const CALL = unique("demo");
 
@@ -27,7 +28,7 @@ describe(`the demo page (${CALL})`, { timeout: 5 * 60_000 }, () => {
 
   before(async () => {
     browser = await launchBrowser();
-    for (const name of ["alice", "bob"]) {
+    for (const name of ["alice", "bob", "carol"]) {
       const page = await browser.context.newPage();
       page.on("pageerror", (e) => console.error(`[${name}] page error: ${e.message}`));
       await page.goto(`${env.base}/`);
@@ -41,18 +42,22 @@ describe(`the demo page (${CALL})`, { timeout: 5 * 60_000 }, () => {
     if (browser) await browser.close();
   });
 
-  it("joins a call by name through the form (demo tokens) and lists the participants", async () => {
-    for (const name of ["alice", "bob"]) {
+  it("joins a call by name through the form (demo tokens, or a pasted hex token) and lists the participants", async () => {
+    for (const name of ["alice", "bob", "carol"]) {
       const page = p[name];
       await page.fill("#call", CALL);
       await page.fill("#name", name);
+      // carol pastes a token from `dcengine token`; the others get one from
+      // the server's demo route.
+      if (name === "carol") await page.fill("#token", await mintToken(CALL, name));
       await page.click("#join");
       await page.locator('body[data-state="joined"]').waitFor({ timeout: WAIT });
       assert.equal(await page.textContent("#status"), `In call ${CALL} as ${name}.`);
     }
     dave = NativeChat.join(CALL, "dave");
-    await dave.line(/^joined .* as dave; others here: \[(alice, bob|bob, alice)\]$/);
-    for (const [name, others] of [["alice", ["bob", "dave"]], ["bob", ["alice", "dave"]]]) {
+    const joined = await dave.line(/^joined .* as dave; others here: \[/);
+    assert.deepEqual(joined.replace(/^.*\[|\]$/g, "").split(", ").sort(), ["alice", "bob", "carol"]);
+    for (const [name, others] of [["alice", ["bob", "carol", "dave"]], ["bob", ["alice", "carol", "dave"]], ["carol", ["alice", "bob", "dave"]]]) {
       for (const o of others) await p[name].locator(`#participants li[data-participant="${o}"]`).waitFor({ timeout: WAIT });
       assert.equal(await p[name].textContent("#participants li:first-child"), `${name} (you)`);
     }
@@ -71,8 +76,7 @@ describe(`the demo page (${CALL})`, { timeout: 5 * 60_000 }, () => {
     await dave.line("bob: hi alice, dave is here too");
 
     dave.say("hello from the terminal");
-    await waitText(p.alice, "dave: hello from the terminal");
-    await waitText(p.bob, "dave: hello from the terminal");
+    for (const name of ["alice", "bob", "carol"]) await waitText(p[name], "dave: hello from the terminal");
     assert.deepEqual(await chatLines(p.bob), ["alice: hello bob", "bob: hi alice, dave is here too", "dave: hello from the terminal"]);
   });
 

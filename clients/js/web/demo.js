@@ -39,10 +39,12 @@ function setStatus(message, state) {
   if (state) document.body.dataset.state = state;
 }
 
+/** A participant's colour: one of 12 hues, from a hash of the name (FNV-1a),
+ *  the same on every page. */
 function hue(name) {
-  let h = 0;
-  for (const c of name) h = (h * 31 + c.codePointAt(0)) % 360;
-  return h;
+  let h = 2166136261;
+  for (const c of name) h = Math.imul(h ^ c.codePointAt(0), 16777619) >>> 0;
+  return (h % 12) * 30;
 }
 
 function errorText(e) {
