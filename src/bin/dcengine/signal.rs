@@ -72,7 +72,7 @@ pub(crate) fn join_path(call: &str) -> String {
 /// serve` and `dcengine chat --host`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct HttpArgs {
-    /// An origin (scheme://host[:port], as a browser sends it) whose pages
+    /// An origin (`scheme://host[:port]`, as a browser sends it) whose pages
     /// may call the signalling API (CORS); repeat for several, `*` for any.
     /// Without it, only pages served by this endpoint (same origin) may.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
