@@ -42,6 +42,26 @@ describe(`a call of three browsers and a native participant (${CALL})`, { timeou
     for (const name of BROWSERS) assert.match(joined, new RegExp(`\\b${name}\\b`), joined);
   });
 
+  it("a join with someone else's token is refused (JoinError), and nobody sees it", async () => {
+    const page = await harnessPage(browser.context, "mallory");
+    const started = Date.now();
+    const r = await page.evaluate(async (call) => {
+      const token = await window.T.token(call, "alice");
+      try {
+        await window.T.join(call, "mallory", { token });
+        return { joined: true };
+      } catch (e) {
+        return { name: e.name, typed: e instanceof window.T.sdk.JoinError, message: e.message };
+      }
+    }, CALL);
+    assert.equal(r.name, "JoinError", JSON.stringify(r));
+    assert.equal(r.typed, true);
+    assert.match(r.message, /401/);
+    assert.ok(Date.now() - started < 15000);
+    await page.close();
+    for (const name of BROWSERS) assert.ok(!(await p[name].evaluate(() => window.T.remote())).includes("mallory"));
+  });
+
   it("chat broadcast: a browser's message reaches the other browsers and the native, with sequence numbers", async () => {
     for (const name of BROWSERS) await p[name].evaluate(() => window.T.sender("chat", { channelId: 10000 }));
     await p.alice.evaluate(() => window.T.send("chat", "hello from alice"));
@@ -195,7 +215,10 @@ describe(`a call of three browsers and a native participant (${CALL})`, { timeou
     assert.ok(refused.every((o) => o.typed));
     const sent = bytes.flatMap((o, i) => (o.ok ? [`${i}:`] : []));
     await waitPage(p.bob, `bob to get the ${sent.length} accepted messages`, (n) => window.T.texts(80, "alice").length >= n, sent.length);
-    assert.deepEqual((await p.bob.evaluate(() => window.T.texts(80, "alice"))).map((t) => t.split(":")[0] + ":"), sent);
+    const [got] = await p.bob.evaluate(() => window.T.view(80, "alice"));
+    assert.deepEqual(got.msgs.map((m) => m.text.split(":")[0] + ":"), sent);
+    // A refused message takes no sequence number: no gaps.
+    assert.deepEqual(got.msgs.map((m) => m.seq), sent.map((_, i) => i + 1));
 
     // 100 tiny messages at once: 100 packets, over the broadcast rule of 80
     // a second; the same to one participant is within every rule.

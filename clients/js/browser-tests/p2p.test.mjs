@@ -2,7 +2,8 @@
 // its own engine and serves signalling (and the web root, demo tokens, CORS
 // for the suite's server's origin). Two browsers join it directly: "web"
 // from a page of the host's own origin with a demo token, "xo" from a page
-// of the suite's server, cross-origin, with a hex token from `dcengine token`.
+// of the suite's server, cross-origin, with a hex token from `dcengine token`;
+// and the demo page itself, served by the host.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -44,10 +45,22 @@ describe(`browser ↔ native peer to peer: dcengine chat --host (${CALL})`, { ti
     assert.equal(b.state, "connected");
     await waitPage(p.web, "web to see nat and xo", () => JSON.stringify(window.T.remote()) === '["nat","xo"]');
     await waitPage(p.xo, "xo to see nat and web", () => JSON.stringify(window.T.remote()) === '["nat","web"]');
+    await host.line(/\bxo\b.*joined|joined.*\bxo\b/);
   });
 
-  it("the native host's chat reaches both browsers", async () => {
+  it("the demo page, served by the host, joins from its URL (?call=&name=&join=1)", async () => {
+    p.demo = await browser.context.newPage();
+    await p.demo.goto(`${hostUrl}/?call=${CALL}&name=page&join=1`);
+    await p.demo.locator('body[data-state="joined"]').waitFor({ timeout: WAIT });
+    await p.demo.locator('#participants li[data-participant="nat"]').waitFor({ timeout: WAIT });
+  });
+
+  it("the native host's chat reaches both browsers and the demo page", async () => {
     host.say("hello browsers");
+    await p.demo.locator("#messages li", { hasText: "nat: hello browsers" }).waitFor({ timeout: WAIT });
+    await p.demo.fill("#chat-input", "the page answers");
+    await p.demo.press("#chat-input", "Enter");
+    await host.line("page: the page answers");
     for (const name of ["web", "xo"]) {
       await waitPage(p[name], `${name} to get nat's chat`, () => window.T.texts(10000, "nat").includes("hello browsers"));
       const [r] = await p[name].evaluate(() => window.T.view(10000, "nat"));
@@ -97,5 +110,7 @@ describe(`browser ↔ native peer to peer: dcengine chat --host (${CALL})`, { ti
     const exit = await host.close();
     assert.equal(exit.code, 0, `dcengine chat --host exited ${JSON.stringify(exit)}: ${host.stderr.slice(-10).join("\n")}`);
     await waitPage(p.web, "web's call to end", () => window.T.call.state === "disconnected", undefined, WAIT);
+    await p.demo.locator('body[data-state="left"]').waitFor({ timeout: WAIT });
+    assert.equal(await p.demo.textContent("#status"), `Disconnected from ${CALL}.`);
   });
 });
