@@ -153,7 +153,7 @@ test("errors from the browser's side: MessageSizeOverLimit, MessageFailureForTra
   }
   await assert.rejects(
     server.join("errors", "mallory", { token: server.token("errors", "someone-else") }),
-    (e: unknown) => e instanceof JoinError && e.reason === "signalling" && e.status === 401,
+    (e: unknown) => e instanceof JoinError && e.reason === "unauthorized" && e.status === 401,
   );
 });
 

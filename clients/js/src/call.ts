@@ -289,6 +289,8 @@ export class Call extends Emitter<CallEvents> {
   #nextSession = 0;
   #lastSent: number;
   #leaving = false;
+  /** The sender whose `sendMessage` is running (its own message leaving at once is not news). */
+  #sending: DataChannelSender | undefined;
   #leaveSent = false;
   #now: () => number;
   /** @internal Set by the shell: waits for the leave to be sent, then ends the call. */
@@ -488,7 +490,13 @@ export class Call extends Emitter<CallEvents> {
     const payload = data.slice();
     sender._queued += cost;
     this.#push({ kind: "data", sender, payload, at: now });
-    this.pump();
+    // A message that goes out at once was never buffered: no bufferedAmountLow for it.
+    this.#sending = sender;
+    try {
+      this.pump();
+    } finally {
+      this.#sending = undefined;
+    }
   }
 
   /** @internal */
@@ -527,7 +535,7 @@ export class Call extends Emitter<CallEvents> {
         const lossyData = op.kind === "data" && op.sender.reliability === "lossy" && op.sender._sentLossy;
         if (lossyData) {
           q.shift();
-          op.sender._release(op.payload.length + MESSAGE_OVERHEAD);
+          op.sender._release(op.payload.length + MESSAGE_OVERHEAD, op.sender === this.#sending);
           if (now - op.at > this._config.lossyLatencyBudgetMs || this.#transport.buffered("lossy") > LOSSY_HIGH_WATER) {
             op.sender._dropped++;
             this.stats.lossyDropped++;
@@ -538,7 +546,7 @@ export class Call extends Emitter<CallEvents> {
         }
         if (this.#transport.buffered("reliable") >= RELIABLE_HIGH_WATER) return;
         q.shift();
-        if (op.kind === "data") op.sender._release(op.payload.length + MESSAGE_OVERHEAD);
+        if (op.kind === "data") op.sender._release(op.payload.length + MESSAGE_OVERHEAD, op.sender === this.#sending);
         this.#emit(op, now);
       }
       if (q.length === 0) this.#queues.delete(channel);
@@ -985,11 +993,11 @@ export class DataChannelSender extends Emitter<SenderEvents> {
     this.emit("close");
   }
 
-  /** @internal `bytes` of queued messages left the queue. */
-  _release(bytes: number): void {
+  /** @internal `bytes` of queued messages left the queue; `quiet`: within the send that queued them. */
+  _release(bytes: number, quiet = false): void {
     const before = this._queued;
     this._queued = Math.max(0, before - bytes);
-    if (before > this.bufferedAmountLowThreshold && this._queued <= this.bufferedAmountLowThreshold) {
+    if (!quiet && before > this.bufferedAmountLowThreshold && this._queued <= this.bufferedAmountLowThreshold) {
       this.emit("bufferedAmountLow");
     }
   }

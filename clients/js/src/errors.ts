@@ -39,7 +39,9 @@ export class DataChannelError extends Error {
 
 /** Why joining a call failed: `reason` says which step, `message` what happened. */
 export type JoinErrorReason =
-  /** The signalling request failed or was refused (`status` has the HTTP status). */
+  /** The server refused the join token (HTTP 401 from signalling). */
+  | "unauthorized"
+  /** The signalling request failed or was refused otherwise (`status` has the HTTP status). */
   | "signalling"
   /** The server refused the join (`code` has the protocol's error code). */
   | "rejected"

@@ -105,7 +105,8 @@ function httpSignal(
     }
     if (!response.ok || typeof body.sdp !== "string") {
       const why = typeof body.error === "string" ? body.error : "no answer in the reply";
-      throw new JoinError("signalling", `signalling at ${endpoint}: ${response.status}: ${why}`, {
+      const reason = response.status === 401 ? "unauthorized" : "signalling";
+      throw new JoinError(reason, `signalling at ${endpoint}: ${response.status}: ${why}`, {
         status: response.status,
       });
     }

@@ -230,6 +230,23 @@ test("a full reliable channel queues; the queue drains when it empties", async (
   assert.deepEqual(w.types(), ["Data"]);
 });
 
+test("bufferedAmountLow fires when a queue drains, not for messages that went out at once", async () => {
+  const w = new World({ traffic: NO_RULES }, FREE);
+  const s = w.dc.createDataChannelSender({ channelId: 3, reliability: "lossy" });
+  let low = 0;
+  s.on("bufferedAmountLow", () => low++);
+  for (let i = 0; i < 5; i++) await s.sendMessage(bytes(10_000));
+  assert.equal(low, 0);
+  const d = w.dc.createDataChannelSender({ channelId: 4 });
+  d.on("bufferedAmountLow", () => low++);
+  w.buffered.reliable = RELIABLE_HIGH_WATER;
+  await d.sendMessage(bytes(10));
+  await d.sendMessage(bytes(10));
+  w.buffered.reliable = 0;
+  w.call.pump();
+  assert.equal(low, 1);
+});
+
 test("a new sender on a channel id replaces the old: the old one closes, what it queued goes first", async () => {
   const w = new World({ traffic: NO_RULES }, FREE);
   const old = w.dc.createDataChannelSender({ channelId: 9 });
