@@ -140,6 +140,12 @@ impl Context {
                         );
                     }
                 }
+                // dcengine change 9: when the user paces the socket (a cap on what is in
+                // flight), a packet that carries new unordered data carries no new ordered data
+                // after it, so a small urgent message is not held until a full packet of bulk
+                // fragments has been serialized on a slow link.
+                let paced = tcb.retransmission_queue.is_paced();
+                let mut unordered_in_packet = false;
                 let chunks = tcb.retransmission_queue.get_chunks_to_send(
                     now,
                     builder.bytes_remaining(),
@@ -147,7 +153,17 @@ impl Context {
                         for (stream_id, message_id) in discard {
                             self.send_queue.discard(*stream_id, *message_id);
                         }
-                        self.send_queue.produce(now, max_size)
+                        if unordered_in_packet
+                            && self.send_queue.next_is_unordered(max_size) == Some(false)
+                        {
+                            return None;
+                        }
+                        let chunk = self.send_queue.produce(now, max_size);
+                        if paced && chunk.as_ref().is_some_and(|c| c.data.stream_key.is_unordered())
+                        {
+                            unordered_in_packet = true;
+                        }
+                        chunk
                     },
                 );
 

@@ -1049,7 +1049,9 @@ mod tests {
 
         // The heartbeat parameters are too large to fit in an MTU-sized response.
         // It should be completely dropped.
-        assert!(socket_a.poll_event().is_none());
+        if let Some(e) = socket_a.poll_event() {
+            panic!("sent at once: {e:?}");
+        }
     }
 
     #[test]
@@ -4857,5 +4859,89 @@ mod tests {
                 .build();
         socket_b.handle_input(&wrong);
         assert_eq!(socket_b.state(), SocketState::Connecting);
+    }
+
+    /// The IDATA chunks of a packet, as (unordered, payload length).
+    fn idata_of(packet: &[u8], options: &Options) -> Vec<(bool, usize)> {
+        SctpPacket::from_bytes(packet, options)
+            .unwrap()
+            .chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::IData(d) => Some((d.data.stream_key.is_unordered(), d.data.payload.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A sends a bulk ordered message larger than it may have in flight, then an urgent
+    /// unordered one; once Z acknowledges, returns the IDATA of the packet that carries the
+    /// urgent message.
+    fn packet_with_urgent_message(paced: bool) -> Vec<(bool, usize)> {
+        let options = Options { enable_message_interleaving: true, ..default_options() };
+        let mut socket_a = Socket::new("A", &options);
+        let mut socket_z = Socket::new("Z", &options);
+        connect_sockets(&mut socket_a, &mut socket_z);
+        socket_a.set_stream_priority(StreamId(1), 256 * 64);
+        if paced {
+            socket_a.set_max_outstanding_bytes(Some(2 * options.mtu));
+        }
+        socket_a
+            .send(Message::new(StreamId(0), PpId(53), vec![0; 60_000]), &SendOptions::default())
+            .unwrap();
+        let mut first = Vec::new();
+        while let Some(SocketEvent::SendPacket(p)) = socket_a.poll_event() {
+            first.push(p);
+        }
+        assert!(!first.is_empty());
+        socket_a
+            .send(
+                Message::new(StreamId(1), PpId(53), vec![1; 100]),
+                &SendOptions { unordered: true, ..SendOptions::default() },
+            )
+            .unwrap();
+        while let Some(e) = socket_a.poll_event() {
+            if let SocketEvent::SendPacket(p) = e {
+                let idata = idata_of(&p, &options);
+                if idata.iter().any(|(unordered, _)| *unordered) {
+                    return idata;
+                }
+                first.push(p);
+            }
+        }
+        for p in &first {
+            socket_z.handle_input(p);
+        }
+        let mut now = SocketTime::zero();
+        for _ in 0..10 {
+            while let Some(e) = socket_z.poll_event() {
+                if let SocketEvent::SendPacket(p) = e {
+                    socket_a.handle_input(&p);
+                }
+            }
+            while let Some(e) = socket_a.poll_event() {
+                if let SocketEvent::SendPacket(p) = e {
+                    let idata = idata_of(&p, &options);
+                    if idata.iter().any(|(unordered, _)| *unordered) {
+                        return idata;
+                    }
+                }
+            }
+            // Z's delayed SACK.
+            now = now + Duration::from_millis(20);
+            socket_z.advance_time(now);
+            socket_a.advance_time(now);
+        }
+        panic!("the urgent message was never sent");
+    }
+
+    #[test]
+    fn paced_packet_ends_after_unordered_data() {
+        // dcengine change 9: paced, the urgent message goes first, and alone.
+        assert_eq!(packet_with_urgent_message(true), vec![(true, 100)]);
+        // Unpaced, as published: bulk fragments fill the rest of its packet.
+        let packet = packet_with_urgent_message(false);
+        assert_eq!(packet[0], (true, 100), "{packet:?}");
+        assert!(packet.len() > 1, "{packet:?}");
     }
 }

@@ -696,6 +696,11 @@ impl RetransmissionQueue {
         self.max_outstanding = bytes.map(|b| b.max(self.mtu));
     }
 
+    /// Whether a cap was set with [`Self::set_max_outstanding`]: the user paces the socket.
+    pub fn is_paced(&self) -> bool {
+        self.max_outstanding.is_some()
+    }
+
     fn max_bytes_to_send(&self) -> usize {
         let window = self.max_outstanding.map_or(self.cwnd, |m| m.min(self.cwnd));
         let left = window.saturating_sub(self.unacked_packet_bytes());

@@ -266,6 +266,14 @@ impl SendQueue {
         }
     }
 
+    /// Whether the chunk [`Self::produce`] would give next (at most `max_size` bytes) is of an
+    /// unordered message; `None` if there is nothing to send. (dcengine change 9.)
+    pub fn next_is_unordered(&self, max_size: usize) -> Option<bool> {
+        let (stream_id, _) = self.scheduler.peek(max_size)?;
+        let item = self.streams.get(&stream_id)?.items.front()?;
+        Some(item.attributes.unordered)
+    }
+
     pub fn has_data_to_send(&self) -> bool {
         self.scheduler.peek(usize::MAX).is_some()
     }
