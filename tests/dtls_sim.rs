@@ -619,3 +619,96 @@ fn an_offer_that_cannot_take_the_calls_largest_message_is_refused() {
             .is_ok()
     );
 }
+
+/// Alice's NAT rebinds mid-call (her address changes port) while both
+/// directions carry Durable messages: her next ICE consent check proves the
+/// new address, the server moves her DTLS session and associations there
+/// (on whichever worker hosts them, whichever worker the new address's
+/// datagrams reach), and every message arrives, in order; she never leaves.
+fn address_change(seed: u64, workers: usize) {
+    let mut w = World::new(seed, LinkConfig::default(), workers);
+    let (ha, alice) = w.join_signalled("call", "alice", 1);
+    let (_hb, bob) = w.join_signalled("call", "bob", 2);
+    w.settle_until(|_| alice.is_joined() && bob.is_joined() && alice.participants().len() == 1);
+    let old = w.net.addr(ha);
+    let server = &w.net.host(w.server).hubs;
+    let old_worker = server.worker_for(old);
+    // A port whose datagrams reach another worker than the old one's
+    // (with several workers), so the move crosses workers.
+    let port = (40_000..)
+        .find(|&p| workers == 1 || server.worker_for(SocketAddr::new(old.ip(), p)) != old_worker)
+        .expect("a port");
+    let a_tx = alice
+        .data_channel()
+        .create_sender(durable(7))
+        .expect("sender");
+    let b_tx = bob
+        .data_channel()
+        .create_sender(durable(8))
+        .expect("sender");
+    let (mut a_rx, mut b_rx) = (None, None);
+    let (mut at_bob, mut at_alice) = (0u32, 0u32);
+    const N: u32 = 400;
+    let mut sent = 0u32;
+    let mut moved = false;
+    let deadline = w.net.now() + Duration::from_secs(120);
+    while at_bob < N || at_alice < N {
+        assert!(
+            w.net.now() < deadline,
+            "{at_bob} at bob, {at_alice} at alice of {N} within 120 s"
+        );
+        // 20 messages each way every 100 ms; the address changes half way.
+        if sent < N {
+            for _ in 0..20 {
+                sent += 1;
+                a_tx.send(format!("a{sent}").into_bytes()).expect("send");
+                b_tx.send(format!("b{sent}").into_bytes()).expect("send");
+            }
+        }
+        if sent >= N / 2 && !moved {
+            moved = true;
+            assert_ne!(w.net.rebind(ha, port), old);
+        }
+        w.net.run_for(Duration::from_millis(100));
+        if b_rx.is_none() {
+            b_rx = bob.data_channel().try_next_receiver();
+        }
+        if a_rx.is_none() {
+            a_rx = alice.data_channel().try_next_receiver();
+        }
+        if let Some(r) = &b_rx {
+            while let Some(m) = r.read_message() {
+                at_bob += 1;
+                assert_eq!(m.sequence_number, at_bob);
+                assert_eq!(m.data, format!("a{at_bob}").as_bytes());
+            }
+        }
+        if let Some(r) = &a_rx {
+            while let Some(m) = r.read_message() {
+                at_alice += 1;
+                assert_eq!(m.sequence_number, at_alice);
+                assert_eq!(m.data, format!("b{at_alice}").as_bytes());
+            }
+        }
+    }
+    assert!(alice.is_joined() && bob.is_joined());
+    let stats = w.net.host(w.server).hubs.stats();
+    assert_eq!(stats.peer_moves, 1, "{stats:?}");
+    assert_eq!(stats.dtls_handshakes, 2, "no new handshake: {stats:?}");
+    let gone = left(&mut w);
+    assert!(gone.is_empty(), "nobody left: {gone:?}");
+    // Past the consent timeout the call holds: consent follows the new
+    // address (on the worker that hosts the session).
+    w.net.run_for(Duration::from_secs(45));
+    assert!(alice.is_joined() && bob.is_joined());
+}
+
+#[test]
+fn a_peer_whose_address_changes_keeps_its_call() {
+    address_change(30, 1);
+}
+
+#[test]
+fn a_peer_whose_address_changes_keeps_its_call_across_workers() {
+    address_change(31, 3);
+}

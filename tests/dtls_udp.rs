@@ -277,3 +277,159 @@ fn an_engine_shutting_down_over_dtls_delivers_what_it_accepted() {
         assert!(call.wait_left(Duration::ZERO), "done once shut down");
     });
 }
+
+/// A NAT between a client and the server, on loopback: the client talks to
+/// `inner`; what it sends leaves from `outer` to the server, and what the
+/// server sends to `outer` goes back to the client. `rebind` replaces
+/// `outer` with a socket on a new port (the NAT's mapping changed):
+/// datagrams to the old port are lost from then on.
+struct Nat {
+    inner: std::net::SocketAddr,
+    rebind: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Nat {
+    fn start(server: std::net::SocketAddr) -> Nat {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let inner = UdpSocket::bind("127.0.0.1:0").expect("inner socket");
+        inner
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .expect("timeout");
+        let inner_addr = inner.local_addr().expect("address");
+        let rebind = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (rebind.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let outer_socket = || {
+                let o = UdpSocket::bind("127.0.0.1:0").expect("outer socket");
+                o.set_read_timeout(Some(Duration::from_millis(1)))
+                    .expect("timeout");
+                o
+            };
+            let mut outer = outer_socket();
+            let mut rebinds = 0;
+            let mut client = None;
+            let mut buf = vec![0u8; 65_536];
+            while !s.load(Ordering::Relaxed) {
+                if r.load(Ordering::Relaxed) != rebinds {
+                    rebinds = r.load(Ordering::Relaxed);
+                    outer = outer_socket();
+                }
+                if let Ok((n, from)) = inner.recv_from(&mut buf) {
+                    client = Some(from);
+                    let _ = outer.send_to(&buf[..n], server);
+                }
+                if let Ok((n, _)) = outer.recv_from(&mut buf)
+                    && let Some(c) = client
+                {
+                    let _ = inner.send_to(&buf[..n], c);
+                }
+            }
+        });
+        Nat {
+            inner: inner_addr,
+            rebind,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn rebind(&self) {
+        self.rebind
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Alice reaches a two-worker server through a NAT whose mapping changes
+/// mid-call (a new source port, which the kernel may hand to either
+/// worker's socket): her next ICE consent check moves her DTLS session and
+/// association to the new address (forwarded to the worker that hosts them
+/// if it reached the other), and every Durable message both ways arrives,
+/// in order, with no new handshake and nobody leaving.
+#[test]
+fn a_client_behind_a_rebinding_nat_keeps_its_call_on_a_two_worker_server() {
+    let server = Arc::new(server(2));
+    let nat = Nat::start(server.local_addr());
+    let join = |cert: usize, who: &str, via: Option<std::net::SocketAddr>| {
+        let engine = Engine::builder()
+            .hub(
+                HubConfig::client()
+                    .dtls(certs()[cert].clone())
+                    .channel(unlimited()),
+            )
+            .start()
+            .expect("client starts");
+        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
+        let (s, t) = (server.clone(), token.clone());
+        let call = engine
+            .join_signalled("call", who, token, |offer| match via {
+                Some(nat) => s.accept_offer_at(offer, &[nat], "call", who, &t),
+                None => s.accept_offer(offer, "call", who, &t),
+            })
+            .expect("joins");
+        assert!(call.wait_ready(Duration::from_secs(10)), "{who} joined");
+        (engine, call)
+    };
+    let (_ae, alice) = join(1, "alice", Some(nat.inner));
+    let (_be, bob) = join(2, "bob", None);
+    let options = |channel| DataChannelSenderOptions {
+        channel_id: Some(channel),
+        bitrate_kbps: 0,
+        ..Default::default()
+    };
+    let to_bob = alice
+        .data_channel()
+        .create_sender(options(5))
+        .expect("sender");
+    let to_alice = bob
+        .data_channel()
+        .create_sender(options(6))
+        .expect("sender");
+    const N: u32 = 200;
+    for i in 1..=N {
+        to_bob.send(i.to_be_bytes().to_vec()).expect("accepted");
+        to_alice.send(i.to_be_bytes().to_vec()).expect("accepted");
+    }
+    let at_bob = bob
+        .data_channel()
+        .next_receiver_timeout(Duration::from_secs(10))
+        .expect("announced at bob");
+    let at_alice = alice
+        .data_channel()
+        .next_receiver_timeout(Duration::from_secs(10))
+        .expect("announced at alice");
+    let take = |rx: &dcengine::DataChannelReceiver, n: u32| {
+        let mut got = Vec::new();
+        while got.len() < n as usize {
+            let m = rx
+                .recv_timeout(udp_common::LIMIT)
+                .unwrap_or_else(|| panic!("only {} of {n} arrived", got.len()));
+            got.push(u32::from_be_bytes(m.data[..4].try_into().expect("4 bytes")));
+        }
+        got
+    };
+    assert_eq!(take(&at_bob, N), (1..=N).collect::<Vec<_>>());
+    assert_eq!(take(&at_alice, N), (1..=N).collect::<Vec<_>>());
+    nat.rebind();
+    for i in N + 1..=2 * N {
+        to_bob.send(i.to_be_bytes().to_vec()).expect("accepted");
+        to_alice.send(i.to_be_bytes().to_vec()).expect("accepted");
+    }
+    assert_eq!(take(&at_bob, N), (N + 1..=2 * N).collect::<Vec<_>>());
+    assert_eq!(take(&at_alice, N), (N + 1..=2 * N).collect::<Vec<_>>());
+    assert_eq!(alice.state(), CallState::Joined);
+    let stats = server.stats().expect("stats");
+    assert_eq!(stats.peer_moves, 1, "{stats:?}");
+    assert_eq!(stats.dtls_handshakes, 2, "no new handshake: {stats:?}");
+}

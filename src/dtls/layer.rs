@@ -160,6 +160,12 @@ impl DtlsLayer {
         self.sessions.len()
     }
 
+    /// Whether there is a session with `remote` (in its handshake or
+    /// connected).
+    pub fn has_session(&self, remote: SocketAddr) -> bool {
+        self.sessions.contains_key(&remote)
+    }
+
     /// Whether the session with `remote` completed its handshake.
     pub fn is_connected(&self, remote: SocketAddr) -> bool {
         self.sessions
@@ -210,6 +216,13 @@ impl DtlsLayer {
                 self.stats.not_allowed += 1;
                 return false;
             };
+            // Only a ClientHello starts a session: any other record from an
+            // allowed address belongs to a session that lives elsewhere (a
+            // peer whose address changed, its session on another worker).
+            if !starts_with_client_hello(datagram) {
+                self.stats.not_allowed += 1;
+                return false;
+            }
             if now > until {
                 self.allowed.remove(&remote);
                 self.stats.not_allowed += 1;
@@ -241,6 +254,25 @@ impl DtlsLayer {
         // A failure is reported by the drive below.
         let _ = p.session.send(packet);
         self.drive(remote);
+    }
+
+    /// Moves the session with `old` to `new` (the peer's address changed:
+    /// an ICE check proved it). Returns whether it moved: there is a
+    /// session at `old` and none at `new`. Its records go to `new` from now
+    /// on, and those from `new` are its.
+    pub fn rebind(&mut self, old: SocketAddr, new: SocketAddr) -> bool {
+        if old == new || self.sessions.contains_key(&new) {
+            return false;
+        }
+        let Some(peer) = self.sessions.remove(&old) else {
+            return false;
+        };
+        self.allowed.remove(&new);
+        self.sessions.insert(new, Peer { armed: None, ..peer });
+        // Its timer is armed again at the new address (the old entry finds
+        // no session and is skipped).
+        self.drive(new);
+        true
     }
 
     /// Closes the session with `remote` (a `close_notify` goes).
@@ -348,4 +380,13 @@ impl DtlsLayer {
             self.timers.push(Reverse((at, remote)));
         }
     }
+}
+
+/// Whether `datagram` begins with a DTLS handshake record holding a
+/// ClientHello (RFC 6347 §4.1 and RFC 9147 §4: content type 22, a 13-byte
+/// record header, then the handshake message type 1).
+fn starts_with_client_hello(datagram: &[u8]) -> bool {
+    const HANDSHAKE: u8 = 22;
+    const CLIENT_HELLO: u8 = 1;
+    datagram.first() == Some(&HANDSHAKE) && datagram.get(13) == Some(&CLIENT_HELLO)
 }

@@ -32,6 +32,9 @@ pub struct HubCluster {
     /// Address → the worker that talks to it (grows with the peers seen;
     /// meant for tests and fuzzing, not for serving).
     steer: HashMap<SocketAddr, usize>,
+    /// ICE sessions (by local username fragment) → the worker hosting
+    /// their peer, as the runtime keeps them.
+    ice_homes: HashMap<String, usize>,
     next_join: usize,
     next_tx: usize,
 }
@@ -54,6 +57,7 @@ impl HubCluster {
         Self {
             hubs,
             steer: HashMap::new(),
+            ice_homes: HashMap::new(),
             next_join: 0,
             next_tx: 0,
         }
@@ -200,6 +204,28 @@ impl HubCluster {
         self.relay(now);
     }
 
+    /// Takes the workers' notes of the ICE sessions they host and of peers
+    /// that moved to them.
+    fn follow_homes(&mut self) {
+        for i in 0..self.hubs.len() {
+            while let Some(home) = self.hubs[i].poll_ice_home() {
+                match home {
+                    super::secure::IceHome::Hosted(ufrag) => {
+                        self.ice_homes.insert(ufrag, i);
+                    }
+                    super::secure::IceHome::Released(ufrag) => {
+                        if self.ice_homes.get(&ufrag) == Some(&i) {
+                            self.ice_homes.remove(&ufrag);
+                        }
+                    }
+                }
+            }
+            while let Some(peer) = self.hubs[i].poll_moved_peer() {
+                self.steer.insert(peer, i);
+            }
+        }
+    }
+
     /// Hands relays to their workers until there are none.
     fn relay(&mut self, now: Instant) {
         loop {
@@ -245,7 +271,17 @@ impl crate::sim::Host for HubCluster {
     }
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
         let i = self.worker_for(from);
-        self.hubs[i].handle_datagram(now, from, datagram);
+        self.hubs[i].handle_datagram(now, from, datagram.clone());
+        // As the runtime does: a valid ICE check for a session another
+        // worker hosts goes there too (its peer may have moved), and what
+        // arrives from a peer that moved goes to the worker it moved on.
+        if let Some(ufrag) = self.hubs[i].take_foreign_check()
+            && let Some(&home) = self.ice_homes.get(&ufrag)
+            && home != i
+        {
+            self.hubs[home].handle_datagram(now, from, datagram);
+        }
+        self.follow_homes();
         self.relay(now);
     }
     fn handle_timeout(&mut self, now: Instant) {
@@ -254,6 +290,7 @@ impl crate::sim::Host for HubCluster {
                 hub.handle_timeout(now);
             }
         }
+        self.follow_homes();
         self.relay(now);
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -514,6 +514,9 @@ pub struct HubStats {
     /// DTLS: datagrams dropped unread, not DTLS (RFC 7983's first byte), or
     /// DTLS from an address that was not allowed and has no session.
     pub dtls_dropped: u64,
+    /// ICE + DTLS: peers whose address changed (a NAT rebinding, a move to
+    /// another network) and whose DTLS session and associations followed.
+    pub peer_moves: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -543,7 +546,9 @@ impl std::ops::AddAssign for HubStats {
             zero_checksum_associations,
             dtls_failures,
             dtls_dropped,
+            peer_moves,
         } = other;
+        self.peer_moves += peer_moves;
         self.dtls_handshakes += dtls_handshakes;
         self.zero_checksum_associations += zero_checksum_associations;
         self.dtls_failures += dtls_failures;

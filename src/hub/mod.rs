@@ -149,7 +149,13 @@ pub struct Hub {
     /// What the rooms decided and the hub has yet to carry out (buffers
     /// kept between inputs).
     outputs: Outputs,
+    /// Peers that moved to a new address, for the runtime
+    /// ([`Hub::poll_moved_peer`]); at most [`MAX_MOVED_NOTES`].
+    moved_peers: VecDeque<SocketAddr>,
 }
+
+/// Most moved-peer notes kept for a runtime that does not read them.
+const MAX_MOVED_NOTES: usize = 1024;
 
 /// The largest UDP payload of a DTLS record carrying one SCTP packet
 /// (1,232 bytes, [`crate::proto`]): its 13-byte header, an 8-byte explicit
@@ -223,6 +229,7 @@ impl Hub {
             relay: Outbox::new(config.workers),
             relayed: HashMap::new(),
             outputs: Outputs::default(),
+            moved_peers: VecDeque::new(),
             config,
         }
     }
@@ -494,6 +501,14 @@ impl Hub {
             // What the node does with it is in its counters and log.
             let _ = self.node.handle_datagram(now, remote, packet);
         }
+        while let Some((old, new)) = secure.poll_moved() {
+            let moved = self.node.rebind(old, new);
+            self.stats.peer_moves += 1;
+            if self.moved_peers.len() < MAX_MOVED_NOTES {
+                self.moved_peers.push_back(new);
+            }
+            tracing::info!(%old, %new, associations = moved, "a peer moved to a new address");
+        }
         while let Some((remote, why)) = secure.poll_closed() {
             tracing::debug!(%remote, %why, "a peer's secure transport ended");
             for assoc in self.node.associations_of(remote).to_vec() {
@@ -501,6 +516,25 @@ impl Hub {
                     .drop_association(now, assoc, CloseReason::TransportClosed(why.clone()));
             }
         }
+    }
+
+    /// Runtime: the next peer that moved to a new address (its associations
+    /// followed): a runtime whose workers share the port forwards what
+    /// arrives from it elsewhere to this hub.
+    pub(crate) fn poll_moved_peer(&mut self) -> Option<SocketAddr> {
+        self.moved_peers.pop_front()
+    }
+
+    /// Runtime: the next change of the ICE sessions this hub hosts.
+    pub(crate) fn poll_ice_home(&mut self) -> Option<secure::IceHome> {
+        self.secure.as_mut()?.poll_home()
+    }
+
+    /// Runtime: whether the datagram just handled was a valid ICE check for
+    /// a session this hub does not host (its username fragment, then): its
+    /// peer may live on another worker, which needs the check.
+    pub(crate) fn take_foreign_check(&mut self) -> Option<String> {
+        self.secure.as_mut()?.take_foreign_check()
     }
 
     /// Closes the DTLS session with `remote` once no association uses it.
@@ -622,7 +656,7 @@ mod participant;
 mod pump;
 mod relay;
 mod room;
-mod secure;
+pub(crate) mod secure;
 mod server;
 mod signal;
 

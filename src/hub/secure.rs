@@ -34,6 +34,18 @@ use super::JoinError;
 /// SCTP packets a client holds for a server while its ICE checks run.
 const HELD_LIMIT: usize = 64 * 1024;
 
+/// Where an ICE session's peer lives, for a runtime whose workers share a
+/// port (see [`Hub::poll_ice_home`](super::Hub::poll_ice_home)). Sessions
+/// are named by their local ICE username fragment, which every worker told
+/// about the peer shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IceHome {
+    /// This hub's DTLS session carries the peer of this ICE session.
+    Hosted(String),
+    /// It no longer does (the session ended or expired).
+    Released(String),
+}
+
 /// A client's path to one server, over ICE.
 struct ClientPath {
     ice: IceClient,
@@ -57,6 +69,16 @@ pub(super) struct Secure {
     transmits: VecDeque<Transmit>,
     /// Peers whose transport ended, and why: their associations are over.
     closed: VecDeque<(SocketAddr, String)>,
+    /// Peers whose address changed, `(old, new)`: their DTLS session moved,
+    /// their associations must follow.
+    moved: VecDeque<(SocketAddr, SocketAddr)>,
+    /// ICE sessions this hub started or stopped hosting.
+    homes: VecDeque<IceHome>,
+    /// ICE sessions whose peer this hub's DTLS carries.
+    hosted: HashMap<SessionId, String>,
+    /// The last valid check was for a session this hub does not host: its
+    /// ICE username fragment (the peer may live on another worker).
+    foreign_check: Option<String>,
     /// Datagrams that were neither STUN nor DTLS, or STUN nobody took.
     pub(super) dropped: u64,
 }
@@ -79,6 +101,10 @@ impl Secure {
             clients: HashMap::new(),
             transmits: VecDeque::new(),
             closed: VecDeque::new(),
+            moved: VecDeque::new(),
+            homes: VecDeque::new(),
+            hosted: HashMap::new(),
+            foreign_check: None,
             dropped: 0,
         }
     }
@@ -162,14 +188,29 @@ impl Secure {
                     self.drive_client(now, from);
                     return taken;
                 }
-                let taken = self.ice.handle_stun(now, from, datagram).is_some();
+                let checked = self.ice.handle_stun(now, from, datagram);
                 self.drive_ice(now);
-                if !taken {
-                    self.dropped += 1;
+                match checked {
+                    Some(session) => {
+                        if !self.hosted.contains_key(&session) {
+                            self.foreign_check = self.ice.local_ufrag(session).map(str::to_owned);
+                        }
+                        true
+                    }
+                    None => {
+                        self.dropped += 1;
+                        false
+                    }
+                }
+            }
+            Demux::Dtls => {
+                let had = self.dtls.has_session(from);
+                let taken = self.dtls.handle_datagram(now, from, datagram);
+                if taken && !had && self.dtls.has_session(from) {
+                    self.on_dtls_session(from);
                 }
                 taken
             }
-            Demux::Dtls => self.dtls.handle_datagram(now, from, datagram),
             _ => {
                 self.dropped += 1;
                 false
@@ -253,6 +294,40 @@ impl Secure {
         self.clients.remove(&remote);
     }
 
+    /// The next peer whose address changed, `(old, new)`: its DTLS session
+    /// moved; its associations must follow.
+    pub(super) fn poll_moved(&mut self) -> Option<(SocketAddr, SocketAddr)> {
+        self.moved.pop_front()
+    }
+
+    /// The next change of what this hub hosts (see [`IceHome`]).
+    pub(super) fn poll_home(&mut self) -> Option<IceHome> {
+        self.homes.pop_front()
+    }
+
+    /// Takes the note that the last STUN datagram was a valid check for an
+    /// ICE session this hub does not host, with that session's username
+    /// fragment: a runtime forwards it to the worker that hosts it.
+    pub(super) fn take_foreign_check(&mut self) -> Option<String> {
+        self.foreign_check.take()
+    }
+
+    /// A DTLS session started with `from`: if it is an ICE session's
+    /// selected address, this hub hosts that session from now on.
+    fn on_dtls_session(&mut self, from: SocketAddr) {
+        let session = self
+            .expected
+            .keys()
+            .copied()
+            .find(|&s| self.ice.selected(s) == Some(from) && !self.hosted.contains_key(&s));
+        if let Some(session) = session
+            && let Some(ufrag) = self.ice.local_ufrag(session).map(str::to_owned)
+        {
+            self.hosted.insert(session, ufrag.clone());
+            self.homes.push_back(IceHome::Hosted(ufrag));
+        }
+    }
+
     fn drive_ice(&mut self, now: Instant) {
         while let Some(t) = self.ice.poll_transmit() {
             self.transmits.push_back(t);
@@ -261,22 +336,40 @@ impl Secure {
             match event {
                 // A valid check proves the address: it may start DTLS
                 // (browsers send the ClientHello once they nominate).
-                IceEvent::Checked { session, from, .. } => {
+                IceEvent::Checked {
+                    session,
+                    from,
+                    nominated,
+                } => {
                     if let Some(f) = self.expected.get(&session) {
                         self.dtls.allow(now, from, *f);
                     }
+                    // Nominated after its DTLS session started (from an
+                    // earlier, unnominated check): hosted from now on.
+                    if nominated && self.dtls.has_session(from) {
+                        self.on_dtls_session(from);
+                    }
                 }
-                IceEvent::AddressChanged { session, from } => {
-                    // The DTLS session and the SCTP association are bound
-                    // to the old address; moving them is not done yet. The
-                    // new address may handshake afresh.
-                    tracing::debug!(session = session.get(), %from, "ice: the client's address changed");
-                    if let Some(f) = self.expected.get(&session) {
+                IceEvent::AddressChanged { session, from, old } => {
+                    // The client's NAT rebound or it moved network, and a
+                    // check signed with its credentials proved the new
+                    // address: its DTLS session (and the associations on
+                    // it) follow. Without a session here (it never
+                    // handshook, or it lives on another worker) the new
+                    // address may handshake afresh.
+                    if self.dtls.rebind(old, from) {
+                        tracing::info!(session = session.get(), %old, new = %from, "ice: a peer's address changed; its DTLS session and associations follow");
+                        self.moved.push_back((old, from));
+                    } else if let Some(f) = self.expected.get(&session) {
+                        tracing::debug!(session = session.get(), %old, new = %from, "ice: the client's address changed");
                         self.dtls.allow(now, from, *f);
                     }
                 }
                 IceEvent::ConsentExpired { session } => {
                     self.expected.remove(&session);
+                    if let Some(ufrag) = self.hosted.remove(&session) {
+                        self.homes.push_back(IceHome::Released(ufrag));
+                    }
                     if let Some(remote) = self.ice.selected(session) {
                         self.closed
                             .push_back((remote, "ICE consent expired".to_owned()));

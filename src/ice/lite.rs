@@ -103,6 +103,8 @@ pub enum IceEvent {
         session: SessionId,
         /// The new selected address.
         from: SocketAddr,
+        /// The selected address until now.
+        old: SocketAddr,
     },
     /// No valid check came from the selected address for `consent_timeout`
     /// (or the session was never nominated within `consent_timeout` of being
@@ -243,6 +245,12 @@ impl IceLite {
     /// How many sessions the agent holds.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The session's local ICE username fragment (what the answer carried):
+    /// the same for every worker told about the peer.
+    pub fn local_ufrag(&self, session: SessionId) -> Option<&str> {
+        self.ufrags.get(&session).map(String::as_str)
     }
 
     /// The session's selected address (the client's address of its latest
@@ -459,7 +467,11 @@ impl IceLite {
                 from,
                 nominated: true,
             }),
-            (true, Some(old)) if old != from => Some(IceEvent::AddressChanged { session: id, from }),
+            (true, Some(old)) if old != from => Some(IceEvent::AddressChanged {
+                session: id,
+                from,
+                old,
+            }),
             (false, _) if !known => Some(IceEvent::Checked {
                 session: id,
                 from,

@@ -541,6 +541,31 @@ impl Node {
         self.by_remote.get(&remote).map_or(&[], Vec::as_slice)
     }
 
+    /// Moves every association with the peer at `old` to `new`: the peer's
+    /// address changed (its NAT rebound, or it moved network) and the layer
+    /// under SCTP proved the new one (an ICE check, then its DTLS session
+    /// moved). Packets go to `new` from now on and are taken from it;
+    /// anything lost on the way is retransmitted. Returns how many moved
+    /// (none if some association already has `new` as its peer).
+    pub fn rebind(&mut self, old: SocketAddr, new: SocketAddr) -> usize {
+        if old == new || self.by_remote.contains_key(&new) {
+            return 0;
+        }
+        let Some(ids) = self.by_remote.remove(&old) else {
+            return 0;
+        };
+        for id in &ids {
+            if let Some(a) = self.assocs.get_mut(id) {
+                self.by_tag.remove(&(old, a.tag));
+                self.by_tag.insert((new, a.tag), *id);
+                a.remote = new;
+            }
+        }
+        let moved = ids.len();
+        self.by_remote.insert(new, ids);
+        moved
+    }
+
     /// Ends `assoc` at once, with no packet to the peer (its transport is
     /// gone: the DTLS session under it ended). [`Event::Closed`] with
     /// `reason` follows.

@@ -58,6 +58,7 @@ use crossbeam_queue::ArrayQueue;
 #[cfg(doc)]
 use super::Engine;
 use super::{Command, Io, Wake};
+use crate::hub::secure::IceHome;
 use crate::hub::{Hub, HubEvent, Relay};
 use crate::proto::{DropReason, Placement};
 
@@ -167,6 +168,12 @@ pub(super) struct Shared {
     /// Each worker's wake-up, set once every backend is ready.
     wakes: OnceLock<Box<[Wake]>>,
     pub(super) directory: Directory,
+    /// ICE sessions (by local username fragment) → the worker whose DTLS
+    /// carries their peer: where a valid check that reached another worker
+    /// goes (its peer's address changed, and the kernel picked another
+    /// socket for the new one). Written on joins and expiries, read only
+    /// for checks of sessions a worker does not host.
+    ice_homes: RwLock<HashMap<String, usize>>,
     /// Datagrams forwarded to the worker owning their association.
     forwarded: AtomicU64,
     /// Datagrams that could not be forwarded (the owner's inbox stayed full).
@@ -191,6 +198,7 @@ impl Shared {
             inboxes,
             wakes: OnceLock::new(),
             directory: Directory::default(),
+            ice_homes: RwLock::new(HashMap::new()),
             forwarded: AtomicU64::new(0),
             forward_dropped: AtomicU64::new(0),
             running: Mutex::new(workers),
@@ -415,15 +423,71 @@ impl Core {
     /// A datagram arrived on this worker's socket.
     pub(super) fn datagram(&mut self, now: Instant, from: SocketAddr, data: Bytes) {
         if self.cross.shared.directory.is_empty() {
-            self.hub.handle_datagram(now, from, data);
-            return;
+            self.hub.handle_datagram(now, from, data.clone());
+        } else {
+            // Some worker started an association, or a peer moved to
+            // another worker: a datagram no association here knows may be
+            // one of its (an unknown verification tag is dropped without
+            // side effects; an INIT is never a reply; a DTLS record other
+            // than a ClientHello starts nothing).
+            let placement = self.hub.handle_datagram(now, from, data.clone());
+            if placement == Placement::Dropped(DropReason::UnknownAssociation) {
+                self.cross.unplaced(from, data.clone());
+            }
         }
-        // Some worker started an association: a datagram no association
-        // here knows may be one of its replies (an unknown verification
-        // tag is dropped without side effects; an INIT is never a reply).
-        let placement = self.hub.handle_datagram(now, from, data.clone());
-        if placement == Placement::Dropped(DropReason::UnknownAssociation) {
-            self.cross.unplaced(from, data);
+        if self.cross.shared.workers() > 1 {
+            self.follow_ice(from, data);
+        }
+    }
+
+    /// A valid ICE check for a session another worker hosts goes there too:
+    /// its peer's address changed and the kernel picked this socket for the
+    /// new one. That worker moves the peer and lists itself for the new
+    /// address, so what else comes from it is forwarded there.
+    fn follow_ice(&mut self, from: SocketAddr, data: Bytes) {
+        self.note_ice_homes();
+        let Some(ufrag) = self.hub.take_foreign_check() else {
+            return;
+        };
+        let home = self
+            .cross
+            .shared
+            .ice_homes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ufrag)
+            .copied();
+        if let Some(home) = home
+            && home != self.cross.index
+            && let Some(out) = self.cross.forward.get_mut(home)
+        {
+            out.push((from, data));
+        }
+    }
+
+    /// Publishes the ICE sessions this worker started or stopped hosting,
+    /// and lists it for the addresses its peers moved to.
+    fn note_ice_homes(&mut self) {
+        while let Some(home) = self.hub.poll_ice_home() {
+            let mut homes = self
+                .cross
+                .shared
+                .ice_homes
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match home {
+                IceHome::Hosted(ufrag) => {
+                    homes.insert(ufrag, self.cross.index);
+                }
+                IceHome::Released(ufrag) => {
+                    if homes.get(&ufrag) == Some(&self.cross.index) {
+                        homes.remove(&ufrag);
+                    }
+                }
+            }
+        }
+        while let Some(peer) = self.hub.poll_moved_peer() {
+            self.claim(peer);
         }
     }
 
@@ -440,7 +504,9 @@ impl Core {
                 Inbound::Relay(batch) => self.hub.handle_relay(now, batch),
                 Inbound::Datagrams(datagrams) => {
                     for (from, data) in datagrams {
+                        // Forwarded once: never sent on from here.
                         self.hub.handle_datagram(now, from, data);
+                        let _ = self.hub.take_foreign_check();
                     }
                 }
             }
@@ -549,6 +615,9 @@ impl<I: Io> Worker<I> {
             let more = self.core.take_inbox(now);
             if self.core.hub.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.hub.handle_timeout(now);
+            }
+            if shared.workers() > 1 {
+                self.core.note_ice_homes();
             }
             self.core.check_claims(now);
             self.drain_events();

@@ -168,6 +168,8 @@ struct LinkState {
 struct InFlight {
     from: SocketAddr,
     to: HostId,
+    /// The address it was sent to: dropped if the host no longer has it.
+    to_addr: SocketAddr,
     payload: Bytes,
 }
 
@@ -282,6 +284,27 @@ impl<H: Host> Network<H> {
         self.set_link(b, a, config);
     }
 
+    /// Gives host `id` a new address, the same IP with `port`, as a NAT
+    /// does when its mapping for the host changes (a rebinding): what the
+    /// host sends comes from the new address from now on, and datagrams to
+    /// the old one, even those already on the wire, are dropped (counted as
+    /// unroutable). Returns the new address.
+    ///
+    /// # Panics
+    /// If another host has that address.
+    pub fn rebind(&mut self, id: HostId, port: u16) -> SocketAddr {
+        let old = self.hosts[id].addr;
+        let new = SocketAddr::new(old.ip(), port);
+        assert!(
+            !self.by_addr.contains_key(&new) || new == old,
+            "{new} is another host's address"
+        );
+        self.by_addr.remove(&old);
+        self.by_addr.insert(new, id);
+        self.hosts[id].addr = new;
+        new
+    }
+
     /// Takes host `id` off the network (it vanished: a crash or a cut
     /// cable) or puts it back. A down host receives nothing, its datagrams
     /// are dropped and its timers do not run.
@@ -347,7 +370,7 @@ impl<H: Host> Network<H> {
             self.queue.pop();
             if let Some(d) = self.in_flight.remove(&seq) {
                 let slot = &mut self.hosts[d.to];
-                if slot.up {
+                if slot.up && slot.addr == d.to_addr {
                     slot.host.handle_datagram(now, d.from, d.payload);
                     self.link_mut_by_addr(d.from, d.to).stats.delivered += 1;
                 } else {
@@ -456,6 +479,7 @@ impl<H: Host> Network<H> {
                 InFlight {
                     from: from_addr,
                     to,
+                    to_addr: t.destination,
                     payload: t.payload.clone(),
                 },
             );
