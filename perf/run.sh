@@ -4,7 +4,8 @@
 # perf/results/<UTC stamp>/ (perf/results/latest points at the last run),
 # then the table of min/median/max and ratios and the plots (perf/report).
 #
-# Scenarios: p2p-100B p2p-1200B relay-100B fanout-63, or all.
+# Scenarios: p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64
+# latency-under-load scale-10k, or all.
 # Knobs (environment): ROUNDS (3), DURATION (seconds measured, 3), WARMUP (1),
 # CARGO_TARGET_DIR (target).
 #
@@ -30,10 +31,11 @@ SECRET=perf-run-$RANDOM$RANDOM
 PORT=$((20000 + RANDOM % 20000))
 
 scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && { echo "usage: perf/run.sh SCENARIO... (p2p-100B p2p-1200B relay-100B fanout-63 all)" >&2; exit 2; }
-if [ "${scenarios[0]}" = all ]; then scenarios=(p2p-100B p2p-1200B relay-100B fanout-63); fi
+ALL=(p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64 latency-under-load scale-10k)
+[ ${#scenarios[@]} -eq 0 ] && { echo "usage: perf/run.sh SCENARIO... (${ALL[*]} all)" >&2; exit 2; }
+if [ "${scenarios[0]}" = all ]; then scenarios=("${ALL[@]}"); fi
 for s in "${scenarios[@]}"; do
-  case $s in p2p-100B|p2p-1200B|relay-100B|fanout-63) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+  case " ${ALL[*]} " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -167,6 +169,38 @@ for sc in "${scenarios[@]}"; do
       fanout-63)
         j=$(ours_served --participants 64 --sending-participants 1 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"
         j=$(raw_forward 63 100); show raw-forwarder "$j"; record "$sc" raw-forwarder "$r" ab "$j"
+        ;;
+      broadcast-64)
+        # Everyone talks to everyone: 64 participants, each broadcasting.
+        j=$(ours_served --participants 64 --sending-participants 64 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        j=$(raw_forward 63 100); show raw-forwarder "$j"; record "$sc" raw-forwarder "$r" ab "$j"
+        ;;
+      latency-under-load)
+        # Relay 100 B: the open-loop maximum, then p50/p99 at 10, 50 and
+        # 90 % of it, paced.
+        j=$(ours_served --sending-participants 1 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        lmax=$(field "$j" delivered_messages_per_s | cut -d. -f1)
+        if [ "${lmax:-0}" -gt 0 ]; then
+          for pct in 10 50 90; do
+            kind=sweep; [ "$pct" = 50 ] && kind=half-load
+            j=$(ours_served --sending-participants 1 --size 100 --rate $((lmax * pct / 100)))
+            show "ours@$pct%" "$j"; record "$sc" ours "$r" "$kind" "$j"
+          done
+        fi
+        ;;
+      scale-10k)
+        # Idle associations on one server (2 workers), each participant
+        # sending 1 message a second to one other: the server's RSS and CPU
+        # against the number of associations, and how fast they joined.
+        for n in 100 2500 5000 10000; do
+          j=$(ours_served --clients 4 --calls $((n / 10)) --participants 10 --sending-participants 10 \
+                --recipients 1 --rate 1 --size 100 --window 0)
+          show "ours@$n" "$j"; record "$sc" ours "$r" "scale-$n" "$j"
+        done
+        # And idle: 10,000 associations that send nothing (the tool then
+        # says nothing was delivered, which is the point).
+        j=$(ours_served --clients 4 --calls 1000 --participants 10 --sending-participants 0)
+        record "$sc" ours "$r" idle-10000 "$j"
         ;;
     esac
   done
