@@ -5,7 +5,8 @@
 # then the table of min/median/max and ratios and the plots (perf/report).
 #
 # Scenarios: p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64
-# latency-under-load scale-10k, or all.
+# latency-under-load scale-10k priority-under-saturation (root: a network
+# namespace, a veth pair and tbf at 1 Mbit/s each way), or all.
 # Knobs (environment): ROUNDS (3), DURATION (seconds measured, 3), WARMUP (1),
 # CARGO_TARGET_DIR (target).
 #
@@ -31,7 +32,7 @@ SECRET=perf-run-$RANDOM$RANDOM
 PORT=$((20000 + RANDOM % 20000))
 
 scenarios=("$@")
-ALL=(p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64 latency-under-load scale-10k)
+ALL=(p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64 latency-under-load scale-10k priority-under-saturation)
 [ ${#scenarios[@]} -eq 0 ] && { echo "usage: perf/run.sh SCENARIO... (${ALL[*]} all)" >&2; exit 2; }
 if [ "${scenarios[0]}" = all ]; then scenarios=("${ALL[@]}"); fi
 for s in "${scenarios[@]}"; do
@@ -131,6 +132,41 @@ ours_served() {
   wait "$srv" 2>/dev/null || true
 }
 
+# The shaped path of priority-under-saturation: a namespace whose veth
+# pair to the root namespace carries 1 Mbit/s each way (tbf; this kernel
+# has no netem, so no added delay or loss).
+NS=dcperf-$$
+shaped_up() {
+  ip netns add "$NS"
+  ip link add "$NS-a" type veth peer name "$NS-b"
+  ip link set "$NS-b" netns "$NS"
+  ip addr add 10.77.0.1/24 dev "$NS-a"
+  ip link set "$NS-a" up
+  ip netns exec "$NS" ip addr add 10.77.0.2/24 dev "$NS-b"
+  ip netns exec "$NS" ip link set "$NS-b" up
+  ip netns exec "$NS" ip link set lo up
+  tc qdisc add dev "$NS-a" root tbf rate 1mbit burst 1600 latency 200ms
+  ip netns exec "$NS" tc qdisc add dev "$NS-b" root tbf rate 1mbit burst 1600 latency 200ms
+}
+shaped_down() {
+  ip link del "$NS-a" 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+}
+
+# ours_shaped ARGS...: the server on 10.77.0.1, the load in the namespace.
+ours_shaped() {
+  next_port
+  "$DC" serve --insecure-plaintext --bind 10.77.0.1:$PORT --secret "$SECRET" --workers 1 --durable-kbps 0 \
+    --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --member-kbps 0 --member-mps 0 \
+    --log-level warn > /dev/null &
+  local srv=$!
+  sleep 0.3
+  DCENGINE_SECRET=$SECRET ip netns exec "$NS" "$DC" load --server 10.77.0.1:$PORT --server-pid $srv \
+    --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
+  kill -TERM "$srv" 2>/dev/null || true
+  wait "$srv" 2>/dev/null || true
+}
+
 ours_p2p() {
   "$DC" load --embedded --p2p --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
 }
@@ -187,6 +223,21 @@ for sc in "${scenarios[@]}"; do
             show "ours@$pct%" "$j"; record "$sc" ours "$r" "$kind" "$j"
           done
         fi
+        ;;
+      priority-under-saturation)
+        # One sender participant: a Normal Durable sender open loop
+        # (1,000-byte, then 32 KiB messages) and a High Lossy one at 20
+        # messages/s of 100 B, to one receiver in the same namespace: both
+        # legs cross the 1 Mbit/s link. The Normal class's latency is what
+        # a FIFO would give the High messages.
+        trap shaped_down EXIT
+        shaped_down; shaped_up
+        for bulk in 1000 32768; do
+          j=$(ours_shaped --participants 2 --sending-participants 1 --senders 2 --high 50 --high-lossy \
+                --high-rate 20 --high-size 100 --size "$bulk" --window 0 --no-progress)
+          show "ours/$bulk" "$j"; record "$sc" ours "$r" "bulk-$bulk" "$j"
+        done
+        shaped_down
         ;;
       scale-10k)
         # Idle associations on one server (2 workers), each participant

@@ -87,6 +87,18 @@ pub(crate) struct LoadArgs {
     /// Percent of the senders that are High priority (the rest Normal).
     #[arg(long, default_value_t = 0)]
     high: u32,
+    /// Messages a second per High sender (default: --rate); with an
+    /// open-loop rest, High senders paced beside a saturating Normal load
+    /// (`perf/run.sh priority-under-saturation`).
+    #[arg(long)]
+    high_rate: Option<f64>,
+    /// Message size of High senders in bytes (default: --size).
+    #[arg(long)]
+    high_size: Option<usize>,
+    /// High senders are Lossy and the others Durable (instead of --lossy):
+    /// cursors beside a bulk transfer.
+    #[arg(long)]
+    high_lossy: bool,
     /// Who each message goes to: a count N (the next N participants of the
     /// call, as a participant list) or `broadcast` (everyone else).
     #[arg(long, default_value = "broadcast")]
@@ -157,6 +169,7 @@ impl LoadArgs {
             rate: self.rate,
             lossy_percent: self.lossy,
             high_percent: self.high,
+            high_lossy: self.high_lossy,
             recipients: self.recipients,
             duration: Duration::from_secs_f64(self.duration.clamp(0.0, 1e6)),
             warmup: Duration::from_secs_f64(self.warmup.clamp(0.0, 1e6)),
@@ -201,6 +214,9 @@ impl LoadArgs {
             "rate": s.rate,
             "lossy_percent": s.lossy_percent,
             "high_percent": s.high_percent,
+            "high_rate": self.high_rate,
+            "high_size": self.high_size,
+            "high_lossy": self.high_lossy,
             "recipients": s.recipients.to_string(),
             "duration_s": self.duration,
             "warmup_s": self.warmup,
@@ -395,15 +411,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             hub = hub.dtls(new_certificate()?);
         }
         let engine = Engine::builder()
-            .bind(
-                if server_addr.is_ipv6() {
-                    "[::1]:0"
-                } else {
-                    "127.0.0.1:0"
-                }
-                .parse()
-                .map_err(|e| format!("{e}"))?,
-            )
+            .bind(client_bind(server_addr))
             .backend(backend)
             .hub(with_node(
                 hub,
@@ -563,19 +571,34 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
     let mut writers = Vec::new();
     for (i, g) in groups.iter_mut().enumerate() {
         let senders = std::mem::take(&mut g.senders);
-        if senders.is_empty() {
-            continue;
+        // High senders get a thread of their own when their rate or size
+        // differs from the rest's.
+        let split = args.high_rate.is_some() || args.high_size.is_some();
+        let (high, rest): (Vec<_>, Vec<_>) = senders
+            .into_iter()
+            .partition(|(p, _)| split && p.priority == dcengine::DataChannelPriority::High);
+        let high_shape = (
+            args.high_size.unwrap_or(shape.size),
+            args.high_rate.unwrap_or(shape.rate),
+        );
+        for (part, senders, (size, rate)) in [
+            ("", rest, (shape.size, shape.rate)),
+            ("-high", high, high_shape),
+        ] {
+            if senders.is_empty() {
+                continue;
+            }
+            let (mine, window) = (shared.clone(), args.window);
+            let h = thread::Builder::new()
+                .name(format!("load-send-{i}{part}"))
+                .spawn(move || {
+                    write(&senders, size, rate, window, &mine);
+                    senders
+                })
+                .map_err(|e| e.to_string())?;
+            lock(&shared.writers).push(h.thread().clone());
+            writers.push(h);
         }
-        let (mine, size, rate, window) = (shared.clone(), shape.size, shape.rate, args.window);
-        let h = thread::Builder::new()
-            .name(format!("load-send-{i}"))
-            .spawn(move || {
-                write(&senders, size, rate, window, &mine);
-                senders
-            })
-            .map_err(|e| e.to_string())?;
-        lock(&shared.writers).push(h.thread().clone());
-        writers.push(h);
     }
 
     // Measure while it runs.
@@ -703,6 +726,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         backend: backend_ran,
         window_s,
         size: shape.size,
+        high_size: args.high_size.unwrap_or(shape.size),
         offered_per_s: (shape.rate > 0.0).then_some(shape.rate * plans.len() as f64),
         classes: histograms
             .into_iter()
@@ -828,6 +852,19 @@ fn total(counters: &[AtomicU64; 4]) -> u64 {
 /// Polls a future once with `cx`.
 fn poll_once<F: Future>(f: F, cx: &mut Context<'_>) -> Poll<F::Output> {
     std::pin::pin!(f).poll(cx)
+}
+
+/// Where a client engine binds to reach `server`: loopback for a loopback
+/// server, else any address of its family (a server in another network
+/// namespace or host).
+fn client_bind(server: SocketAddr) -> SocketAddr {
+    let ip: std::net::IpAddr = match (server.ip().is_loopback(), server.is_ipv6()) {
+        (true, false) => [127, 0, 0, 1].into(),
+        (true, true) => std::net::Ipv6Addr::LOCALHOST.into(),
+        (false, false) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        (false, true) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    SocketAddr::new(ip, 0)
 }
 
 /// Sends on every sender of a group until told to stop.

@@ -77,6 +77,8 @@ pub(crate) struct Shape {
     /// Percent of senders that are Lossy, and that are High.
     pub(crate) lossy_percent: u32,
     pub(crate) high_percent: u32,
+    /// High senders are Lossy and the others Durable (`--lossy` ignored).
+    pub(crate) high_lossy: bool,
     pub(crate) recipients: Recipients,
     pub(crate) duration: Duration,
     pub(crate) warmup: Duration,
@@ -154,16 +156,21 @@ impl Shape {
             for participant in 0..self.sending {
                 for s in 0..self.senders {
                     let k = u64::from(index);
-                    let reliability = if spread(k, self.lossy_percent) {
-                        DataChannelReliability::Lossy
-                    } else {
-                        DataChannelReliability::Durable
-                    };
                     // A different stride, so the two mixes are independent.
                     let priority = if spread(k.wrapping_mul(7) + 3, self.high_percent) {
                         DataChannelPriority::High
                     } else {
                         DataChannelPriority::Normal
+                    };
+                    let lossy = if self.high_lossy {
+                        priority == DataChannelPriority::High
+                    } else {
+                        spread(k, self.lossy_percent)
+                    };
+                    let reliability = if lossy {
+                        DataChannelReliability::Lossy
+                    } else {
+                        DataChannelReliability::Durable
                     };
                     let (to, fan_out) = match self.recipients {
                         Recipients::Broadcast => (Vec::new(), self.participants as u64 - 1),
@@ -227,6 +234,7 @@ mod tests {
             rate: 0.0,
             lossy_percent: 0,
             high_percent: 0,
+            high_lossy: false,
             recipients: Recipients::Broadcast,
             duration: Duration::from_secs(3),
             warmup: Duration::from_secs(1),
@@ -313,6 +321,7 @@ mod tests {
             senders: 25,
             lossy_percent: 20,
             high_percent: 50,
+            high_lossy: false,
             recipients: Recipients::Next(2),
             ..shape()
         };

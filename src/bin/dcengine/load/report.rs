@@ -49,6 +49,8 @@ pub(crate) struct Report {
     /// Seconds of the measured window (after the warm-up).
     pub(crate) window_s: f64,
     pub(crate) size: usize,
+    /// Message size of High senders.
+    pub(crate) high_size: usize,
     /// Messages a second the senders were asked for (rate × senders), or
     /// `None` for open loop.
     pub(crate) offered_per_s: Option<f64>,
@@ -150,6 +152,23 @@ impl Report {
         })
     }
 
+    /// Payload bytes delivered: each class's deliveries at its size (High
+    /// classes at `high_size`; class index = lossy × 2 + high).
+    fn delivered_bytes(&self) -> u64 {
+        self.classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let size = if i % 2 == 1 {
+                    self.high_size
+                } else {
+                    self.size
+                };
+                c.delivered * size as u64
+            })
+            .sum()
+    }
+
     /// The JSON object (one line).
     pub(crate) fn json(&self) -> Value {
         let (lossy_expected, lossy_delivered) = self.lossy();
@@ -164,9 +183,9 @@ impl Report {
             "offered_messages_per_s": self.offered_per_s,
             "sent_messages": self.sent(),
             "delivered_messages": delivered,
-            "delivered_bytes": delivered * self.size as u64,
+            "delivered_bytes": self.delivered_bytes(),
             "delivered_messages_per_s": self.per_s(delivered).round(),
-            "delivered_bytes_per_s": self.per_s(delivered * self.size as u64).round(),
+            "delivered_bytes_per_s": self.per_s(self.delivered_bytes()).round(),
             "durable_lost": self.durable_lost(),
             "lossy_expected": lossy_expected,
             "lossy_delivered": lossy_delivered,
@@ -210,7 +229,7 @@ impl Report {
             delivered,
             self.window_s,
             si(self.per_s(delivered)),
-            bytes_per_s(self.per_s(delivered * self.size as u64)),
+            bytes_per_s(self.per_s(self.delivered_bytes())),
             self.size,
             self.backend,
         );
@@ -353,6 +372,7 @@ mod tests {
             backend: "IoUring".into(),
             window_s: 2.0,
             size: 100,
+            high_size: 100,
             offered_per_s: None,
             classes: vec![
                 ClassReport {
