@@ -207,6 +207,7 @@ impl Hub {
                 DTLS_MTU,
                 config.node.max_associations,
                 config.seed ^ 0x6474_6c73_5eed_0002,
+                config.workers > 1,
             )
         });
         Self {
@@ -502,12 +503,18 @@ impl Hub {
             let _ = self.node.handle_datagram(now, remote, packet);
         }
         while let Some((old, new)) = secure.poll_moved() {
-            let moved = self.node.rebind(old, new);
+            // Both layers move, or neither: another peer's associations at
+            // `new` (an address reused) keep theirs.
+            if self.node.rebind(old, new) == 0 && !self.node.associations_of(old).is_empty() {
+                secure.dtls.rebind(new, old);
+                tracing::warn!(%old, %new, "a peer's new address has associations of another: not moved");
+                continue;
+            }
             self.stats.peer_moves += 1;
             if self.moved_peers.len() < MAX_MOVED_NOTES {
                 self.moved_peers.push_back(new);
             }
-            tracing::info!(%old, %new, associations = moved, "a peer moved to a new address");
+            tracing::info!(%old, %new, "a peer moved to a new address");
         }
         while let Some((remote, why)) = secure.poll_closed() {
             tracing::debug!(%remote, %why, "a peer's secure transport ended");

@@ -72,8 +72,11 @@ pub(super) struct Secure {
     /// Peers whose address changed, `(old, new)`: their DTLS session moved,
     /// their associations must follow.
     moved: VecDeque<(SocketAddr, SocketAddr)>,
-    /// ICE sessions this hub started or stopped hosting.
+    /// ICE sessions this hub started or stopped hosting (with several
+    /// workers only: nobody reads them otherwise).
     homes: VecDeque<IceHome>,
+    /// Whether to note `homes` and foreign checks: one of several workers.
+    track_homes: bool,
     /// ICE sessions whose peer this hub's DTLS carries.
     hosted: HashMap<SessionId, String>,
     /// The last valid check was for a session this hub does not host: its
@@ -89,6 +92,7 @@ impl Secure {
         mtu: usize,
         max_sessions: usize,
         seed: u64,
+        track_homes: bool,
     ) -> Self {
         Self {
             dtls: DtlsLayer::new(certificate, mtu, max_sessions, seed),
@@ -104,6 +108,7 @@ impl Secure {
             moved: VecDeque::new(),
             homes: VecDeque::new(),
             hosted: HashMap::new(),
+            track_homes,
             foreign_check: None,
             dropped: 0,
         }
@@ -188,11 +193,23 @@ impl Secure {
                     self.drive_client(now, from);
                     return taken;
                 }
+                if self.track_homes
+                    && let Some(ufrag) = crate::ice::request_ufrag(datagram)
+                    && !self.ice.knows_ufrag(&ufrag)
+                {
+                    // A check for a session this worker does not know (its
+                    // copy expired unnominated): perhaps for a peer another
+                    // worker hosts, which checks and answers it. No 401
+                    // from here.
+                    self.foreign_check = Some(ufrag);
+                    self.dropped += 1;
+                    return false;
+                }
                 let checked = self.ice.handle_stun(now, from, datagram);
                 self.drive_ice(now);
                 match checked {
                     Some(session) => {
-                        if !self.hosted.contains_key(&session) {
+                        if self.track_homes && !self.hosted.contains_key(&session) {
                             self.foreign_check = self.ice.local_ufrag(session).map(str::to_owned);
                         }
                         true
@@ -279,13 +296,21 @@ impl Secure {
 
     /// The next peer whose transport ended, and why.
     pub(super) fn poll_closed(&mut self) -> Option<(SocketAddr, String)> {
+        self.take_dtls_events();
+        self.closed.pop_front()
+    }
+
+    /// Sorts the DTLS layer's events into `closed` and `moved`.
+    fn take_dtls_events(&mut self) {
         while let Some(event) = self.dtls.poll_event() {
-            if let LayerEvent::Closed { remote, error } = event {
-                let why = error.map_or_else(|| "closed by the peer".to_owned(), |e| e.to_string());
-                self.closed.push_back((remote, why));
+            match event {
+                LayerEvent::Closed { remote, error } => {
+                    let why = error.map_or_else(|| "closed by the peer".to_owned(), |e| e.to_string());
+                    self.closed.push_back((remote, why));
+                }
+                LayerEvent::Connected { .. } => {}
             }
         }
-        self.closed.pop_front()
     }
 
     /// The last association with `remote` closed: its transport goes too.
@@ -297,6 +322,7 @@ impl Secure {
     /// The next peer whose address changed, `(old, new)`: its DTLS session
     /// moved; its associations must follow.
     pub(super) fn poll_moved(&mut self) -> Option<(SocketAddr, SocketAddr)> {
+        self.take_dtls_events();
         self.moved.pop_front()
     }
 
@@ -323,8 +349,10 @@ impl Secure {
         if let Some(session) = session
             && let Some(ufrag) = self.ice.local_ufrag(session).map(str::to_owned)
         {
-            self.hosted.insert(session, ufrag.clone());
-            self.homes.push_back(IceHome::Hosted(ufrag));
+            if self.track_homes {
+                self.homes.push_back(IceHome::Hosted(ufrag.clone()));
+            }
+            self.hosted.insert(session, ufrag);
         }
     }
 
@@ -352,11 +380,12 @@ impl Secure {
                 }
                 IceEvent::AddressChanged { session, from, old } => {
                     // The client's NAT rebound or it moved network, and a
-                    // check signed with its credentials proved the new
-                    // address: its DTLS session (and the associations on
-                    // it) follow. Without a session here (it never
-                    // handshook, or it lives on another worker) the new
-                    // address may handshake afresh.
+                    // fresh check signed with its credentials (a replayed
+                    // one changes nothing: `IceLite` remembers recent
+                    // transaction ids) came from the new address: its DTLS
+                    // session (and the associations on it) follow. Without
+                    // a session here (it never handshook, or it lives on
+                    // another worker) the new address may handshake afresh.
                     if self.dtls.rebind(old, from) {
                         tracing::info!(session = session.get(), %old, new = %from, "ice: a peer's address changed; its DTLS session and associations follow");
                         self.moved.push_back((old, from));
@@ -365,12 +394,19 @@ impl Secure {
                         self.dtls.allow(now, from, *f);
                     }
                 }
-                IceEvent::ConsentExpired { session } => {
+                IceEvent::ConsentExpired { session, selected } => {
                     self.expected.remove(&session);
-                    if let Some(ufrag) = self.hosted.remove(&session) {
+                    if let Some(ufrag) = self.hosted.remove(&session)
+                        && self.track_homes
+                    {
                         self.homes.push_back(IceHome::Released(ufrag));
                     }
-                    if let Some(remote) = self.ice.selected(session) {
+                    // Only the worker whose DTLS carries the peer ends it
+                    // (another's copy of the session may have been
+                    // nominated by a forwarded check).
+                    if let Some(remote) = selected
+                        && self.dtls.has_session(remote)
+                    {
                         self.closed
                             .push_back((remote, "ICE consent expired".to_owned()));
                         self.dtls.close(remote);

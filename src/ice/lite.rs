@@ -80,6 +80,12 @@ impl SessionId {
     }
 }
 
+/// Transaction ids of valid checks remembered per session: a check that
+/// repeats one (a retransmission, or a replay) changes nothing. The native
+/// client sends one every 5 s and browsers about as often, so 32 span
+/// minutes.
+const RECENT_TRANSACTIONS: usize = 32;
+
 /// What an [`IceLite`] agent tells its owner.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +118,8 @@ pub enum IceEvent {
     ConsentExpired {
         /// The session, now gone.
         session: SessionId,
+        /// Its selected address then, if it was nominated.
+        selected: Option<SocketAddr>,
     },
 }
 
@@ -138,6 +146,9 @@ pub enum AddSessionError {
 pub struct IceStats {
     /// Valid checks answered with a success response.
     pub checks_answered: u64,
+    /// Valid checks whose transaction was seen before (retransmitted or
+    /// replayed): answered again, nothing changed.
+    pub checks_repeated: u64,
     /// Not one well-formed STUN message (bad header, lengths, attribute,
     /// FINGERPRINT value, trailing bytes): dropped.
     pub malformed: u64,
@@ -180,6 +191,9 @@ struct Session {
     key: IntegrityKey,
     candidates: Vec<Candidate>,
     selected: Option<SocketAddr>,
+    /// The transaction ids of its latest valid checks (at most
+    /// [`RECENT_TRANSACTIONS`]): a repeated one changes nothing.
+    recent: VecDeque<u128>,
     /// When the session expires unless a valid check from the selected
     /// address comes first. Only ever moves later.
     expires: Instant,
@@ -245,6 +259,11 @@ impl IceLite {
     /// How many sessions the agent holds.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Whether a session has `local_ufrag` as its local username fragment.
+    pub fn knows_ufrag(&self, local_ufrag: &str) -> bool {
+        self.sessions.contains_key(local_ufrag)
     }
 
     /// The session's local ICE username fragment (what the answer carried):
@@ -316,6 +335,7 @@ impl IceLite {
                 key: ShortTermCredentials::new(local_pwd.to_owned()).make_key(),
                 candidates: Vec::new(),
                 selected: None,
+                recent: VecDeque::new(),
                 expires,
             },
         );
@@ -424,6 +444,23 @@ impl IceLite {
             return None;
         }
 
+        // A transaction seen before (a retransmission, or a copy replayed
+        // by someone who saw it, perhaps from another address) gets its
+        // answer again and changes nothing: a replayed check must not move
+        // the session to an address of the replayer's choosing.
+        let txid = u128::from(msg.transaction_id());
+        if session.recent.contains(&txid) {
+            self.stats.checks_repeated += 1;
+            let id = session.id;
+            let out = success(&msg, from, &key);
+            self.queue(from, out);
+            return Some(id);
+        }
+        if session.recent.len() >= RECENT_TRANSACTIONS {
+            session.recent.pop_front();
+        }
+        session.recent.push_back(txid);
+
         // A valid check: learn the address, follow a nomination.
         let nominate = msg.has_attribute(UseCandidate::TYPE);
         let max_addresses = self.config.max_addresses_per_session.max(1);
@@ -514,9 +551,10 @@ impl IceLite {
                 self.timers.push(Reverse((expires, id)));
                 continue;
             }
+            let selected = session.selected;
             self.remove_session(id);
             self.stats.consent_expired += 1;
-            self.push_event(IceEvent::ConsentExpired { session: id });
+            self.push_event(IceEvent::ConsentExpired { session: id, selected });
         }
     }
 
@@ -608,4 +646,17 @@ fn finish(mut out: MessageWriteVec, key: Option<&IntegrityKey>) -> Option<Vec<u8
     }
     out.add_fingerprint().ok()?;
     Some(out.finish())
+}
+
+/// The local ICE username fragment a Binding request names (the part of
+/// its USERNAME before the colon), without checking anything else: where a
+/// runtime with several workers sends a check it cannot answer itself.
+pub fn request_ufrag(datagram: &[u8]) -> Option<String> {
+    let msg = parse(datagram)?;
+    if !msg.has_class(MessageClass::Request) || !msg.has_method(BINDING) {
+        return None;
+    }
+    let username = msg.attribute::<Username>().ok()?;
+    let (local, _) = username.username().split_once(':')?;
+    Some(local.to_owned())
 }

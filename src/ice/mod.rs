@@ -74,7 +74,9 @@ mod lite;
 mod tests;
 
 pub use client::{IceClient, IceClientConfig, IceClientEvent, IceClientStats};
-pub use lite::{AddSessionError, IceEvent, IceLite, IceLiteConfig, IceStats, SessionId};
+pub use lite::{
+    AddSessionError, IceEvent, IceLite, IceLiteConfig, IceStats, SessionId, request_ufrag,
+};
 
 use stun_types::attribute::{AttributeStaticType, Fingerprint, MessageIntegrity};
 use stun_types::message::Message;

@@ -332,7 +332,8 @@ fn sessions_and_addresses_are_bounded() {
 
     // Six addresses check session `a`: three are remembered, and the
     // selected one (the first, nominated) is never the one forgotten.
-    let req = |use_candidate| {
+    // Each check its own transaction (a repeated one changes nothing).
+    let req = |use_candidate, tx: u128| {
         build(
             Req {
                 username: Some("a:x"),
@@ -340,15 +341,15 @@ fn sessions_and_addresses_are_bounded() {
                 use_candidate,
                 ..Req::default()
             },
-            9,
+            tx,
         )
     };
     let first = addr("203.0.113.1:1000");
-    assert_eq!(lite.handle_stun(now, first, &req(true)), Some(a));
+    assert_eq!(lite.handle_stun(now, first, &req(true, 9)), Some(a));
     for port in 1001..1006 {
         let t = now + Duration::from_millis(u64::from(port));
         let from = SocketAddr::from(([203, 0, 113, 1], port));
-        assert_eq!(lite.handle_stun(t, from, &req(false)), Some(a));
+        assert_eq!(lite.handle_stun(t, from, &req(false, u128::from(port))), Some(a));
     }
     let addrs = lite.addresses(a);
     assert_eq!(addrs.len(), 3);
@@ -364,8 +365,8 @@ fn sessions_and_addresses_are_bounded() {
     });
     let x = one.add_session("a", "pa-pa-pa-pa-pa", "x", now).unwrap();
     let second = addr("203.0.113.2:2000");
-    assert_eq!(one.handle_stun(now, first, &req(true)), Some(x));
-    assert_eq!(one.handle_stun(now, second, &req(false)), Some(x));
+    assert_eq!(one.handle_stun(now, first, &req(true, 20)), Some(x));
+    assert_eq!(one.handle_stun(now, second, &req(false, 21)), Some(x));
     assert_eq!(one.addresses(x), vec![second]);
     assert_eq!(one.selected(x), Some(first));
 
@@ -374,6 +375,44 @@ fn sessions_and_addresses_are_bounded() {
     assert_eq!(lite.session_count(), 1);
     let c = lite.add_session("c", "pc", "x", now).unwrap();
     assert!(c.get() > a.get(), "ids are never reused");
+}
+
+#[test]
+fn a_replayed_check_changes_nothing() {
+    // Someone who saw a client's nominating check sends a copy from another
+    // address: it is answered (as a retransmission would be) but the
+    // session's address does not move, so neither do its DTLS session and
+    // associations. A fresh check from there (a real move) does.
+    let now = Instant::now();
+    let mut lite = IceLite::new(IceLiteConfig::default());
+    let a = lite.add_session("a", "pa-pa-pa-pa-pa", "x", now).unwrap();
+    let check = |tx: u128| {
+        build(
+            Req {
+                username: Some("a:x"),
+                password: Some("pa-pa-pa-pa-pa"),
+                use_candidate: true,
+                ..Req::default()
+            },
+            tx,
+        )
+    };
+    let client = addr("198.51.100.1:5000");
+    let replayer = addr("203.0.113.66:4444");
+    let seen = check(1);
+    assert_eq!(lite.handle_stun(now, client, &seen), Some(a));
+    while lite.poll_event().is_some() {}
+    assert_eq!(lite.handle_stun(now, replayer, &seen), Some(a));
+    assert_eq!(lite.selected(a), Some(client));
+    assert!(lite.poll_event().is_none(), "no AddressChanged for a replay");
+    assert_eq!(lite.stats().checks_repeated, 1);
+    // A fresh transaction from the new address moves it.
+    assert_eq!(lite.handle_stun(now, replayer, &check(2)), Some(a));
+    assert_eq!(lite.selected(a), Some(replayer));
+    assert!(matches!(
+        lite.poll_event(),
+        Some(IceEvent::AddressChanged { old, from, .. }) if old == client && from == replayer
+    ));
 }
 
 // ---- IceClient ↔ IceLite in virtual time -----------------------------------
@@ -546,7 +585,7 @@ fn wrong_password_is_rejected_without_state() {
     // Never nominated: the server's session expires too.
     assert_eq!(
         p.lite_events,
-        vec![(p.lite_events[0].0, IceEvent::ConsentExpired { session: p.session })]
+        vec![(p.lite_events[0].0, IceEvent::ConsentExpired { session: p.session, selected: None })]
     );
     assert_eq!(p.client.poll_timeout(), None);
 }
@@ -606,7 +645,7 @@ fn consent_expires_on_both_sides() {
     let lite_expiry = p
         .lite_events
         .iter()
-        .find(|(_, e)| *e == IceEvent::ConsentExpired { session: p.session })
+        .find(|(_, e)| matches!(e, IceEvent::ConsentExpired { session, .. } if *session == p.session))
         .expect("the server's consent expired")
         .0;
     // 30 s after the last answered check, which was at most 6 s before the

@@ -291,6 +291,8 @@ export class Call extends Emitter<CallEvents> {
   #leaving = false;
   /** The sender whose `sendMessage` is running (its own message leaving at once is not news). */
   #sending: DataChannelSender | undefined;
+  #pumping = false;
+  #pumpAgain = false;
   #leaveSent = false;
   #now: () => number;
   /** @internal Set by the shell: waits for the leave to be sent, then ends the call. */
@@ -356,9 +358,10 @@ export class Call extends Emitter<CallEvents> {
   /**
    * Leaves the call: what the senders queued is sent first (in order; a
    * paused sender's once the server resumes it), then `Leave`. Resolves
-   * when the call has ended (the server closed the connection after the
-   * `Leave`, or 10 s passed: then what was still queued is lost and its
-   * senders close with `callEnded`).
+   * when the call has ended after the server closed the connection on the
+   * `Leave`; rejects if it ended with messages unsent (10 s passed, or the
+   * connection closed first: `endReason` says so, and the senders closed
+   * with `callEnded`).
    */
   leave(): Promise<void> {
     if (this.#state === "disconnected") return Promise.resolve();
@@ -525,7 +528,29 @@ export class Call extends Emitter<CallEvents> {
    */
   pump(): void {
     if (this.#state !== "connected") return;
+    if (this.#pumping) {
+      // Called from a listener of an event this pump fired: once more after.
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    const drained: DataChannelSender[] = [];
+    try {
+      do {
+        this.#pumpAgain = false;
+        this.#pumpOnce(drained);
+      } while (this.#pumpAgain && this.#state === "connected");
+    } finally {
+      this.#pumping = false;
+    }
+    // Events last, so a listener that sends queues behind what is queued.
+    for (const s of drained) s._lowReached();
+    if (this.#pumpAgain) this.pump();
+  }
+
+  #pumpOnce(drained: DataChannelSender[]): void {
     const now = this.#now();
+    const reliableFull = (): boolean => this.#transport.buffered("reliable") >= RELIABLE_HIGH_WATER;
     for (const [channel, q] of this.#queues) {
       while (q.length > 0) {
         const op = q[0]!;
@@ -533,20 +558,24 @@ export class Call extends Emitter<CallEvents> {
         // so much (`HubConfig::pause_overrun`) before it closes the session.
         if (op.kind === "data" && op.sender._paused) break;
         const lossyData = op.kind === "data" && op.sender.reliability === "lossy" && op.sender._sentLossy;
-        if (lossyData) {
-          q.shift();
-          op.sender._release(op.payload.length + MESSAGE_OVERHEAD, op.sender === this.#sending);
-          if (now - op.at > this._config.lossyLatencyBudgetMs || this.#transport.buffered("lossy") > LOSSY_HIGH_WATER) {
-            op.sender._dropped++;
-            this.stats.lossyDropped++;
-            continue;
+        // A full reliable channel holds back this channel's ordered work,
+        // not the others' (their Lossy data goes on the other lane).
+        if (!lossyData && reliableFull()) break;
+        q.shift();
+        if (op.kind === "data") {
+          const quiet = op.sender === this.#sending;
+          if (op.sender._release(op.payload.length + MESSAGE_OVERHEAD) && !quiet && !drained.includes(op.sender)) {
+            drained.push(op.sender);
           }
-          this.#emit(op, now);
+        }
+        if (
+          lossyData &&
+          (now - op.at > this._config.lossyLatencyBudgetMs || this.#transport.buffered("lossy") > LOSSY_HIGH_WATER)
+        ) {
+          op.sender._dropped++;
+          this.stats.lossyDropped++;
           continue;
         }
-        if (this.#transport.buffered("reliable") >= RELIABLE_HIGH_WATER) return;
-        q.shift();
-        if (op.kind === "data") op.sender._release(op.payload.length + MESSAGE_OVERHEAD, op.sender === this.#sending);
         this.#emit(op, now);
       }
       if (q.length === 0) this.#queues.delete(channel);
@@ -557,12 +586,18 @@ export class Call extends Emitter<CallEvents> {
     }
   }
 
+  /** @internal Whether anything is still queued in the client. */
+  get _queuedAny(): boolean {
+    return this.#queues.size > 0;
+  }
+
   #emit(op: Op, now: number): void {
     const s = op.sender;
     switch (op.kind) {
       case "open":
         s._opened = true;
         s._lastSent = now;
+        s._lastKeepalive = now;
         this.#transmit("reliable", {
           type: "SenderOpened",
           channel: s.channelId,
@@ -815,8 +850,11 @@ export class Call extends Emitter<CallEvents> {
       }
     }
     for (const s of this.#senders.values()) {
-      if (s._opened && !this.#queues.has(s.channelId) && now - s._lastSent >= this._keepaliveMs) {
-        s._lastSent = now;
+      // On a fixed cadence, data or not (as the Rust client): a sender
+      // paused longer than the idle timeout, or sending only to others
+      // since a list change, keeps every receiver it announced open.
+      if (s._opened && now - s._lastKeepalive >= this._keepaliveMs) {
+        s._lastKeepalive = now;
         this.#transmit("lossy", { type: "KeepAlive", channel: s.channelId, session: s._session });
       }
     }
@@ -901,6 +939,7 @@ export class DataChannelSender extends Emitter<SenderEvents> {
   /** @internal */ _nextSeq = 1;
   /** @internal */ _epoch = 0;
   /** @internal */ _lastSent = 0;
+  /** @internal */ _lastKeepalive = 0;
   /** @internal */ readonly _limiter: TrafficLimiter;
   #call: Call;
   #closed = false;
@@ -993,13 +1032,20 @@ export class DataChannelSender extends Emitter<SenderEvents> {
     this.emit("close");
   }
 
-  /** @internal `bytes` of queued messages left the queue; `quiet`: within the send that queued them. */
-  _release(bytes: number, quiet = false): void {
+  /**
+   * @internal `bytes` of queued messages left the queue. Returns whether
+   * `bufferedAmount` fell to the threshold (the caller fires
+   * `bufferedAmountLow` once its work is done: `_lowReached`).
+   */
+  _release(bytes: number): boolean {
     const before = this._queued;
     this._queued = Math.max(0, before - bytes);
-    if (!quiet && before > this.bufferedAmountLowThreshold && this._queued <= this.bufferedAmountLowThreshold) {
-      this.emit("bufferedAmountLow");
-    }
+    return before > this.bufferedAmountLowThreshold && this._queued <= this.bufferedAmountLowThreshold;
+  }
+
+  /** @internal Fires `bufferedAmountLow` if it still holds. */
+  _lowReached(): void {
+    if (!this.closed && this._queued <= this.bufferedAmountLowThreshold) this.emit("bufferedAmountLow");
   }
 }
 

@@ -46,6 +46,9 @@ export interface JoinOptions {
   config?: Partial<ClientConfig>;
 }
 
+/** The end reason of a leave that could not send everything it had accepted. */
+const UNSENT = "left the call with messages unsent (the connection closed or 10 s passed first)";
+
 /** How often the core's timers run, ms. */
 const TICK_MS = 250;
 /** How long `leave()` waits for what is queued to be sent and the server to close, ms. */
@@ -152,7 +155,12 @@ export async function joinCall(options: JoinOptions): Promise<Call> {
   const transport: Transport = {
     send(lane: Lane, bytes: Uint8Array): void {
       const dc = lane === "lossy" && lossy.readyState === "open" ? lossy : reliable;
-      if (dc.readyState !== "open") return;
+      if (dc.readyState !== "open") {
+        // The channel is closing: the call ends with it (its close event
+        // follows); nothing more is accepted meanwhile.
+        if (lane === "reliable") call?._end("the connection closed");
+        return;
+      }
       dc.send(bytes);
     },
     buffered(lane: Lane): number {
@@ -233,7 +241,14 @@ export async function joinCall(options: JoinOptions): Promise<Call> {
         c.pump();
         await new Promise((r) => setTimeout(r, 20));
       }
-      c._end("left the call");
+      if (c.state === "connected") {
+        // Still open at the deadline: whatever is unsent is lost, and said so.
+        const unsent = c._queuedAny || !c._leaveSent || reliable.bufferedAmount > 0;
+        c._end(unsent ? UNSENT : "left the call");
+      }
+      if (c.endReason === UNSENT) {
+        throw new JoinError("transport", `the call ended before everything was sent: ${UNSENT}`);
+      }
     };
     timer = setInterval(() => c.tick(), TICK_MS);
     const s = settle;
@@ -248,8 +263,12 @@ export async function joinCall(options: JoinOptions): Promise<Call> {
     reliable.send(join);
   };
   const lost = (why: string): void => {
-    // After `Leave`, the server closing the association is the leave completing.
-    if (call !== undefined) call._end(call._leaveSent ? "left the call" : why);
+    // After `Leave` (and everything before it) went, the server closing the
+    // association is the leave completing.
+    if (call !== undefined) {
+      const clean = call._leaveSent && !call._queuedAny && reliable.bufferedAmount === 0;
+      call._end(clean ? "left the call" : call._leaveSent ? UNSENT : why);
+    }
     else fail(new JoinError("transport", why));
   };
   reliable.onclose = () => lost("the connection closed");

@@ -247,6 +247,58 @@ test("bufferedAmountLow fires when a queue drains, not for messages that went ou
   assert.equal(low, 1);
 });
 
+test("a send from a bufferedAmountLow listener goes after what was queued (found in review: it went first)", async () => {
+  const w = new World({ traffic: NO_RULES }, FREE);
+  const s = w.dc.createDataChannelSender({ channelId: 3 });
+  w.take();
+  w.buffered.reliable = RELIABLE_HIGH_WATER;
+  await s.sendMessage(bytes(1, 1));
+  await s.sendMessage(bytes(1, 2));
+  let refilled = false;
+  s.on("bufferedAmountLow", () => {
+    if (!refilled) {
+      refilled = true;
+      void s.sendMessage(bytes(1, 3));
+    }
+  });
+  w.buffered.reliable = 0;
+  w.call.pump();
+  const out = w.take().map((o) => o.frame);
+  assert.deepEqual(
+    out.map((f) => (f.type === "Data" ? [f.seq, f.payload[0]] : f.type)),
+    [
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ],
+  );
+});
+
+test("a full reliable channel holds back its own channel's Durable work, not another's Lossy data", async () => {
+  const w = new World({ traffic: NO_RULES }, FREE);
+  const bulk = w.dc.createDataChannelSender({ channelId: 1 });
+  const cursor = w.dc.createDataChannelSender({ channelId: 2, reliability: "lossy", priority: "high" });
+  await cursor.sendMessage(bytes(1)); // the first goes ordered, behind its SenderOpened
+  w.take();
+  w.buffered.reliable = RELIABLE_HIGH_WATER;
+  await bulk.sendMessage(bytes(10));
+  await cursor.sendMessage(bytes(1));
+  assert.deepEqual(w.take().map((o) => [o.lane, o.frame.type]), [["lossy", "Data"]]);
+  assert.equal(bulk.bufferedAmount, 74);
+});
+
+test("keep-alives go on a fixed cadence, data or not (a paused sender's receivers stay open)", async () => {
+  const w = new World({ idleTimeoutMs: 8_000, traffic: NO_RULES }, FREE);
+  const s = w.dc.createDataChannelSender({ channelId: 4 });
+  const open = w.take()[0]!.frame;
+  assert.ok(open.type === "SenderOpened");
+  w.deliver({ type: "FlowControl", channel: 4, session: open.session, paused: true });
+  await s.sendMessage(bytes(1));
+  w.t += 2_000;
+  w.call.tick();
+  assert.deepEqual(w.take().map((o) => o.frame.type), ["KeepAlive"]);
+});
+
 test("a new sender on a channel id replaces the old: the old one closes, what it queued goes first", async () => {
   const w = new World({ traffic: NO_RULES }, FREE);
   const old = w.dc.createDataChannelSender({ channelId: 9 });
