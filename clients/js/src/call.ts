@@ -113,6 +113,12 @@ export interface ClientConfig {
   senderQueueBytes: number;
   /** Bytes of unread messages a receiver holds (payload + 64 each). Default 8 MiB. */
   receiverBufferBytes: number;
+  /**
+   * Bytes of unread messages all receivers of the call hold together
+   * (payload + 64 each), so an application that never reads some receivers
+   * cannot grow without bound. Default 64 MiB.
+   */
+  receiverTotalBytes: number;
   /** Most receivers held at once. Default 1,024. */
   maxReceivers: number;
   /** An idle sender's keep-alive interval, ms (at most a quarter of the call's idle timeout). Default 30 s. */
@@ -130,6 +136,7 @@ export const DEFAULT_CLIENT_CONFIG: Readonly<ClientConfig> = Object.freeze({
   traffic: DEFAULT_TRAFFIC_POLICY,
   senderQueueBytes: 1024 * 1024,
   receiverBufferBytes: 8 * 1024 * 1024,
+  receiverTotalBytes: 64 * 1024 * 1024,
   maxReceivers: 1024,
   keepaliveIntervalMs: 30_000,
   receiverIdleTimeoutMs: 120_000,
@@ -286,6 +293,8 @@ export class Call extends Emitter<CallEvents> {
   /** Operations not yet sent, per channel id, in order. */
   #queues = new Map<number, Op[]>();
   #receivers = new Map<string, DataChannelReceiver>();
+  /** Bytes of unread messages over all receivers (shared with them). */
+  #unread = { bytes: 0 };
   #nextSession = 0;
   #lastSent: number;
   #leaving = false;
@@ -710,7 +719,11 @@ export class Call extends Emitter<CallEvents> {
         }
         r._lastHeard = now;
         const cost = f.payload.length + MESSAGE_OVERHEAD;
-        if (r._held + cost > this._config.receiverBufferBytes || f.payload.length > this._config.maxMessageSize) {
+        if (
+          r._held + cost > this._config.receiverBufferBytes ||
+          this.#unread.bytes + cost > this._config.receiverTotalBytes ||
+          f.payload.length > this._config.maxMessageSize
+        ) {
           if (r.reliability === "lossy") {
             r._dropped++;
             this.stats.lossyDroppedIn++;
@@ -819,7 +832,7 @@ export class Call extends Emitter<CallEvents> {
       return;
     }
     const who = this.#roster.get(origin)?.identifier ?? { communicationUserId: `member:${origin}` };
-    const r = new DataChannelReceiver(origin, channel, session, who, reliability, priority, bitrate, now);
+    const r = new DataChannelReceiver(origin, channel, session, who, reliability, priority, bitrate, now, this.#unread);
     this.#receivers.set(key, r);
     this.#feature._announce(r);
   }
@@ -1073,6 +1086,7 @@ export class DataChannelReceiver extends Emitter<ReceiverEvents> {
   /** @internal */ _held = 0;
   /** @internal */ _dropped = 0;
   #messages: { seq: number; data: Uint8Array; cost: number }[] = [];
+  #unread: { bytes: number };
   #head = 0;
   #closed = false;
 
@@ -1086,8 +1100,10 @@ export class DataChannelReceiver extends Emitter<ReceiverEvents> {
     priority: Priority,
     bitrate: number,
     now: number,
+    unread: { bytes: number },
   ) {
     super();
+    this.#unread = unread;
     this._origin = origin;
     this.channelId = channel;
     this._session = session;
@@ -1124,6 +1140,7 @@ export class DataChannelReceiver extends Emitter<ReceiverEvents> {
       this.#head = 0;
     }
     this._held -= m.cost;
+    this.#unread.bytes -= m.cost;
     return { sequenceNumber: m.seq, data: m.data };
   }
 
@@ -1131,6 +1148,7 @@ export class DataChannelReceiver extends Emitter<ReceiverEvents> {
   _push(seq: number, data: Uint8Array, cost: number): void {
     this.#messages.push({ seq, data, cost });
     this._held += cost;
+    this.#unread.bytes += cost;
     this.emit("messageReady");
   }
 

@@ -432,6 +432,26 @@ test("a Durable receiver whose buffer overflows closes and tells the server; a L
   ]);
 });
 
+test("all receivers together hold at most receiverTotalBytes of unread messages", () => {
+  const w = new World({}, { receiverBufferBytes: 1000, receiverTotalBytes: 1500 });
+  const created: DataChannelReceiver[] = [];
+  w.dc.on("dataChannelReceiverCreated", (r) => created.push(r));
+  for (const ch of [1, 2]) {
+    w.deliver({ type: "SenderOpened", channel: ch, session: 1, reliability: "lossy", priority: "normal", bitrateKbps: 1, origin: 3 });
+  }
+  for (let i = 1; i <= 2; i++) {
+    w.deliver({ type: "Data", channel: 1, session: 1, seq: i, origin: 3, payload: bytes(400) });
+    w.deliver({ type: "Data", channel: 2, session: 1, seq: i, origin: 3, payload: bytes(400) });
+  }
+  // 3 × 464 fit in 1,500; the fourth does not, though its receiver has room.
+  assert.equal(created[0]!.pendingMessages + created[1]!.pendingMessages, 3);
+  assert.equal(created[1]!.droppedMessages, 1);
+  // Reading makes room again.
+  created[0]!.readMessage();
+  w.deliver({ type: "Data", channel: 2, session: 1, seq: 3, origin: 3, payload: bytes(400) });
+  assert.equal(created[1]!.pendingMessages, 2);
+});
+
 test("the server closing a session (TRAFFIC_LIMIT) closes the sender with its reason", async () => {
   const w = new World();
   const s = w.dc.createDataChannelSender({ channelId: 8 });
