@@ -284,6 +284,8 @@ export class Call extends Emitter<CallEvents> {
   /** @internal */ readonly _idleTimeoutMs: number;
   /** @internal */ readonly _keepaliveMs: number;
   /** @internal */ _memberLimiter: TrafficLimiter | undefined;
+  /** @internal The member rules at emission. */
+  _memberShaper: TrafficLimiter | undefined;
   #transport: Transport;
   #state: "connected" | "disconnected" = "connected";
   #roster = new Map<number, RemoteParticipant>();
@@ -335,6 +337,7 @@ export class Call extends Emitter<CallEvents> {
     const t = this.traffic;
     if (t.memberKbps > 0 || t.memberMessagesPerSecond > 0) {
       this._memberLimiter = TrafficLimiter.forMember(t, this.maxMessageSize, now());
+      this._memberShaper = TrafficLimiter.forMember(t, this.maxMessageSize, now());
     }
   }
 
@@ -570,6 +573,10 @@ export class Call extends Emitter<CallEvents> {
         // A full reliable channel holds back this channel's ordered work,
         // not the others' (their Lossy data goes on the other lane).
         if (!lossyData && reliableFull()) break;
+        // What waited (a pause, a full channel) goes out at the rules' pace,
+        // not in one burst the server would police: the same buckets as on
+        // `sendMessage`, charged again at emission (the timer retries).
+        if (op.kind === "data" && !this.#shape(op.sender, op.payload.length, now)) break;
         q.shift();
         if (op.kind === "data") {
           const quiet = op.sender === this.#sending;
@@ -593,6 +600,18 @@ export class Call extends Emitter<CallEvents> {
       this.#leaveSent = true;
       this.#transmit("reliable", { type: "Leave", code: ErrorCode.NONE, reason: "" });
     }
+  }
+
+  /** Takes emission tokens for a message of `len` bytes of `sender`, or none. */
+  #shape(sender: DataChannelSender, len: number, now: number): boolean {
+    const broadcast = sender._participants.length === 0;
+    if (!sender._shaper.tryAdmit(len, broadcast, now)) return false;
+    const member = this._memberShaper;
+    if (member !== undefined && !member.tryAdmit(len, true, now)) {
+      sender._shaper.refund(len, broadcast);
+      return false;
+    }
+    return true;
   }
 
   /** @internal Whether anything is still queued in the client. */
@@ -954,6 +973,8 @@ export class DataChannelSender extends Emitter<SenderEvents> {
   /** @internal */ _lastSent = 0;
   /** @internal */ _lastKeepalive = 0;
   /** @internal */ readonly _limiter: TrafficLimiter;
+  /** @internal The same rules at emission: what waited goes out at their pace. */
+  readonly _shaper: TrafficLimiter;
   #call: Call;
   #closed = false;
 
@@ -976,6 +997,7 @@ export class DataChannelSender extends Emitter<SenderEvents> {
     this.bitrateInKbps = bitrate;
     this._participants = participants;
     this._limiter = TrafficLimiter.forSender(call.traffic, reliability, priority, call.maxMessageSize, call._clock());
+    this._shaper = TrafficLimiter.forSender(call.traffic, reliability, priority, call.maxMessageSize, call._clock());
   }
 
   /** The largest message `sendMessage` takes, bytes. */

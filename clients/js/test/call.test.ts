@@ -217,6 +217,32 @@ test("FlowControl pauses a Durable sender: its messages queue (bufferedAmount), 
   assert.equal(low, 1);
 });
 
+test("what a pause held back goes out at the rules' pace, not in one burst the server would police", async () => {
+  // The server's rules (Durable 64 kbps: 8,000 B/s, a bucket of one 32 KiB
+  // message). Paused for a minute, the sender keeps within the rules.
+  const w = new World({ maxMessageSize: 32 * 1024 });
+  const s = w.dc.createDataChannelSender({ channelId: 3, participants: ["bob"] });
+  const open = w.take()[0]!.frame;
+  assert.ok(open.type === "SenderOpened");
+  w.take();
+  w.deliver({ type: "FlowControl", channel: 3, session: open.session, paused: true });
+  let accepted = 0;
+  for (let i = 0; i < 600; i++) {
+    w.t += 100;
+    await s.sendMessage(bytes(780));
+    accepted++;
+  }
+  assert.ok(s.bufferedAmount > 400_000, `${s.bufferedAmount} queued`);
+  w.deliver({ type: "FlowControl", channel: 3, session: open.session, paused: false });
+  const burst = w.take().reduce((n, o) => n + (o.frame.type === "Data" ? o.frame.payload.length : 0), 0);
+  assert.ok(burst <= 32 * 1024 + 780, `${burst} bytes at once`);
+  w.t += 1000;
+  w.call.tick();
+  const next = w.take().reduce((n, o) => n + (o.frame.type === "Data" ? o.frame.payload.length : 0), 0);
+  assert.ok(next > 0 && next <= 8000 + 780, `${next} bytes in the next second`);
+  assert.equal(accepted, 600);
+});
+
 test("a full reliable channel queues; the queue drains when it empties", async () => {
   const w = new World({ traffic: NO_RULES }, FREE);
   const s = w.dc.createDataChannelSender({ channelId: 3 });
