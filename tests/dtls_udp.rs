@@ -211,33 +211,43 @@ fn clients_join_by_offer_and_answer_over_udp() {
     assert_eq!(server.stats().expect("stats").dtls_handshakes, 2);
 }
 
+/// A client engine with certificate `cert` joining "call" as `who` by
+/// offer and answer on `server`; the answer names `via` (a NAT in front of
+/// the server) as its candidate, or the server itself. Waits for the join.
+fn join_signalled(
+    server: &Arc<Engine>,
+    cert: usize,
+    who: &str,
+    via: Option<std::net::SocketAddr>,
+) -> (Engine, Call) {
+    let engine = Engine::builder()
+        .hub(
+            HubConfig::client()
+                .dtls(certs()[cert].clone())
+                .channel(unlimited()),
+        )
+        .start()
+        .expect("client starts");
+    let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
+    let (s, t) = (server.clone(), token.clone());
+    let call = engine
+        .join_signalled("call", who, token, |offer| match via {
+            Some(nat) => s.accept_offer_at(offer, &[nat], "call", who, &t),
+            None => s.accept_offer(offer, "call", who, &t),
+        })
+        .expect("joins");
+    assert!(call.wait_ready(Duration::from_secs(10)), "{who} joined");
+    (engine, call)
+}
+
 /// Alice (joined by offer and answer, over ICE and DTLS) sends 2,000
 /// Durable messages and at once ends her call with `end`: Bob gets every
 /// one, in order. The DTLS session under her association closes only once
 /// SCTP has delivered what was queued.
 fn delivered_over_dtls_after(end: impl FnOnce(Engine, &Call)) {
     let server = Arc::new(server(2));
-    let join = |cert: usize, who: &str| {
-        let engine = Engine::builder()
-            .hub(
-                HubConfig::client()
-                    .dtls(certs()[cert].clone())
-                    .channel(unlimited()),
-            )
-            .start()
-            .expect("client starts");
-        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
-        let (s, t) = (server.clone(), token.clone());
-        let call = engine
-            .join_signalled("call", who, token, |offer| {
-                s.accept_offer(offer, "call", who, &t)
-            })
-            .expect("joins");
-        assert!(call.wait_ready(Duration::from_secs(10)), "{who} joined");
-        (engine, call)
-    };
-    let (alice_engine, alice) = join(1, "alice");
-    let (_bob_engine, bob) = join(2, "bob");
+    let (alice_engine, alice) = join_signalled(&server, 1, "alice", None);
+    let (_bob_engine, bob) = join_signalled(&server, 2, "bob", None);
     let sender = alice
         .data_channel()
         .create_sender(DataChannelSenderOptions {
@@ -361,28 +371,8 @@ impl Drop for Nat {
 fn a_client_behind_a_rebinding_nat_keeps_its_call_on_a_two_worker_server() {
     let server = Arc::new(server(2));
     let nat = Nat::start(server.local_addr());
-    let join = |cert: usize, who: &str, via: Option<std::net::SocketAddr>| {
-        let engine = Engine::builder()
-            .hub(
-                HubConfig::client()
-                    .dtls(certs()[cert].clone())
-                    .channel(unlimited()),
-            )
-            .start()
-            .expect("client starts");
-        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
-        let (s, t) = (server.clone(), token.clone());
-        let call = engine
-            .join_signalled("call", who, token, |offer| match via {
-                Some(nat) => s.accept_offer_at(offer, &[nat], "call", who, &t),
-                None => s.accept_offer(offer, "call", who, &t),
-            })
-            .expect("joins");
-        assert!(call.wait_ready(Duration::from_secs(10)), "{who} joined");
-        (engine, call)
-    };
-    let (_ae, alice) = join(1, "alice", Some(nat.inner));
-    let (_be, bob) = join(2, "bob", None);
+    let (_ae, alice) = join_signalled(&server, 1, "alice", Some(nat.inner));
+    let (_be, bob) = join_signalled(&server, 2, "bob", None);
     let options = |channel| DataChannelSenderOptions {
         channel_id: Some(channel),
         bitrate_kbps: 0,
