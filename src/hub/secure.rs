@@ -79,6 +79,10 @@ pub(super) struct Secure {
     track_homes: bool,
     /// ICE sessions whose peer this hub's DTLS carries.
     hosted: HashMap<SessionId, String>,
+    /// With several workers: each nominated ICE session by its selected
+    /// address (at most one per session), to find the session a new DTLS
+    /// session belongs to without a scan.
+    nominated: HashMap<SocketAddr, SessionId>,
     /// The last valid check was for a session this hub does not host: its
     /// ICE username fragment (the peer may live on another worker).
     foreign_check: Option<String>,
@@ -108,6 +112,7 @@ impl Secure {
             moved: VecDeque::new(),
             homes: VecDeque::new(),
             hosted: HashMap::new(),
+            nominated: HashMap::new(),
             track_homes,
             foreign_check: None,
             dropped: 0,
@@ -341,17 +346,17 @@ impl Secure {
     /// A DTLS session started with `from`: if it is an ICE session's
     /// selected address, this hub hosts that session from now on.
     fn on_dtls_session(&mut self, from: SocketAddr) {
-        let session = self
-            .expected
-            .keys()
-            .copied()
-            .find(|&s| self.ice.selected(s) == Some(from) && !self.hosted.contains_key(&s));
-        if let Some(session) = session
+        // Only several workers care who hosts what.
+        if !self.track_homes {
+            return;
+        }
+        let Some(&session) = self.nominated.get(&from) else {
+            return;
+        };
+        if !self.hosted.contains_key(&session)
             && let Some(ufrag) = self.ice.local_ufrag(session).map(str::to_owned)
         {
-            if self.track_homes {
-                self.homes.push_back(IceHome::Hosted(ufrag.clone()));
-            }
+            self.homes.push_back(IceHome::Hosted(ufrag.clone()));
             self.hosted.insert(session, ufrag);
         }
     }
@@ -372,6 +377,9 @@ impl Secure {
                     if let Some(f) = self.expected.get(&session) {
                         self.dtls.allow(now, from, *f);
                     }
+                    if nominated && self.track_homes {
+                        self.nominated.insert(from, session);
+                    }
                     // Nominated after its DTLS session started (from an
                     // earlier, unnominated check): hosted from now on.
                     if nominated && self.dtls.has_session(from) {
@@ -379,6 +387,10 @@ impl Secure {
                     }
                 }
                 IceEvent::AddressChanged { session, from, old } => {
+                    if self.track_homes {
+                        self.nominated.remove(&old);
+                        self.nominated.insert(from, session);
+                    }
                     // The client's NAT rebound or it moved network, and a
                     // fresh check signed with its credentials (a replayed
                     // one changes nothing: `IceLite` remembers recent
@@ -395,6 +407,11 @@ impl Secure {
                     }
                 }
                 IceEvent::ConsentExpired { session, selected } => {
+                    if let Some(addr) = selected
+                        && self.nominated.get(&addr) == Some(&session)
+                    {
+                        self.nominated.remove(&addr);
+                    }
                     self.expected.remove(&session);
                     if let Some(ufrag) = self.hosted.remove(&session)
                         && self.track_homes

@@ -422,8 +422,12 @@ impl Core {
 
     /// A datagram arrived on this worker's socket.
     pub(super) fn datagram(&mut self, now: Instant, from: SocketAddr, data: Bytes) {
+        // A STUN check (RFC 7983: first byte 0 to 3) may be for a peer
+        // another worker hosts: kept for forwarding (several workers only).
+        let check = (self.cross.shared.workers() > 1 && data.first().is_some_and(|&b| b <= 3))
+            .then(|| data.clone());
         if self.cross.shared.directory.is_empty() {
-            self.hub.handle_datagram(now, from, data.clone());
+            self.hub.handle_datagram(now, from, data);
         } else {
             // Some worker started an association, or a peer moved to
             // another worker: a datagram no association here knows may be
@@ -432,11 +436,11 @@ impl Core {
             // than a ClientHello starts nothing).
             let placement = self.hub.handle_datagram(now, from, data.clone());
             if placement == Placement::Dropped(DropReason::UnknownAssociation) {
-                self.cross.unplaced(from, data.clone());
+                self.cross.unplaced(from, data);
             }
         }
-        if self.cross.shared.workers() > 1 {
-            self.follow_ice(from, data);
+        if let Some(check) = check {
+            self.follow_ice(from, check);
         }
     }
 
@@ -445,7 +449,6 @@ impl Core {
     /// new one. That worker moves the peer and lists itself for the new
     /// address, so what else comes from it is forwarded there.
     fn follow_ice(&mut self, from: SocketAddr, data: Bytes) {
-        self.note_ice_homes();
         let Some(ufrag) = self.hub.take_foreign_check() else {
             return;
         };
