@@ -26,6 +26,9 @@ use std::time::Instant;
 struct Tapped {
     hubs: HubCluster,
     sent: Vec<Bytes>,
+    /// Drops the STUN it sends (RFC 7983: first byte 0..=3), as a peer
+    /// that stopped its ICE consent checks.
+    mute_stun: bool,
 }
 
 impl Host for Tapped {
@@ -39,9 +42,14 @@ impl Host for Tapped {
         self.hubs.use_clock(clock);
     }
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.hubs.poll_transmit()?;
-        self.sent.push(t.payload.clone());
-        Some(t)
+        loop {
+            let t = self.hubs.poll_transmit()?;
+            if self.mute_stun && t.payload.first().is_some_and(|b| *b <= 3) {
+                continue;
+            }
+            self.sent.push(t.payload.clone());
+            return Some(t);
+        }
     }
     fn poll_timeout(&self) -> Option<Instant> {
         self.hubs.poll_timeout()
@@ -73,6 +81,7 @@ impl World {
         let server = net.add_host(Tapped {
             hubs: HubCluster::new(config, workers),
             sent: Vec::new(),
+            mute_stun: false,
         });
         Self { net, server }
     }
@@ -88,6 +97,7 @@ impl World {
         self.net.add_host(Tapped {
             hubs: HubCluster::new(config, 1),
             sent: Vec::new(),
+            mute_stun: false,
         })
     }
 
@@ -393,6 +403,8 @@ fn a_signalled_call(seed: u64, link: LinkConfig, workers: usize) -> Duration {
     let stats = w.net.host(w.server).hubs.stats();
     assert_eq!(stats.dtls_handshakes, 2);
     assert_eq!(stats.joins_accepted, 2);
+    assert_eq!(stats.ice_consent_expired, 0, "{stats:?}");
+    assert_eq!(stats.ice_checks_refused, 0, "{stats:?}");
     joined_in
 }
 
@@ -574,6 +586,74 @@ fn the_server_says_why_each_participant_left() {
     assert_eq!(gone.len(), 1, "{gone:?}");
     assert_eq!(gone[0].0, "bob");
     assert!(gone[0].1.starts_with("its association ended: "), "{gone:?}");
+}
+
+#[test]
+fn a_peer_that_stops_its_consent_checks_is_closed_within_the_consent_timeout() {
+    for workers in [1, 3] {
+        let mut w = World::new(33, LinkConfig::default(), workers);
+        let (_ha, alice) = w.join_signalled("call", "alice", 1);
+        let (hb, bob) = w.join_signalled("call", "bob", 2);
+        w.settle_until(|_| alice.is_joined() && bob.is_joined());
+        // Bob's SCTP and DTLS go on (keep-alives both ways), but his ICE
+        // agent no longer checks: RFC 7675 consent ends within 30 s.
+        w.net.host_mut(hb).mute_stun = true;
+        let muted = w.net.now();
+        w.net.run_for(Duration::from_secs(29));
+        assert!(
+            left(&mut w).is_empty(),
+            "{workers} workers: no one left yet"
+        );
+        w.net.run_for(Duration::from_secs(8));
+        let gone = left(&mut w);
+        assert_eq!(gone.len(), 1, "{workers} workers: {gone:?}");
+        assert_eq!(gone[0].0, "bob");
+        assert!(gone[0].1.contains("ICE consent expired"), "{gone:?}");
+        let stats = w.net.host(w.server).hubs.stats();
+        assert_eq!(stats.ice_consent_expired, 1, "{workers} workers: {stats:?}");
+        assert!(w.net.now() - muted < Duration::from_secs(40));
+        assert!(alice.is_joined());
+    }
+}
+
+#[test]
+fn checks_signed_with_a_wrong_password_are_refused_and_counted() {
+    let mut w = World::new(34, LinkConfig::default(), 1);
+    let host = w.client(1);
+    let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
+    let token = mint_token(SECRET, "call", "eve", EPOCH + 3600).expect("short ids");
+    let join = dcengine::JoinRequest {
+        call_id: "call",
+        participant_id: "eve",
+        token: &token,
+    };
+    let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
+    let answer = w
+        .net
+        .host_mut(w.server)
+        .hubs
+        .accept_offer(now, offer.sdp(), &[server_addr], &join)
+        .expect("an answer");
+    let pwd = answer
+        .lines()
+        .find(|l| l.starts_with("a=ice-pwd:"))
+        .expect("a password")
+        .to_owned();
+    // The client is given another password than the server's: its checks
+    // fail MESSAGE-INTEGRITY.
+    let wrong = answer.replace(&pwd, "a=ice-pwd:0123456789abcdefghijklmn");
+    let call = w
+        .net
+        .host_mut(host)
+        .hubs
+        .join_answered(now, &offer, &wrong, "call", "eve", token)
+        .expect("the answer parses");
+    w.net.run_for(Duration::from_secs(10));
+    assert!(!call.is_joined());
+    let stats = w.net.host(w.server).hubs.stats();
+    assert!(stats.ice_checks_refused >= 3, "{stats:?}");
+    assert_eq!(stats.dtls_handshakes, 0, "{stats:?}");
+    assert_eq!(w.net.host(w.server).hubs.dtls_session_count(), 0);
 }
 
 #[test]

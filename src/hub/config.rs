@@ -517,6 +517,15 @@ pub struct HubStats {
     /// ICE + DTLS: peers whose address changed (a NAT rebinding, a move to
     /// another network) and whose DTLS session and associations followed.
     pub peer_moves: u64,
+    /// ICE (server role): Binding requests refused (answered 400, 401, 420
+    /// or 487): no USERNAME or MESSAGE-INTEGRITY, a username fragment no
+    /// signalling announced, a wrong password, the wrong role, an unknown
+    /// mandatory attribute. A peer given the wrong credentials shows here.
+    pub ice_checks_refused: u64,
+    /// ICE (server role): peers whose consent expired (RFC 7675: no valid
+    /// check from their address for the consent timeout, 30 s): their
+    /// DTLS session and associations were closed.
+    pub ice_consent_expired: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -547,8 +556,12 @@ impl std::ops::AddAssign for HubStats {
             dtls_failures,
             dtls_dropped,
             peer_moves,
+            ice_checks_refused,
+            ice_consent_expired,
         } = other;
         self.peer_moves += peer_moves;
+        self.ice_checks_refused += ice_checks_refused;
+        self.ice_consent_expired += ice_consent_expired;
         self.dtls_handshakes += dtls_handshakes;
         self.zero_checksum_associations += zero_checksum_associations;
         self.dtls_failures += dtls_failures;

@@ -251,7 +251,13 @@ impl Hub {
             .map(|s| s.dtls.stats())
             .unwrap_or_default();
         let ice_dropped = self.secure.as_ref().map_or(0, |s| s.dropped);
+        let (ice_checks_refused, ice_consent_expired) = self
+            .secure
+            .as_ref()
+            .map_or((0, 0), |s| (s.checks_refused(), s.consent_closed));
         HubStats {
+            ice_checks_refused,
+            ice_consent_expired,
             dtls_handshakes: dtls.handshakes,
             zero_checksum_associations: node.zero_checksum_associations,
             dtls_failures: dtls.failures,

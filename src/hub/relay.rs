@@ -66,6 +66,8 @@ pub(super) enum RelayMsg {
         worker: usize,
         assoc: AssocId,
         why: CloseReason,
+        /// What the `ParticipantLeft` event says, if more than `why`.
+        detail: Option<String>,
     },
     /// Owner → home: that member's egress started (`pressing`) or stopped
     /// holding too much of the Durable data of (origin, channel): pause or
@@ -175,9 +177,14 @@ impl Hub {
                     self.member_pressure(now, &call_id, member, origin, channel, pressing);
                 }
             }
-            RelayMsg::Detach { worker, assoc, why } => {
+            RelayMsg::Detach {
+                worker,
+                assoc,
+                why,
+                detail,
+            } => {
                 if let Some((call_id, member)) = self.relayed.remove(&(worker, assoc)) {
-                    self.remove_member(now, &call_id, member, why, None);
+                    self.remove_member(now, &call_id, member, why, detail);
                 }
             }
             RelayMsg::Egress { assocs, op } => {
@@ -214,10 +221,25 @@ impl Hub {
         matches!(self.links.get(&assoc), Some(Link::Member(Home::Worker(_))))
     }
 
-    /// Owner side: a member of a call homed elsewhere is gone.
-    pub(super) fn detach(&mut self, home: usize, assoc: AssocId, why: CloseReason) {
+    /// Owner side: a member of a call homed elsewhere is gone (`detail`:
+    /// what its `ParticipantLeft` says, if more than `why`).
+    pub(super) fn detach(
+        &mut self,
+        home: usize,
+        assoc: AssocId,
+        why: CloseReason,
+        detail: Option<String>,
+    ) {
         let worker = self.config.worker;
         self.relay
-            .push(home, Relay::new(RelayMsg::Detach { worker, assoc, why }));
+            .push(
+                home,
+                Relay::new(RelayMsg::Detach {
+                    worker,
+                    assoc,
+                    why,
+                    detail,
+                }),
+            );
     }
 }

@@ -88,6 +88,9 @@ pub(super) struct Secure {
     foreign_check: Option<String>,
     /// Datagrams that were neither STUN nor DTLS, or STUN nobody took.
     pub(super) dropped: u64,
+    /// Peers whose DTLS session this hub closed because their ICE consent
+    /// expired (only the hub that carries the peer counts it).
+    pub(super) consent_closed: u64,
 }
 
 impl Secure {
@@ -116,6 +119,7 @@ impl Secure {
             track_homes,
             foreign_check: None,
             dropped: 0,
+            consent_closed: 0,
         }
     }
 
@@ -336,6 +340,12 @@ impl Secure {
         self.homes.pop_front()
     }
 
+    /// Binding requests the server-role agent refused (400, 401, 420, 487).
+    pub(super) fn checks_refused(&self) -> u64 {
+        let s = self.ice.stats();
+        s.bad_request + s.unknown_ufrag + s.bad_integrity + s.role_conflict + s.unknown_attribute
+    }
+
     /// Takes the note that the last STUN datagram was a valid check for an
     /// ICE session this hub does not host, with that session's username
     /// fragment: a runtime forwards it to the worker that hosts it.
@@ -424,6 +434,8 @@ impl Secure {
                     if let Some(remote) = selected
                         && self.dtls.has_session(remote)
                     {
+                        tracing::info!(session = session.get(), peer = %remote, "ice: consent expired (no valid check from the peer for the consent timeout); closing its DTLS session");
+                        self.consent_closed += 1;
                         self.closed
                             .push_back((remote, "ICE consent expired".to_owned()));
                         self.dtls.close(remote);

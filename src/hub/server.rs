@@ -543,7 +543,7 @@ impl Hub {
             Some(Link::Member(Home::Here { call_id, member })) => {
                 self.remove_member(now, &call_id, member, why, None);
             }
-            Some(Link::Member(Home::Worker(home))) => self.detach(home, assoc, why),
+            Some(Link::Member(Home::Worker(home))) => self.detach(home, assoc, why, None),
             _ => {}
         }
     }
@@ -557,12 +557,13 @@ impl Hub {
         reason: &crate::proto::CloseReason,
     ) {
         self.egress.remove(assoc);
+        let detail = Some(format!("its association ended: {reason}"));
         match home {
             Home::Here { call_id, member } => {
-                let detail = Some(format!("its association ended: {reason}"));
                 self.remove_member(now, &call_id, member, CloseReason::ASSOCIATION_LOST, detail);
             }
-            Home::Worker(home) => self.detach(home, assoc, CloseReason::ASSOCIATION_LOST),
+            // The call's home says the same (the reason travels along).
+            Home::Worker(home) => self.detach(home, assoc, CloseReason::ASSOCIATION_LOST, detail),
         }
     }
 
