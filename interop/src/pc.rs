@@ -70,6 +70,9 @@ pub struct Tamper {
     /// The answer the stack is given has another ICE password than the
     /// one the engine expects.
     pub answer_ice_pwd: bool,
+    /// The answer the stack is given says this `a=max-message-size`
+    /// instead of the engine's: a stack that ignores the engine's limit.
+    pub answer_max_message_size: Option<usize>,
 }
 
 /// One scenario's world: a DTLS server engine and a peer connection.
@@ -82,6 +85,8 @@ pub struct PcCell {
     pub offer: String,
     /// The answer the stack was given.
     pub answer: String,
+    /// The answer the engine gave (before any [`Tamper`]).
+    pub engine_answer: String,
 }
 
 impl PcCell {
@@ -106,6 +111,7 @@ impl PcCell {
             peer,
             offer: String::new(),
             answer: String::new(),
+            engine_answer: String::new(),
         };
         let offer = cell.peer_offer(&offers);
         cell.offer = if tamper.offer_fingerprint {
@@ -126,11 +132,15 @@ impl PcCell {
                 unreachable!()
             }
         };
+        cell.engine_answer = answer.clone();
         cell.answer = if tamper.answer_ice_pwd {
             other_ice_pwd(&answer)
         } else {
             answer
         };
+        if let Some(size) = tamper.answer_max_message_size {
+            cell.answer = with_max_message_size(&cell.answer, size);
+        }
         let _ = answers.send(Some(cell.answer.clone()));
         cell
     }
@@ -360,6 +370,20 @@ pub fn other_ice_pwd(sdp: &str) -> String {
         }
     }
     assert_ne!(out, sdp, "the answer has an ICE password to change");
+    out
+}
+
+/// `sdp` with its `a=max-message-size` set to `size`.
+pub fn with_max_message_size(sdp: &str, size: usize) -> String {
+    let mut out = String::new();
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=max-message-size:") {
+            out.push_str(&format!("a=max-message-size:{size}\r\n"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    assert_ne!(out, sdp, "the answer has an a=max-message-size to change");
     out
 }
 
@@ -695,18 +719,141 @@ pub fn peer_closes_without_leave(stack: Stack) {
 
 /// After the peer's close: the server reports the member left; prints
 /// after how long, how the stack saw its own close, and the DTLS
-/// counters.
-fn closed_seen_by_server(c: &mut PcCell) {
+/// counters. Returns the reason the server's event gives.
+fn closed_seen_by_server(c: &mut PcCell) -> String {
     let start = Instant::now();
     let left = c.server.wait_left(WHO, LIMIT);
     let took = start.elapsed();
     c.check(left, "the server reports the member left");
+    let reason = c.server.left_reason(WHO).unwrap_or_default();
     // What the stack says of its own close is for the log, not a check.
     let end = c.peer.wait_end(Duration::from_secs(3));
     let s = c.server.stats();
     println!(
-        "[{}] the server saw the member leave {took:?} after the close; the stack reports {end:?}; dtls_failures {}",
+        "[{}] the server saw the member leave {took:?} after the close ({reason}); the stack reports {end:?}; dtls_failures {}",
         c.peer.name, s.dtls_failures
+    );
+    reason
+}
+
+/// Scenario 5d: the stack aborts its association (webrtc-rs: closing a
+/// peer connection sends an SCTP ABORT, as W3C `close()` says): the
+/// server reports the member left, and why: aborted by the peer.
+pub fn peer_aborts(stack: Stack) {
+    let mut c = PcCell::new(stack);
+    c.join();
+    c.peer.cmd(Cmd::Shutdown);
+    let reason = closed_seen_by_server(&mut c);
+    c.check(
+        reason.contains("aborted by the peer"),
+        &format!("the server says the peer aborted (it says: {reason})"),
+    );
+    let s = c.server.stats();
+    c.check(
+        s.dtls_failures == 0,
+        "no DTLS failure (the DTLS session ends with the association)",
+    );
+}
+
+/// Scenario 5e: the engine ABORTs. The stack is given an answer whose
+/// `a=max-message-size` is 1 MiB (a stack that ignores the engine's
+/// limit), and sends a message one byte over the engine's SCTP limit (the
+/// engine's own `a=max-message-size`): the engine ABORTs the association
+/// with the reason (`HubStats::oversize_messages`), the member leaves,
+/// and the stack sees its association end (not a hang).
+pub fn engine_aborts(stack: Stack) {
+    let mut c = PcCell::start(
+        stack,
+        Tamper {
+            answer_max_message_size: Some(1 << 20),
+            ..Tamper::default()
+        },
+    );
+    let up = c.peer.wait_connected();
+    c.check(up, "ICE, DTLS and SCTP come up and both data channels open");
+    c.join();
+    let Some(engine_max) = sdp_max_message_size(&c.engine_answer) else {
+        c.check(false, "the engine's answer has an a=max-message-size");
+        unreachable!()
+    };
+    c.open_on(CHANNEL, 1, Reliability::Durable);
+    // Not a frame: the engine ABORTs before it reads a byte of it.
+    let over = Bytes::from(vec![0x5a; engine_max + 1]);
+    c.peer.send(0, false, over);
+    let start = Instant::now();
+    let left = c.server.wait_left(WHO, LIMIT);
+    c.check(left, "the server reports the member left");
+    let reason = c.server.left_reason(WHO).unwrap_or_default();
+    let s = c.server.stats();
+    c.check(
+        s.oversize_messages == 1,
+        &format!(
+            "HubStats::oversize_messages is 1 (got {}); the member left: {reason}",
+            s.oversize_messages
+        ),
+    );
+    let end = c.peer.wait_end(LIMIT);
+    println!(
+        "[{}] the engine's ABORT ({reason}) after {:?}; the stack reports {end:?}",
+        c.peer.name,
+        start.elapsed()
+    );
+    c.check(
+        end.is_some(),
+        "the stack sees its association or connection end",
+    );
+}
+
+/// Scenario 7: a call longer than ICE consent's 30 s (RFC 7675): the
+/// stack's consent checks keep the engine's ICE session alive, and 40 s
+/// in, Durable messages still go both ways.
+pub fn holds_past_consent_timeout(stack: Stack) {
+    let mut c = PcCell::new(stack);
+    let host = c.server.host();
+    c.join();
+    c.host_sees_peer(&host);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(500));
+        let gone = c.server.left(WHO);
+        c.check(
+            !gone,
+            &format!("the member is still in the call {:?} in", start.elapsed()),
+        );
+        c.still_up("during a 40 s call");
+    }
+    c.open_on(CHANNEL, 1, Reliability::Durable);
+    c.send_data(1, 1, false, payload(1, 300));
+    let r = c.receiver(&host);
+    let m = r.recv_timeout(LIMIT);
+    let ok = m
+        .as_ref()
+        .is_some_and(|m| m.sequence_number == 1 && m.data == payload(1, 300));
+    c.check(ok, "40 s in: peer → host, one Durable message");
+    let sender = host
+        .data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(9),
+            reliability: DataChannelReliability::Durable,
+            ..Default::default()
+        })
+        .expect("a sender");
+    sender.send(payload(2, 300)).expect("send");
+    let (opened, got) = c.collect_data(1, LIMIT);
+    c.check(
+        opened && got.len() == 1 && got[0].2 == payload(2, 300),
+        &format!(
+            "40 s in: host → peer, one Durable message (got {})",
+            got.len()
+        ),
+    );
+    let s = c.server.stats();
+    c.check(
+        s.ice_consent_expired == 0 && s.ice_checks_refused == 0,
+        &format!(
+            "no consent expired, no check refused (ice_consent_expired {}, ice_checks_refused {})",
+            s.ice_consent_expired, s.ice_checks_refused
+        ),
     );
 }
 
@@ -768,15 +915,18 @@ pub fn wrong_ice_password_no_dtls(stack: Stack) {
             ..Tamper::default()
         },
     );
-    // The checks reach the engine (a STUN request that fails its
-    // integrity check is counted with the datagrams DTLS drops)...
-    let reached = |s: &dcengine::HubStats| s.datagrams_received + s.dtls_dropped;
+    // The checks reach the engine and are refused (401: MESSAGE-INTEGRITY
+    // fails under the engine's password)...
+    let reached = |s: &dcengine::HubStats| s.ice_checks_refused;
     let deadline = Instant::now() + LIMIT;
     while reached(&c.server.stats()) < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let s = c.server.stats();
-    c.check(reached(&s) >= 3, "the stack's ICE checks reach the engine");
+    c.check(
+        reached(&s) >= 3,
+        "the stack's ICE checks reach the engine and are refused (HubStats::ice_checks_refused)",
+    );
     // ...and for a few seconds more, with the stack retrying, nothing
     // starts.
     let connected = c
@@ -785,8 +935,8 @@ pub fn wrong_ice_password_no_dtls(stack: Stack) {
         .is_some();
     let s = c.server.stats();
     println!(
-        "[{}] wrong ICE password: {} datagrams received, {} sent, DTLS dropped {}",
-        c.peer.name, s.datagrams_received, s.datagrams_sent, s.dtls_dropped
+        "[{}] wrong ICE password: {} checks refused, {} datagrams received, {} sent, DTLS dropped {}",
+        c.peer.name, s.ice_checks_refused, s.datagrams_received, s.datagrams_sent, s.dtls_dropped
     );
     c.check(
         !connected && s.dtls_handshakes == 0 && s.dtls_failures == 0 && s.joins_accepted == 0,

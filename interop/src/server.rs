@@ -124,6 +124,20 @@ impl Server {
         self.wait_event(limit, |e| is_left(e, who))
     }
 
+    /// Why `who` left, as the server's `ParticipantLeft` says (the first,
+    /// if several), once it did.
+    pub fn left_reason(&mut self, who: &str) -> Option<String> {
+        self.poll_events();
+        self.events.iter().find_map(|e| match e {
+            HubEvent::ParticipantLeft {
+                participant_id,
+                reason,
+                ..
+            } if participant_id.as_str() == who => Some(reason.clone()),
+            _ => None,
+        })
+    }
+
     /// The counters.
     pub fn stats(&self) -> HubStats {
         self.engine().stats().expect("stats")

@@ -26,6 +26,7 @@ row!(
     webrtc_rs,
     Stack::WebrtcRs,
     [
+        peer_aborts,
         join_accepted,
         durable_both_ways,
         lossy_both_ways,
@@ -35,6 +36,7 @@ row!(
         peer_closes,
         peer_closes_without_leave,
         engine_shutdown,
+        holds_past_consent_timeout,
         wrong_certificate_refused,
         wrong_ice_password_no_dtls,
     ]
@@ -53,6 +55,8 @@ row!(
         peer_closes,
         peer_closes_without_leave,
         engine_shutdown,
+        engine_aborts,
+        holds_past_consent_timeout,
         wrong_certificate_refused,
         wrong_ice_password_no_dtls,
     ]
