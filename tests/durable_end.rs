@@ -499,3 +499,100 @@ fn a_clients_senders_together_keep_to_the_member_rule() {
         Err(DataChannelError::MessageFailureForTrafficLimit)
     );
 }
+
+/// A leave on a slow path: what was accepted takes longer to deliver than
+/// the close timeout (3 s), but the close keeps going as long as the peer
+/// acknowledges data, so all of it arrives, in order (on main before this
+/// change, the close was forced after 3 s and the rest was lost: bob's
+/// receiver closed after a prefix).
+#[test]
+fn a_leave_on_a_slow_path_delivers_everything_it_accepted() {
+    let mut w = World::new(44, LinkConfig::with_latency(Duration::from_millis(20)));
+    let (a, alice) = w.join("call", "alice");
+    let (_b, bob) = w.join("call", "bob");
+    w.settle_until(|_| alice.is_joined() && bob.participants().len() == 1);
+    // 100 kbit/s from alice to the server: 150 KB take about 12 s.
+    let slow = LinkConfig {
+        rate_bps: Some(100_000),
+        ..LinkConfig::with_latency(Duration::from_millis(20))
+    };
+    w.net.set_link(a, w.server, slow);
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
+    let payload = |i: u32| {
+        let mut v = vec![(i % 251) as u8; 1_000];
+        v[..4].copy_from_slice(&i.to_be_bytes());
+        v
+    };
+    for i in 0..150u32 {
+        sender.send(payload(i)).expect("accepted");
+    }
+    alice.leave();
+    let rx = receivers(&mut w, &bob, 1).remove(0);
+    let mut got = Vec::new();
+    w.settle_until(|_| {
+        got.extend(drain(&rx));
+        rx.is_closed()
+    });
+    got.extend(drain(&rx));
+    assert_eq!(got.len(), 150, "delivered before the receiver closed");
+    let expected: Vec<(u32, Vec<u8>)> = (0..150u32).map(|i| (i + 1, payload(i))).collect();
+    assert!(got == expected, "in order and intact");
+    assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLeft));
+    w.settle_until(|_| alice.wait_left(Duration::ZERO));
+}
+
+/// The other side of it: a leave whose close makes no progress (nothing
+/// the server sends reaches alice any more, so none of her data is
+/// acknowledged) is forced after the close timeout, and both ends say
+/// what happened: alice's call ends with how much was not delivered, bob's
+/// receiver closes as the sender's connection lost after an unbroken
+/// prefix.
+#[test]
+fn a_leave_whose_close_stalls_says_what_was_not_delivered() {
+    let mut w = World::new(45, LinkConfig::with_latency(Duration::from_millis(20)));
+    let (a, alice) = w.join("call", "alice");
+    let (_b, bob) = w.join("call", "bob");
+    w.settle_until(|_| alice.is_joined() && bob.participants().len() == 1);
+    let slow = LinkConfig {
+        rate_bps: Some(100_000),
+        ..LinkConfig::with_latency(Duration::from_millis(20))
+    };
+    w.net.set_link(a, w.server, slow);
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
+    for i in 0..150u32 {
+        sender.send(vec![(i % 251) as u8; 1_000]).expect("accepted");
+    }
+    alice.leave();
+    let rx = receivers(&mut w, &bob, 1).remove(0);
+    // A second in, nothing from the server reaches alice any more.
+    w.run_for(Duration::from_secs(1));
+    let deaf = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::with_latency(Duration::from_millis(20))
+    };
+    w.net.set_link(w.server, a, deaf);
+    let mut got = Vec::new();
+    w.settle_until(|_| {
+        got.extend(drain(&rx));
+        rx.is_closed() && alice.wait_left(Duration::ZERO)
+    });
+    got.extend(drain(&rx));
+    assert!(
+        !got.is_empty() && got.len() < 150,
+        "{} delivered",
+        got.len()
+    );
+    let seqs: Vec<u32> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=got.len() as u32).collect::<Vec<_>>(), "a prefix");
+    assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLost));
+    let CallState::Ended(reason) = alice.state() else {
+        unreachable!("left")
+    };
+    assert!(reason.contains("not delivered"), "{reason}");
+}

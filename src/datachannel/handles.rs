@@ -142,8 +142,13 @@ impl Call {
     /// every sender is closed (`send` fails with `SenderClosed`). What the
     /// senders had accepted before is still delivered: the engine hands it
     /// all to the transport, then leaves, and the connection closes
-    /// gracefully (within the transport's close timeout, 3 s by default).
-    /// [`Call::left`] resolves when that is done.
+    /// gracefully. The close waits as long as the server keeps
+    /// acknowledging (up to a minute); if the server acknowledges nothing
+    /// for the transport's close timeout (3 s by default), the close is
+    /// forced, the receivers see [`ReceiverCloseReason::SenderLost`](crate::ReceiverCloseReason::SenderLost)
+    /// after what arrived, and [`Call::state`] reads an end reason that
+    /// says how many bytes were not delivered. [`Call::left`] resolves when
+    /// that is done.
     pub fn leave(&self) {
         if self.shared.begin_leave() {
             self.shared.hub.push(Work::Leave(self.shared.clone()));

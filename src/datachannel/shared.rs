@@ -300,6 +300,21 @@ impl CallShared {
     }
 
     /// The hub is done with the call (see [`CallShared::is_done`]).
+    /// The connection the call was left (or shut down) on closed before
+    /// the peer had everything: the end reason says so (`why`: the
+    /// transport's reason), so an application reading
+    /// [`CallState::Ended`](crate::CallState::Ended) after
+    /// [`Call::left`](crate::Call::left) learns it.
+    pub(crate) fn set_close_failed(&self, why: &str) {
+        let mut c = lock(&self.control);
+        let before = c.end_reason.take().unwrap_or_default();
+        c.end_reason = Some(if before.is_empty() {
+            format!("the connection closed before everything was delivered: {why}")
+        } else {
+            format!("{before}, but the connection closed before everything was delivered: {why}")
+        });
+    }
+
     pub(crate) fn set_done(&self) {
         self.done.store(true, Ordering::SeqCst);
         self.state_wakers.wake_all();

@@ -255,6 +255,17 @@ impl Hub {
     /// with it.
     pub(super) fn on_uplink_closed(&mut self, key: u64, reason: &crate::proto::CloseReason) {
         if let Some(mut p) = self.participants.remove(&key) {
+            if let crate::proto::CloseReason::Undelivered(bytes) = reason {
+                // A leave (or shutdown) whose close was forced: what the
+                // senders had accepted did not all arrive. The receivers
+                // see their sender lost; the application sees it here.
+                tracing::warn!(
+                    call = p.core.shared.call_id.as_str(),
+                    bytes,
+                    "the connection closed before the server acknowledged everything sent: messages lost"
+                );
+                p.core.shared.set_close_failed(&reason.to_string());
+            }
             p.core.end(&format!("connection closed: {reason}"));
             p.core.shared.set_done();
         }

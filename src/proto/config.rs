@@ -68,8 +68,12 @@ pub struct NodeConfig {
     /// Silence after which a keep-alive is sent; see
     /// [`NodeConfig::keepalive_interval()`].
     pub keepalive_interval: Duration,
-    /// Time a graceful close may take; see [`NodeConfig::close_timeout()`].
+    /// Time a graceful close may go without progress; see
+    /// [`NodeConfig::close_timeout()`].
     pub close_timeout: Duration,
+    /// Time a graceful close may take in all; see
+    /// [`NodeConfig::close_limit()`].
+    pub close_limit: Duration,
     /// SHUTDOWN retransmissions into silence before the peer is given up;
     /// see [`NodeConfig::max_shutdown_retransmits()`].
     pub max_shutdown_retransmits: u32,
@@ -104,6 +108,7 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(5),
             close_timeout: Duration::from_secs(3),
+            close_limit: Duration::from_secs(60),
             max_shutdown_retransmits: 4,
             streams: 16,
             sctp_port: 5000,
@@ -204,10 +209,24 @@ impl NodeConfig {
         self
     }
 
-    /// A graceful close that has not completed after this long is forced.
+    /// A graceful close delivers what was queued first; it is forced when
+    /// the peer acknowledges nothing more for this long (it is gone or
+    /// stopped reading), or the SHUTDOWN exchange does not complete within
+    /// it once everything is acknowledged. A close on a slow path that
+    /// keeps making progress goes on (up to [`NodeConfig::close_limit()`]).
+    /// A forced close with bytes still unacknowledged ends with
+    /// [`CloseReason::Undelivered`](super::CloseReason::Undelivered).
     /// Default 3 s.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// The longest a graceful close may take, progress or not (a peer that
+    /// acknowledges a little at a time cannot hold a close open for ever).
+    /// Default 60 s.
+    pub fn close_limit(mut self, limit: Duration) -> Self {
+        self.close_limit = limit;
         self
     }
 
@@ -368,6 +387,7 @@ mod tests {
             .handshake_timeout(ms(9))
             .keepalive_interval(ms(11))
             .close_timeout(ms(12))
+            .close_limit(ms(18))
             .max_shutdown_retransmits(13)
             .streams(14)
             .sctp_port(15)
@@ -388,7 +408,10 @@ mod tests {
             (ms(7), ms(8), ms(9))
         );
         assert_eq!((c.seed, c.cookie_key), (16, [17; 32]));
-        assert_eq!((c.keepalive_interval, c.close_timeout), (ms(11), ms(12)));
+        assert_eq!(
+            (c.keepalive_interval, c.close_timeout, c.close_limit),
+            (ms(11), ms(12), ms(18))
+        );
         assert_eq!(
             (c.max_shutdown_retransmits, c.streams, c.sctp_port),
             (13, 14, 15)
@@ -410,8 +433,8 @@ mod tests {
             (ms(250), ms(15_000), ms(5000))
         );
         assert_eq!(
-            (d.keepalive_interval, d.close_timeout),
-            (ms(5000), ms(3000))
+            (d.keepalive_interval, d.close_timeout, d.close_limit),
+            (ms(5000), ms(3000), ms(60_000))
         );
         assert_eq!(
             (d.max_shutdown_retransmits, d.streams, d.sctp_port),

@@ -135,6 +135,13 @@ pub enum CloseReason {
     /// or it failed (the reason says how).
     #[error("the DTLS session ended: {0}")]
     TransportClosed(String),
+    /// A graceful close this node started was forced before the peer
+    /// acknowledged everything queued: it acknowledged nothing more for
+    /// [`NodeConfig::close_timeout`], or the close took
+    /// [`NodeConfig::close_limit`]. This many bytes of messages were not
+    /// delivered (the peer got an ABORT).
+    #[error("closed before the peer acknowledged everything: {0} bytes of messages not delivered")]
+    Undelivered(usize),
     /// The peer filled the receive buffer with data that cannot be read.
     #[error("receive buffer exhausted")]
     ReceiveBufferExhausted,
@@ -299,6 +306,11 @@ struct Assoc {
     handshaking: bool,
     /// Set by [`Node::close`]: a graceful close is under way since then.
     closing_since: Option<Instant>,
+    /// While closing: when the peer last acknowledged more of what was
+    /// queued (or the close started), and how many bytes were still
+    /// unacknowledged then. A close is forced only after
+    /// [`NodeConfig::close_timeout`] without such progress.
+    close_progress: (Instant, usize),
     /// This node asked SCTP for its shutdown (which waits for queued data).
     shutdown_started: bool,
     /// The peer started the SCTP shutdown: its SHUTDOWN arrived before this
@@ -869,10 +881,15 @@ impl Node {
             a.scheduled = None;
             a.sock.advance_time(at);
             let cfg = &self.config;
-            if a.closing_since
-                .is_some_and(|since| now >= since + cfg.close_timeout)
+            if let Some(since) = a.closing_since
+                && close_due(a, since, now, cfg)
             {
-                let reason = a.graceful_reason.clone().unwrap_or(CloseReason::Local);
+                // What SCTP still holds will not be delivered: say so (the
+                // peer gets an ABORT, the application this reason).
+                let reason = match a.sock.unacknowledged_bytes() {
+                    0 => a.graceful_reason.clone().unwrap_or(CloseReason::Local),
+                    bytes => CloseReason::Undelivered(bytes),
+                };
                 force_close(a, reason);
             } else if now >= a.last_rx + cfg.idle_timeout
                 || (!a.connected && now >= a.created + cfg.handshake_timeout)
@@ -993,7 +1010,7 @@ impl Node {
         if a.closing_since.is_some() {
             return;
         }
-        a.closing_since = Some(now);
+        start_closing(a, now);
         if a.connected {
             a.nudge = true;
         } else {
@@ -1252,6 +1269,7 @@ impl Node {
                 connected: false,
                 handshaking,
                 closing_since: None,
+                close_progress: (now, 0),
                 shutdown_started: false,
                 peer_shutdown: false,
                 shutdown_sends: (0, 0),
@@ -1428,7 +1446,7 @@ impl Node {
                         // go in order on it. What arrived is delivered; the
                         // association is shut down gracefully (on the next
                         // drive: see the top of this function).
-                        a.closing_since = Some(now);
+                        start_closing(a, now);
                         a.graceful_reason = Some(CloseReason::StreamReset);
                         a.dirty = true;
                     }
@@ -1508,6 +1526,9 @@ impl Node {
             });
             return;
         }
+        if a.closing_since.is_some() {
+            note_close_progress(a, now);
+        }
         let socket_deadline = a.sock.poll_timeout();
         let socket_deadline = if socket_deadline == SocketTime::infinite_future() {
             None
@@ -1523,7 +1544,7 @@ impl Node {
             // keep-alive deadline would make every call spin on it.
             (a.connected && a.closing_since.is_none())
                 .then(|| a.last_rx.max(a.last_keepalive) + config.keepalive_interval),
-            a.closing_since.map(|since| since + config.close_timeout),
+            a.closing_since.map(|since| close_deadline(a, since, config)),
         ]
         .into_iter()
         .flatten()
@@ -1708,6 +1729,35 @@ fn write(
 }
 
 /// Ends `a` now with `reason`: the peer is sent an ABORT.
+/// A graceful close starts at `now`.
+fn start_closing(a: &mut Assoc, now: Instant) {
+    a.closing_since = Some(now);
+    a.close_progress = (now, a.sock.unacknowledged_bytes());
+}
+
+/// When a close that started at `since` is forced: after
+/// [`NodeConfig::close_timeout`] without progress (the peer acknowledging
+/// more of what was queued), and after [`NodeConfig::close_limit`] in any
+/// case.
+fn close_deadline(a: &Assoc, since: Instant, config: &NodeConfig) -> Instant {
+    (a.close_progress.0 + config.close_timeout).min(since + config.close_limit)
+}
+
+/// Whether a close that started at `since` is to be forced at `now`
+/// (noting the progress made since the last look first).
+fn close_due(a: &mut Assoc, since: Instant, now: Instant, config: &NodeConfig) -> bool {
+    note_close_progress(a, now);
+    now >= close_deadline(a, since, config)
+}
+
+/// While closing: the peer acknowledged more of what was queued.
+fn note_close_progress(a: &mut Assoc, now: Instant) {
+    let unacked = a.sock.unacknowledged_bytes();
+    if unacked < a.close_progress.1 {
+        a.close_progress = (now, unacked);
+    }
+}
+
 fn force_close(a: &mut Assoc, reason: CloseReason) {
     a.close_reason.get_or_insert(reason);
     a.sock.close();
