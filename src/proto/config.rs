@@ -215,7 +215,7 @@ impl NodeConfig {
     /// it once everything is acknowledged. A close on a slow path that
     /// keeps making progress goes on (up to [`NodeConfig::close_limit()`]).
     /// A forced close with bytes still unacknowledged ends with
-    /// [`CloseReason::Undelivered`](super::CloseReason::Undelivered).
+    /// `CloseReason::Undelivered` (the application sees it in `CallState::Ended`).
     /// Default 3 s.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
