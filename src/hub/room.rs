@@ -932,7 +932,20 @@ impl Room {
                 // It ignores its pause: its receivers' queues would grow
                 // without bound. A Durable session with a hole is not
                 // Durable: closed, as one over the rules.
-                tracing::info!(call = call_id, member = %from, channel = d.channel, "a paused sender kept sending");
+                // Warn: an engine client honouring its pauses never gets
+                // here, so this names a hostile member or a bug.
+                let past = route.received - route.paused_at.unwrap_or(route.received);
+                let at = self.members.get(&from).map(|m| m.at);
+                tracing::warn!(
+                    call = call_id,
+                    member = %from,
+                    ?at,
+                    channel = d.channel,
+                    session = d.session,
+                    past,
+                    allowed = config.pause_overrun,
+                    "closed a Durable sender: it sent more than pause_overrun past its pause"
+                );
                 let first = !std::mem::replace(&mut route.policed, true);
                 self.policed(now, call_id, from, &d, first, out);
                 return;
