@@ -1,8 +1,8 @@
 //! [`HubCluster`]: the hubs of a multi-worker engine in one sans-IO value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -37,6 +37,11 @@ pub struct HubCluster {
     ice_homes: HashMap<String, usize>,
     next_join: usize,
     next_tx: usize,
+    /// How long a relay batch takes to reach its worker (see
+    /// [`HubCluster::set_relay_delay`]).
+    relay_delay: Duration,
+    /// Relay batches on their way: (due, destination, batch), in order.
+    in_transit: VecDeque<(Instant, usize, Vec<super::Relay>)>,
 }
 
 impl HubCluster {
@@ -60,7 +65,17 @@ impl HubCluster {
             ice_homes: HashMap::new(),
             next_join: 0,
             next_tx: 0,
+            relay_delay: Duration::ZERO,
+            in_transit: VecDeque::new(),
         }
+    }
+
+    /// Relay batches take `delay` to reach their worker (default none: at
+    /// once, within the input that made them), as a worker busy or
+    /// descheduled for that long takes its inbox late in the runtime.
+    /// Batches keep their order.
+    pub fn set_relay_delay(&mut self, delay: Duration) {
+        self.relay_delay = delay;
     }
 
     /// Number of workers.
@@ -226,13 +241,27 @@ impl HubCluster {
         }
     }
 
-    /// Hands relays to their workers until there are none.
+    /// Hands relays to their workers until there are none (or, with a
+    /// relay delay, none due).
     fn relay(&mut self, now: Instant) {
         loop {
             let mut moved = false;
+            while let Some((due, _, _)) = self.in_transit.front()
+                && *due <= now
+            {
+                if let Some((_, to, batch)) = self.in_transit.pop_front()
+                    && let Some(hub) = self.hubs.get_mut(to)
+                {
+                    hub.handle_relay(now, batch);
+                    moved = true;
+                }
+            }
             for i in 0..self.hubs.len() {
                 while let Some((to, batch)) = self.hubs[i].poll_relay() {
-                    if let Some(hub) = self.hubs.get_mut(to) {
+                    if !self.relay_delay.is_zero() {
+                        self.in_transit
+                            .push_back((now + self.relay_delay, to, batch));
+                    } else if let Some(hub) = self.hubs.get_mut(to) {
                         hub.handle_relay(now, batch);
                         moved = true;
                     }
@@ -285,6 +314,7 @@ impl crate::sim::Host for HubCluster {
         self.relay(now);
     }
     fn handle_timeout(&mut self, now: Instant) {
+        self.relay(now);
         for hub in &mut self.hubs {
             if hub.poll_timeout().is_some_and(|t| t <= now) {
                 hub.handle_timeout(now);
@@ -306,6 +336,11 @@ impl crate::sim::Host for HubCluster {
         None
     }
     fn poll_timeout(&self) -> Option<Instant> {
-        self.hubs.iter().filter_map(Hub::poll_timeout).min()
+        let relay = self.in_transit.front().map(|(due, _, _)| *due);
+        self.hubs
+            .iter()
+            .filter_map(Hub::poll_timeout)
+            .chain(relay)
+            .min()
     }
 }

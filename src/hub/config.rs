@@ -299,11 +299,15 @@ impl HubConfig {
     }
 
     /// Server role: Durable bytes a paused sender may still send (what was
-    /// on its way when the pause went out, and a leave's flush of its
-    /// queue) before the server closes it (`TRAFFIC_LIMIT`, a strike): a
-    /// member that ignores pauses cannot grow other members' queues. Must
-    /// exceed a client's `sender_queue_bytes` plus its `uplink_buffer`.
-    /// Default 2 MiB.
+    /// on its way when the pause reached its association, and a leave's
+    /// flush of its queue) before the server closes it (`TRAFFIC_LIMIT`, a
+    /// strike): a member that ignores pauses cannot grow other members'
+    /// queues. Counted from when the pause went into the member's
+    /// association (with several workers, when the worker owning it
+    /// handed it over). Must exceed a client's `sender_queue_bytes` plus
+    /// its `uplink_buffer` plus a message, plus this server's SCTP receive
+    /// buffer ([`NodeConfig::receive_buffer()`], what it holds past a lost
+    /// packet). Default 2 MiB.
     pub fn pause_overrun(mut self, bytes: usize) -> Self {
         self.pause_overrun = bytes;
         self

@@ -79,6 +79,23 @@ pub(super) enum RelayMsg {
         channel: u16,
         pressing: bool,
     },
+    /// Owner → home: the `FlowControl` pausing that member's session
+    /// `session` on `channel` went into its association: what it sends
+    /// from here on counts toward its overrun (`Room::pause_handed`).
+    PauseHanded {
+        worker: usize,
+        assoc: AssocId,
+        channel: u16,
+        session: u32,
+    },
+    /// Home → owner: a `FlowControl` pausing that member's session (`op`,
+    /// for its egress); the owner answers with `PauseHanded`.
+    Pause {
+        assoc: AssocId,
+        channel: u16,
+        session: u32,
+        op: EgressOp,
+    },
     /// Home → owner: a frame for the egress of each of these members (a
     /// fan-out sends one per worker, not one per member).
     Egress { assocs: Vec<AssocId>, op: EgressOp },
@@ -175,6 +192,40 @@ impl Hub {
             } => {
                 if let Some((call_id, member)) = self.relayed.get(&(worker, assoc)).cloned() {
                     self.member_pressure(now, &call_id, member, origin, channel, pressing);
+                }
+            }
+            RelayMsg::PauseHanded {
+                worker,
+                assoc,
+                channel,
+                session,
+            } => {
+                if let Some((call_id, member)) = self.relayed.get(&(worker, assoc))
+                    && let Some(room) = self.rooms.get_mut(call_id)
+                {
+                    room.pause_handed(*member, channel, session);
+                }
+            }
+            RelayMsg::Pause {
+                assoc,
+                channel,
+                session,
+                op,
+            } => {
+                if let Some(Link::Member(Home::Worker(home))) = self.links.get(&assoc) {
+                    let home = *home;
+                    // Control goes ahead of the member's egress: into its
+                    // association at the end of this input, before anything
+                    // the member sends later is relayed.
+                    self.egress.push(now, assoc, op);
+                    let worker = self.config.worker;
+                    let handed = RelayMsg::PauseHanded {
+                        worker,
+                        assoc,
+                        channel,
+                        session,
+                    };
+                    self.relay.push(home, Relay::new(handed));
                 }
             }
             RelayMsg::Detach {

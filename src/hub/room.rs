@@ -187,9 +187,23 @@ struct Route {
     /// Durable data bytes taken so far (each message costs its payload
     /// plus [`MESSAGE_OVERHEAD`]).
     received: u64,
-    /// Paused (`FlowControl`) when `received` was this: it may send at
-    /// most [`HubConfig::pause_overrun`] more before it resumes.
+    /// Paused (`FlowControl`).
+    paused: bool,
+    /// While paused, where its overrun counts from: `received` when the
+    /// `FlowControl` went into the member's association (its SCTP queue),
+    /// in the order the member's data reaches the room. It may send at
+    /// most [`HubConfig::pause_overrun`] more before it resumes. `None`
+    /// while the pause is still on its way to that association.
     paused_at: Option<u64>,
+    /// Pauses relayed to the worker owning the member's association that
+    /// it has not yet reported handed over (see [`Room::pause_handed`]):
+    /// until the last is, the room cannot tell which of the member's data
+    /// was sent after the pause could reach it, and counts none as
+    /// overrun. (Everything the owner took from the member before handing
+    /// the pause over is relayed ahead of its report; without this, the
+    /// data the owner acknowledged while the pause crossed the workers
+    /// twice, unbounded when a worker is slow, counted as overrun.)
+    handovers_due: u32,
 }
 
 /// What a message costs on top of its payload, in the backpressure's
@@ -743,7 +757,9 @@ impl Room {
             policed: false,
             last_keepalive: None,
             received: 0,
+            paused: false,
             paused_at: None,
+            handovers_due: 0,
         };
         self.routes.insert((from, o.channel), route);
         // Its channel's data still presses on some member: it starts paused.
@@ -796,12 +812,25 @@ impl Room {
         else {
             return;
         };
-        if route.paused_at.is_some() == paused {
+        if route.paused == paused {
             return;
         }
-        route.paused_at = paused.then_some(route.received);
+        route.paused = paused;
+        route.paused_at = None;
         if paused {
             out.stats.senders_paused += 1;
+            // The `FlowControl` reaches a member of this hub in the input
+            // that decided it (control goes ahead of the member's egress);
+            // one of another worker's, once that worker says so.
+            let relayed = self
+                .members
+                .get(&origin)
+                .is_some_and(|m| matches!(m.at, MemberAt::Worker { .. }));
+            if relayed {
+                route.handovers_due += 1;
+            } else {
+                route.paused_at = Some(route.received);
+            }
         }
         let frame = FlowControl {
             channel,
@@ -809,6 +838,24 @@ impl Room {
             paused,
         };
         self.send_to(origin, frame.into(), out);
+    }
+
+    /// The worker owning `member`'s association handed the `FlowControl`
+    /// pausing session `session` on `channel` over to it: once the last
+    /// pause relayed is, what the member sends from here on counts toward
+    /// its overrun.
+    pub(super) fn pause_handed(&mut self, member: MemberId, channel: u16, session: u32) {
+        let Some(route) = self
+            .routes
+            .get_mut(&(member, channel))
+            .filter(|r| r.session == session)
+        else {
+            return; // Closed or replaced since.
+        };
+        route.handovers_due = route.handovers_due.saturating_sub(1);
+        if route.handovers_due == 0 && route.paused && route.paused_at.is_none() {
+            route.paused_at = Some(route.received);
+        }
     }
 
     /// Holds a Lossy frame that came before its session or epoch (see
@@ -932,7 +979,20 @@ impl Room {
                 // It ignores its pause: its receivers' queues would grow
                 // without bound. A Durable session with a hole is not
                 // Durable: closed, as one over the rules.
-                tracing::info!(call = call_id, member = %from, channel = d.channel, "a paused sender kept sending");
+                // Warn: an engine client honouring its pauses never gets
+                // here, so this names a hostile member or a bug.
+                let past = route.received - route.paused_at.unwrap_or(route.received);
+                let at = self.members.get(&from).map(|m| m.at);
+                tracing::warn!(
+                    call = call_id,
+                    member = %from,
+                    ?at,
+                    channel = d.channel,
+                    session = d.session,
+                    past,
+                    allowed = config.pause_overrun,
+                    "closed a Durable sender: it sent more than pause_overrun past its pause"
+                );
                 let first = !std::mem::replace(&mut route.policed, true);
                 self.policed(now, call_id, from, &d, first, out);
                 return;

@@ -326,9 +326,26 @@ impl Hub {
         targets: Range<usize>,
     ) {
         let mut relays: Vec<(usize, Delivery, Vec<AssocId>)> = Vec::new();
+        // A pause for a member of another worker: that worker says when it
+        // handed it over (the member's overrun counts from there).
+        let pause = match out.frame(frame) {
+            Frame::FlowControl(fc) if fc.paused => Some((fc.channel, fc.session)),
+            _ => None,
+        };
         for i in targets {
             let t = out.targets[i];
             match t.at {
+                MemberAt::Worker { worker, assoc } if pause.is_some() => {
+                    let (channel, session) = pause.unwrap_or_default();
+                    let op = lane.op(t.delivery, out.encoded(frame));
+                    let msg = RelayMsg::Pause {
+                        assoc,
+                        channel,
+                        session,
+                        op,
+                    };
+                    self.relay.push(worker, Relay::new(msg));
+                }
                 MemberAt::Assoc(assoc) => {
                     let op = lane.op(t.delivery, out.encoded(frame));
                     self.egress.push(now, assoc, op);

@@ -775,3 +775,126 @@ fn a_sender_that_ignores_its_pause_is_closed_and_hurts_no_receiver() {
     assert_eq!(rig.data_seen[3], prefix);
     assert_eq!(rig.hub.rooms["call"].members().count(), N, "nobody cut");
 }
+
+/// A member relayed from another worker that ignores its pause is closed
+/// past the overrun all the same, however late the workers take each
+/// other's relays: the overrun counts from when its owner handed the pause
+/// over, and it keeps sending after. p0's association is on worker 1, the
+/// call homed on worker 0; p1 hears nothing (its egress backs up).
+#[test]
+fn a_relayed_sender_that_ignores_its_pause_is_closed() {
+    use crate::sim::Host as _;
+    let mut now = crate::sim::start_instant();
+    let clock = WallClock::new(now, Duration::from_secs(1000));
+    let config = HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).expect("a secret"),
+    ))
+    .channel(crate::ChannelConfig::default().traffic(crate::TrafficPolicy::unlimited()))
+    .pause_backlog(8 * 1024, 64 * 1024)
+    .pause_overrun(32 * 1024);
+    let mut server = HubCluster::new(config, 2);
+    server.set_relay_delay(Duration::from_millis(5));
+    let call = call_homed_on_worker_0();
+    let addr = |port: u16| SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port);
+    let on = |server: &HubCluster, w: usize| {
+        (10..)
+            .map(addr)
+            .find(|a| server.worker_for(*a) == w)
+            .expect("an address")
+    };
+    let addrs = [on(&server, 1), on(&server, 0)];
+    let mut raws: Vec<(Node, AssocId)> = (0..2)
+        .map(|_| {
+            let mut n = Node::new(NodeConfig::client());
+            let a = n.connect(now, HUB).expect("connect");
+            (n, a)
+        })
+        .collect();
+    let mut own_seen: Vec<Frame> = Vec::new();
+    let mut held: Vec<Bytes> = Vec::new();
+    // Moves datagrams for `ms` of virtual time; server → p1 held back
+    // while `hold`.
+    let mut route = |ms: u64,
+                     hold: bool,
+                     now: &mut Instant,
+                     server: &mut HubCluster,
+                     raws: &mut Vec<(Node, AssocId)>| {
+        for _ in 0..ms {
+            *now += Duration::from_millis(1);
+            server.handle_timeout(*now);
+            for (i, (raw, _)) in raws.iter_mut().enumerate() {
+                raw.handle_timeout(*now);
+                if i == 1 && !hold {
+                    for d in held.drain(..) {
+                        let _ = raw.handle_datagram(*now, HUB, d);
+                    }
+                }
+                while let Some(t) = raw.poll_transmit() {
+                    server.handle_datagram(*now, addrs[i], t.payload);
+                }
+            }
+            while let Some(t) = server.poll_transmit() {
+                let i = addrs.iter().position(|a| *a == t.destination).expect("a raw");
+                if i == 1 && hold {
+                    held.push(t.payload);
+                } else {
+                    let _ = raws[i].0.handle_datagram(*now, HUB, t.payload);
+                }
+            }
+            while let Some(e) = raws[0].0.poll_event() {
+                if let Event::Frame {
+                    frame:
+                        f @ (Frame::FlowControl(_)
+                        | Frame::SenderClosed(SenderClosed { origin: None, .. })),
+                    ..
+                } = e
+                {
+                    own_seen.push(f);
+                }
+            }
+            while raws[1].0.poll_event().is_some() {}
+        }
+    };
+    route(200, false, &mut now, &mut server, &mut raws);
+    for (i, (raw, assoc)) in raws.iter_mut().enumerate() {
+        assert!(raw.is_connected(*assoc));
+        let who = format!("p{i}");
+        let token = mint_token(SECRET, &call, &who, 5000).expect("token");
+        let join = Join {
+            version: PROTOCOL_VERSION,
+            call_id: ShortStr::truncated(&call),
+            participant_id: ShortStr::truncated(&who),
+            token,
+        };
+        raw.send(now, *assoc, Delivery::Reliable, &Message::Frame(join.into()))
+            .expect("join");
+    }
+    route(300, false, &mut now, &mut server, &mut raws);
+    assert_eq!(server.members(&call).len(), 2, "both joined");
+    let send = |raws: &mut Vec<(Node, AssocId)>, now: Instant, frame: Frame| {
+        let (raw, assoc) = &mut raws[0];
+        raw.send(now, *assoc, Delivery::Reliable, &Message::Frame(frame))
+            .expect("send");
+    };
+    send(&mut raws, now, durable_opened());
+    // 300 kB, far past the overrun, in 30 ms steps.
+    let mut seq = 0;
+    for _ in 0..30 {
+        for _ in 0..10 {
+            seq += 1;
+            send(&mut raws, now, data_1000(seq));
+        }
+        route(30, true, &mut now, &mut server, &mut raws);
+    }
+    let paused = own_seen
+        .iter()
+        .any(|f| matches!(f, Frame::FlowControl(fc) if fc.paused && fc.session == 1));
+    assert!(paused, "p0 was paused: {own_seen:?}");
+    let closed = own_seen.iter().any(|f| {
+        matches!(f, Frame::SenderClosed(c) if c.reason == CloseReason::TRAFFIC_LIMIT)
+    });
+    assert!(closed, "and closed: {own_seen:?}");
+    let stats = server.stats();
+    assert!(stats.policed >= 1, "{stats:?}");
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+}

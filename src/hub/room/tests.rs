@@ -797,3 +797,62 @@ fn a_paused_sender_that_keeps_sending_is_closed_past_the_overrun() {
     );
     assert_eq!(rig.room.members().count(), 2, "nobody disconnected");
 }
+
+/// A sender whose association another worker owns: its pause travels to
+/// that worker, which takes data from it meanwhile (acknowledging it, so
+/// an honest client keeps sending); the overrun counts only from when
+/// that worker reports the pause handed over (`pause_handed`), and for
+/// the last pause relayed. Then, past the overrun, it is closed as ever.
+#[test]
+fn a_relayed_senders_overrun_counts_from_when_its_pause_was_handed_over() {
+    let mut rig = Rig::new();
+    rig.config = rig.config.clone().pause_overrun(10_000);
+    // Only the pause polices here.
+    rig.config.channel.traffic = TrafficPolicy::unlimited();
+    let relayed = MemberAt::Worker {
+        worker: 1,
+        assoc: AssocId(1),
+    };
+    let alice = rig.admit("alice", relayed);
+    let bob = rig.admit("bob", at(2));
+    rig.open(alice, 1, 1, Reliability::Durable);
+    rig.data(alice, 1, 1, None, 100);
+    let now = rig.now;
+    rig.room.pressure(now, bob, alice, 1, true, &mut rig.out);
+    assert_eq!(flow_controls(&rig), vec![(alice, true)]);
+    rig.take();
+    let forwarded = vec![Seen::Send("Data", bob, Delivery::Reliable)];
+    // On its way: 50 × 1,016 bytes, five times the overrun, all sent
+    // before alice could know.
+    for _ in 0..50 {
+        rig.data(alice, 1, 1, None, 1000);
+        assert_eq!(rig.take(), forwarded, "the pause is on its way");
+    }
+    // Resumed and paused again before the first pause was handed over:
+    // the first report is not the last pause's.
+    rig.room.pressure(now, bob, alice, 1, false, &mut rig.out);
+    rig.room.pressure(now, bob, alice, 1, true, &mut rig.out);
+    assert_eq!(flow_controls(&rig), vec![(alice, false), (alice, true)]);
+    rig.take();
+    rig.room.pause_handed(alice, 1, 2); // Another session's: ignored.
+    rig.room.pause_handed(alice, 1, 1);
+    for _ in 0..50 {
+        rig.data(alice, 1, 1, None, 1000);
+        assert_eq!(rig.take(), forwarded, "the last pause is on its way");
+    }
+    rig.room.pause_handed(alice, 1, 1);
+    // Handed over: 9 × 1,016 bytes fit the overrun; the 10th does not.
+    for _ in 0..9 {
+        rig.data(alice, 1, 1, None, 1000);
+        assert_eq!(rig.take(), forwarded, "within the overrun");
+    }
+    rig.data(alice, 1, 1, None, 1000);
+    assert_eq!(
+        rig.take(),
+        vec![
+            Seen::Send("SenderClosed", bob, Delivery::Reliable),
+            Seen::Send("SenderClosed", alice, Delivery::Reliable),
+        ],
+        "past the overrun: closed"
+    );
+}

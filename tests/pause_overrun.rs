@@ -1,0 +1,186 @@
+//! A paused Durable sender's overrun, on the simulated network (virtual
+//! time: deterministic). A server closes a paused session that sends more
+//! than `pause_overrun` past its pause; an engine client honouring its
+//! pauses must never get there, however fast it sends, whichever worker
+//! of the server owns its association, and however late the workers take
+//! each other's relays.
+//!
+//! The worst case found (perf/README.md, P4): the sender's association on
+//! one worker, its call homed on another. The owner acknowledges the
+//! sender's data at once and relays it to the home, so the sender keeps
+//! sending at full speed while the pause crosses the workers twice (the
+//! receiver's pressure to the home, the pause back to the owner): with a
+//! worker that takes its inbox late, that was megabytes, all counted as
+//! overrun.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{EPOCH, SECRET, drain};
+use dcengine::hub::{HubCluster, HubConfig, home_worker};
+use dcengine::sim::{HostId, LinkConfig, Network};
+use dcengine::{
+    Call, ChannelConfig, DataChannelError, DataChannelReceiver, DataChannelReliability,
+    DataChannelSender, DataChannelSenderOptions, HmacVerifier, TrafficPolicy, WallClock,
+    mint_token,
+};
+
+/// How late each relay batch reaches its worker: a worker busy or
+/// descheduled for that long (2 cores shared by 5 busy threads in the perf
+/// run).
+const RELAY_DELAY: Duration = Duration::from_millis(20);
+
+/// A server of `workers` workers (relays `RELAY_DELAY` late; a paused sender
+/// may send `allowance` bytes past its pause), alice and bob
+/// joined to a call homed on the worker that does not own alice's
+/// association; bob's downlink is 80 Mbit/s, alice's uplink unlimited
+/// (1 ms each way): alice outruns bob, and is paused.
+struct Setup {
+    net: Network<HubCluster>,
+    server: HostId,
+    alice: Call,
+    bob: Call,
+}
+
+fn client(net: &mut Network<HubCluster>) -> HostId {
+    let config = HubConfig::client()
+        .seed(net.host_count() as u64)
+        .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+    net.add_host(HubCluster::new(config, 1))
+}
+
+fn setup(seed: u64, allowance: usize, workers: usize) -> Setup {
+    let mut net = Network::new(seed, LinkConfig::with_latency(Duration::from_millis(1)));
+    let clock = WallClock::new(net.now(), Duration::from_secs(EPOCH));
+    let config = HubConfig::server(Arc::new(
+        HmacVerifier::new(SECRET, clock).expect("a secret"),
+    ))
+    .seed(seed)
+    .pause_overrun(allowance)
+    .channel(ChannelConfig::default().traffic(TrafficPolicy::unlimited()));
+    let mut cluster = HubCluster::new(config, workers);
+    cluster.set_relay_delay(RELAY_DELAY);
+    let server = net.add_host(cluster);
+    let alice_host = client(&mut net);
+    let bob_host = client(&mut net);
+    let owner = net.host(server).worker_for(net.addr(alice_host));
+    let call = (0..)
+        .map(|i| format!("call-{i}"))
+        .find(|c| workers == 1 || home_worker(c, workers) != owner)
+        .expect("a call homed on the other worker");
+    let to = net.addr(server);
+    let join = |net: &mut Network<HubCluster>, host: HostId, who: &str| {
+        let token = mint_token(SECRET, &call, who, EPOCH + 3600).expect("short ids");
+        let now = net.now();
+        net.host_mut(host)
+            .join_remote(now, to, &call, who, token)
+            .expect("join")
+    };
+    let alice = join(&mut net, alice_host, "alice");
+    let bob = join(&mut net, bob_host, "bob");
+    let joined = net.run_until(Duration::from_secs(10), |_| {
+        alice.is_joined() && bob.is_joined() && alice.participants().len() == 1
+    });
+    assert!(joined, "both joined");
+    net.set_link(
+        server,
+        bob_host,
+        LinkConfig {
+            rate_bps: Some(80_000_000),
+            queue_bytes: 512 * 1024,
+            ..LinkConfig::with_latency(Duration::from_millis(1))
+        },
+    );
+    Setup {
+        net,
+        server,
+        alice,
+        bob,
+    }
+}
+
+fn durable(call: &Call) -> DataChannelSender {
+    call.data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(1),
+            reliability: DataChannelReliability::Durable,
+            bitrate_kbps: 0,
+            ..DataChannelSenderOptions::default()
+        })
+        .expect("sender")
+}
+
+/// Alice sends `n` messages of 1,000 bytes at full speed (whenever her
+/// queue takes one, as awaiting `writable()` does); bob reads everything.
+/// Returns the sequence numbers bob got, in order. Any send error but a
+/// full queue fails the test: a closed sender is what must not happen.
+fn full_speed(s: &mut Setup, sender: &DataChannelSender, n: u32) -> Vec<u32> {
+    let mut rx: Option<DataChannelReceiver> = None;
+    let mut got = Vec::new();
+    let mut sent = 0u32;
+    let end = s.net.now() + Duration::from_secs(60);
+    while s.net.now() < end && got.len() < n as usize {
+        while sent < n {
+            let mut m = vec![0x5a; 1000];
+            m[..4].copy_from_slice(&(sent + 1).to_be_bytes());
+            match sender.send(m) {
+                Ok(()) => sent += 1,
+                Err(DataChannelError::MessageFailureForBandwidth) => break,
+                Err(e) => {
+                    let stats = s.net.host(s.server).stats();
+                    panic!("send {} of {n}: {e} (server: {stats:?})", sent + 1);
+                }
+            }
+        }
+        s.net.run_for(Duration::from_millis(1));
+        if rx.is_none() {
+            rx = s.bob.data_channel().try_next_receiver();
+        }
+        if let Some(r) = &rx {
+            got.extend(drain(r).into_iter().map(|(seq, data)| {
+                let at = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                assert_eq!(at, seq, "the payload is the one sent as that message");
+                seq
+            }));
+        }
+    }
+    got
+}
+
+/// The fast honest sender is paused and never closed, and bob gets every
+/// message, in order. (Before the overrun counted from the pause's
+/// hand-over to alice's association, she was closed at message 6,331.)
+#[test]
+fn a_fast_sender_relayed_between_late_workers_is_paused_never_closed() {
+    let mut s = setup(91, HubConfig::client().pause_overrun, 2);
+    let sender = durable(&s.alice);
+    let n = 12_000;
+    let got = full_speed(&mut s, &sender, n);
+    assert_eq!(got, (1..=n).collect::<Vec<_>>(), "bob got all, in order");
+    let stats = s.net.host(s.server).stats();
+    assert!(stats.senders_paused >= 1, "alice was paused: {stats:?}");
+    assert_eq!(stats.policed, 0, "nothing policed: {stats:?}");
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+}
+
+/// The bound itself: what alice sends past a pause is what she had handed
+/// SCTP unacknowledged when it reached her, at most her `uplink_buffer`
+/// (plus the server's SCTP receive buffer, when a loss holds data back
+/// there; none here). An allowance of that plus 64 KiB holds, on one
+/// worker and relayed.
+#[test]
+fn what_an_honest_sender_sends_past_its_pause_is_within_its_uplink_buffer() {
+    let uplink = HubConfig::client().uplink_buffer;
+    for workers in [1, 2] {
+        let mut s = setup(92, uplink + 64 * 1024, workers);
+        let sender = durable(&s.alice);
+        let n = 12_000;
+        let got = full_speed(&mut s, &sender, n);
+        assert_eq!(got, (1..=n).collect::<Vec<_>>(), "bob got all, in order");
+        let stats = s.net.host(s.server).stats();
+        assert!(stats.senders_paused >= 1, "{workers}: paused: {stats:?}");
+        assert_eq!(stats.policed, 0, "{workers}: nothing policed: {stats:?}");
+    }
+}
