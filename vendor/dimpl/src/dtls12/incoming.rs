@@ -202,9 +202,9 @@ impl Deref for Records {
 
 pub struct Record {
     buffer: Buf,
-    // Box is here to reduce the size of the Record struct
-    // to be passed in register instead of using memmove.
-    parsed: Box<ParsedRecord>,
+    // Small (the handshake messages, if any, are boxed inside): held inline,
+    // so that a record costs no allocation and no large move.
+    parsed: ParsedRecord,
 }
 
 impl Record {
@@ -232,7 +232,7 @@ impl Record {
         buffer: &mut Buf,
         decrypt: &mut dyn RecordHandler,
         cs: Option<Dtls12CipherSuite>,
-    ) -> Result<Option<Box<ParsedRecord>>, InternalError> {
+    ) -> Result<Option<ParsedRecord>, InternalError> {
         let parsed = match ParsedRecord::parse(buffer, cs, 0, false) {
             Ok(p) => p,
             Err(e) => {
@@ -250,7 +250,6 @@ impl Record {
         {
             return Ok(None);
         }
-        let parsed = Box::new(parsed);
 
         // A coalesced datagram may contain CCS followed by protected Finished.
         // Stage ciphertext opaquely until the state machine processes that CCS;
@@ -316,7 +315,6 @@ impl Record {
         buffer[12] = new_len as u8;
 
         let parsed = ParsedRecord::parse(buffer, cs, explicit_nonce_len, true)?;
-        let parsed = Box::new(parsed);
 
         Ok(Some(parsed))
     }
@@ -326,25 +324,26 @@ impl Record {
     }
 
     pub fn handshakes(&self) -> &[Handshake] {
-        &self.parsed.handshakes
+        self.parsed.handshakes()
     }
 
     pub fn first_handshake(&self) -> Option<&Handshake> {
-        self.parsed.handshakes.first()
+        self.handshakes().first()
     }
 
     pub fn is_handled(&self) -> bool {
-        if self.parsed.handshakes.is_empty() {
+        let handshakes = self.handshakes();
+        if handshakes.is_empty() {
             self.parsed.handled.load(Ordering::Relaxed)
         } else {
-            self.parsed.handshakes.iter().all(|h| h.is_handled())
+            handshakes.iter().all(|h| h.is_handled())
         }
     }
 
     pub fn set_handled(&self) {
         // Handshakes should be empty because we set_handled() on them individually
         // during defragmentation. set_handled() on the record is only for non-handshakes.
-        assert!(self.parsed.handshakes.is_empty());
+        assert!(self.handshakes().is_empty());
         self.parsed.handled.store(true, Ordering::Relaxed);
     }
 
@@ -359,7 +358,10 @@ impl Record {
 
 pub struct ParsedRecord {
     record: DTLSRecord,
-    handshakes: ArrayVec<Handshake, 8>,
+    /// The handshake messages of a handshake record (at most 8), boxed: a
+    /// `Handshake` is large, and most records (application data) have none,
+    /// so that a record stays small enough to move and queue cheaply.
+    handshakes: Option<Box<ArrayVec<Handshake, 8>>>,
     handled: AtomicBool,
 }
 
@@ -379,7 +381,7 @@ impl ParsedRecord {
             let fragment_offset = record.fragment_range.start;
             parse_handshakes(record.fragment(input), fragment_offset, cipher_suite)
         } else {
-            ArrayVec::new()
+            None
         };
 
         Ok(ParsedRecord {
@@ -387,6 +389,10 @@ impl ParsedRecord {
             handshakes,
             handled: AtomicBool::new(false),
         })
+    }
+
+    fn handshakes(&self) -> &[Handshake] {
+        self.handshakes.as_deref().map_or(&[], |h| h.as_slice())
     }
 }
 
@@ -428,15 +434,16 @@ fn parse_handshakes(
     mut input: &[u8],
     mut base_offset: usize,
     cipher_suite: Option<Dtls12CipherSuite>,
-) -> ArrayVec<Handshake, 8> {
-    let mut handshakes = ArrayVec::new();
+) -> Option<Box<ArrayVec<Handshake, 8>>> {
+    let mut handshakes: Option<Box<ArrayVec<Handshake, 8>>> = None;
     while !input.is_empty() {
         if let Ok((remaining, handshake)) = Handshake::parse(input, base_offset, cipher_suite, true)
         {
             let len = input.len() - remaining.len();
             base_offset += len;
             input = remaining;
-            if handshakes.try_push(handshake).is_err() {
+            let list = handshakes.get_or_insert_with(|| Box::new(ArrayVec::new()));
+            if list.try_push(handshake).is_err() {
                 break;
             }
         } else {
@@ -458,7 +465,7 @@ impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
             .field("record", &self.parsed.record)
-            .field("handshakes", &self.parsed.handshakes)
+            .field("handshakes", &self.handshakes())
             .finish()
     }
 }
@@ -698,6 +705,58 @@ mod tests {
             ContentType::ApplicationData
         );
         assert_eq!(incoming.first().record().sequence.epoch, 1);
+    }
+
+    #[test]
+    fn handshake_messages_are_kept_per_record_and_others_have_none() {
+        // Up to 8 messages of a handshake record are parsed; a 9th is not.
+        let mut handshakes = Vec::new();
+        for seq in 0..9 {
+            handshakes.extend_from_slice(&build_handshake(seq, 0, &[0; 4]));
+        }
+        let mut packet = build_record(ContentType::Handshake, 0, 0, &handshakes);
+        packet.extend_from_slice(&build_record(ContentType::Alert, 0, 1, &[1, 0]));
+        packet.extend_from_slice(&build_record(
+            ContentType::ApplicationData,
+            1,
+            2,
+            &[0xAA; 64],
+        ));
+
+        let mut handler = TestHandler::default();
+        let incoming = Incoming::parse_packet(&packet, &mut handler, None)
+            .expect("parse")
+            .expect("records");
+        let records = incoming.records();
+        assert_eq!(records.len(), 2, "the alert is classified away");
+
+        let handshake = &records[0];
+        assert_eq!(handshake.handshakes().len(), 8);
+        let seqs: Vec<u16> = handshake
+            .handshakes()
+            .iter()
+            .map(|h| h.header.message_seq)
+            .collect();
+        assert_eq!(seqs, (0..8).collect::<Vec<u16>>());
+        assert_eq!(
+            handshake.first_handshake().map(|h| h.header.message_seq),
+            Some(0)
+        );
+        assert!(!handshake.is_handled());
+        for h in handshake.handshakes() {
+            h.set_handled();
+        }
+        assert!(handshake.is_handled());
+
+        let data = &records[1];
+        assert!(data.handshakes().is_empty());
+        assert!(data.first_handshake().is_none());
+        assert!(!data.is_handled());
+        data.set_handled();
+        assert!(data.is_handled());
+
+        // What makes a record cheap to parse and queue: no large inline list.
+        assert!(std::mem::size_of::<Record>() <= 128);
     }
 
     #[test]
