@@ -532,6 +532,9 @@ impl Engine {
             .expect("queue front checked above");
         let len = p.len();
         buf[..len].copy_from_slice(&p);
+        // The datagram's allocation serves the next record (it came from the
+        // pool in create_record_inner): no allocation per record sent.
+        self.buffers_free.push(p);
 
         PollOutput::Data(&buf[..len])
     }
@@ -1661,6 +1664,40 @@ mod tests {
             engine.pop_buffer().into_vec().capacity() >= 2048,
             "discarding a duplicate must preserve its reusable receive allocation"
         );
+    }
+
+    #[test]
+    fn sent_datagrams_return_their_buffers_to_the_pool() {
+        let now = Instant::now();
+        let mut engine = Engine::new(Arc::new(Config::default()), AuthMode::Psk);
+        let mut output = [0u8; 2048];
+        let mut datagram = |engine: &mut Engine, byte: u8| {
+            engine
+                .create_record(ContentType::Alert, 0, false, |buf| {
+                    buf.extend_from_slice(&[byte; 100])
+                })
+                .expect("queue a record");
+            let Output::Packet(p) = engine.poll_output(&mut output, now) else {
+                panic!("a datagram");
+            };
+            p.to_vec()
+        };
+
+        let first = datagram(&mut engine, 1);
+        assert_eq!(first.len(), DTLSRecord::HEADER_LEN + 100);
+        assert_eq!(&first[DTLSRecord::HEADER_LEN..], &[1; 100][..]);
+        // The datagram's buffer is back: the pool holds one with room for it.
+        let buffer = engine.pop_buffer();
+        assert!(buffer.is_empty());
+        assert!(buffer.into_vec().capacity() >= first.len());
+
+        // Records keep going out whole and in order as buffers are reused.
+        let mut engine = Engine::new(Arc::new(Config::default()), AuthMode::Psk);
+        for byte in 0..10u8 {
+            let d = datagram(&mut engine, byte);
+            assert_eq!(u64::from(d[10]), u64::from(byte), "record sequence");
+            assert_eq!(&d[DTLSRecord::HEADER_LEN..], &[byte; 100][..]);
+        }
     }
 
     #[test]
