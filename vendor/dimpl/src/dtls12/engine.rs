@@ -835,6 +835,10 @@ impl Engine {
         };
         let length = fragment.len() as u16;
 
+        // The explicit nonce, if the record has one (see below).
+        let mut explicit_nonce = [0u8; DTLSRecord::EXPLICIT_NONCE_LEN];
+        let mut prefix_len = 0;
+
         // Handle encryption for epochs >= 1
         if epoch >= 1 {
             let suite = maybe_suite.expect("cipher suite must be set for encrypted epochs");
@@ -855,7 +859,6 @@ impl Engine {
             };
 
             let explicit_nonce_len = self.explicit_nonce_len;
-            let mut explicit_nonce = [0u8; DTLSRecord::EXPLICIT_NONCE_LEN];
             let seq64 = ((sequence.epoch as u64) << 48) | sequence.sequence_number;
             let nonce = match explicit_nonce_len {
                 0 => Nonce::xor(iv.as_12_bytes(), seq64),
@@ -878,23 +881,21 @@ impl Engine {
 
             // Encrypt the fragment in-place
             self.encrypt_data(&mut fragment, aad, nonce)?;
-            let ctext_len = fragment.len();
 
-            // For suites with a per-record nonce (e.g. AES-GCM), prefix it on the wire.
-            if explicit_nonce_len > 0 {
-                fragment.resize(explicit_nonce_len + ctext_len, 0);
-                fragment.copy_within(0..ctext_len, explicit_nonce_len);
-                fragment[..explicit_nonce_len]
-                    .copy_from_slice(&explicit_nonce[..explicit_nonce_len]);
-            }
+            // For suites with a per-record nonce (e.g. AES-GCM), it goes on
+            // the wire before the ciphertext (written so below, without
+            // moving the ciphertext in its buffer to make room).
+            prefix_len = explicit_nonce_len;
         }
+        let prefix = &explicit_nonce[..prefix_len];
 
-        // Build the record structure referencing the (possibly encrypted) fragment
+        // Build the record structure: its fragment is the prefix (the
+        // explicit nonce, if any) and the (possibly encrypted) buffer.
         let record = DTLSRecord {
             content_type,
             version: ProtocolVersion::DTLS1_2,
             sequence,
-            length: fragment.len() as u16,
+            length: (prefix.len() + fragment.len()) as u16,
             fragment_range: 0..fragment.len(),
         };
 
@@ -906,13 +907,18 @@ impl Engine {
         }
 
         // Serialize the record into the chosen datagram buffer
+        let write = |out: &mut Buf| {
+            record.serialize_header(out);
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(&fragment);
+        };
         if can_append {
             let last = self.queue_tx.back_mut().unwrap();
-            record.serialize(&fragment, last);
+            write(last);
         } else {
             let mut buffer = self.buffers_free.pop();
             buffer.clear();
-            record.serialize(&fragment, &mut buffer);
+            write(&mut buffer);
             self.queue_tx.push_back(buffer);
         }
 

@@ -117,13 +117,20 @@ impl DTLSRecord {
     }
 
     /// Serialize this record to the output buffer.
+    #[cfg(test)]
     pub fn serialize(&self, buf: &[u8], output: &mut Buf) {
+        self.serialize_header(output);
+        output.extend_from_slice(self.fragment(buf));
+    }
+
+    /// Serialize only the record header (its `length` field as it is): the
+    /// caller appends the `length` bytes of the fragment.
+    pub fn serialize_header(&self, output: &mut Buf) {
         output.push(self.content_type.as_u8());
         self.version.serialize(output);
         output.extend_from_slice(&self.sequence.epoch.to_be_bytes());
         output.extend_from_slice(&self.sequence.sequence_number.to_be_bytes()[2..]);
         output.extend_from_slice(&self.length.to_be_bytes());
-        output.extend_from_slice(self.fragment(buf));
     }
 
     /// Get the explicit nonce from the fragment using the requested length.
@@ -175,6 +182,15 @@ mod tests {
         // Serialize and compare to RECORD
         let mut serialized = Buf::new();
         parsed.serialize(RECORD, &mut serialized);
+        assert_eq!(&*serialized, RECORD);
+
+        // The header alone, then the fragment written by the caller (in
+        // two parts, as a sealed record's explicit nonce and ciphertext).
+        let mut serialized = Buf::new();
+        parsed.serialize_header(&mut serialized);
+        assert_eq!(&*serialized, &RECORD[..DTLSRecord::HEADER_LEN]);
+        serialized.extend_from_slice(&RECORD[DTLSRecord::HEADER_LEN..][..8]);
+        serialized.extend_from_slice(&RECORD[DTLSRecord::HEADER_LEN + 8..]);
         assert_eq!(&*serialized, RECORD);
     }
 
