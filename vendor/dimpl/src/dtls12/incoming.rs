@@ -28,8 +28,10 @@ impl Incoming {
         &self.records()[0]
     }
 
-    pub fn into_records(self) -> impl Iterator<Item = Record> {
-        self.records.records.into_iter()
+    pub fn into_records(mut self) -> impl Iterator<Item = Record> {
+        // Taken one by one from the front, in order, rather than moving the
+        // whole list (a few hundred bytes) out of its box first.
+        std::iter::from_fn(move || self.records.records.pop_at(0))
     }
 }
 
@@ -46,16 +48,18 @@ impl Incoming {
         decrypt: &mut dyn RecordHandler,
         cs: Option<Dtls12CipherSuite>,
     ) -> Result<Option<Self>, InternalError> {
-        // Parse records directly from packet, copying each record ONCE into its own buffer
-        let records = Records::parse(packet, decrypt, cs)?;
+        // Parse records directly from packet, copying each record ONCE into its own buffer.
+        // They are parsed into their box: the list is not moved afterwards.
+        let mut records = Box::new(Records {
+            records: ArrayVec::new(),
+        });
+        Records::parse(packet, decrypt, cs, &mut records.records)?;
 
         // We need at least one Record to be valid. For replayed frames, we discard
         // the records, hence this might be None
         if records.records.is_empty() {
             return Ok(None);
         }
-
-        let records = Box::new(records);
 
         Ok(Some(Incoming { records }))
     }
@@ -68,21 +72,28 @@ pub struct Records {
 }
 
 impl Records {
+    /// Parses the records of `packet` into `records` (empty), then keeps
+    /// those that `decrypt` classifies as to be queued, in order.
     pub fn parse(
         packet: &[u8],
         decrypt: &mut dyn RecordHandler,
         cs: Option<Dtls12CipherSuite>,
-    ) -> Result<Records, InternalError> {
-        let mut parsed_records: ArrayVec<Record, 8> = ArrayVec::new();
-        if let Err(error) = Self::parse_records(packet, decrypt, cs, &mut parsed_records) {
-            for record in parsed_records {
+        records: &mut ArrayVec<Record, 8>,
+    ) -> Result<(), InternalError> {
+        debug_assert!(records.is_empty());
+        if let Err(error) = Self::parse_records(packet, decrypt, cs, records) {
+            for record in records.drain(..) {
                 decrypt.push_buffer(record.into_buffer());
             }
             return Err(error);
         }
 
-        let mut records = ArrayVec::new();
-        for record in parsed_records {
+        // Classify in place: each record is taken from the front and, if
+        // kept, put back at the end, so the survivors keep their order.
+        for _ in 0..records.len() {
+            let Some(record) = records.pop_at(0) else {
+                break;
+            };
             if let Some(record) = decrypt.classify_record(record)? {
                 records
                     .try_push(record)
@@ -90,7 +101,7 @@ impl Records {
             }
         }
 
-        Ok(Records { records })
+        Ok(())
     }
 
     fn parse_records(
@@ -757,6 +768,50 @@ mod tests {
 
         // What makes a record cheap to parse and queue: no large inline list.
         assert!(std::mem::size_of::<Record>() <= 128);
+    }
+
+    #[test]
+    fn classified_records_keep_their_order() {
+        // Alerts (classified away by the handler) between and around
+        // application data: the others stay, in datagram order, and are
+        // handed back in that order.
+        let mut packet = Vec::new();
+        for (i, content_type) in [
+            ContentType::Alert,
+            ContentType::ApplicationData,
+            ContentType::Alert,
+            ContentType::ApplicationData,
+            ContentType::ApplicationData,
+            ContentType::Alert,
+            ContentType::ApplicationData,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let fragment = [i as u8; 4];
+            packet.extend_from_slice(&build_record(content_type, 1, i as u64, &fragment));
+        }
+        let mut handler = TestHandler::default();
+        let incoming = Incoming::parse_packet(&packet, &mut handler, None)
+            .expect("parse")
+            .expect("records");
+        assert_eq!(handler.dropped_alerts, 3);
+        let sequences = |records: &[Record]| -> Vec<u64> {
+            records
+                .iter()
+                .map(|r| r.record().sequence.sequence_number)
+                .collect()
+        };
+        assert_eq!(sequences(incoming.records()), [1, 3, 4, 6]);
+        assert_eq!(incoming.first().record().sequence.sequence_number, 1);
+        let records: Vec<Record> = incoming.into_records().collect();
+        assert_eq!(sequences(&records), [1, 3, 4, 6]);
+        for record in records {
+            let seq = record.record().sequence.sequence_number as u8;
+            assert_eq!(record.record().fragment(record.buffer()), [seq; 4]);
+            handler.push_buffer(record.into_buffer());
+        }
+        assert_eq!(handler.buffers_returned, handler.buffers_acquired);
     }
 
     #[test]
