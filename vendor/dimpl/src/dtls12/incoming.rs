@@ -325,7 +325,12 @@ impl Record {
         buffer[11] = (new_len >> 8) as u8;
         buffer[12] = new_len as u8;
 
-        let parsed = ParsedRecord::parse(buffer, cs, explicit_nonce_len, true)?;
+        // The header parsed above, now describing the plaintext: what parsing
+        // the updated buffer again (skipping the explicit nonce) would give.
+        let mut record = parsed.record;
+        record.length = new_len as u16;
+        record.fragment_range = ciph..ciph + new_len;
+        let parsed = ParsedRecord::from_record(record, buffer, cs, true);
 
         Ok(Some(parsed))
     }
@@ -384,7 +389,21 @@ impl ParsedRecord {
         authenticated: bool,
     ) -> Result<ParsedRecord, InternalError> {
         let (_, record) = DTLSRecord::parse(input, 0, offset)?;
+        Ok(Self::from_record(
+            record,
+            input,
+            cipher_suite,
+            authenticated,
+        ))
+    }
 
+    /// The record whose header is `record` (its fragment in `input`).
+    fn from_record(
+        record: DTLSRecord,
+        input: &[u8],
+        cipher_suite: Option<Dtls12CipherSuite>,
+        authenticated: bool,
+    ) -> ParsedRecord {
         // Protected bytes must remain opaque until authentication succeeds.
         let handshakes = if record.content_type == ContentType::Handshake
             && (record.sequence.epoch == 0 || authenticated)
@@ -395,11 +414,11 @@ impl ParsedRecord {
             None
         };
 
-        Ok(ParsedRecord {
+        ParsedRecord {
             record,
             handshakes,
             handled: AtomicBool::new(false),
-        })
+        }
     }
 
     fn handshakes(&self) -> &[Handshake] {
@@ -515,6 +534,7 @@ impl std::panic::UnwindSafe for Incoming {}
 #[cfg(test)]
 mod tests {
     use crate::buffer::BufferPool;
+    use crate::dtls12::message::Body;
 
     use super::*;
 
@@ -812,6 +832,139 @@ mod tests {
             handler.push_buffer(record.into_buffer());
         }
         assert_eq!(handler.buffers_returned, handler.buffers_acquired);
+    }
+
+    /// A handler with peer encryption on and a stand-in AEAD: "decryption"
+    /// checks and strips a 16-byte tag of zeros; records must be ordered,
+    /// each sequence once.
+    #[derive(Default)]
+    struct FakeAeadHandler {
+        buffers: BufferPool,
+        replay: crate::window::ReplayWindow,
+        decrypted: usize,
+    }
+
+    impl RecordHandler for FakeAeadHandler {
+        fn pop_buffer(&mut self) -> Buf {
+            self.buffers.pop()
+        }
+        fn push_buffer(&mut self, buffer: Buf) {
+            self.buffers.push(buffer);
+        }
+        fn classify_record(&mut self, record: Record) -> Result<Option<Record>, Error> {
+            Ok(Some(record))
+        }
+        fn is_peer_encryption_enabled(&self) -> bool {
+            true
+        }
+        fn replay_check(&self, seq: Sequence) -> bool {
+            self.replay.check(seq.sequence_number)
+        }
+        fn replay_update(&mut self, seq: Sequence) {
+            self.replay.update(seq.sequence_number);
+        }
+        fn decryption_aad_and_nonce(&self, _dtls: &DTLSRecord, _buf: &[u8]) -> (Aad, Nonce) {
+            (Aad(ArrayVec::new()), Nonce([0; 12]))
+        }
+        fn explicit_nonce_len(&self) -> usize {
+            DTLSRecord::EXPLICIT_NONCE_LEN
+        }
+        fn min_protected_fragment_len(&self) -> usize {
+            DTLSRecord::EXPLICIT_NONCE_LEN + 16
+        }
+        fn decrypt_data(
+            &mut self,
+            ciphertext: &mut TmpBuf,
+            _aad: Aad,
+            _nonce: Nonce,
+        ) -> Result<(), Error> {
+            let len = ciphertext.len();
+            if ciphertext.as_ref()[len - 16..].iter().any(|b| *b != 0) {
+                return Err(Error::CryptoError(crate::CryptoError::OperationFailed(
+                    crate::CryptoOperation::Decrypt,
+                )));
+            }
+            ciphertext.truncate(len - 16);
+            self.decrypted += 1;
+            Ok(())
+        }
+        fn can_discard_bad_protected_record(&self) -> bool {
+            true
+        }
+    }
+
+    /// A protected record as the stand-in AEAD expects it.
+    fn protected(content_type: ContentType, seq: u64, plaintext: &[u8]) -> Vec<u8> {
+        let mut fragment = vec![0xEE; DTLSRecord::EXPLICIT_NONCE_LEN];
+        fragment.extend_from_slice(plaintext);
+        fragment.extend_from_slice(&[0; 16]);
+        build_record(content_type, 1, seq, &fragment)
+    }
+
+    #[test]
+    fn decrypted_records_describe_their_plaintext() {
+        let handshakes = [
+            build_handshake(5, 0, &[7; 4]),
+            build_handshake(6, 0, &[8; 4]),
+        ]
+        .concat();
+        let packet = [
+            protected(ContentType::ApplicationData, 1, &[0xAB; 100]),
+            protected(ContentType::Handshake, 2, &handshakes),
+        ]
+        .concat();
+        let mut handler = FakeAeadHandler::default();
+        let incoming = Incoming::parse_packet(&packet, &mut handler, None)
+            .expect("parse")
+            .expect("records");
+        assert_eq!(handler.decrypted, 2);
+        let records = incoming.records();
+        assert_eq!(records.len(), 2);
+        for record in records.iter() {
+            // The same as parsing the updated buffer again past the nonce.
+            let (_, reparsed) =
+                DTLSRecord::parse(record.buffer(), 0, DTLSRecord::EXPLICIT_NONCE_LEN)
+                    .expect("reparse");
+            assert_eq!(*record.record(), reparsed);
+        }
+        let data = &records[0];
+        assert_eq!(data.record().length, 100);
+        assert_eq!(data.record().fragment(data.buffer()), [0xAB; 100]);
+        assert!(data.handshakes().is_empty());
+        let handshake = &records[1];
+        assert_eq!(handshake.record().fragment(handshake.buffer()), handshakes);
+        let seqs: Vec<u16> = handshake
+            .handshakes()
+            .iter()
+            .map(|h| h.header.message_seq)
+            .collect();
+        assert_eq!(seqs, [5, 6]);
+        let Body::Fragment(range) = &handshake.handshakes()[1].body else {
+            panic!("a fragment body");
+        };
+        assert_eq!(&handshake.buffer()[range.clone()], [8; 4]);
+
+        // A record that does not authenticate is discarded, and its
+        // sequence stays available; the replayed one is discarded.
+        let mut bad = protected(ContentType::ApplicationData, 3, &[1; 10]);
+        let last = bad.len() - 1;
+        bad[last] = 1;
+        assert!(
+            Incoming::parse_packet(&bad, &mut handler, None)
+                .expect("discarded")
+                .is_none()
+        );
+        let good = protected(ContentType::ApplicationData, 3, &[1; 10]);
+        assert!(
+            Incoming::parse_packet(&good, &mut handler, None)
+                .expect("parse")
+                .is_some()
+        );
+        assert!(
+            Incoming::parse_packet(&good, &mut handler, None)
+                .expect("replay discarded")
+                .is_none()
+        );
     }
 
     #[test]
