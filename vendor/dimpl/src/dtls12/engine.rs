@@ -7,7 +7,7 @@ use super::queue::{QueueRx, QueueTx};
 use crate::buffer::{Buf, BufferPool, TmpBuf};
 use crate::crypto::{Aad, Iv, Nonce};
 use crate::dtls12::context::{AuthMode, CryptoContext};
-use crate::dtls12::incoming::{Incoming, Record, RecordHandler};
+use crate::dtls12::incoming::{Incoming, Record, RecordHandler, Records};
 use crate::dtls12::message::{Body, HashAlgorithm, Header, MessageType, ProtocolVersion, Sequence};
 use crate::dtls12::message::{ContentType, DTLSRecord, Dtls12CipherSuite, Handshake};
 use crate::error::bounded_error_len;
@@ -110,6 +110,9 @@ pub struct Engine {
 
     /// Whether [`Output::CloseNotify`] has already been emitted.
     close_notify_reported: bool,
+
+    /// An emptied list of records, kept for the next datagram received.
+    spare_records: Option<Box<Records>>,
 }
 
 #[derive(Debug)]
@@ -160,6 +163,7 @@ impl Engine {
             peer_handshake_confirmed: false,
             close_notify_received: false,
             close_notify_reported: false,
+            spare_records: None,
         }
     }
 
@@ -414,9 +418,9 @@ impl Engine {
     }
 
     fn recycle_incoming(&mut self, incoming: Incoming) {
-        for record in incoming.into_records() {
-            self.push_buffer(record.into_buffer());
-        }
+        let pool = &mut self.buffers_free;
+        let records = incoming.recycle(|buffer| pool.push(buffer));
+        self.spare_records = Some(records);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
@@ -508,9 +512,7 @@ impl Engine {
 
             if fully_handled {
                 let incoming = self.queue_rx.pop_front().unwrap();
-                incoming
-                    .into_records()
-                    .for_each(|r| self.buffers_free.push(r.into_buffer()));
+                self.recycle_incoming(incoming);
             } else {
                 break;
             }
@@ -1303,6 +1305,21 @@ impl RecordHandler for Engine {
         Engine::push_buffer(self, buffer);
     }
 
+    fn pop_records(&mut self) -> Box<Records> {
+        self.spare_records.take().unwrap_or_else(|| {
+            Box::new(Records {
+                records: arrayvec::ArrayVec::new(),
+            })
+        })
+    }
+
+    fn push_records(&mut self, mut records: Box<Records>) {
+        for record in records.records.drain(..) {
+            self.buffers_free.push(record.into_buffer());
+        }
+        self.spare_records = Some(records);
+    }
+
     fn classify_record(&mut self, record: Record) -> Result<Option<Record>, Error> {
         let epoch = record.record().sequence.epoch;
 
@@ -1704,6 +1721,54 @@ mod tests {
             assert_eq!(u64::from(d[10]), u64::from(byte), "record sequence");
             assert_eq!(&d[DTLSRecord::HEADER_LEN..], &[byte; 100][..]);
         }
+    }
+
+    #[test]
+    fn received_datagrams_reuse_their_record_list() {
+        let now = Instant::now();
+        let mut engine = Engine::new(Arc::new(Config::default()), AuthMode::Psk);
+        let ccs = |seq: u8| {
+            [
+                0x14, 0xFE, 0xFD, // ChangeCipherSpec, DTLS 1.2.
+                0, 0, // Epoch 0.
+                0, 0, 0, 0, 0, seq, // Record sequence.
+                0, 1, 1, // Fragment length 1 and ChangeCipherSpec body.
+            ]
+        };
+        let mut output = [0u8; 2048];
+        let mut lists = Vec::new();
+        for seq in 1..=3 {
+            engine.parse_packet(&ccs(seq)).expect("queue a datagram");
+            assert_eq!(engine.queue_rx.len(), 1);
+            let incoming = engine.queue_rx.front().expect("queued");
+            assert_eq!(
+                incoming.first().record().sequence.sequence_number,
+                seq.into()
+            );
+            lists.push(incoming.records() as *const Records);
+            // Handled, then purged: the list is kept for the next datagram.
+            engine.drop_pending_ccs();
+            assert!(matches!(
+                engine.poll_output(&mut output, now),
+                Output::Timeout(_)
+            ));
+            assert!(engine.queue_rx.is_empty());
+        }
+        assert_eq!(lists[0], lists[1]);
+        assert_eq!(lists[1], lists[2]);
+
+        // A datagram that is discarded whole (a truncated record) and a
+        // duplicate leave a list, and their buffers, to reuse too.
+        let mut truncated = ccs(4).to_vec();
+        truncated.pop();
+        assert!(engine.parse_packet(&truncated).is_err());
+        engine.parse_packet(&ccs(5)).expect("queue a datagram");
+        engine.parse_packet(&ccs(5)).expect("discard the duplicate");
+        assert_eq!(engine.queue_rx.len(), 1);
+        assert_eq!(
+            engine.queue_rx.front().expect("queued").records() as *const Records,
+            lists[0]
+        );
     }
 
     #[test]

@@ -33,6 +33,15 @@ impl Incoming {
         // whole list (a few hundred bytes) out of its box first.
         std::iter::from_fn(move || self.records.records.pop_at(0))
     }
+
+    /// Hands each record's buffer to `recycle`, in order, and returns the
+    /// emptied list for the next datagram ([`RecordHandler::pop_records`]).
+    pub fn recycle(mut self, mut recycle: impl FnMut(Buf)) -> Box<Records> {
+        while let Some(record) = self.records.records.pop_at(0) {
+            recycle(record.into_buffer());
+        }
+        self.records
+    }
 }
 
 impl Incoming {
@@ -49,15 +58,18 @@ impl Incoming {
         cs: Option<Dtls12CipherSuite>,
     ) -> Result<Option<Self>, InternalError> {
         // Parse records directly from packet, copying each record ONCE into its own buffer.
-        // They are parsed into their box: the list is not moved afterwards.
-        let mut records = Box::new(Records {
-            records: ArrayVec::new(),
-        });
-        Records::parse(packet, decrypt, cs, &mut records.records)?;
+        // They are parsed into their box (the handler's, reused): the list is not moved
+        // afterwards.
+        let mut records = decrypt.pop_records();
+        if let Err(error) = Records::parse(packet, decrypt, cs, &mut records.records) {
+            decrypt.push_records(records);
+            return Err(error);
+        }
 
         // We need at least one Record to be valid. For replayed frames, we discard
         // the records, hence this might be None
         if records.records.is_empty() {
+            decrypt.push_records(records);
             return Ok(None);
         }
 
@@ -453,6 +465,18 @@ pub trait RecordHandler {
     fn can_discard_bad_protected_record(&self) -> bool {
         false
     }
+
+    /// An empty list of records for a datagram: a new one unless the
+    /// handler kept one ([`RecordHandler::push_records`]).
+    fn pop_records(&mut self) -> Box<Records> {
+        Box::new(Records {
+            records: ArrayVec::new(),
+        })
+    }
+
+    /// A list of records done with (its records' buffers already
+    /// recycled), for the handler to keep for the next datagram or drop.
+    fn push_records(&mut self, _records: Box<Records>) {}
 
     /// Called once a record has been successfully decrypted, i.e. authenticated.
     /// Lets the handler react to a confirmed-genuine record (e.g. note that the
