@@ -3,8 +3,9 @@
 //!
 //! The DTLS state machine is [dimpl](https://crates.io/crates/dimpl) (str0m's
 //! DTLS: pure Rust, `forbid(unsafe_code)`, sans-IO, DTLS 1.2 and 1.3 with
-//! the WebRTC suites, ECDHE-ECDSA with AES-GCM). This module adds what the
-//! engine needs around it:
+//! the WebRTC suites, ECDHE-ECDSA with AES-GCM), 0.9.0 vendored in
+//! `vendor/dimpl` with patches to its record path (`vendor/README.md`).
+//! This module adds what the engine needs around it:
 //!
 //! - [`Certificate`]: an ECDSA P-256 self-signed certificate, generated or
 //!   loaded from DER, and its [`Fingerprint`] in the SDP form
