@@ -193,8 +193,7 @@ impl DtlsSession {
             self.pending.push_back(plaintext);
             return Ok(());
         }
-        if let Err(e) = self.dtls.send_application_data(&plaintext) {
-            let e = DtlsError::Protocol(e.to_string());
+        if let Err(e) = protect(&mut self.dtls, &plaintext) {
             self.fail(e.clone());
             return Err(e);
         }
@@ -280,8 +279,8 @@ impl DtlsSession {
                     // What waited for the handshake goes now, in order.
                     self.pending_bytes = 0;
                     for p in std::mem::take(&mut self.pending) {
-                        if let Err(e) = self.dtls.send_application_data(&p) {
-                            self.fail(DtlsError::Protocol(e.to_string()));
+                        if let Err(e) = protect(&mut self.dtls, &p) {
+                            self.fail(e);
                             return;
                         }
                     }
@@ -301,5 +300,20 @@ impl DtlsSession {
                 _ => {}
             }
         }
+    }
+}
+
+/// Hands `plaintext` to dimpl as one record. dimpl takes all of it or none
+/// (`Ok(0)`: only while a server has not yet chosen the DTLS version, which
+/// a connected session has): none would be a silent loss, so it is an
+/// error.
+fn protect(dtls: &mut Dtls, plaintext: &[u8]) -> Result<(), DtlsError> {
+    match dtls.send_application_data(plaintext) {
+        Ok(n) if n == plaintext.len() => Ok(()),
+        Ok(n) => Err(DtlsError::Protocol(format!(
+            "dimpl took {n} of {} bytes of application data",
+            plaintext.len()
+        ))),
+        Err(e) => Err(DtlsError::Protocol(e.to_string())),
     }
 }
