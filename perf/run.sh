@@ -231,15 +231,18 @@ wan_down() {
 }
 
 # TCP on the wan path: one iperf3 stream from $WAN_A to $WAN_B, the first
-# WARMUP seconds omitted (slow start), as {"bytes_per_s", ...}.
+# WARMUP seconds omitted (slow start), as {"bytes_per_s", ...}; with an
+# argument, that congestion control (iperf3 -C) instead of the system's.
 tcp_wan() {
+  local cc=()
+  [ -n "${1:-}" ] && cc=(-C "$1")
   next_port
   ip netns exec "$WAN_B" timeout $((WAN_DURATION + WARMUP + 20)) iperf3 -s -1 -B 10.77.0.2 -p "$PORT" > /dev/null 2>&1 &
   local srv=$!
   sleep 0.5
   local out; out=$(mktemp)
   ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 15)) iperf3 -c 10.77.0.2 -p "$PORT" \
-    -t "$WAN_DURATION" -O "$WARMUP" -J > "$out" 2>/dev/null || true
+    -t "$WAN_DURATION" -O "$WARMUP" "${cc[@]}" -J > "$out" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
   python3 -c '
 import json,sys
@@ -272,15 +275,17 @@ usrsctp_wan() {
 # dcengine on the wan path: `dcengine serve` in $WAN_B, the load (sender
 # and receiver) in $WAN_A, so every message crosses the path twice (two
 # associations of 50 ms round trip in series, each direction's bottleneck
-# once). ours_wan big ARGS...: the server and the load with 8 MiB uplink
+# once). ours_wan big ARGS...: the server and the load with 1.5 MiB uplink
 # buffers and 16 MiB SCTP receive buffers (not the defaults: 256 and 512
-# KiB, which cap what is in flight per association below the path's BDP).
+# KiB, which cap what is in flight per association far below the path's
+# BDP; an uplink buffer past the server's pause_overrun, 2 MiB, gets the
+# sender closed when it is paused).
 ours_wan() {
   next_port
   local big=()
   if [ "$1" = big ]; then
     shift
-    big=(--uplink-buffer 8388608 --sctp-receive-buffer 16777216)
+    big=(--uplink-buffer 1572864 --sctp-receive-buffer 16777216)
     set -- "$@" "${big[@]}"
   fi
   ip netns exec "$WAN_B" "$DC" serve --insecure-plaintext --bind 10.77.0.2:$PORT --secret "$SECRET" --workers 1 \
@@ -372,12 +377,16 @@ for sc in "${scenarios[@]}"; do
         if [ "$r" = 1 ]; then
           trap 'shaped_down; wan_down' EXIT
           wan_down; wan_up
-          echo "wan: $WAN_RATE_MBIT Mbit/s, $WAN_DELAY_MS ms one way, loss $WAN_LOSS each way, seed $WAN_SEED; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+          echo "wan: $WAN_RATE_MBIT Mbit/s, $WAN_DELAY_MS ms one way, loss $WAN_LOSS each way, seed $WAN_SEED, $WAN_DURATION s measured; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
         fi
         j=$(ours_wan --sending-participants 1 --size 1200 --window 0 --no-progress); show ours "$j"; record "$sc" ours "$r" ab "$j"
         j=$(ours_wan big --sending-participants 1 --size 1200 --window 0 --no-progress)
         show ours/big-buffers "$j"; record "$sc" ours "$r" big-buffers "$j"
         j=$(tcp_wan); show tcp "$j"; record "$sc" tcp "$r" ab "$j"
+        # SCTP's congestion control is TCP Reno's (RFC 9260 7.2): the same
+        # algorithm over TCP, and CUBIC, beside the system's default.
+        j=$(tcp_wan reno); show tcp-reno "$j"; record "$sc" tcp-reno "$r" ab "$j"
+        j=$(tcp_wan cubic); show tcp-cubic "$j"; record "$sc" tcp-cubic "$r" ab "$j"
         j=$(usrsctp_wan 1200); show usrsctp "$j"; record "$sc" usrsctp "$r" ab "$j"
         if [ "$r" = "$ROUNDS" ]; then
           echo "wan: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
