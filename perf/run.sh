@@ -6,9 +6,13 @@
 #
 # Scenarios: p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64
 # latency-under-load scale-10k priority-under-saturation (root: a network
-# namespace, a veth pair and tbf at 1 Mbit/s each way), or all.
+# namespace, a veth pair and tbf at 1 Mbit/s each way) wan (root: two
+# namespaces joined by perf/wan-bridge, a userspace path of 1 Gbit/s, 50 ms
+# round trip and 0.1 % loss each way; Durable bulk against iperf3's TCP and
+# usrsctp on the same path), or all.
 # Knobs (environment): ROUNDS (3), DURATION (seconds measured, 3), WARMUP (1),
-# CARGO_TARGET_DIR (target).
+# CARGO_TARGET_DIR (target); for wan: WAN_DURATION (10), WAN_RATE_MBIT
+# (1000), WAN_DELAY_MS (one way, 25), WAN_LOSS (each way, 0.001), WAN_SEED (1).
 #
 # What runs: dcengine load (p2p: one process; relay and fan-out: against a
 # `dcengine serve` process started here, its CPU and peak RSS read from
@@ -32,7 +36,7 @@ SECRET=perf-run-$RANDOM$RANDOM
 PORT=$((20000 + RANDOM % 20000))
 
 scenarios=("$@")
-ALL=(p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64 latency-under-load scale-10k priority-under-saturation)
+ALL=(p2p-100B p2p-1200B relay-100B fanout-63 broadcast-64 latency-under-load scale-10k priority-under-saturation wan)
 [ ${#scenarios[@]} -eq 0 ] && { echo "usage: perf/run.sh SCENARIO... (${ALL[*]} all)" >&2; exit 2; }
 if [ "${scenarios[0]}" = all ]; then scenarios=("${ALL[@]}"); fi
 for s in "${scenarios[@]}"; do
@@ -55,6 +59,16 @@ cc -O2 -Wall -o "$PEERS/raw_udp" perf/peers/raw_udp.c
 (cd perf/peers/straightforward && CARGO_TARGET_DIR=$TARGET/perf-straightforward cargo build --release --locked >&2)
 STRAIGHT=$TARGET/perf-straightforward/release/straightforward
 REPORT=$TARGET/perf-report/release/perf-report
+BRIDGE=$TARGET/perf-wan-bridge/release/wan-bridge
+case " ${scenarios[*]} " in
+  *" wan "*)
+    if ! command -v iperf3 > /dev/null; then
+      say "installing iperf3"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y iperf3 >&2
+    fi
+    (cd perf/wan-bridge && CARGO_TARGET_DIR=$TARGET/perf-wan-bridge cargo build --release --locked >&2)
+    ;;
+esac
 
 mkdir -p "$OUT"
 ln -sfn "$STAMP" perf/results/latest
@@ -167,6 +181,124 @@ ours_shaped() {
   wait "$srv" 2>/dev/null || true
 }
 
+# The wan path: two namespaces, each with a TAP device that perf/wan-bridge
+# (in the root namespace) created and still holds, moved into it; the
+# bridge forwards frames between them with WAN_DELAY_MS one way, WAN_LOSS
+# random loss each way and WAN_RATE_MBIT with a tail-drop queue of twice
+# the bandwidth-delay product. 10.77.0.1 in $WAN_A, 10.77.0.2 in $WAN_B.
+WAN_DURATION=${WAN_DURATION:-10}
+WAN_RATE_MBIT=${WAN_RATE_MBIT:-1000}
+WAN_DELAY_MS=${WAN_DELAY_MS:-25}
+WAN_LOSS=${WAN_LOSS:-0.001}
+WAN_SEED=${WAN_SEED:-1}
+WAN_A=dcw-a-$$
+WAN_B=dcw-b-$$
+WAN_BRIDGE_PID=
+wan_up() {
+  local max=$((ROUNDS * (3 * (WAN_DURATION + WARMUP) + 60) + 60))
+  "$BRIDGE" --tap-a "dcwa$$" --tap-b "dcwb$$" --delay-ms "$WAN_DELAY_MS" --loss "$WAN_LOSS" \
+    --rate-mbit "$WAN_RATE_MBIT" --seed "$WAN_SEED" --max-seconds "$max" > "$OUT/wan-bridge.json" &
+  WAN_BRIDGE_PID=$!
+  local i
+  for i in $(seq 50); do ip link show "dcwb$$" > /dev/null 2>&1 && break; sleep 0.1; done
+  ip netns add "$WAN_A"
+  ip netns add "$WAN_B"
+  ip link set "dcwa$$" netns "$WAN_A"
+  ip link set "dcwb$$" netns "$WAN_B"
+  ip -n "$WAN_A" addr add 10.77.0.1/24 dev "dcwa$$"
+  ip -n "$WAN_B" addr add 10.77.0.2/24 dev "dcwb$$"
+  for ns in "$WAN_A" "$WAN_B"; do
+    ip -n "$ns" link set lo up
+  done
+  # 10,000 frames of queue into the bridge (a TAP's default is 1,000): a
+  # sender's burst waits there for the bridge to read it instead of being
+  # dropped before the path's own queue (2 × BDP) sees it.
+  ip -n "$WAN_A" link set "dcwa$$" txqueuelen 10000 up
+  ip -n "$WAN_B" link set "dcwb$$" txqueuelen 10000 up
+  sleep 0.5
+}
+wan_down() {
+  if [ -n "$WAN_BRIDGE_PID" ]; then
+    # The devices' drop counters (the bridge's input queues), then its own.
+    ip -n "$WAN_A" -s link show "dcwa$$" > "$OUT/wan-links.txt" 2>&1 || true
+    ip -n "$WAN_B" -s link show "dcwb$$" >> "$OUT/wan-links.txt" 2>&1 || true
+    kill -TERM "$WAN_BRIDGE_PID" 2>/dev/null || true
+    wait "$WAN_BRIDGE_PID" 2>/dev/null || true
+    WAN_BRIDGE_PID=
+  fi
+  ip netns del "$WAN_A" 2>/dev/null || true
+  ip netns del "$WAN_B" 2>/dev/null || true
+}
+
+# TCP on the wan path: one iperf3 stream from $WAN_A to $WAN_B, the first
+# WARMUP seconds omitted (slow start), as {"bytes_per_s", ...}; with an
+# argument, that congestion control (iperf3 -C) instead of the system's.
+tcp_wan() {
+  local cc=()
+  [ -n "${1:-}" ] && cc=(-C "$1")
+  next_port
+  ip netns exec "$WAN_B" timeout $((WAN_DURATION + WARMUP + 20)) iperf3 -s -1 -B 10.77.0.2 -p "$PORT" > /dev/null 2>&1 &
+  local srv=$!
+  sleep 0.5
+  local out; out=$(mktemp)
+  ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 15)) iperf3 -c 10.77.0.2 -p "$PORT" \
+    -t "$WAN_DURATION" -O "$WARMUP" "${cc[@]}" -J > "$out" 2>/dev/null || true
+  wait "$srv" 2>/dev/null || true
+  python3 -c '
+import json,sys
+try:
+    e=json.load(open(sys.argv[1]))["end"]
+except Exception:
+    sys.exit(0)
+r=e["sum_received"]; s=e["sum_sent"]
+print(json.dumps({"peer":"iperf3-tcp","bytes":r["bytes"],"seconds":r["seconds"],
+  "bytes_per_s":r["bits_per_second"]/8,"retransmits":s.get("retransmits"),
+  "congestion":e.get("sender_tcp_congestion"),
+  "sender_cpu":e.get("cpu_utilization_percent",{}).get("host_total")}))' "$out"
+  rm -f "$out"
+}
+
+# usrsctp on the wan path: the receiver in $WAN_B, the sender in $WAN_A.
+usrsctp_wan() {
+  next_port
+  local out; out=$(mktemp)
+  ip netns exec "$WAN_B" timeout $((WAN_DURATION + 20)) "$PEERS/usrsctp_peer" recv $((PORT + 1)) $((PORT + 2)) 10.77.0.2 \
+    > "$out" 2>/dev/null &
+  local rx=$!
+  sleep 0.3
+  ip netns exec "$WAN_A" timeout $((WAN_DURATION + 15)) "$PEERS/usrsctp_peer" send "$PORT" $((PORT + 1)) $((PORT + 2)) \
+    "$1" "$WAN_DURATION" 10.77.0.2 10.77.0.1 2>/dev/null || true
+  wait $rx || true
+  cat "$out"; rm -f "$out"
+}
+
+# dcengine on the wan path: `dcengine serve` in $WAN_B, the load (sender
+# and receiver) in $WAN_A, so every message crosses the path twice (two
+# associations of 50 ms round trip in series, each direction's bottleneck
+# once). ours_wan big ARGS...: the server and the load with 1.5 MiB uplink
+# buffers and 16 MiB SCTP receive buffers (not the defaults: 256 and 512
+# KiB, which cap what is in flight per association far below the path's
+# BDP; an uplink buffer past the server's pause_overrun, 2 MiB, gets the
+# sender closed when it is paused).
+ours_wan() {
+  next_port
+  local big=()
+  if [ "$1" = big ]; then
+    shift
+    big=(--uplink-buffer 1572864 --sctp-receive-buffer 16777216)
+    set -- "$@" "${big[@]}"
+  fi
+  ip netns exec "$WAN_B" "$DC" serve --insecure-plaintext --bind 10.77.0.2:$PORT --secret "$SECRET" --workers 1 \
+    --durable-kbps 0 --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --member-kbps 0 --member-mps 0 \
+    --log-level warn "${big[@]}" > /dev/null &
+  local srv=$!
+  sleep 0.3
+  DCENGINE_SECRET=$SECRET ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 30)) "$DC" load \
+    --server 10.77.0.2:$PORT --server-pid $srv --duration "$WAN_DURATION" --warmup "$WARMUP" --json "$@" || true
+  kill -TERM "$srv" 2>/dev/null || true
+  wait "$srv" 2>/dev/null || true
+}
+
 ours_p2p() {
   "$DC" load --embedded --p2p --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
 }
@@ -230,7 +362,7 @@ for sc in "${scenarios[@]}"; do
         # messages/s of 100 B, to one receiver in the same namespace: both
         # legs cross the 1 Mbit/s link. The Normal class's latency is what
         # a FIFO would give the High messages.
-        trap shaped_down EXIT
+        trap 'shaped_down; wan_down' EXIT
         shaped_down; shaped_up
         for bulk in 1000 32768; do
           j=$(ours_shaped --participants 2 --sending-participants 1 --senders 2 --high 50 --high-lossy \
@@ -238,6 +370,28 @@ for sc in "${scenarios[@]}"; do
           show "ours/$bulk" "$j"; record "$sc" ours "$r" "bulk-$bulk" "$j"
         done
         shaped_down
+        ;;
+      wan)
+        # Durable bulk against TCP and usrsctp on the same emulated path,
+        # the path up once for all rounds (its counters at the end).
+        if [ "$r" = 1 ]; then
+          trap 'shaped_down; wan_down' EXIT
+          wan_down; wan_up
+          echo "wan: $WAN_RATE_MBIT Mbit/s, $WAN_DELAY_MS ms one way, loss $WAN_LOSS each way, seed $WAN_SEED, $WAN_DURATION s measured; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+        fi
+        j=$(ours_wan --sending-participants 1 --size 1200 --window 0 --no-progress); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        j=$(ours_wan big --sending-participants 1 --size 1200 --window 0 --no-progress)
+        show ours/big-buffers "$j"; record "$sc" ours "$r" big-buffers "$j"
+        j=$(tcp_wan); show tcp "$j"; record "$sc" tcp "$r" ab "$j"
+        # SCTP's congestion control is TCP Reno's (RFC 9260 7.2): the same
+        # algorithm over TCP, and CUBIC, beside the system's default.
+        j=$(tcp_wan reno); show tcp-reno "$j"; record "$sc" tcp-reno "$r" ab "$j"
+        j=$(tcp_wan cubic); show tcp-cubic "$j"; record "$sc" tcp-cubic "$r" ab "$j"
+        j=$(usrsctp_wan 1200); show usrsctp "$j"; record "$sc" usrsctp "$r" ab "$j"
+        if [ "$r" = "$ROUNDS" ]; then
+          echo "wan: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+          wan_down
+        fi
         ;;
       scale-10k)
         # Idle associations on one server (2 workers), each participant

@@ -1,13 +1,14 @@
 /* usrsctp peer for perf/run.sh: one association over UDP encapsulation
  * (RFC 6951), reliable ordered, stream 0, PPID 53 (binary), loopback.
  *
- *   usrsctp_peer recv UDP_PORT SCTP_PORT               (prints one JSON line)
- *   usrsctp_peer send UDP_PORT PEER_UDP_PORT SCTP_PORT SIZE SECONDS
+ *   usrsctp_peer recv UDP_PORT SCTP_PORT [ADDR]         (prints one JSON line)
+ *   usrsctp_peer send UDP_PORT PEER_UDP_PORT SCTP_PORT SIZE SECONDS [PEER_ADDR LOCAL_ADDR]
  *
  * The receiver counts messages and bytes from the first message to the
  * sender's close and prints {"messages":…,"bytes":…,"seconds":…}. Both
  * bind 127.0.0.1 (not the wildcard: sctp-proto refuses INIT address
- * parameters, and the same binding keeps the peers comparable). The SCTP
+ * parameters, and the same binding keeps the peers comparable), or the
+ * addresses given (perf/run.sh's `wan`: across two namespaces). The SCTP
  * send and receive spaces are raised to 4 MiB; the in-flight data is
  * bounded by the send space (SO_SNDBUF). */
 #include <errno.h>
@@ -32,7 +33,7 @@ static void die(const char *what) {
   exit(1);
 }
 
-static struct socket *make_socket(uint16_t sctp_port) {
+static struct socket *make_socket(uint16_t sctp_port, const char *addr) {
   struct socket *s = usrsctp_socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
   if (!s) die("usrsctp_socket");
   int buf = 4 * 1024 * 1024;
@@ -44,13 +45,14 @@ static struct socket *make_socket(uint16_t sctp_port) {
   a.sin_family = AF_INET;
   a.sin_port = htons(sctp_port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (addr && inet_pton(AF_INET, addr, &a.sin_addr) != 1) { errno = EINVAL; die(addr); }
   if (usrsctp_bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("usrsctp_bind");
   return s;
 }
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: usrsctp_peer recv UDP_PORT SCTP_PORT | send UDP_PORT PEER_UDP_PORT SCTP_PORT SIZE SECONDS\n");
+    fprintf(stderr, "usage: usrsctp_peer recv UDP_PORT SCTP_PORT [ADDR] | send UDP_PORT PEER_UDP_PORT SCTP_PORT SIZE SECONDS [PEER_ADDR LOCAL_ADDR]\n");
     return 2;
   }
   int sending = strcmp(argv[1], "send") == 0;
@@ -63,7 +65,7 @@ int main(int argc, char **argv) {
 
   if (!sending) {
     uint16_t sctp_port = (uint16_t)atoi(argv[3]);
-    struct socket *l = make_socket(sctp_port);
+    struct socket *l = make_socket(sctp_port, argc > 4 ? argv[4] : NULL);
     if (usrsctp_listen(l, 1) < 0) die("usrsctp_listen");
     fprintf(stderr, "usrsctp_peer: listening\n");
     struct socket *c = usrsctp_accept(l, NULL, NULL);
@@ -103,7 +105,8 @@ int main(int argc, char **argv) {
     size_t size = (size_t)atoi(argv[5]);
     double seconds = atof(argv[6]);
     if (size > sizeof buf) size = sizeof buf;
-    struct socket *s = make_socket(0);
+    const char *peer_addr = argc > 8 ? argv[7] : NULL;
+    struct socket *s = make_socket(0, argc > 8 ? argv[8] : NULL);
     struct sctp_udpencaps enc = {0};
     struct sockaddr_in *ea = (struct sockaddr_in *)&enc.sue_address;
     ea->sin_family = AF_INET;
@@ -114,6 +117,7 @@ int main(int argc, char **argv) {
     a.sin_family = AF_INET;
     a.sin_port = htons(sctp_port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (peer_addr && inet_pton(AF_INET, peer_addr, &a.sin_addr) != 1) { errno = EINVAL; die(peer_addr); }
     if (usrsctp_connect(s, (struct sockaddr *)&a, sizeof a) < 0) die("usrsctp_connect");
     struct sctp_sndinfo snd = {0};
     snd.snd_sid = 0;

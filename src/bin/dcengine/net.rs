@@ -65,6 +65,16 @@ pub(crate) struct ServeArgs {
     /// Most associations served at once (per worker).
     #[arg(long, default_value_t = 10_000)]
     max_associations: usize,
+    /// SCTP receive buffer per association, in bytes
+    /// (`NodeConfig::receive_buffer`: it bounds what a member may have in
+    /// flight to the server); 0: the default (512 KiB).
+    #[arg(long, default_value_t = 0)]
+    sctp_receive_buffer: u32,
+    /// Most bytes the server keeps queued in SCTP (in flight and unsent)
+    /// towards one member (`HubConfig::uplink_buffer`, the egress budget's
+    /// ceiling: about this much per round trip); 0: the default (256 KiB).
+    #[arg(long, default_value_t = 0)]
+    uplink_buffer: usize,
     /// Worker threads, each pinned to a core with its own socket on the
     /// port (SO_REUSEPORT) and its own hub; 0: one per core.
     #[arg(long, default_value_t = 0)]
@@ -194,14 +204,19 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
         .broadcast_packets_per_second(rule(args.broadcast_pps))
         .member_kbps(rule(args.member_kbps))
         .member_messages_per_second(rule(args.member_mps));
-    let mut hub = HubConfig::server(verifier)
-        .node(NodeConfig::server().max_associations(args.max_associations))
-        .channel(
-            ChannelConfig::default()
-                .max_message_size(args.max_message_size)
-                .receiver_idle_timeout(Duration::from_secs(args.idle_timeout))
-                .traffic(traffic),
-        );
+    let mut node = NodeConfig::server().max_associations(args.max_associations);
+    if args.sctp_receive_buffer > 0 {
+        node = node.receive_buffer(args.sctp_receive_buffer);
+    }
+    let mut hub = HubConfig::server(verifier).node(node).channel(
+        ChannelConfig::default()
+            .max_message_size(args.max_message_size)
+            .receiver_idle_timeout(Duration::from_secs(args.idle_timeout))
+            .traffic(traffic),
+    );
+    if args.uplink_buffer > 0 {
+        hub = hub.uplink_buffer(args.uplink_buffer);
+    }
     if args.insecure_plaintext {
         tracing::warn!(
             "--insecure-plaintext: plain SCTP over UDP; anyone on the path reads every message and join token"

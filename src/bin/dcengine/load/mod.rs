@@ -137,6 +137,12 @@ pub(crate) struct LoadArgs {
     /// in flight); 0: the default (512 KiB).
     #[arg(long, default_value_t = 0)]
     sctp_receive_buffer: u32,
+    /// Most bytes every embedded engine keeps queued in SCTP (in flight
+    /// and unsent) per association (`HubConfig::uplink_buffer`, the egress
+    /// budget's ceiling: about this much per round trip); 0: the default
+    /// (256 KiB).
+    #[arg(long, default_value_t = 0)]
+    uplink_buffer: usize,
     /// Run every association over ICE and DTLS (each engine with its own
     /// self-signed certificate; each join by offer and answer with the
     /// embedded server, as signalling would carry them). Needs the
@@ -225,6 +231,7 @@ impl LoadArgs {
             "low_threshold": self.low_threshold,
             "window": self.window,
             "sctp_receive_buffer": self.sctp_receive_buffer,
+            "uplink_buffer": self.uplink_buffer,
             "dtls": self.dtls,
         })
     }
@@ -381,6 +388,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                     hub,
                     NodeConfig::server(),
                     args.sctp_receive_buffer,
+                    args.uplink_buffer,
                 ));
             if args.server_workers > 0 {
                 b = b.workers(args.server_workers);
@@ -417,6 +425,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                 hub,
                 NodeConfig::client(),
                 args.sctp_receive_buffer,
+                args.uplink_buffer,
             ))
             .start()
             .map_err(|e| format!("a client engine cannot start: {e}"))?;
@@ -780,12 +789,23 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
     }
 }
 
-/// `hub` with `node`'s receive buffer set, if one was asked for.
 fn new_certificate() -> Result<dcengine::Certificate, String> {
     dcengine::Certificate::generate().map_err(|e| format!("no DTLS certificate: {e}"))
 }
 
-fn with_node(hub: HubConfig, node: NodeConfig, receive_buffer: u32) -> HubConfig {
+/// `hub` with its uplink buffer and `node`'s receive buffer set, each if
+/// one was asked for (not 0).
+fn with_node(
+    hub: HubConfig,
+    node: NodeConfig,
+    receive_buffer: u32,
+    uplink_buffer: usize,
+) -> HubConfig {
+    let hub = if uplink_buffer > 0 {
+        hub.uplink_buffer(uplink_buffer)
+    } else {
+        hub
+    };
     if receive_buffer > 0 {
         hub.node(node.receive_buffer(receive_buffer))
     } else {
