@@ -229,7 +229,11 @@ impl HubConfig {
     /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
     /// sender queues then push back (Durable sends fail with
     /// `MessageFailureForBandwidth`). The server's egress to each member
-    /// uses the same bound. Default 256 KiB.
+    /// uses the same bound. Default 256 KiB. A client's bound is also what
+    /// it may still hand over after the server paused one of its senders:
+    /// keep it under the server's [`HubConfig::pause_overrun()`] (2 MiB by
+    /// default), or a fast sender on a long path can be closed for it
+    /// (measured on the 50 ms `wan` path with 8 MiB, perf/README.md).
     pub fn uplink_buffer(mut self, bytes: usize) -> Self {
         self.uplink_buffer = bytes;
         self
