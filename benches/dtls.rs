@@ -12,53 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dcengine::Certificate;
-use dcengine::dtls::{DtlsRole, DtlsSession, config};
 
-/// A connected pair.
-fn pair() -> (DtlsSession, DtlsSession) {
-    let (c, s) = (
-        Certificate::generate().expect("a certificate"),
-        Certificate::generate().expect("a certificate"),
-    );
-    let now = Instant::now();
-    let (c_cfg, s_cfg) = (config(1400, false, 1), config(1400, false, 2));
-    let mut client = DtlsSession::new(
-        &c_cfg.expect("config"),
-        &c,
-        DtlsRole::Client,
-        s.fingerprint(),
-        now,
-    );
-    let mut server = DtlsSession::new(
-        &s_cfg.expect("config"),
-        &s,
-        DtlsRole::Server,
-        c.fingerprint(),
-        now,
-    );
-    let mut now = now;
-    for _ in 0..20 {
-        while let Some(d) = client.poll_transmit() {
-            server.handle_datagram(now, &d);
-        }
-        while let Some(d) = server.poll_transmit() {
-            client.handle_datagram(now, &d);
-        }
-        // dimpl sends some flights from its timer.
-        if let Some(at) = [client.poll_timeout(), server.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-        {
-            now = now.max(at);
-            client.handle_timeout(now);
-            server.handle_timeout(now);
-        }
-    }
-    assert!(client.is_connected() && server.is_connected(), "handshake");
-    (client, server)
-}
+#[path = "support/dtls_pair.rs"]
+mod dtls_pair;
+use dtls_pair::pair;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("dtls");

@@ -331,28 +331,51 @@ impl World {
         (host, self.signal(host, call, who))
     }
 
-    /// `host` joins `call` as `who` by offer and answer.
-    fn signal(&mut self, host: HostId, call: &str, who: &str) -> Call {
+    /// The server's answer to offer `sdp` from `who` for `call` (with a
+    /// valid token), as signalling would carry it.
+    fn answer(
+        &mut self,
+        sdp: &str,
+        call: &str,
+        who: &str,
+    ) -> Result<String, dcengine::SignalError> {
         let (now, server_addr) = (self.net.now(), self.net.addr(self.server));
         let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
-        let offer = self.net.host_mut(host).hubs.offer().expect("an offer");
-        assert!(offer.sdp().contains("a=setup:actpass"));
         let join = dcengine::JoinRequest {
             call_id: call,
             participant_id: who,
             token: &token,
         };
-        let answer = self
-            .net
+        self.net
             .host_mut(self.server)
             .hubs
-            .accept_offer(now, offer.sdp(), &[server_addr], &join)
-            .expect("an answer");
+            .accept_offer(now, sdp, &[server_addr], &join)
+    }
+
+    /// `host` joins `call` as `who` by offer and answer.
+    fn signal(&mut self, host: HostId, call: &str, who: &str) -> Call {
+        let offer = self.net.host_mut(host).hubs.offer().expect("an offer");
+        assert!(offer.sdp().contains("a=setup:actpass"));
+        let answer = self.answer(offer.sdp(), call, who).expect("an answer");
         assert!(answer.contains("a=ice-lite") && answer.contains("a=setup:passive"));
+        self.join_with_answer(host, &offer, &answer, call, who)
+    }
+
+    /// `host` starts its join of `call` as `who` with `answer` to `offer`.
+    fn join_with_answer(
+        &mut self,
+        host: HostId,
+        offer: &dcengine::PendingOffer,
+        answer: &str,
+        call: &str,
+        who: &str,
+    ) -> Call {
+        let now = self.net.now();
+        let token = mint_token(SECRET, call, who, EPOCH + 3600).expect("short ids");
         self.net
             .host_mut(host)
             .hubs
-            .join_answered(now, &offer, &answer, call, who, token)
+            .join_answered(now, offer, answer, call, who, token)
             .expect("join starts")
     }
 }
@@ -621,19 +644,7 @@ fn checks_signed_with_a_wrong_password_are_refused_and_counted() {
     let mut w = World::new(34, LinkConfig::default(), 1);
     let host = w.client(1);
     let offer = w.net.host_mut(host).hubs.offer().expect("an offer");
-    let token = mint_token(SECRET, "call", "eve", EPOCH + 3600).expect("short ids");
-    let join = dcengine::JoinRequest {
-        call_id: "call",
-        participant_id: "eve",
-        token: &token,
-    };
-    let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
-    let answer = w
-        .net
-        .host_mut(w.server)
-        .hubs
-        .accept_offer(now, offer.sdp(), &[server_addr], &join)
-        .expect("an answer");
+    let answer = w.answer(offer.sdp(), "call", "eve").expect("an answer");
     let pwd = answer
         .lines()
         .find(|l| l.starts_with("a=ice-pwd:"))
@@ -642,12 +653,7 @@ fn checks_signed_with_a_wrong_password_are_refused_and_counted() {
     // The client is given another password than the server's: its checks
     // fail MESSAGE-INTEGRITY.
     let wrong = answer.replace(&pwd, "a=ice-pwd:0123456789abcdefghijklmn");
-    let call = w
-        .net
-        .host_mut(host)
-        .hubs
-        .join_answered(now, &offer, &wrong, "call", "eve", token)
-        .expect("the answer parses");
+    let call = w.join_with_answer(host, &offer, &wrong, "call", "eve");
     w.net.run_for(Duration::from_secs(10));
     assert!(!call.is_joined());
     let stats = w.net.host(w.server).hubs.stats();
@@ -670,19 +676,7 @@ fn an_offer_that_cannot_take_the_calls_largest_message_is_refused() {
     // A peer that takes 1,000-byte messages only: the server's 32 KiB
     // messages could not reach it.
     let small = offer.sdp().replace(&line, "a=max-message-size:1000");
-    let token = mint_token(SECRET, "call", "tiny", EPOCH + 3600).expect("short ids");
-    let join = dcengine::JoinRequest {
-        call_id: "call",
-        participant_id: "tiny",
-        token: &token,
-    };
-    let (now, server_addr) = (w.net.now(), w.net.addr(w.server));
-    let err = w
-        .net
-        .host_mut(w.server)
-        .hubs
-        .accept_offer(now, &small, &[server_addr], &join)
-        .expect_err("refused");
+    let err = w.answer(&small, "call", "tiny").expect_err("refused");
     assert!(
         matches!(
             err,
@@ -691,13 +685,7 @@ fn an_offer_that_cannot_take_the_calls_largest_message_is_refused() {
         "{err}"
     );
     // Its own limit (the node's) is taken.
-    assert!(
-        w.net
-            .host_mut(w.server)
-            .hubs
-            .accept_offer(now, offer.sdp(), &[server_addr], &join)
-            .is_ok()
-    );
+    assert!(w.answer(offer.sdp(), "call", "tiny").is_ok());
 }
 
 /// Alice's NAT rebinds mid-call (her address changes port) while both

@@ -500,18 +500,30 @@ fn a_clients_senders_together_keep_to_the_member_rule() {
     );
 }
 
-/// A leave on a slow path: what was accepted takes longer to deliver than
-/// the close timeout (3 s), but the close keeps going as long as the peer
-/// acknowledges data, so all of it arrives, in order (on main before this
-/// change, the close was forced after 3 s and the rest was lost: bob's
-/// receiver closed after a prefix).
-#[test]
-fn a_leave_on_a_slow_path_delivers_everything_it_accepted() {
-    let mut w = World::new(44, LinkConfig::with_latency(Duration::from_millis(20)));
+/// The 150 messages of 1,000 B a slow-path leave sends: each carries its
+/// index, so order and content are checked.
+fn slow_payload(i: u32) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; 1_000];
+    v[..4].copy_from_slice(&i.to_be_bytes());
+    v
+}
+
+/// Alice and bob in a call, alice's uplink at 100 kbit/s (her 150 KB take
+/// about 12 s, four times the close timeout); alice sends the 150
+/// [`slow_payload`]s Durable and leaves at once. Returns the world, alice's
+/// host and call, and bob's receiver of her sender.
+fn leave_on_a_slow_path(
+    seed: u64,
+) -> (
+    World,
+    dcengine::sim::HostId,
+    dcengine::Call,
+    dcengine::DataChannelReceiver,
+) {
+    let mut w = World::new(seed, LinkConfig::with_latency(Duration::from_millis(20)));
     let (a, alice) = w.join("call", "alice");
     let (_b, bob) = w.join("call", "bob");
     w.settle_until(|_| alice.is_joined() && bob.participants().len() == 1);
-    // 100 kbit/s from alice to the server: 150 KB take about 12 s.
     let slow = LinkConfig {
         rate_bps: Some(100_000),
         ..LinkConfig::with_latency(Duration::from_millis(20))
@@ -521,16 +533,22 @@ fn a_leave_on_a_slow_path_delivers_everything_it_accepted() {
         .data_channel()
         .create_sender(durable(5))
         .expect("sender");
-    let payload = |i: u32| {
-        let mut v = vec![(i % 251) as u8; 1_000];
-        v[..4].copy_from_slice(&i.to_be_bytes());
-        v
-    };
     for i in 0..150u32 {
-        sender.send(payload(i)).expect("accepted");
+        sender.send(slow_payload(i)).expect("accepted");
     }
     alice.leave();
     let rx = receivers(&mut w, &bob, 1).remove(0);
+    (w, a, alice, rx)
+}
+
+/// A leave on a slow path: what was accepted takes longer to deliver than
+/// the close timeout (3 s), but the close keeps going as long as the peer
+/// acknowledges data, so all of it arrives, in order (on main before this
+/// change, the close was forced after 3 s and the rest was lost: bob's
+/// receiver closed after a prefix).
+#[test]
+fn a_leave_on_a_slow_path_delivers_everything_it_accepted() {
+    let (mut w, _a, alice, rx) = leave_on_a_slow_path(44);
     let mut got = Vec::new();
     w.settle_until(|_| {
         got.extend(drain(&rx));
@@ -538,7 +556,7 @@ fn a_leave_on_a_slow_path_delivers_everything_it_accepted() {
     });
     got.extend(drain(&rx));
     assert_eq!(got.len(), 150, "delivered before the receiver closed");
-    let expected: Vec<(u32, Vec<u8>)> = (0..150u32).map(|i| (i + 1, payload(i))).collect();
+    let expected: Vec<(u32, Vec<u8>)> = (0..150u32).map(|i| (i + 1, slow_payload(i))).collect();
     assert!(got == expected, "in order and intact");
     assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLeft));
     w.settle_until(|_| alice.wait_left(Duration::ZERO));
@@ -552,24 +570,7 @@ fn a_leave_on_a_slow_path_delivers_everything_it_accepted() {
 /// prefix.
 #[test]
 fn a_leave_whose_close_stalls_says_what_was_not_delivered() {
-    let mut w = World::new(45, LinkConfig::with_latency(Duration::from_millis(20)));
-    let (a, alice) = w.join("call", "alice");
-    let (_b, bob) = w.join("call", "bob");
-    w.settle_until(|_| alice.is_joined() && bob.participants().len() == 1);
-    let slow = LinkConfig {
-        rate_bps: Some(100_000),
-        ..LinkConfig::with_latency(Duration::from_millis(20))
-    };
-    w.net.set_link(a, w.server, slow);
-    let sender = alice
-        .data_channel()
-        .create_sender(durable(5))
-        .expect("sender");
-    for i in 0..150u32 {
-        sender.send(vec![(i % 251) as u8; 1_000]).expect("accepted");
-    }
-    alice.leave();
-    let rx = receivers(&mut w, &bob, 1).remove(0);
+    let (mut w, a, alice, rx) = leave_on_a_slow_path(45);
     // A second in, nothing from the server reaches alice any more.
     w.run_for(Duration::from_secs(1));
     let deaf = LinkConfig {
@@ -588,8 +589,10 @@ fn a_leave_whose_close_stalls_says_what_was_not_delivered() {
         "{} delivered",
         got.len()
     );
-    let seqs: Vec<u32> = got.iter().map(|(s, _)| *s).collect();
-    assert_eq!(seqs, (1..=got.len() as u32).collect::<Vec<_>>(), "a prefix");
+    let expected: Vec<(u32, Vec<u8>)> = (0..got.len() as u32)
+        .map(|i| (i + 1, slow_payload(i)))
+        .collect();
+    assert!(got == expected, "an unbroken, intact prefix");
     assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLost));
     let CallState::Ended(reason) = alice.state() else {
         unreachable!("left")

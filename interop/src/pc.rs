@@ -23,7 +23,8 @@ use dcengine::wire::{
     Reliability, SenderOpened, ShortStr,
 };
 use dcengine::{
-    Call, Certificate, DataChannelReceiver, DataChannelReliability, DataChannelSenderOptions,
+    Call, Certificate, DataChannelReceiver, DataChannelReliability, DataChannelSender,
+    DataChannelSenderOptions,
     ErrorCode, ParticipantId,
 };
 
@@ -307,6 +308,17 @@ impl PcCell {
     }
 }
 
+/// A sender of the host's on `channel`.
+pub(crate) fn host_sender(host: &Call, channel: u16, reliability: DataChannelReliability) -> DataChannelSender {
+    host.data_channel()
+        .create_sender(DataChannelSenderOptions {
+            channel_id: Some(channel),
+            reliability,
+            ..Default::default()
+        })
+        .expect("a sender")
+}
+
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
@@ -451,14 +463,7 @@ pub fn durable_both_ways(stack: Stack) {
         );
     }
     c.host_sees_peer(&host);
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(9),
-            reliability: DataChannelReliability::Durable,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = host_sender(&host, 9, DataChannelReliability::Durable);
     for i in 1..=100u32 {
         sender.send(payload(i, len(i))).expect("send");
     }
@@ -546,14 +551,7 @@ pub fn lossy_both_ways(stack: Stack) {
     );
     // host → peer.
     c.host_sees_peer(&host);
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(11),
-            reliability: DataChannelReliability::Lossy,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = host_sender(&host, 11, DataChannelReliability::Lossy);
     let before = c.server.stats();
     for i in 1..=n {
         sender.send(payload(i, 200)).expect("send");
@@ -644,14 +642,7 @@ pub fn max_message_to_peer(stack: Stack) {
     let a = c.join();
     let limit = a.max_message_size as usize;
     c.host_sees_peer(&host);
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(9),
-            reliability: DataChannelReliability::Durable,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = host_sender(&host, 9, DataChannelReliability::Durable);
     sender.send(payload(1, limit)).expect("send");
     let (opened, got) = c.collect_data(1, LIMIT);
     let offered = sdp_max_message_size(&c.offer);
@@ -830,14 +821,7 @@ pub fn holds_past_consent_timeout(stack: Stack) {
         .as_ref()
         .is_some_and(|m| m.sequence_number == 1 && m.data == payload(1, 300));
     c.check(ok, "40 s in: peer → host, one Durable message");
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(9),
-            reliability: DataChannelReliability::Durable,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = host_sender(&host, 9, DataChannelReliability::Durable);
     sender.send(payload(2, 300)).expect("send");
     let (opened, got) = c.collect_data(1, LIMIT);
     c.check(

@@ -14,7 +14,7 @@ use dcengine::wire::{
     Reliability, SenderOpened, ShortStr,
 };
 use dcengine::{
-    Call, DataChannelReceiver, DataChannelReliability, DataChannelSenderOptions, NodeConfig,
+    Call, DataChannelReceiver, DataChannelReliability, NodeConfig,
     ParticipantId,
 };
 
@@ -330,14 +330,7 @@ pub fn durable_from_engine(kind: Kind) {
     let host = c.server.host();
     c.join();
     host_sees_peer(&mut c, &host);
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(9),
-            reliability: DataChannelReliability::Durable,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = crate::pc::host_sender(&host, 9, DataChannelReliability::Durable);
     for i in 1..=200u32 {
         sender
             .send(payload(i, 100 + (i as usize % 50) * 20))
@@ -750,14 +743,7 @@ fn lossy_from_host(c: &mut Cell, n: u32) -> Vec<(u16, u32)> {
     let host = c.server.host();
     c.join();
     host_sees_peer(c, &host);
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(11),
-            reliability: DataChannelReliability::Lossy,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = crate::pc::host_sender(&host, 11, DataChannelReliability::Lossy);
     let before = c.server.stats();
     for i in 1..=n {
         sender.send(payload(i, 200)).expect("send");
@@ -847,14 +833,7 @@ pub fn reset_stream_0_while_receiving(kind: Kind) {
     let host = c.server.host();
     c.join();
     host_sees_peer(&mut c, &host);
-    let sender = host
-        .data_channel()
-        .create_sender(DataChannelSenderOptions {
-            channel_id: Some(9),
-            reliability: DataChannelReliability::Durable,
-            ..Default::default()
-        })
-        .expect("a sender");
+    let sender = crate::pc::host_sender(&host, 9, DataChannelReliability::Durable);
     let n = 100u32;
     for i in 1..=n {
         sender.send(payload(i, 500)).expect("send");
