@@ -405,7 +405,13 @@ impl RetransmissionQueue {
         //
         //   When an outstanding TSN is acknowledged [...] the endpoint SHOULD clear the error
         //   counter [...].
-        let reset_error_counter = ack_info.payload_bytes_acked > 0;
+        //
+        // And from <https://datatracker.ietf.org/doc/html/rfc9260#section-6.1> (rule A): "If
+        // the sender continues to receive SACKs from the peer while doing zero window probing,
+        // the unacknowledged window probes SHOULD NOT increment the error counter [...]. This is
+        // because the receiver could keep its window closed for an indefinite time." A SACK that
+        // says the window is closed shows the peer alive: the probes it refused do not count.
+        let reset_error_counter = ack_info.payload_bytes_acked > 0 || sack.a_rwnd == 0;
 
         self.start_t3_rtx_if_outstanding_data(now);
 
