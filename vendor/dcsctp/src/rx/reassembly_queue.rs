@@ -141,6 +141,11 @@ impl ReassemblyQueue {
         self.ready_bytes + self.streams.queued_bytes() + self.deferred_bytes
     }
 
+    /// The most bytes the queue holds.
+    pub fn max_size_bytes(&self) -> usize {
+        self.max_size_bytes
+    }
+
     /// The queued bytes above which only data that moves the cumulative TSN ack is taken.
     pub fn watermark_bytes(&self) -> usize {
         self.watermark_bytes

@@ -68,6 +68,7 @@ use crate::socket::data::handle_data;
 use crate::socket::data::handle_forward_tsn;
 use crate::socket::data::handle_sack;
 use crate::socket::data::maybe_send_sack;
+use crate::socket::data::maybe_send_window_update;
 use crate::socket::data::validate_send;
 use crate::socket::heartbeat::handle_heartbeat_ack;
 use crate::socket::heartbeat::handle_heartbeat_req;
@@ -519,7 +520,10 @@ impl DcSctpSocket for Socket {
     }
 
     fn get_next_message(&mut self) -> Option<Message> {
-        self.state.tcb_mut()?.reassembly_queue.get_next_message()
+        let message = self.state.tcb_mut()?.reassembly_queue.get_next_message()?;
+        let now = *self.now.borrow();
+        maybe_send_window_update(&mut self.state, &mut self.ctx, now);
+        Some(message)
     }
 
     fn connect(&mut self) {

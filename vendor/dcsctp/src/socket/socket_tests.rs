@@ -4986,10 +4986,12 @@ mod tests {
     /// A reader that holds its reads (a driver with somewhere else to catch up) closes the
     /// window: the sender stops, probes with one packet at a time, and neither side gives up
     /// however long the window stays closed (RFC 9260 6.1: the refused probes do not count as
-    /// errors while SACKs come), and the queue never takes more than it may. Before, the
-    /// receiver took every in-order chunk above its watermark until the queue was full and
-    /// aborted the association ("Reassembly queue is exhausted"), and with that fixed the sender
-    /// gave up after ten refused probes ("Too many retransmissions").
+    /// errors while SACKs come), and the queue never takes more than it may. When the reader
+    /// reads, its window update goes at once and the sender resends its refused probe at once.
+    /// Before, the receiver took every in-order chunk above its watermark until the queue was
+    /// full and aborted the association ("Reassembly queue is exhausted"); with that fixed, the
+    /// sender gave up after ten refused probes ("Too many retransmissions"), and without the
+    /// update it went on only at its next retransmission timeout.
     #[test]
     fn a_reader_that_holds_its_reads_closes_the_window_without_an_abort() {
         let options = Options {
@@ -5022,8 +5024,23 @@ mod tests {
         assert_eq!(z.state(), SocketState::Connected);
         let held = z.messages_ready_count();
         assert!(held >= 15, "the window was used: {held}");
-        // The reader takes what is there, and everything follows, in order.
+        // The reader takes what is there: its window update goes at once, and everything
+        // follows, in order, without waiting for the next probe.
         let mut got = Vec::new();
+        while let Some(m) = z.get_next_message() {
+            got.push(m.payload);
+        }
+        let update = expect_sent_packet!(z.poll_event());
+        let sack = SctpPacket::from_bytes(&update, &options).unwrap();
+        assert!(
+            matches!(&sack.chunks[..], [Chunk::Sack(s)] if s.a_rwnd >= 9_000),
+            "{:?}",
+            sack.chunks
+        );
+        a.handle_input(&update);
+        let resumed = expect_sent_packet!(a.poll_event());
+        assert!(!data_chunk_ppids(&resumed, &options).is_empty());
+        z.handle_input(&resumed);
         for _ in 0..300 {
             while let Some(m) = z.get_next_message() {
                 got.push(m.payload);

@@ -340,6 +340,7 @@ impl RetransmissionQueue {
         let old_unacked_packet_bytes = self.outstanding_data.unacked_packet_bytes();
         let old_unacked_payload_bytes = self.outstanding_data.unacked_payload_bytes();
         let old_rwnd = self.rwnd();
+        let old_a_rwnd = self.a_rwnd;
 
         let rtt = if sack.gap_ack_blocks.is_empty() {
             self.outstanding_data.measure_rtt(now, sack.cumulative_tsn_ack)
@@ -370,6 +371,18 @@ impl RetransmissionQueue {
 
         // Update of outstanding_data_ is now done. Congestion control remains.
         self.a_rwnd = sack.a_rwnd as usize;
+
+        // A window update (the peer's reader took data) after the window was closed, acking
+        // nothing: what is outstanding was refused as a zero window probe, not lost on the path.
+        // It goes again now, not after the (backed off) retransmission timeout.
+        if old_a_rwnd == 0
+            && self.a_rwnd >= self.mtu
+            && ack_info.payload_bytes_acked == 0
+            && !self.outstanding_data.is_empty()
+        {
+            self.outstanding_data.nack_all(now);
+            self.t3_rtx.stop();
+        }
 
         log::debug!(
             "Received SACK, cum_tsn_ack={} ({}), unacked_payload_bytes={} ({}), rwnd={} ({})",
