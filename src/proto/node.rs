@@ -341,6 +341,9 @@ struct Assoc {
     /// Every DATA packet asks for an immediate SACK (see
     /// `Node::set_immediate_acks`).
     immediate_acks: bool,
+    /// Messages SCTP reassembled stay in its receive buffer (see
+    /// `Node::hold_reads`).
+    reads_held: bool,
     /// Set while a timer of this association is handled: what SCTP sends
     /// then are retransmissions, not answers to the peer.
     timer_fired: bool,
@@ -1171,6 +1174,31 @@ impl Node {
         }
     }
 
+    /// Holds back (`held`) or lets go of the messages `assoc` receives, for
+    /// a driver that has fallen behind with what this association already
+    /// gave it (a worker the call lives on is late taking it). While held,
+    /// messages SCTP has reassembled stay in its receive buffer: its window
+    /// closes as they fill it, so the peer's transport stops sending (and
+    /// its sender's queue fills: backpressure, nothing lost; the peer's
+    /// probes are refused without an abort, and SCTP's acknowledgements,
+    /// keep-alives and timers go on). Let go, what waited is read at once
+    /// ([`Event::Frame`]s follow, in order) and a window update tells the
+    /// peer to go on.
+    pub fn hold_reads(&mut self, now: Instant, assoc: AssocId, held: bool) {
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        if std::mem::replace(&mut a.reads_held, held) && !held {
+            let now = self.advance(now);
+            self.drive(assoc, now);
+        }
+    }
+
+    /// Whether [`Node::hold_reads`] holds `assoc`'s messages back.
+    pub fn reads_held(&self, assoc: AssocId) -> bool {
+        self.assocs.get(&assoc).is_some_and(|a| a.reads_held)
+    }
+
     /// The next association whose transport state may have moved — a
     /// datagram or a timer was handled for it (acknowledgements freed its
     /// queue, data arrived, a retransmission went) — since it was last
@@ -1283,6 +1311,7 @@ impl Node {
                 dirty: false,
                 progressed: false,
                 immediate_acks: false,
+                reads_held: false,
                 timer_fired: false,
                 interleaving: false,
                 streams: Streams::PREAGREED,
@@ -1464,8 +1493,11 @@ impl Node {
         if !a.shutdown_started && a.sock.state() == SocketState::ShuttingDown {
             a.peer_shutdown = true;
         }
-        // Messages that arrived.
-        while let Some(m) = a.sock.get_next_message() {
+        // Messages that arrived (unless the driver holds them back: they
+        // wait in SCTP's receive buffer, whose window closes as it fills).
+        while !a.reads_held
+            && let Some(m) = a.sock.get_next_message()
+        {
             if !read_message(a, id, m, events, stats, config, log, now) {
                 break;
             }

@@ -734,3 +734,63 @@ fn a_dcep_open_of_anything_else_is_refused_with_a_stream_reset() {
     assert_eq!(frames(&mut net, server).len(), 1);
     assert!(net.host(server).is_connected(s));
 }
+
+/// A message of `i` for the hold test: 1,000 bytes, its index first.
+fn numbered(i: u32) -> Message {
+    let mut payload = vec![(i % 251) as u8; 1_000];
+    payload[..4].copy_from_slice(&i.to_be_bytes());
+    Message::Frame(Frame::Data(Data {
+        channel: 1,
+        session: 1,
+        seq: i,
+        origin: None,
+        epoch: None,
+        payload: Bytes::from(payload),
+    }))
+}
+
+/// A driver that holds its reads (`Node::hold_reads`) closes the peer's
+/// window: the peer's transport stops with most of 2 MB still queued, for
+/// as long as the hold lasts (a minute here; nothing gives up, nothing is
+/// read), then everything arrives in order once it is let go.
+#[test]
+fn held_reads_stop_the_peer_and_lose_nothing() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let frames = |net: &mut Network| {
+        let mut got = Vec::new();
+        while let Some(e) = net.host_mut(server).poll_event() {
+            match e {
+                Event::Frame { frame: Frame::Data(d), .. } => got.push(d.seq),
+                Event::Closed { reason, .. } => panic!("closed: {reason}"),
+                _ => {}
+            }
+        }
+        got
+    };
+    let now = net.now();
+    net.host_mut(server).hold_reads(now, s, true);
+    assert!(net.host(server).reads_held(s));
+    for i in 1..=2_000 {
+        net.host_mut(client)
+            .send(now, c, Delivery::Reliable, &numbered(i))
+            .expect("queued");
+    }
+    net.run_until(Duration::from_secs(60), |_| false);
+    assert!(frames(&mut net).is_empty(), "nothing read while held");
+    let waiting = net.host(client).queued_bytes(c);
+    assert!(waiting > 1_400_000, "the peer stopped: {waiting} bytes wait");
+    let now = net.now();
+    net.host_mut(server).hold_reads(now, s, false);
+    let mut got = frames(&mut net);
+    assert!(!got.is_empty(), "what waited is read at once");
+    let start = net.now();
+    net.run_until(Duration::from_secs(60), |net| {
+        got.extend(frames(net));
+        got.len() == 2_000
+    });
+    assert_eq!(got, (1..=2_000).collect::<Vec<u32>>());
+    // 1.5 MB at a 20 ms round trip, the peer's congestion window growing
+    // again (measured: 2.3 s).
+    let took = net.now() - start;
+    assert!(took < Duration::from_secs(5), "went on: {took:?}");
+}

@@ -448,12 +448,18 @@ impl RetransmissionQueue {
         //
         //   E1)  For the destination address for which the timer expires, adjust its ssthresh with
         //        rules defined in Section 7.2.3 and set cwnd = PMDCS.
-        self.ssthresh = max(self.cwnd / 2, 4 * self.mtu);
+        //
+        // Unless the peer's window is closed: then what timed out is a zero window probe the
+        // peer refused (its SACKs said so), which says nothing about congestion; the window it
+        // probes opens when the peer's reader reads, and the path is as it was.
+        if self.a_rwnd > 0 {
+            self.ssthresh = max(self.cwnd / 2, 4 * self.mtu);
 
-        self.cwnd = self.mtu;
+            self.cwnd = self.mtu;
 
-        // Errata: <https://datatracker.ietf.org/doc/html/rfc8540#section-3.11>
-        self.partial_bytes_acked = 0;
+            // Errata: <https://datatracker.ietf.org/doc/html/rfc8540#section-3.11>
+            self.partial_bytes_acked = 0;
+        }
 
         // From <https://datatracker.ietf.org/doc/html/rfc9260#section-6.3.3>:
         //
@@ -2859,6 +2865,41 @@ mod tests {
         let chunks = rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
 
         assert_eq!(get_tsns(&chunks), vec![Tsn(10)]);
+    }
+
+    /// A zero window probe that times out (the peer's window closed: its reader is slow, the
+    /// probe refused) is no sign of congestion: the congestion window stays, so the sender goes
+    /// on at its pace once the window opens. A timeout with the window open still collapses it.
+    #[test]
+    fn a_timed_out_zero_window_probe_keeps_the_congestion_window() {
+        let mut now = START_TIME;
+        let events = Rc::new(RefCell::new(Events::new()));
+        let events_clone = Rc::clone(&events) as Rc<RefCell<dyn EventSink>>;
+        let mut sq = SendQueue::new(MTU, &Options::default(), events_clone);
+        let mut rtx =
+            RetransmissionQueue::new(events, Tsn(10), 0, &Options::default(), false, false);
+        let cwnd = rtx.cwnd();
+        assert!(cwnd > MTU);
+        add_message(&mut sq, now);
+        let probe = rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
+        assert_eq!(get_tsns(&probe), vec![Tsn(10)]);
+        now = rtx.next_timeout().unwrap();
+        assert!(rtx.handle_timeout(now));
+        assert_eq!(rtx.cwnd(), cwnd);
+        // The window opens (the probe still unacknowledged), then the probe times out again.
+        rtx.handle_sack(
+            now,
+            &SackChunk {
+                cumulative_tsn_ack: Tsn(9),
+                a_rwnd: A_RWND,
+                gap_ack_blocks: vec![],
+                duplicate_tsns: vec![],
+            },
+        );
+        rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
+        now = rtx.next_timeout().unwrap();
+        assert!(rtx.handle_timeout(now));
+        assert_eq!(rtx.cwnd(), Options::default().mtu);
     }
 
     #[test]
