@@ -84,6 +84,10 @@ pub struct HubConfig {
     /// Server role: Durable bytes a paused sender may still send before
     /// the server closes it; see [`HubConfig::pause_overrun()`].
     pub pause_overrun: usize,
+    /// Server role, several workers: bytes of one member's frames relayed
+    /// to its call's worker and not yet taken there, past which the
+    /// member's reads are held; see [`HubConfig::relay_backlog()`].
+    pub relay_backlog: usize,
     /// Server role: most open senders one member may have; see
     /// [`HubConfig::max_senders_per_member()`].
     pub max_senders_per_member: usize,
@@ -152,6 +156,7 @@ impl HubConfig {
             pause_route_backlog: 128 * 1024,
             pause_member_backlog: 1024 * 1024,
             pause_overrun: 2 * 1024 * 1024,
+            relay_backlog: 512 * 1024,
             max_senders_per_member: 1024,
             policing_tolerance: (10, 100),
             session_opens: (20, 1024),
@@ -310,10 +315,27 @@ impl HubConfig {
     /// association (with several workers, when the worker owning it
     /// handed it over). Must exceed a client's `sender_queue_bytes` plus
     /// its `uplink_buffer` plus a message, plus this server's SCTP receive
-    /// buffer ([`NodeConfig::receive_buffer()`], what it holds past a lost
-    /// packet). Default 2 MiB.
+    /// buffer ([`NodeConfig::receive_buffer()`], what it holds unread: past
+    /// a lost packet, or held while the call's worker is behind, see
+    /// [`HubConfig::relay_backlog()`]). Default 2 MiB.
     pub fn pause_overrun(mut self, bytes: usize) -> Self {
         self.pause_overrun = bytes;
+        self
+    }
+
+    /// Server role, several workers: when the worker that owns a member's
+    /// association has relayed this many bytes of its frames to the worker
+    /// its call lives on, and that worker has not taken them yet (it is
+    /// busy, or was descheduled), the owner holds the member's reads
+    /// ([`Node::hold_reads`](crate::proto::Node::hold_reads)): what the
+    /// member sends waits in this server's SCTP receive buffer, whose
+    /// window closes, so the member's transport and then its sender slow
+    /// down instead of the backlog reaching the call's receivers in one
+    /// burst (which could cut an honest receiver as a slow consumer). Reads
+    /// resume when the call's worker has caught up to half of it. Nothing
+    /// is dropped. Default 512 KiB.
+    pub fn relay_backlog(mut self, bytes: usize) -> Self {
+        self.relay_backlog = bytes;
         self
     }
 
@@ -534,6 +556,9 @@ pub struct HubStats {
     /// check from their address for the consent timeout, 30 s): their
     /// DTLS session and associations were closed.
     pub ice_consent_expired: u64,
+    /// Several workers: times a member's reads were held because the
+    /// worker its call lives on was [`HubConfig::relay_backlog()`] behind.
+    pub relay_holds: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -566,7 +591,9 @@ impl std::ops::AddAssign for HubStats {
             peer_moves,
             ice_checks_refused,
             ice_consent_expired,
+            relay_holds,
         } = other;
+        self.relay_holds += relay_holds;
         self.peer_moves += peer_moves;
         self.ice_checks_refused += ice_checks_refused;
         self.ice_consent_expired += ice_consent_expired;
