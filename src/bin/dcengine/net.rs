@@ -75,6 +75,12 @@ pub(crate) struct ServeArgs {
     /// ceiling: about this much per round trip); 0: the default (256 KiB).
     #[arg(long, default_value_t = 0)]
     uplink_buffer: usize,
+    /// With several workers: bytes of one member's messages relayed to the
+    /// worker its call lives on and not yet taken there, past which the
+    /// member's reads are held until that worker catches up
+    /// (`HubConfig::relay_backlog`); 0: the default (512 KiB).
+    #[arg(long, default_value_t = 0)]
+    relay_backlog: usize,
     /// Worker threads, each pinned to a core with its own socket on the
     /// port (SO_REUSEPORT) and its own hub; 0: one per core.
     #[arg(long, default_value_t = 0)]
@@ -216,6 +222,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     );
     if args.uplink_buffer > 0 {
         hub = hub.uplink_buffer(args.uplink_buffer);
+    }
+    if args.relay_backlog > 0 {
+        hub = hub.relay_backlog(args.relay_backlog);
     }
     if args.insecure_plaintext {
         tracing::warn!(

@@ -674,6 +674,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             "lossy_dropped_slow": s.lossy_dropped_slow,
             "slow_consumers": s.slow_consumers,
             "senders_paused": s.senders_paused,
+            "relay_holds": s.relay_holds,
             "policed": s.policed,
             "datagrams_received": s.datagrams_received,
             "datagrams_sent": s.datagrams_sent,
