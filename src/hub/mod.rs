@@ -691,7 +691,7 @@ pub(crate) use signal::{
 
 #[cfg(feature = "_internal")]
 pub use cluster::HubCluster;
-pub use config::{HubConfig, HubEvent, HubStats, JoinError};
+pub use config::{ConfigError, HubConfig, HubEvent, HubStats, JoinError};
 pub(crate) use relay::Relay;
 pub use relay::home_worker;
 

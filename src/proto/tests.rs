@@ -546,7 +546,8 @@ fn pair_with_big_client(seed: u64) -> (Network, HostId, HostId, AssocId, AssocId
     pair_with(
         seed,
         NodeConfig::server(),
-        NodeConfig::client().max_sctp_message_size(1024 * 1024),
+        // Past the default receive buffer.
+        NodeConfig::client().max_sctp_message_size(2 * NodeConfig::default().receive_buffer),
     )
 }
 
@@ -554,7 +555,9 @@ fn pair_with_big_client(seed: u64) -> (Network, HostId, HostId, AssocId, AssocId
 /// reasons (server's, client's).
 fn both_closed(net: &mut Network, server: HostId, client: HostId) -> (CloseReason, CloseReason) {
     let (mut at_s, mut at_c) = (None, None);
-    assert!(net.run_until(Duration::from_secs(30), |net| {
+    // Up to 5 minutes of virtual time: filling a 4 MiB receive buffer ends
+    // with zero-window probes on a backed-off timer.
+    assert!(net.run_until(Duration::from_secs(300), |net| {
         while let Some(e) = net.host_mut(server).poll_event() {
             if let Event::Closed { reason, .. } = e {
                 at_s = Some(reason);
@@ -750,12 +753,13 @@ fn numbered(i: u32) -> Message {
 }
 
 /// A driver that holds its reads (`Node::hold_reads`) closes the peer's
-/// window: the peer's transport stops with most of 2 MB still queued, for
+/// window (512 KiB): the peer's transport stops with most of 2 MB still
+/// queued, for
 /// as long as the hold lasts (a minute here; nothing gives up, nothing is
 /// read), then everything arrives in order once it is let go.
 #[test]
 fn held_reads_stop_the_peer_and_lose_nothing() {
-    let (mut net, server, client, s, c) = pair(NodeConfig::server());
+    let (mut net, server, client, s, c) = pair(NodeConfig::server().receive_buffer(512 * 1024));
     let frames = |net: &mut Network| {
         let mut got = Vec::new();
         while let Some(e) = net.host_mut(server).poll_event() {

@@ -12,6 +12,7 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 use crate::EventSink;
+use crate::api::CongestionControl;
 use crate::api::Options;
 use crate::api::SocketEvent;
 use crate::api::SocketTime;
@@ -28,6 +29,8 @@ use crate::packet::idata_chunk;
 use crate::packet::sack_chunk::SackChunk;
 use crate::timer::Timer;
 use crate::timer::{self};
+use crate::tx::loss_tolerant::LossTolerant;
+use crate::tx::loss_tolerant::SackSummary;
 use crate::tx::outstanding_data::ChunkState;
 use crate::tx::outstanding_data::OutstandingData;
 use crate::tx::send_queue::DataToSend;
@@ -99,6 +102,9 @@ pub struct RetransmissionQueue {
 
     enable_handover_with_outstanding_data: bool,
 
+    /// The controller of [`CongestionControl::LossTolerant`]; `None`: RFC 9260's.
+    loss_tolerant: Option<LossTolerant>,
+
     t3_rtx: Timer,
 
     events: Rc<RefCell<dyn EventSink>>,
@@ -128,13 +134,33 @@ impl RetransmissionQueue {
             cwnd: options.cwnd_mtus_initial * options.mtu,
             max_outstanding: None,
             a_rwnd: a_rwnd as usize,
-            ssthresh: a_rwnd as usize,
+            // RFC 9260 § 7.2.1: the initial ssthresh may be arbitrarily high; loss-tolerant
+            // leaves slow start by HyStart++ or congestion, not at the peer's first window.
+            ssthresh: match options.congestion_control {
+                CongestionControl::LossTolerant => usize::MAX,
+                _ => a_rwnd as usize,
+            },
             partial_bytes_acked: 0,
             rtx_packets_count: 0,
             rtx_bytes_count: 0,
             fast_recovery_exit_tsn: None,
-            outstanding_data: OutstandingData::new(data_chunk_header_size, my_initial_tsn - 1),
+            outstanding_data: {
+                let mut data = OutstandingData::new(data_chunk_header_size, my_initial_tsn - 1);
+                data.set_time_ordered_nacks(matches!(
+                    options.congestion_control,
+                    CongestionControl::LossTolerant
+                ));
+                data
+            },
             enable_handover_with_outstanding_data: options.enable_handover_with_outstanding_data,
+            loss_tolerant: match options.congestion_control {
+                CongestionControl::LossTolerant => Some(LossTolerant::new(
+                    options.mtu,
+                    options.cwnd_mtus_min * options.mtu,
+                    my_initial_tsn,
+                )),
+                _ => None,
+            },
             t3_rtx: Timer::new(
                 options.rto_initial,
                 timer::BackoffAlgorithm::Exponential,
@@ -394,6 +420,30 @@ impl RetransmissionQueue {
             old_rwnd
         );
 
+        if let Some(controller) = &mut self.loss_tolerant {
+            if sack.cumulative_tsn_ack.greater_than(old_last_cumulative_tsn_ack) {
+                // RFC 9260 § 6.3.2, as below.
+                self.t3_rtx.stop();
+            }
+            if ack_info.has_packet_loss && self.fast_recovery_exit_tsn.is_none() {
+                // Fast Recovery as RFC 9260 § 7.2.4 (its miss indications), without its window
+                // change: the controller judges the round's losses as a whole.
+                self.fast_recovery_exit_tsn = Some(self.outstanding_data.highest_outstanding_tsn());
+            }
+            let summary = SackSummary {
+                acked: ack_info.packet_bytes_acked,
+                lost: ack_info.packet_bytes_lost,
+                rtt: ack_info.min_rtt_sample,
+                highest_acked: ack_info.highest_tsn_acked,
+                next_tsn: self.outstanding_data.next_tsn(),
+                fully_utilized: old_unacked_packet_bytes + self.mtu >= self.cwnd,
+            };
+            controller.on_sack(now, summary, &mut self.cwnd, &mut self.ssthresh);
+            let reset_error_counter = ack_info.payload_bytes_acked > 0;
+            self.start_t3_rtx_if_outstanding_data(now);
+            return HandleSackResult::Valid { rtt, reset_error_counter };
+        }
+
         if sack.cumulative_tsn_ack.greater_than(old_last_cumulative_tsn_ack) {
             // From <https://datatracker.ietf.org/doc/html/rfc9260#section-6.3.2-2.3.1>:
             //
@@ -456,6 +506,9 @@ impl RetransmissionQueue {
             self.ssthresh = max(self.cwnd / 2, 4 * self.mtu);
 
             self.cwnd = self.mtu;
+            if let Some(controller) = &mut self.loss_tolerant {
+                controller.on_timeout(old_cwnd, self.outstanding_data.next_tsn());
+            }
 
             // Errata: <https://datatracker.ietf.org/doc/html/rfc8540#section-3.11>
             self.partial_bytes_acked = 0;
@@ -1725,6 +1778,59 @@ mod tests {
         );
 
         // TODO: Continue migrating this test case.
+    }
+
+    /// Sends 1,000-byte chunks until a window of `cwnd` is in flight, then reports the first one
+    /// missing in three SACKs; returns the window before and after.
+    fn cwnd_around_one_fast_retransmit(congestion_control: CongestionControl) -> (usize, usize) {
+        let now = START_TIME;
+        let events = make_events();
+        let events_clone = Rc::clone(&events) as Rc<RefCell<dyn EventSink>>;
+        let options = Options { congestion_control, ..Options::default() };
+        let mut sq = SendQueue::new(MTU, &options, events_clone);
+        let mut rtx = create_queue_with_options(&options, false, false, events);
+        rtx.set_cwnd(80_000);
+        let mut sent = 0;
+        loop {
+            sq.add(
+                now,
+                Message::new(StreamId(1), PpId(53), vec![0; 1000]),
+                &SendOptions::default(),
+            );
+            let chunks = rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
+            if chunks.is_empty() {
+                break;
+            }
+            sent += chunks.len();
+        }
+        assert!(sent > 70, "{sent}");
+        let before = rtx.cwnd();
+        for end in 2..5 {
+            rtx.handle_sack(
+                now + Duration::from_millis(50),
+                &SackChunk {
+                    cumulative_tsn_ack: Tsn(9),
+                    a_rwnd: A_RWND,
+                    gap_ack_blocks: vec![GapAckBlock::new(2, end)],
+                    duplicate_tsns: vec![],
+                },
+            );
+        }
+        assert!(rtx.has_data_to_be_fast_retransmitted());
+        (before, rtx.cwnd())
+    }
+
+    #[test]
+    fn rfc9260_halves_the_window_on_a_loss() {
+        let (before, after) = cwnd_around_one_fast_retransmit(CongestionControl::Rfc9260);
+        assert_eq!(after, before / 2);
+    }
+
+    #[test]
+    fn loss_tolerant_keeps_the_window_on_one_loss_in_a_window() {
+        // One chunk of about 78 in flight: 1.3 %, under the 2 % threshold.
+        let (before, after) = cwnd_around_one_fast_retransmit(CongestionControl::LossTolerant);
+        assert!(after >= before, "{after} < {before}");
     }
 
     #[test]
