@@ -576,6 +576,11 @@ impl ReceiverShared {
         // closes receivers, but a second close must not change it).
         let _ = self.close_reason.set(why);
         if !self.closed.swap(true, Ordering::AcqRel) {
+            // Messages whose wake-up waits for the end of a batch are
+            // announced before the close, as without the batch.
+            if self.wake_deferred.load(Ordering::Acquire) {
+                self.wake_reader();
+            }
             self.waker.wake();
             self.close_wakers.wake_all();
             if let Some(cb) = self.on_close.get() {
