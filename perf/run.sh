@@ -329,6 +329,7 @@ for sc in "${scenarios[@]}"; do
         j=$(timeout $((DURATION + 20)) "$STRAIGHT" "$size" "$DURATION" 65536 || true)
         show straightforward "$j"; record "$sc" straightforward "$r" ab "$j"
         j=$(raw_blast send "$size"); show raw-mmsg "$j"; record "$sc" raw-mmsg "$r" ab "$j"
+        j=$(raw_blast gso "$size"); show raw-gso "$j"; record "$sc" raw-gso "$r" ab "$j"
         ;;
       relay-100B)
         j=$(ours_served --sending-participants 1 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"

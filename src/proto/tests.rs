@@ -436,6 +436,32 @@ fn a_message_of_max_packet_message_bytes_fills_exactly_one_packet() {
     assert!(two.iter().all(|&n| n <= SCTP_PACKET_BYTES), "{two:?}");
 }
 
+/// `send_encoded_many` fills packets across messages larger than a packet
+/// (three of `MAX_PACKET_MESSAGE + 13` bytes: four datagrams, not six) and
+/// leaves those that fit a packet in packets of their own.
+#[test]
+fn send_encoded_many_fills_packets_across_messages_larger_than_one() {
+    // Each on a fresh association: the initial congestion window (4
+    // packets) takes one batch.
+    let datagrams = |len: usize| {
+        let (mut net, _, client, _, c) = pair(NodeConfig::server());
+        let now = net.now();
+        let node = net.host_mut(client);
+        while node.poll_transmit().is_some() {}
+        let sent = node.stats().messages_sent;
+        let messages = (0..3).map(|_| (Delivery::Reliable, Bytes::from(vec![0u8; len])));
+        node.send_encoded_many(now, c, messages).expect("send");
+        assert_eq!(node.stats().messages_sent - sent, 3);
+        std::iter::from_fn(|| node.poll_transmit())
+            .map(|t| t.payload.len())
+            .collect::<Vec<_>>()
+    };
+    let large = datagrams(MAX_PACKET_MESSAGE + 13);
+    assert_eq!(large.len(), 4, "{large:?}");
+    assert!(large[..3].iter().all(|&n| n == SCTP_PACKET_BYTES), "{large:?}");
+    assert_eq!(datagrams(MAX_PACKET_MESSAGE), vec![SCTP_PACKET_BYTES; 3]);
+}
+
 /// With immediate acks on (`Node::set_immediate_acks`), every packet with
 /// DATA asks for an immediate SACK (RFC 7053 I bit, the checksum still
 /// valid), so the peer acknowledges each one at once rather than every

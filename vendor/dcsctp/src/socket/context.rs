@@ -86,11 +86,15 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn send_buffered_packets(&mut self, state: &mut State, now: SocketTime) {
+    /// Sends what is buffered, as the congestion window allows, in at most
+    /// [`Options::max_burst`] packets; returns how many packets were sent.
+    pub fn send_buffered_packets(&mut self, state: &mut State, now: SocketTime) -> usize {
+        let before = self.tx_packets_count;
         if let Some(tcb) = &state.tcb_mut() {
             let mut packet = tcb.new_packet();
             self.send_buffered_packets_with(state, now, &mut packet);
         }
+        self.tx_packets_count - before
     }
 
     /// Given a builder that is either empty, or only contains control chunks, add more control

@@ -248,6 +248,38 @@ mod tests {
     }
 
     #[test]
+    fn send_many_fills_packets_beyond_one_burst() {
+        // dcengine change 12: messages a little larger than a packet, sent together, leave in
+        // full packets (one message's tail beside the next one's head), all at once when the
+        // congestion window allows, not only the first `max_burst` packets.
+        let options = Options { cwnd_mtus_initial: 100, ..default_options() };
+        let mut socket_a = Socket::new("A", &options);
+        let mut socket_z = Socket::new("Z", &options);
+        connect_sockets(&mut socket_a, &mut socket_z);
+
+        let messages = (0..8u8)
+            .map(|i| Message::new(StreamId(1), PpId(53), vec![i; options.mtu + 10]))
+            .collect();
+        socket_a.send_many(messages, &SendOptions::default()).unwrap();
+        let mut packets = Vec::new();
+        while let Some(e) = socket_a.poll_event() {
+            if let SocketEvent::SendPacket(p) = e {
+                packets.push(p);
+            }
+        }
+        // One by one, each message would take two packets.
+        assert!(packets.len() > options.max_burst as usize, "{}", packets.len());
+        assert!(packets.len() <= 10, "{}", packets.len());
+        for p in &packets {
+            socket_z.handle_input(p);
+        }
+        for i in 0..8u8 {
+            let m = socket_z.get_next_message().expect("every message arrived");
+            assert_eq!(m.payload, vec![i; options.mtu + 10]);
+        }
+    }
+
+    #[test]
     fn establish_connection_with_setup_collision() {
         let options = default_options();
         let mut socket_a = Socket::new("A", &options);
