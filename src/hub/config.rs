@@ -337,7 +337,7 @@ impl HubConfig {
     /// association has relayed this many bytes of its frames to the worker
     /// its call lives on, and that worker has not taken them yet (it is
     /// busy, or was descheduled), the owner holds the member's reads
-    /// ([`Node::hold_reads`](crate::proto::Node::hold_reads)): what the
+    /// (the transport leaves its messages unread): what the
     /// member sends waits in this server's SCTP receive buffer, whose
     /// window closes, so the member's transport and then its sender slow
     /// down instead of the backlog reaching the call's receivers in one
