@@ -376,6 +376,11 @@ impl Socket {
         self.ctx.paced_out
     }
 
+    /// Payload bytes sent and not yet acknowledged by the peer (what is in flight).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.state.tcb().map_or(0, |tcb| tcb.retransmission_queue.unacked_payload_bytes())
+    }
+
     /// Payload bytes handed to the socket and not yet acknowledged by the
     /// peer: what [`DcSctpSocket::buffered_amount`] counts on every stream
     /// (not yet sent), plus what is in flight.
