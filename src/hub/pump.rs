@@ -173,20 +173,27 @@ pub(super) fn pump<S: Scheduled>(
         // the packet on the wire; then SCTP may keep twice the estimated
         // bandwidth-delay product in flight, so that the cap does not stop
         // the pacer's probes for more bandwidth.
-        let flying = node.in_flight(assoc);
-        let rate = budget.pacing_rate(now, flying);
+        let was_paced = budget.is_paced();
+        let rate = budget.pacing_rate(now, || node.in_flight(assoc));
         let mut in_flight = budget.steady_budget() + MAX_PACKET_MESSAGE;
         if rate.is_some() {
             let bdp = budget.bandwidth_delay().unwrap_or(0);
             in_flight = in_flight.max(2 * bdp + MAX_PACKET_MESSAGE);
         }
         node.set_max_in_flight(assoc, Some(in_flight));
-        node.set_pacing_rate(now, assoc, rate);
+        if rate.is_some() || was_paced {
+            node.set_pacing_rate(now, assoc, rate);
+        }
         cap = Some(in_flight);
         // What the scheduler picks from now on (the Lossy messages it may
         // drop as late: Durable ones wait whatever it takes) waits behind
         // what is in flight and the Lossy stream's queue, not the Durable
-        // stream's.
+        // stream's; paced, what is in flight is less than the cap.
+        let flying = if rate.is_some() {
+            node.in_flight(assoc)
+        } else {
+            in_flight
+        };
         transit = budget.drain_time(queued.min(flying + node.lossy_unsent(assoc)));
     }
     source.set_transit(transit);
@@ -205,8 +212,8 @@ pub(super) fn pump<S: Scheduled>(
             .filter(|(delivery, _)| *delivery == Delivery::Lossy)
             .map(|(_, piece)| piece.encoded_len())
             .sum();
-        let lossy = (lossy + node.lossy_unsent(assoc)).min(2 * MAX_PACKET_MESSAGE);
         if lossy > 0 {
+            let lossy = (lossy + node.lossy_unsent(assoc)).min(2 * MAX_PACKET_MESSAGE);
             node.set_max_in_flight(assoc, Some(lossy_cap(node, assoc, cap, lossy)));
         }
     }

@@ -728,11 +728,9 @@ impl Node {
 
     /// Bytes `assoc` has sent and not yet had acknowledged (payload).
     pub fn in_flight(&self, assoc: AssocId) -> usize {
-        self.assocs.get(&assoc).map_or(0, |a| {
-            let unsent = a.sock.buffered_amount(StreamId(a.streams.reliable))
-                + a.sock.buffered_amount(StreamId(a.streams.lossy));
-            a.sock.unacknowledged_bytes().saturating_sub(unsent)
-        })
+        self.assocs
+            .get(&assoc)
+            .map_or(0, |a| a.sock.in_flight_bytes())
     }
 
     /// Bytes of Lossy messages handed to `assoc` and not yet sent.

@@ -94,6 +94,8 @@ pub struct EgressBudget {
     held: bool,
     /// The pacing rate, from the delivery rates measured here.
     pacer: Pacer,
+    /// The last [`EgressBudget::pacing_rate`] paced.
+    paced: bool,
 }
 
 /// Which round trip a mark samples.
@@ -139,6 +141,7 @@ impl EgressBudget {
             rate: None,
             held: false,
             pacer: Pacer::default(),
+            paced: false,
         }
     }
 
@@ -331,16 +334,29 @@ impl EgressBudget {
         }
     }
 
-    /// The rate to release data into the path at now, with `in_flight`
-    /// bytes sent and not yet acknowledged, bytes a second (`None`: not
+    /// The rate to release data into the path at now, with `in_flight()`
+    /// bytes sent and not yet acknowledged (asked only on a slow path),
+    /// bytes a second (`None`: not
     /// paced; see [`Pacer`]): about the bottleneck's rate on a slow path
     /// once startup has found it, nothing elsewhere.
-    pub fn pacing_rate(&mut self, now: Instant, in_flight: usize) -> Option<f64> {
-        if self.startup || self.probe.is_some() {
-            return None;
-        }
-        let (base, _) = self.base?;
-        self.pacer.rate(now, base, in_flight)
+    pub fn pacing_rate(
+        &mut self,
+        now: Instant,
+        in_flight: impl FnOnce() -> usize,
+    ) -> Option<f64> {
+        let rate = match self.base {
+            Some((base, _)) if !self.startup && self.probe.is_none() => {
+                self.pacer.rate(now, base, in_flight)
+            }
+            _ => None,
+        };
+        self.paced = rate.is_some();
+        rate
+    }
+
+    /// Whether the last [`EgressBudget::pacing_rate`] paced.
+    pub fn is_paced(&self) -> bool {
+        self.paced
     }
 
     /// The path's bandwidth-delay product by the pacer's bottleneck rate

@@ -120,9 +120,14 @@ impl Pacer {
     }
 
     /// The rate to release data at now (`None`: not paced), with `base` the
-    /// path's base round trip and `in_flight` bytes sent and not yet
-    /// acknowledged.
-    pub fn rate(&mut self, now: Instant, base: Duration, in_flight: usize) -> Option<f64> {
+    /// path's base round trip and `in_flight()` bytes sent and not yet
+    /// acknowledged (asked only when paced).
+    pub fn rate(
+        &mut self,
+        now: Instant,
+        base: Duration,
+        in_flight: impl FnOnce() -> usize,
+    ) -> Option<f64> {
         let estimate = self.bottleneck_rate()?;
         if estimate * MIN_PACKET_TIME.as_secs_f64() >= PACKET || base.is_zero() {
             self.cycle_start = None;
@@ -144,7 +149,7 @@ impl Pacer {
         // in the bottleneck's queue (Vegas): over a packet of it, the
         // rate stays under the estimate until it drains (after the path
         // slowed down, or a probe that found nothing more).
-        let queue = in_flight as f64 - estimate * base.as_secs_f64();
+        let queue = in_flight() as f64 - estimate * base.as_secs_f64();
         let gain = if queue > PACKET {
             gain.min(DRAIN_GAIN)
         } else {
@@ -186,7 +191,7 @@ mod tests {
                 out[slot].0 += SIZE;
                 pacer.on_progress(delivered, at, true, base);
             }
-            let paced = pacer.rate(now, base, acks.len() * SIZE);
+            let paced = pacer.rate(now, base, || acks.len() * SIZE);
             let window = paced.map_or(4 * SIZE, |_| {
                 2 * (pacer.bottleneck_rate().unwrap_or(0.0) * base.as_secs_f64()) as usize + SIZE
             });
