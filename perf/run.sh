@@ -12,7 +12,8 @@
 # usrsctp on the same path), or all.
 # Knobs (environment): ROUNDS (3), DURATION (seconds measured, 3), WARMUP (1),
 # CARGO_TARGET_DIR (target); for wan: WAN_DURATION (10), WAN_RATE_MBIT
-# (1000), WAN_DELAY_MS (one way, 25), WAN_LOSS (each way, 0.001), WAN_SEED (1).
+# (1000), WAN_DELAY_MS (one way, 25), WAN_LOSS (each way, 0.001), WAN_SEED (1),
+# WAN_BEFORE (a dcengine binary to run as side ours-before; unset: none).
 #
 # What runs: dcengine load (p2p: one process; relay and fan-out: against a
 # `dcengine serve` process started here, its CPU and peak RSS read from
@@ -275,25 +276,29 @@ usrsctp_wan() {
 # dcengine on the wan path: `dcengine serve` in $WAN_B, the load (sender
 # and receiver) in $WAN_A, so every message crosses the path twice (two
 # associations of 50 ms round trip in series, each direction's bottleneck
-# once). ours_wan big ARGS...: the server and the load with 1.5 MiB uplink
-# buffers and 16 MiB SCTP receive buffers (not the defaults: 256 and 512
-# KiB, which cap what is in flight per association far below the path's
-# BDP; an uplink buffer past the server's pause_overrun, 2 MiB, gets the
-# sender closed when it is paused).
+# once). ours_wan big ARGS...: the server and the load with 8 MiB uplink
+# buffers and 16 MiB SCTP receive buffers (the defaults: 4 and 4 MiB), the
+# server's pause overrun and slow-consumer bound raised to match
+# (`HubConfig::check`). ours_wan before ARGS...: $WAN_BEFORE (another
+# dcengine binary, e.g. the one before a change) with its own defaults.
 ours_wan() {
   next_port
-  local big=()
+  local big=() srv_big=() dc=$DC
   if [ "$1" = big ]; then
     shift
-    big=(--uplink-buffer 1572864 --sctp-receive-buffer 16777216)
+    big=(--uplink-buffer 8388608 --sctp-receive-buffer 16777216)
+    srv_big=("${big[@]}" --pause-overrun 33554432 --slow-consumer-buffer 50331648)
     set -- "$@" "${big[@]}"
+  elif [ "$1" = before ]; then
+    shift
+    dc=$WAN_BEFORE
   fi
-  ip netns exec "$WAN_B" "$DC" serve --insecure-plaintext --bind 10.77.0.2:$PORT --secret "$SECRET" --workers 1 \
+  ip netns exec "$WAN_B" "$dc" serve --insecure-plaintext --bind 10.77.0.2:$PORT --secret "$SECRET" --workers 1 \
     --durable-kbps 0 --lossy-kbps 0 --high-lossy-kbps 0 --broadcast-pps 0 --member-kbps 0 --member-mps 0 \
-    --log-level warn "${big[@]}" > /dev/null &
+    --log-level warn "${srv_big[@]}" > /dev/null &
   local srv=$!
   sleep 0.3
-  DCENGINE_SECRET=$SECRET ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 30)) "$DC" load \
+  DCENGINE_SECRET=$SECRET ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 30)) "$dc" load \
     --server 10.77.0.2:$PORT --server-pid $srv --duration "$WAN_DURATION" --warmup "$WARMUP" --json "$@" || true
   kill -TERM "$srv" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
@@ -324,6 +329,7 @@ for sc in "${scenarios[@]}"; do
         j=$(timeout $((DURATION + 20)) "$STRAIGHT" "$size" "$DURATION" 65536 || true)
         show straightforward "$j"; record "$sc" straightforward "$r" ab "$j"
         j=$(raw_blast send "$size"); show raw-mmsg "$j"; record "$sc" raw-mmsg "$r" ab "$j"
+        j=$(raw_blast gso "$size"); show raw-gso "$j"; record "$sc" raw-gso "$r" ab "$j"
         ;;
       relay-100B)
         j=$(ours_served --sending-participants 1 --size 100); show ours "$j"; record "$sc" ours "$r" ab "$j"
@@ -380,6 +386,10 @@ for sc in "${scenarios[@]}"; do
           echo "wan: $WAN_RATE_MBIT Mbit/s, $WAN_DELAY_MS ms one way, loss $WAN_LOSS each way, seed $WAN_SEED, $WAN_DURATION s measured; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
         fi
         j=$(ours_wan --sending-participants 1 --size 1200 --window 0 --no-progress); show ours "$j"; record "$sc" ours "$r" ab "$j"
+        if [ -n "${WAN_BEFORE:-}" ]; then
+          j=$(ours_wan before --sending-participants 1 --size 1200 --window 0 --no-progress)
+          show ours-before "$j"; record "$sc" ours-before "$r" ab "$j"
+        fi
         j=$(ours_wan big --sending-participants 1 --size 1200 --window 0 --no-progress)
         show ours/big-buffers "$j"; record "$sc" ours "$r" big-buffers "$j"
         j=$(tcp_wan); show tcp "$j"; record "$sc" tcp "$r" ab "$j"

@@ -155,8 +155,10 @@ pub use datachannel::{
     DataChannelSenderOptions, ParticipantId, ReceiverCloseReason,
 };
 pub use dtls::{Certificate, DtlsError, Fingerprint, FingerprintParseError};
-pub use hub::{Hub, HubConfig, HubEvent, HubStats, JoinError, PendingOffer, SignalError};
-pub use proto::{ConnectError, NodeConfig, Transmit};
+pub use hub::{
+    ConfigError, Hub, HubConfig, HubEvent, HubStats, JoinError, PendingOffer, SignalError,
+};
+pub use proto::{CongestionControl, ConnectError, NodeConfig, Transmit};
 pub use runtime::{Backend, Engine, EngineBuilder, EngineError};
 pub use sched::{Clock, TrafficPolicy};
 pub use wire::{ErrorCode, MemberId};

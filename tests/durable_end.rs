@@ -4,6 +4,8 @@
 //! call (or its engine shuts down) right after.
 
 mod common;
+#[path = "common/udp.rs"]
+mod udp_common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -594,6 +596,119 @@ fn a_leave_whose_close_stalls_says_what_was_not_delivered() {
         .collect();
     assert!(got == expected, "an unbroken, intact prefix");
     assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLost));
+    let CallState::Ended(reason) = alice.state() else {
+        unreachable!("left")
+    };
+    assert!(reason.contains("not delivered"), "{reason}");
+}
+
+/// Over loopback UDP: a one-worker server without traffic rules, alice
+/// joined through a [`udp_common::SlowPath`] of 400 kbit/s, bob directly.
+/// Alice sends 250 [`slow_payload`]s Durable (250 KB: about 5 s on the path,
+/// longer than the close timeout) and leaves at once. Returns what must
+/// outlive the test's checks, alice's call and bob's receiver.
+fn leave_behind_a_slow_udp_path() -> (
+    [Engine; 3],
+    udp_common::SlowPath,
+    dcengine::Call,
+    dcengine::DataChannelReceiver,
+) {
+    let unlimited = || ChannelConfig::default().traffic(TrafficPolicy::unlimited());
+    let clock = WallClock::new(Instant::now(), unix_now());
+    let server = Engine::builder()
+        .workers(1)
+        .hub(
+            HubConfig::server(Arc::new(
+                HmacVerifier::new(SECRET, clock).expect("a secret"),
+            ))
+            .channel(unlimited()),
+        )
+        .start()
+        .expect("server");
+    let path = udp_common::SlowPath::start(server.local_addr(), 400_000, 256 * 1024);
+    let join = |who: &str, via: std::net::SocketAddr| {
+        let engine = Engine::builder()
+            .hub(HubConfig::client().channel(unlimited()))
+            .start()
+            .expect("client");
+        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
+        let call = engine.join_remote(via, "call", who, token).expect("join");
+        assert!(call.wait_ready(udp_common::LIMIT), "{who} joined");
+        (engine, call)
+    };
+    let (alice_engine, alice) = join("alice", path.addr());
+    let (bob_engine, bob) = join("bob", server.local_addr());
+    let sender = alice
+        .data_channel()
+        .create_sender(durable(5))
+        .expect("sender");
+    for i in 0..250u32 {
+        sender.send(slow_payload(i)).expect("accepted");
+    }
+    alice.leave();
+    let rx = bob
+        .data_channel()
+        .next_receiver_timeout(udp_common::LIMIT)
+        .expect("announced");
+    ([server, alice_engine, bob_engine], path, alice, rx)
+}
+
+/// Everything `rx` gets until it closes (bounded by [`udp_common::LIMIT`]
+/// per message).
+fn until_closed(rx: &dcengine::DataChannelReceiver) -> Vec<(u32, Vec<u8>)> {
+    let mut got = Vec::new();
+    while let Some(m) = rx.recv_timeout(udp_common::LIMIT) {
+        got.push((m.sequence_number, m.data.to_vec()));
+    }
+    assert!(rx.is_closed(), "closed, not timed out");
+    got
+}
+
+/// The slow-path leave over real UDP, through the runtime's timers: the
+/// close outlasts the close timeout while alice's data is acknowledged, so
+/// all 250 arrive in order and then bob's receiver closes because alice
+/// left.
+#[test]
+fn a_leave_behind_a_slow_udp_path_delivers_everything_it_accepted() {
+    let (_engines, _path, alice, rx) = leave_behind_a_slow_udp_path();
+    let got = until_closed(&rx);
+    assert_eq!(got.len(), 250, "delivered before the receiver closed");
+    let expected: Vec<(u32, Vec<u8>)> = (0..250u32).map(|i| (i + 1, slow_payload(i))).collect();
+    assert!(got == expected, "in order and intact");
+    assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLeft));
+    assert!(alice.wait_left(udp_common::LIMIT), "left");
+    let CallState::Ended(reason) = alice.state() else {
+        unreachable!("left")
+    };
+    assert!(!reason.contains("not delivered"), "{reason}");
+}
+
+/// The stalled close over real UDP: once bob has 20 of the 250 messages,
+/// nothing the server sends reaches alice any more; her close is forced once it has
+/// made no progress for the close timeout, her call's end says what was
+/// not delivered, and bob's receiver closes after an unbroken prefix.
+#[test]
+fn a_leave_whose_close_stalls_over_udp_says_what_was_not_delivered() {
+    let (_engines, path, alice, rx) = leave_behind_a_slow_udp_path();
+    let mut got = Vec::new();
+    while got.len() < 20
+        && let Some(m) = rx.recv_timeout(udp_common::LIMIT)
+    {
+        got.push((m.sequence_number, m.data.to_vec()));
+    }
+    path.deafen();
+    got.extend(until_closed(&rx));
+    assert!(
+        !got.is_empty() && got.len() < 250,
+        "{} delivered",
+        got.len()
+    );
+    let expected: Vec<(u32, Vec<u8>)> = (0..got.len() as u32)
+        .map(|i| (i + 1, slow_payload(i)))
+        .collect();
+    assert!(got == expected, "an unbroken, intact prefix");
+    assert_eq!(rx.close_reason(), Some(ReceiverCloseReason::SenderLost));
+    assert!(alice.wait_left(udp_common::LIMIT), "left");
     let CallState::Ended(reason) = alice.state() else {
         unreachable!("left")
     };

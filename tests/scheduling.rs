@@ -472,12 +472,12 @@ fn high_priority_does_not_wait_behind_a_32_kib_normal_message() {
     // the link's; a packet that carries a Lossy chunk carries no bulk
     // fragment after it (vendored dcsctp change 9). On a slow path the
     // pacer releases data at the measured bottleneck rate (vendored dcsctp
-    // change 10), so the link's queue stays near empty while it stays busy,
+    // change 14), so the link's queue stays near empty while it stays busy,
     // and a High message waits for the packet on the wire; the in-flight
     // cap grows before a High message is handed over, by the whole message
     // (it used to be split by the room left: its first fragment went, the
     // rest after the next acknowledgement, 10 ms later).
-    // Measured p99 14 ms (p50 6 ms, all 400 probes), the bulk at 947 kbit/s
+    // Measured p99 14 ms (p50 7 ms, all 400 probes), the bulk at 947 kbit/s
     // of payload. Before: p99 27 ms (p50 9) at 907 kbit/s with a standing
     // packet queued; without the pacer but with the whole-message cap, p99
     // 12 ms at 855 kbit/s (the cap alone idles the link); before change 9:

@@ -763,9 +763,11 @@ impl DataChannelReceiver {
         .await
     }
 
-    /// Calls `callback` (on the driver's thread) each time a message
-    /// arrives: the seeds' `messageReady` event. Returns `false` if one was
-    /// already set.
+    /// Calls `callback` (on the driver's thread) when messages arrive: the
+    /// seeds' `messageReady` event. The engine's workers call it once for
+    /// all the messages one batch of received datagrams brings, after the
+    /// batch, so a callback reads until [`read_message`](Self::read_message)
+    /// returns `None`. Returns `false` if one was already set.
     ///
     /// ```
     /// # use dcengine::*;

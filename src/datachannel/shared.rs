@@ -496,12 +496,49 @@ pub(crate) struct ReceiverShared {
     pub(crate) on_message: OnceLock<Callback>,
     pub(crate) on_close: OnceLock<Callback>,
     pub(crate) close_wakers: Wakers,
+    /// Waiting in this thread's [`WakeBatch`] to wake its reader.
+    pub(crate) wake_deferred: AtomicBool,
+}
+
+std::thread_local! {
+    /// Receivers delivered to while a [`WakeBatch`] is open on this thread.
+    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ReceiverShared>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While one is alive on a thread, a receiver delivered to on that thread
+/// wakes its reader (its task's waker, its `on_message_ready` callback)
+/// once, when the batch ends, rather than once per message: a worker opens
+/// one around each batch of I/O completions. A reader woken per message
+/// runs dry after each and parks again: at 1,200 B a futex wake per message
+/// was 12 % of the worker's time.
+pub(crate) struct WakeBatch(());
+
+impl WakeBatch {
+    pub(crate) fn open() -> Self {
+        DEFERRED.with(|d| {
+            d.borrow_mut().get_or_insert_with(Vec::new);
+        });
+        Self(())
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        let Some(mut list) = DEFERRED.with(|d| d.borrow_mut().take()) else {
+            return;
+        };
+        for r in list.drain(..) {
+            r.wake_deferred.store(false, Ordering::Release);
+            r.wake_reader();
+        }
+    }
 }
 
 impl ReceiverShared {
     /// Delivers a message; `false` if it could not be held (over the buffer
     /// limit).
-    pub(crate) fn deliver(&self, m: DataChannelMessage) -> bool {
+    pub(crate) fn deliver(self: &Arc<Self>, m: DataChannelMessage) -> bool {
         let len = message_cost(m.data.len());
         let held = self.buffered_bytes.load(Ordering::Acquire);
         if held + len > self.call.config.receiver_buffer_bytes {
@@ -510,11 +547,28 @@ impl ReceiverShared {
         }
         self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
         self.messages.push(m);
+        // In a batch, once at its end (`WakeBatch`).
+        let deferred = self.wake_deferred.load(Ordering::Acquire)
+            || DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+                Some(list) => {
+                    self.wake_deferred.store(true, Ordering::Release);
+                    list.push(self.clone());
+                    true
+                }
+                None => false,
+            });
+        if !deferred {
+            self.wake_reader();
+        }
+        true
+    }
+
+    /// Wakes whoever reads: the task waiting, the callback.
+    fn wake_reader(&self) {
         self.waker.wake();
         if let Some(cb) = self.on_message.get() {
             cb();
         }
-        true
     }
 
     pub(crate) fn close(&self, why: super::ReceiverCloseReason) {
@@ -522,6 +576,11 @@ impl ReceiverShared {
         // closes receivers, but a second close must not change it).
         let _ = self.close_reason.set(why);
         if !self.closed.swap(true, Ordering::AcqRel) {
+            // Messages whose wake-up waits for the end of a batch are
+            // announced before the close, as without the batch.
+            if self.wake_deferred.load(Ordering::Acquire) {
+                self.wake_reader();
+            }
             self.waker.wake();
             self.close_wakers.wake_all();
             if let Some(cb) = self.on_close.get() {

@@ -84,6 +84,10 @@ pub struct HubConfig {
     /// Server role: Durable bytes a paused sender may still send before
     /// the server closes it; see [`HubConfig::pause_overrun()`].
     pub pause_overrun: usize,
+    /// Server role, several workers: bytes of one member's frames relayed
+    /// to its call's worker and not yet taken there, past which the
+    /// member's reads are held; see [`HubConfig::relay_backlog()`].
+    pub relay_backlog: usize,
     /// Server role: most open senders one member may have; see
     /// [`HubConfig::max_senders_per_member()`].
     pub max_senders_per_member: usize,
@@ -143,15 +147,16 @@ impl HubConfig {
             verifier: None,
             join_timeout: Duration::from_secs(10),
             seed: rand::random(),
-            uplink_buffer: 256 * 1024,
+            uplink_buffer: 4 * 1024 * 1024,
             queue_target: Duration::from_millis(5),
             lossy_drop_buffer: 256 * 1024,
-            slow_consumer_buffer: 8 * 1024 * 1024,
+            slow_consumer_buffer: 16 * 1024 * 1024,
             slow_consumer_min_kbps: 64,
             slow_consumer_grace: Duration::from_secs(10),
             pause_route_backlog: 128 * 1024,
             pause_member_backlog: 1024 * 1024,
-            pause_overrun: 2 * 1024 * 1024,
+            pause_overrun: 12 * 1024 * 1024,
+            relay_backlog: 512 * 1024,
             max_senders_per_member: 1024,
             policing_tolerance: (10, 100),
             session_opens: (20, 1024),
@@ -229,11 +234,17 @@ impl HubConfig {
     /// SCTP's own FIFO and the path's bottleneck queue stay shallow. Full
     /// sender queues then push back (Durable sends fail with
     /// `MessageFailureForBandwidth`). The server's egress to each member
-    /// uses the same bound. Default 256 KiB. A client's bound is also what
-    /// it may still hand over after the server paused one of its senders:
-    /// keep it under the server's [`HubConfig::pause_overrun()`] (2 MiB by
-    /// default), or a fast sender on a long path can be closed for it
-    /// (measured on the 50 ms `wan` path with 8 MiB, perf/README.md).
+    /// uses the same bound. It is a ceiling on what the budget may grow to,
+    /// not memory set aside: the budget starts at a few packets and follows
+    /// the path's measured bandwidth-delay product, so an idle association
+    /// costs nothing more for it, and a short path never gets near it.
+    /// Default 4 MiB (the `wan` path, 1 Gbit/s × 50 ms, carries 30 MB/s with
+    /// about 1.7 MB in flight; 256 KiB held it to 4.8 MB/s). A client's
+    /// bound is also what it may still hand over after the server paused
+    /// one of its senders: keep it under the server's
+    /// [`HubConfig::pause_overrun()`] ([`HubConfig::check()`] says so), or a
+    /// fast sender on a long path can be closed for it (measured on the
+    /// 50 ms `wan` path with 8 MiB against a 2 MiB overrun, perf/README.md).
     pub fn uplink_buffer(mut self, bytes: usize) -> Self {
         self.uplink_buffer = bytes;
         self
@@ -265,7 +276,9 @@ impl HubConfig {
     /// are paused long before it ([`HubConfig::pause_backlog()`]), and
     /// slowness is judged by rate ([`HubConfig::slow_consumer_rate()`]).
     /// Must exceed [`HubConfig::pause_backlog()`]'s member bound plus what
-    /// senders have on the way. Default 8 MiB.
+    /// senders have on the way (a paused sender's
+    /// [`HubConfig::pause_overrun()`]; [`HubConfig::check()`]). Default
+    /// 16 MiB.
     pub fn slow_consumer_buffer(mut self, bytes: usize) -> Self {
         self.slow_consumer_buffer = bytes;
         self
@@ -310,11 +323,62 @@ impl HubConfig {
     /// association (with several workers, when the worker owning it
     /// handed it over). Must exceed a client's `sender_queue_bytes` plus
     /// its `uplink_buffer` plus a message, plus this server's SCTP receive
-    /// buffer ([`NodeConfig::receive_buffer()`], what it holds past a lost
-    /// packet). Default 2 MiB.
+    /// buffer ([`NodeConfig::receive_buffer()`], what it holds unread: past
+    /// a lost packet, or held while the call's worker is behind, see
+    /// [`HubConfig::relay_backlog()`]): [`HubConfig::check()`] compares
+    /// them, assuming clients run this hub's defaults. Default 12 MiB
+    /// (1 MiB + 4 MiB + 257 KiB + 4 MiB is 9.3 MiB).
     pub fn pause_overrun(mut self, bytes: usize) -> Self {
         self.pause_overrun = bytes;
         self
+    }
+
+    /// Server role, several workers: when the worker that owns a member's
+    /// association has relayed this many bytes of its frames to the worker
+    /// its call lives on, and that worker has not taken them yet (it is
+    /// busy, or was descheduled), the owner holds the member's reads
+    /// ([`Node::hold_reads`](crate::proto::Node::hold_reads)): what the
+    /// member sends waits in this server's SCTP receive buffer, whose
+    /// window closes, so the member's transport and then its sender slow
+    /// down instead of the backlog reaching the call's receivers in one
+    /// burst (which could cut an honest receiver as a slow consumer). Reads
+    /// resume when the call's worker has caught up to half of it. Nothing
+    /// is dropped. Default 512 KiB.
+    pub fn relay_backlog(mut self, bytes: usize) -> Self {
+        self.relay_backlog = bytes;
+        self
+    }
+
+    /// Whether the bounds that depend on each other do: a server's
+    /// [`HubConfig::pause_overrun()`] must exceed what an honest client
+    /// (with this configuration's sender queue and uplink buffer) may still
+    /// send after a pause, plus what this server's SCTP receive buffer
+    /// holds past a lost packet; and its
+    /// [`HubConfig::slow_consumer_buffer()`] must exceed the member backlog
+    /// at which senders are paused plus one sender's overrun. Otherwise an
+    /// honest fast sender on a long path is closed for overrunning a pause
+    /// (`TRAFFIC_LIMIT`), or a member for the data a pause could not stop
+    /// (`SLOW_CONSUMER`). [`Hub::new`] takes any configuration; the `dcengine`
+    /// binaries refuse one that fails this.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let needed = self.channel.sender_queue_bytes
+            + self.uplink_buffer
+            + self.node.max_sctp_message_size as usize
+            + self.node.receive_buffer as usize;
+        if self.pause_overrun <= needed {
+            return Err(ConfigError::PauseOverrunTooSmall {
+                pause_overrun: self.pause_overrun,
+                needed,
+            });
+        }
+        let needed = self.pause_member_backlog + self.pause_overrun;
+        if self.slow_consumer_buffer <= needed {
+            return Err(ConfigError::SlowConsumerBufferTooSmall {
+                slow_consumer_buffer: self.slow_consumer_buffer,
+                needed,
+            });
+        }
+        Ok(())
     }
 
     /// Server role: most open senders one member may have. Default 1,024.
@@ -410,6 +474,36 @@ pub enum HubEvent {
         participant_id: String,
         /// Why.
         rejection: JoinRejection,
+    },
+}
+
+/// Bounds of a [`HubConfig`] that contradict each other
+/// ([`HubConfig::check`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A paused honest sender may send more than the server allows.
+    #[error(
+        "pause_overrun ({pause_overrun} bytes) must exceed what an honest client may send after \
+         a pause: sender queue + uplink buffer + a message + SCTP receive buffer = {needed} bytes"
+    )]
+    PauseOverrunTooSmall {
+        /// The configured overrun.
+        pause_overrun: usize,
+        /// What it must exceed.
+        needed: usize,
+    },
+    /// A member's queue may outgrow the slow-consumer bound with data a
+    /// pause could not stop.
+    #[error(
+        "slow_consumer_buffer ({slow_consumer_buffer} bytes) must exceed the member pause backlog \
+         plus one sender's pause_overrun = {needed} bytes"
+    )]
+    SlowConsumerBufferTooSmall {
+        /// The configured bound.
+        slow_consumer_buffer: usize,
+        /// What it must exceed.
+        needed: usize,
     },
 }
 
@@ -534,6 +628,9 @@ pub struct HubStats {
     /// check from their address for the consent timeout, 30 s): their
     /// DTLS session and associations were closed.
     pub ice_consent_expired: u64,
+    /// Several workers: times a member's reads were held because the
+    /// worker its call lives on was [`HubConfig::relay_backlog()`] behind.
+    pub relay_holds: u64,
 }
 
 impl std::ops::AddAssign for HubStats {
@@ -566,7 +663,9 @@ impl std::ops::AddAssign for HubStats {
             peer_moves,
             ice_checks_refused,
             ice_consent_expired,
+            relay_holds,
         } = other;
+        self.relay_holds += relay_holds;
         self.peer_moves += peer_moves;
         self.ice_checks_refused += ice_checks_refused;
         self.ice_consent_expired += ice_consent_expired;
@@ -638,6 +737,40 @@ mod tests {
         assert!(!c.clock.is_system());
         assert!(c.verifier.is_none() && !c.node.accept_incoming);
         assert_eq!((c.workers, c.worker), (1, 0));
+    }
+
+    #[test]
+    fn the_defaults_pass_the_check_and_a_short_overrun_does_not() {
+        let d = HubConfig::client();
+        assert_eq!(d.check(), Ok(()));
+        assert_eq!(
+            (d.uplink_buffer, d.pause_overrun, d.slow_consumer_buffer),
+            (4 << 20, 12 << 20, 16 << 20)
+        );
+        // The `wan` failure: an 8 MiB uplink buffer against a 2 MiB overrun.
+        let needed = (1 << 20) + (8 << 20) + 257 * 1024 + (4 << 20);
+        assert_eq!(
+            d.clone().uplink_buffer(8 << 20).pause_overrun(2 << 20).check(),
+            Err(ConfigError::PauseOverrunTooSmall {
+                pause_overrun: 2 << 20,
+                needed
+            })
+        );
+        assert!(
+            d.clone()
+                .uplink_buffer(8 << 20)
+                .pause_overrun(needed + 1)
+                .slow_consumer_buffer(64 << 20)
+                .check()
+                .is_ok()
+        );
+        assert_eq!(
+            d.slow_consumer_buffer(12 << 20).check(),
+            Err(ConfigError::SlowConsumerBufferTooSmall {
+                slow_consumer_buffer: 12 << 20,
+                needed: (1 << 20) + (12 << 20)
+            })
+        );
     }
 
     #[test]

@@ -146,6 +146,13 @@ pub struct Hub {
     /// Home side, several workers: members whose association lives on
     /// another worker, by (worker, association).
     relayed: HashMap<(usize, AssocId), (String, MemberId)>,
+    /// Owner side, several workers: bytes of each member's frames relayed
+    /// to its call's worker and not yet taken there
+    /// ([`HubConfig::relay_backlog`]).
+    relay_pending: HashMap<AssocId, usize>,
+    /// Home side, several workers: bytes of relayed frames taken in this
+    /// input, to acknowledge to their owners when it ends.
+    relay_taken: std::collections::BTreeMap<(usize, AssocId), usize>,
     /// What the rooms decided and the hub has yet to carry out (buffers
     /// kept between inputs).
     outputs: Outputs,
@@ -229,6 +236,8 @@ impl Hub {
             egress: Egresses::new(&config),
             relay: Outbox::new(config.workers),
             relayed: HashMap::new(),
+            relay_pending: HashMap::new(),
+            relay_taken: std::collections::BTreeMap::new(),
             outputs: Outputs::default(),
             moved_peers: VecDeque::new(),
             config,
@@ -447,6 +456,7 @@ impl Hub {
         for relay in batch {
             self.on_relay(now, relay);
         }
+        self.acknowledge_relayed();
         self.process_node_events(now);
         // A hosted sender the relay resumed (its receivers' pressure is
         // relayed from their workers) sends now, not at the next tick.
@@ -681,7 +691,7 @@ pub(crate) use signal::{
 
 #[cfg(feature = "_internal")]
 pub use cluster::HubCluster;
-pub use config::{HubConfig, HubEvent, HubStats, JoinError};
+pub use config::{ConfigError, HubConfig, HubEvent, HubStats, JoinError};
 pub(crate) use relay::Relay;
 pub use relay::home_worker;
 

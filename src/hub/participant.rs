@@ -730,6 +730,7 @@ impl ParticipantCore {
             on_close: Default::default(),
             close_wakers: Wakers::default(),
             close_reason: Default::default(),
+            wake_deferred: Default::default(),
         });
         self.receivers.insert(
             (origin, channel),

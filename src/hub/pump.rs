@@ -254,7 +254,9 @@ fn lossy_cap(node: &Node, assoc: AssocId, cap: usize, lossy: usize) -> usize {
 }
 
 /// Sends `out` in order on `assoc`, packing runs on the same stream into
-/// batches of at most one packet; returns the bytes handed to SCTP.
+/// batches of at most one packet, all handed to SCTP at once so its packets
+/// fill across them ([`Node::send_encoded_many`]); returns the bytes handed
+/// to SCTP.
 pub(super) fn send_batched<P: Piece>(
     node: &mut Node,
     now: Instant,
@@ -266,25 +268,22 @@ pub(super) fn send_batched<P: Piece>(
         return 0;
     }
     let before = sctp_queued(node, assoc);
+    let mut messages = Vec::new();
     let mut run: Vec<P> = Vec::new();
     let mut run_len = 0;
     let mut run_delivery = Delivery::Reliable;
-    let flush = |node: &mut Node, run: &mut Vec<P>, delivery: Delivery| {
+    let flush = |messages: &mut Vec<(Delivery, Bytes)>, run: &mut Vec<P>, delivery: Delivery| {
         let message = if run.len() == 1 {
             run.pop().map(Piece::into_message)
         } else {
             Some(P::batch(run))
         };
-        if let Some(m) = message {
-            // A failure means the association is going away; its Closed
-            // event does the cleanup.
-            let _ = node.send_encoded(now, assoc, delivery, m);
-        }
+        messages.extend(message.map(|m| (delivery, m)));
     };
     for (delivery, piece) in out {
         let len = piece.encoded_len();
         if !run.is_empty() && (delivery != run_delivery || run_len + len > batch_limit(delivery)) {
-            flush(node, &mut run, run_delivery);
+            flush(&mut messages, &mut run, run_delivery);
             run_len = 0;
         }
         run_delivery = delivery;
@@ -292,7 +291,10 @@ pub(super) fn send_batched<P: Piece>(
         run.push(piece);
     }
     if !run.is_empty() {
-        flush(node, &mut run, run_delivery);
+        flush(&mut messages, &mut run, run_delivery);
     }
+    // A failure means the association is going away; its Closed event does
+    // the cleanup.
+    let _ = node.send_encoded_many(now, assoc, messages);
     sctp_queued(node, assoc).saturating_sub(before)
 }

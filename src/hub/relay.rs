@@ -31,6 +31,16 @@ pub fn home_worker(call_id: &str, workers: usize) -> usize {
     (h % workers as u64) as usize
 }
 
+/// What a relayed frame counts toward [`HubConfig::relay_backlog`]
+/// (`super::HubConfig`): its payload, or a small frame's fixed cost. Both
+/// sides compute it from the frame, so their counts agree.
+pub(super) fn relay_cost(frame: &Frame) -> usize {
+    match frame {
+        Frame::Data(d) => d.payload.len() + 32,
+        _ => 64,
+    }
+}
+
 /// One unit of work for another worker's hub (opaque to the driver).
 #[derive(Debug)]
 pub(crate) struct Relay {
@@ -96,6 +106,11 @@ pub(super) enum RelayMsg {
         session: u32,
         op: EgressOp,
     },
+    /// Home → owner: the home took `bytes` (by [`relay_cost`]) of that
+    /// member's relayed frames; the owner's count of what is on its way
+    /// goes down by as much (and its reads resume below half of
+    /// `HubConfig::relay_backlog`).
+    Taken { assoc: AssocId, bytes: usize },
     /// Home → owner: a frame for the egress of each of these members (a
     /// fan-out sends one per worker, not one per member).
     Egress { assocs: Vec<AssocId>, op: EgressOp },
@@ -179,8 +194,19 @@ impl Hub {
                 assoc,
                 frame,
             } => {
+                *self.relay_taken.entry((worker, assoc)).or_default() += relay_cost(&frame);
                 if let Some((call_id, member)) = self.relayed.get(&(worker, assoc)).cloned() {
                     self.on_member_frame(now, &call_id, member, frame);
+                }
+            }
+            RelayMsg::Taken { assoc, bytes } => {
+                let half = self.config.relay_backlog / 2;
+                if let Some(pending) = self.relay_pending.get_mut(&assoc) {
+                    *pending = pending.saturating_sub(bytes);
+                    if *pending <= half && self.node.reads_held(assoc) {
+                        tracing::debug!(?assoc, "reads resumed: the call's worker caught up");
+                        self.node.hold_reads(now, assoc, false);
+                    }
                 }
             }
             RelayMsg::Pressure {
@@ -258,6 +284,7 @@ impl Hub {
             }
             RelayMsg::Close { assoc, leave } => {
                 if self.is_relayed_member(assoc) {
+                    self.forget_relayed(now, assoc);
                     self.send(now, assoc, Delivery::Reliable, leave.into());
                     // The home has already removed the member: no Detach.
                     self.links.insert(assoc, Link::Closing);
@@ -265,6 +292,43 @@ impl Hub {
                     self.node.close(now, assoc);
                 }
             }
+        }
+    }
+
+    /// Owner side: `cost` more bytes of `assoc`'s frames went to its
+    /// call's worker; past [`HubConfig::relay_backlog`](super::HubConfig)
+    /// not yet taken there, the member's reads are held.
+    pub(super) fn note_relayed(&mut self, now: Instant, assoc: AssocId, cost: usize) {
+        let pending = self.relay_pending.entry(assoc).or_default();
+        *pending += cost;
+        if *pending > self.config.relay_backlog && !self.node.reads_held(assoc) {
+            self.stats.relay_holds += 1;
+            tracing::debug!(
+                ?assoc,
+                pending = *pending,
+                "reads held: the call's worker is behind with this member's frames"
+            );
+            self.node.hold_reads(now, assoc, true);
+        }
+    }
+
+    /// Owner side: `assoc` is no longer a relayed member (it left, was
+    /// removed, is closing): its reads are let go (so a graceful close can
+    /// drain what the peer sent; the frames are dropped with the link) and
+    /// its count forgotten.
+    pub(super) fn forget_relayed(&mut self, now: Instant, assoc: AssocId) {
+        self.relay_pending.remove(&assoc);
+        if self.node.reads_held(assoc) {
+            self.node.hold_reads(now, assoc, false);
+        }
+    }
+
+    /// Home side, at the end of a batch of relays: tells each owner how
+    /// many bytes of its members' frames were taken.
+    pub(super) fn acknowledge_relayed(&mut self) {
+        for ((worker, assoc), bytes) in std::mem::take(&mut self.relay_taken) {
+            self.relay
+                .push(worker, Relay::new(RelayMsg::Taken { assoc, bytes }));
         }
     }
 

@@ -158,6 +158,7 @@ impl Hub {
                     self.node.close(now, assoc);
                 } else {
                     let worker = self.config.worker;
+                    let cost = super::relay::relay_cost(&frame);
                     self.relay.push(
                         home,
                         Relay::new(RelayMsg::Frame {
@@ -166,6 +167,7 @@ impl Hub {
                             frame,
                         }),
                     );
+                    self.note_relayed(now, assoc, cost);
                 }
             }
             Some(Link::Closing | Link::Uplink(_)) => {}
@@ -560,7 +562,10 @@ impl Hub {
             Some(Link::Member(Home::Here { call_id, member })) => {
                 self.remove_member(now, &call_id, member, why, None);
             }
-            Some(Link::Member(Home::Worker(home))) => self.detach(home, assoc, why, None),
+            Some(Link::Member(Home::Worker(home))) => {
+                self.forget_relayed(now, assoc);
+                self.detach(home, assoc, why, None);
+            }
             _ => {}
         }
     }
@@ -580,7 +585,10 @@ impl Hub {
                 self.remove_member(now, &call_id, member, CloseReason::ASSOCIATION_LOST, detail);
             }
             // The call's home says the same (the reason travels along).
-            Home::Worker(home) => self.detach(home, assoc, CloseReason::ASSOCIATION_LOST, detail),
+            Home::Worker(home) => {
+                self.relay_pending.remove(&assoc);
+                self.detach(home, assoc, CloseReason::ASSOCIATION_LOST, detail);
+            }
         }
     }
 

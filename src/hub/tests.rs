@@ -898,3 +898,76 @@ fn a_relayed_sender_that_ignores_its_pause_is_closed() {
     assert!(stats.policed >= 1, "{stats:?}");
     assert_eq!(stats.slow_consumers, 0, "{stats:?}");
 }
+
+/// Inside a `WakeBatch` (a worker's batch of I/O completions), a receiver
+/// with new messages wakes its reader once, when the batch ends; outside
+/// one, once per message as before.
+#[test]
+fn a_wake_batch_wakes_a_reader_once_for_all_its_messages() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::datachannel::shared::WakeBatch;
+
+    let mut rig = Rig::new();
+    let now = rig.now;
+    let bob = rig.hub.join_local(now, "call", "bob").expect("local");
+    rig.raw_join("call", "alice");
+    rig.raw_send(
+        SenderOpened {
+            channel: 2,
+            session: 1,
+            reliability: Reliability::Durable,
+            priority: Priority::Normal,
+            bitrate_kbps: 0,
+            origin: None,
+        }
+        .into(),
+    );
+    let burst = |rig: &mut Rig, seqs: std::ops::RangeInclusive<u32>| {
+        let now = rig.now;
+        for seq in seqs {
+            let d = Data {
+                channel: 2,
+                session: 1,
+                seq,
+                origin: None,
+                epoch: None,
+                payload: Bytes::from(vec![0u8; 100]),
+            };
+            rig.raw
+                .send(
+                    now,
+                    rig.raw_assoc,
+                    Delivery::Reliable,
+                    &Message::Frame(d.into()),
+                )
+                .expect("send");
+        }
+        rig.pump();
+    };
+    // The first message opens bob's receiver.
+    burst(&mut rig, 1..=1);
+    let r = bob
+        .data_channel()
+        .try_next_receiver()
+        .expect("bob's receiver");
+    assert_eq!(r.read_message().map(|m| m.sequence_number), Some(1));
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    r.on_message_ready(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let batch = WakeBatch::open();
+    burst(&mut rig, 2..=11);
+    assert_eq!(wakes.load(Ordering::SeqCst), 0, "not before the batch ends");
+    drop(batch);
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+    let mut seqs = Vec::new();
+    while let Some(m) = r.read_message() {
+        seqs.push(m.sequence_number);
+    }
+    assert_eq!(seqs, (2..=11).collect::<Vec<_>>());
+    // Without a batch: at once.
+    burst(&mut rig, 12..=12);
+    assert_eq!(wakes.load(Ordering::SeqCst), 2);
+}

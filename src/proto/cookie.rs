@@ -65,8 +65,19 @@ const PARAM_STATE_COOKIE: u16 = 7;
 const DOMAIN: &[u8] = b"dcengine-sctp-cookie-v1";
 
 /// CRC32c, the SCTP checksum (RFC 9260, appendix A).
-pub(super) const CRC32C: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+pub(super) const CRC32C: Crc32c = Crc32c;
+
+/// CRC32c with the CPU's CRC32C instructions where there are some (the
+/// `crc32c` crate; a table otherwise): the node recomputes the checksum of
+/// every packet it marks for an immediate SACK.
+pub(super) struct Crc32c;
+
+impl Crc32c {
+    /// The checksum of `data`.
+    pub(super) fn checksum(&self, data: &[u8]) -> u32 {
+        crc32c::crc32c(data)
+    }
+}
 
 /// Why a COOKIE-ECHO was not let through ([`CookieJar::open`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -249,11 +260,9 @@ fn stored_checksum(packet: &[u8]) -> u32 {
 
 /// The checksum `packet` should carry.
 fn checksum(packet: &[u8]) -> u32 {
-    let mut digest = CRC32C.digest();
-    digest.update(&packet[..CHECKSUM.start]);
-    digest.update(&[0; 4]);
-    digest.update(&packet[CHECKSUM.end..]);
-    digest.finalize()
+    let sum = crc32c::crc32c(&packet[..CHECKSUM.start]);
+    let sum = crc32c::crc32c_append(sum, &[0; 4]);
+    crc32c::crc32c_append(sum, &packet[CHECKSUM.end..])
 }
 
 /// Recomputes `packet`'s checksum, or leaves it zero.

@@ -12,7 +12,7 @@ mod config;
 mod cookie;
 mod node;
 
-pub use config::{MAX_PACKET_MESSAGE, NodeConfig};
+pub use config::{CongestionControl, MAX_PACKET_MESSAGE, NodeConfig};
 pub use node::{
     AssocId, CloseReason, ConnectError, Delivery, DropReason, Event, Node, Placement, Transmit,
 };

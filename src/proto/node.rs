@@ -341,6 +341,9 @@ struct Assoc {
     /// Every DATA packet asks for an immediate SACK (see
     /// `Node::set_immediate_acks`).
     immediate_acks: bool,
+    /// Messages SCTP reassembled stay in its receive buffer (see
+    /// `Node::hold_reads`).
+    reads_held: bool,
     /// Set while a timer of this association is handled: what SCTP sends
     /// then are retransmissions, not answers to the peer.
     timer_fired: bool,
@@ -1018,7 +1021,7 @@ impl Node {
                 let _ = write(
                     a,
                     Delivery::Lossy,
-                    &KeepAlive::ASSOCIATION.to_bytes(),
+                    KeepAlive::ASSOCIATION.to_bytes(),
                     cfg.lossy_lifetime,
                 );
             }
@@ -1100,13 +1103,93 @@ impl Node {
         }
         a.sock.advance_time(at);
         Pacing::refill(a, now);
-        write(a, delivery, &encoded, lifetime)?;
+        write(a, delivery, encoded, lifetime)?;
         self.stats.messages_sent += 1;
         if !a.dirty {
             a.dirty = true;
             self.dirty.push(assoc);
         }
         Ok(())
+    }
+
+    /// Queues already encoded messages on `assoc` in order, as
+    /// [`Node::send_encoded`] one by one would, except that each run of
+    /// messages larger than one packet holds ([`MAX_PACKET_MESSAGE`]) on one
+    /// stream goes to SCTP at once, so that its packets fill across those
+    /// messages: a message a little larger than a packet (a 1,200-byte
+    /// application message with its framing) leaves as a full packet and a
+    /// share of the next, not as a full packet and a nearly empty one.
+    /// Messages that fit a packet still leave in packets of their own: a
+    /// packet filled across them would split each in two, and on a slow
+    /// link it is a longer wait for what comes after it. The first error is
+    /// returned after the rest were queued; a message over the size limit
+    /// is not queued.
+    pub fn send_encoded_many(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        messages: impl IntoIterator<Item = (Delivery, Bytes)>,
+    ) -> Result<(), SendError> {
+        let now = self.advance(now);
+        let at = self.socket_time(now);
+        let limit = self.config.max_sctp_message_size as usize;
+        let lifetime = self.config.lossy_lifetime;
+        let a = self
+            .assocs
+            .get_mut(&assoc)
+            .ok_or(SendError::UnknownAssociation)?;
+        if !a.connected {
+            return Err(SendError::NotConnected);
+        }
+        if a.closing_since.is_some() || a.close_reason.is_some() {
+            return Err(SendError::Closing);
+        }
+        a.sock.advance_time(at);
+        Pacing::refill(a, now);
+        let mut result = Ok(());
+        let mut sent = 0;
+        let mut run = Vec::new();
+        let mut run_delivery = Delivery::Reliable;
+        let mut run_packs = false;
+        let packs = |encoded: &Bytes| encoded.len() > MAX_PACKET_MESSAGE;
+        let mut messages = messages.into_iter().peekable();
+        while let Some((delivery, encoded)) = messages.next() {
+            if encoded.len() > limit {
+                if result.is_ok() {
+                    result = Err(SendError::TooLarge {
+                        size: encoded.len(),
+                        limit,
+                    });
+                }
+            } else {
+                run_delivery = delivery;
+                run_packs = packs(&encoded);
+                run.push(sctp_message(a, delivery, encoded));
+            }
+            let run_ends = !run_packs
+                || messages
+                    .peek()
+                    .is_none_or(|(d, m)| *d != run_delivery || !packs(m));
+            if run_ends && !run.is_empty() {
+                let count = run.len();
+                let options = send_options(run_delivery, lifetime);
+                match a.sock.send_many(std::mem::take(&mut run), &options) {
+                    Ok(()) => sent += count,
+                    Err(e) => {
+                        sent += count - e.0.len();
+                        if let (Ok(()), Some((_, e))) = (&result, e.0.into_iter().next()) {
+                            result = Err(send_error(e));
+                        }
+                    }
+                }
+            }
+        }
+        self.stats.messages_sent += sent as u64;
+        if sent > 0 && !a.dirty {
+            a.dirty = true;
+            self.dirty.push(assoc);
+        }
+        result
     }
 
     /// Closes `assoc` gracefully: queued data is delivered first, then the
@@ -1285,6 +1368,31 @@ impl Node {
         }
     }
 
+    /// Holds back (`held`) or lets go of the messages `assoc` receives, for
+    /// a driver that has fallen behind with what this association already
+    /// gave it (a worker the call lives on is late taking it). While held,
+    /// messages SCTP has reassembled stay in its receive buffer: its window
+    /// closes as they fill it, so the peer's transport stops sending (and
+    /// its sender's queue fills: backpressure, nothing lost; the peer's
+    /// probes are refused without an abort, and SCTP's acknowledgements,
+    /// keep-alives and timers go on). Let go, what waited is read at once
+    /// ([`Event::Frame`]s follow, in order) and a window update tells the
+    /// peer to go on.
+    pub fn hold_reads(&mut self, now: Instant, assoc: AssocId, held: bool) {
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        if std::mem::replace(&mut a.reads_held, held) && !held {
+            let now = self.advance(now);
+            self.drive(assoc, now);
+        }
+    }
+
+    /// Whether [`Node::hold_reads`] holds `assoc`'s messages back.
+    pub fn reads_held(&self, assoc: AssocId) -> bool {
+        self.assocs.get(&assoc).is_some_and(|a| a.reads_held)
+    }
+
     /// The next association whose transport state may have moved — a
     /// datagram or a timer was handled for it (acknowledgements freed its
     /// queue, data arrived, a retransmission went) — since it was last
@@ -1397,6 +1505,7 @@ impl Node {
                 dirty: false,
                 progressed: false,
                 immediate_acks: false,
+                reads_held: false,
                 timer_fired: false,
                 interleaving: false,
                 streams: Streams::PREAGREED,
@@ -1456,7 +1565,7 @@ impl Node {
             let _ = write(
                 a,
                 Delivery::Lossy,
-                &KeepAlive::ASSOCIATION.to_bytes(),
+                KeepAlive::ASSOCIATION.to_bytes(),
                 config.lossy_lifetime,
             );
         }
@@ -1579,8 +1688,11 @@ impl Node {
         if !a.shutdown_started && a.sock.state() == SocketState::ShuttingDown {
             a.peer_shutdown = true;
         }
-        // Messages that arrived.
-        while let Some(m) = a.sock.get_next_message() {
+        // Messages that arrived (unless the driver holds them back: they
+        // wait in SCTP's receive buffer, whose window closes as it fills).
+        while !a.reads_held
+            && let Some(m) = a.sock.get_next_message()
+        {
             if !read_message(a, id, m, events, stats, config, log, now) {
                 break;
             }
@@ -1820,28 +1932,44 @@ fn cookie_peer_tag(packet: &[u8]) -> Option<u32> {
 fn write(
     a: &mut Assoc,
     delivery: Delivery,
-    encoded: &Bytes,
+    encoded: Bytes,
     lossy_lifetime: Duration,
 ) -> Result<(), SendError> {
-    let options = match delivery {
+    let message = sctp_message(a, delivery, encoded);
+    a.sock
+        .send(message, &send_options(delivery, lossy_lifetime))
+        .map_err(send_error)
+}
+
+/// How SCTP sends a message on `delivery`'s stream.
+fn send_options(delivery: Delivery, lossy_lifetime: Duration) -> SendOptions {
+    match delivery {
         Delivery::Reliable => SendOptions::default(),
         Delivery::Lossy => SendOptions {
             unordered: true,
             lifetime: Some(lossy_lifetime),
             ..SendOptions::default()
         },
-    };
-    let message = SctpMessage::new(
+    }
+}
+
+/// `encoded` as an SCTP message on `delivery`'s stream of `a`.
+fn sctp_message(a: &Assoc, delivery: Delivery, encoded: Bytes) -> SctpMessage {
+    SctpMessage::new(
         StreamId(a.streams.of(delivery)),
         PPID_BINARY,
         // No copy when the buffer is this message's alone.
-        Vec::from(encoded.clone()),
-    );
-    a.sock.send(message, &options).map_err(|e| match e {
+        Vec::from(encoded),
+    )
+}
+
+/// SCTP's refusal of a message, as the node reports it.
+fn send_error(e: SctpSendError) -> SendError {
+    match e {
         SctpSendError::MessageTooLarge { len, limit } => SendError::TooLarge { size: len, limit },
         SctpSendError::ShuttingDown => SendError::Closing,
         SctpSendError::ResourceExhaustion | SctpSendError::EmptyPayload => SendError::BufferFull,
-    })
+    }
 }
 
 /// Ends `a` now with `reason`: the peer is sent an ABORT.

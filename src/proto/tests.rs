@@ -436,6 +436,32 @@ fn a_message_of_max_packet_message_bytes_fills_exactly_one_packet() {
     assert!(two.iter().all(|&n| n <= SCTP_PACKET_BYTES), "{two:?}");
 }
 
+/// `send_encoded_many` fills packets across messages larger than a packet
+/// (three of `MAX_PACKET_MESSAGE + 13` bytes: four datagrams, not six) and
+/// leaves those that fit a packet in packets of their own.
+#[test]
+fn send_encoded_many_fills_packets_across_messages_larger_than_one() {
+    // Each on a fresh association: the initial congestion window (4
+    // packets) takes one batch.
+    let datagrams = |len: usize| {
+        let (mut net, _, client, _, c) = pair(NodeConfig::server());
+        let now = net.now();
+        let node = net.host_mut(client);
+        while node.poll_transmit().is_some() {}
+        let sent = node.stats().messages_sent;
+        let messages = (0..3).map(|_| (Delivery::Reliable, Bytes::from(vec![0u8; len])));
+        node.send_encoded_many(now, c, messages).expect("send");
+        assert_eq!(node.stats().messages_sent - sent, 3);
+        std::iter::from_fn(|| node.poll_transmit())
+            .map(|t| t.payload.len())
+            .collect::<Vec<_>>()
+    };
+    let large = datagrams(MAX_PACKET_MESSAGE + 13);
+    assert_eq!(large.len(), 4, "{large:?}");
+    assert!(large[..3].iter().all(|&n| n == SCTP_PACKET_BYTES), "{large:?}");
+    assert_eq!(datagrams(MAX_PACKET_MESSAGE), vec![SCTP_PACKET_BYTES; 3]);
+}
+
 /// With immediate acks on (`Node::set_immediate_acks`), every packet with
 /// DATA asks for an immediate SACK (RFC 7053 I bit, the checksum still
 /// valid), so the peer acknowledges each one at once rather than every
@@ -546,7 +572,8 @@ fn pair_with_big_client(seed: u64) -> (Network, HostId, HostId, AssocId, AssocId
     pair_with(
         seed,
         NodeConfig::server(),
-        NodeConfig::client().max_sctp_message_size(1024 * 1024),
+        // Past the default receive buffer.
+        NodeConfig::client().max_sctp_message_size(2 * NodeConfig::default().receive_buffer),
     )
 }
 
@@ -554,7 +581,9 @@ fn pair_with_big_client(seed: u64) -> (Network, HostId, HostId, AssocId, AssocId
 /// reasons (server's, client's).
 fn both_closed(net: &mut Network, server: HostId, client: HostId) -> (CloseReason, CloseReason) {
     let (mut at_s, mut at_c) = (None, None);
-    assert!(net.run_until(Duration::from_secs(30), |net| {
+    // Up to 5 minutes of virtual time: filling a 4 MiB receive buffer ends
+    // with zero-window probes on a backed-off timer.
+    assert!(net.run_until(Duration::from_secs(300), |net| {
         while let Some(e) = net.host_mut(server).poll_event() {
             if let Event::Closed { reason, .. } = e {
                 at_s = Some(reason);
@@ -761,4 +790,65 @@ fn a_paced_association_sends_at_its_rate() {
     let before = sent(&net);
     net.run_for(Duration::from_millis(500));
     assert!(sent(&net) - before > 2 * 5, "unpaced: {}", sent(&net) - before);
+}
+
+/// A message of `i` for the hold test: 1,000 bytes, its index first.
+fn numbered(i: u32) -> Message {
+    let mut payload = vec![(i % 251) as u8; 1_000];
+    payload[..4].copy_from_slice(&i.to_be_bytes());
+    Message::Frame(Frame::Data(Data {
+        channel: 1,
+        session: 1,
+        seq: i,
+        origin: None,
+        epoch: None,
+        payload: Bytes::from(payload),
+    }))
+}
+
+/// A driver that holds its reads (`Node::hold_reads`) closes the peer's
+/// window (512 KiB): the peer's transport stops with most of 2 MB still
+/// queued, for
+/// as long as the hold lasts (a minute here; nothing gives up, nothing is
+/// read), then everything arrives in order once it is let go.
+#[test]
+fn held_reads_stop_the_peer_and_lose_nothing() {
+    let (mut net, server, client, s, c) = pair(NodeConfig::server().receive_buffer(512 * 1024));
+    let frames = |net: &mut Network| {
+        let mut got = Vec::new();
+        while let Some(e) = net.host_mut(server).poll_event() {
+            match e {
+                Event::Frame { frame: Frame::Data(d), .. } => got.push(d.seq),
+                Event::Closed { reason, .. } => panic!("closed: {reason}"),
+                _ => {}
+            }
+        }
+        got
+    };
+    let now = net.now();
+    net.host_mut(server).hold_reads(now, s, true);
+    assert!(net.host(server).reads_held(s));
+    for i in 1..=2_000 {
+        net.host_mut(client)
+            .send(now, c, Delivery::Reliable, &numbered(i))
+            .expect("queued");
+    }
+    net.run_until(Duration::from_secs(60), |_| false);
+    assert!(frames(&mut net).is_empty(), "nothing read while held");
+    let waiting = net.host(client).queued_bytes(c);
+    assert!(waiting > 1_400_000, "the peer stopped: {waiting} bytes wait");
+    let now = net.now();
+    net.host_mut(server).hold_reads(now, s, false);
+    let mut got = frames(&mut net);
+    assert!(!got.is_empty(), "what waited is read at once");
+    let start = net.now();
+    net.run_until(Duration::from_secs(60), |net| {
+        got.extend(frames(net));
+        got.len() == 2_000
+    });
+    assert_eq!(got, (1..=2_000).collect::<Vec<u32>>());
+    // 1.5 MB at a 20 ms round trip, the peer's congestion window growing
+    // again (measured: 2.3 s).
+    let took = net.now() - start;
+    assert!(took < Duration::from_secs(5), "went on: {took:?}");
 }

@@ -58,6 +58,7 @@ use crossbeam_queue::ArrayQueue;
 #[cfg(doc)]
 use super::Engine;
 use super::{Command, Io, Wake};
+use crate::datachannel::shared::WakeBatch;
 use crate::hub::secure::IceHome;
 use crate::hub::{Hub, HubEvent, Relay};
 use crate::proto::{DropReason, Placement};
@@ -634,7 +635,12 @@ impl<I: Io> Worker<I> {
                     .flatten()
                     .min()
             };
-            if let Err(e) = self.io.wait(&mut self.core, deadline) {
+            // Readers of what this wait's completions deliver are woken
+            // once, after all of them.
+            let batch = WakeBatch::open();
+            let waited = self.io.wait(&mut self.core, deadline);
+            drop(batch);
+            if let Err(e) = waited {
                 tracing::error!(error = %e, "waiting for I/O failed; the worker stops");
                 shared.finished(None);
                 return;

@@ -320,6 +320,18 @@ impl<H: Host> Network<H> {
             .unwrap_or_default()
     }
 
+    /// How long what waits in the rate-limited queue of the link from
+    /// `from` to `to` takes to leave it (zero without a rate, or empty): the
+    /// queueing delay a datagram sent now meets.
+    pub fn link_backlog(&self, from: HostId, to: HostId) -> Duration {
+        self.links
+            .get(&(from, to))
+            .and_then(|l| l.busy_until)
+            .map_or(Duration::ZERO, |until| {
+                until.saturating_duration_since(self.now)
+            })
+    }
+
     /// All links' counters summed (plus datagrams to unknown addresses).
     pub fn total_stats(&self) -> LinkStats {
         let mut t = LinkStats {

@@ -297,7 +297,7 @@ fn run() -> Result<(), String> {
             let ratio = medians.get("tcp").map(|t| med / t);
             let _ = writeln!(
                 table,
-                "| {sc} | ours, 1.5 MiB uplink and 16 MiB receive buffers | bytes/s | {} | {} | {} | {} | {} of tcp |",
+                "| {sc} | ours, 8 MiB uplink and 16 MiB receive buffers | bytes/s | {} | {} | {} | {} | {} of tcp |",
                 si(min),
                 si(med),
                 si(max),

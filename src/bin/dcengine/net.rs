@@ -67,14 +67,31 @@ pub(crate) struct ServeArgs {
     max_associations: usize,
     /// SCTP receive buffer per association, in bytes
     /// (`NodeConfig::receive_buffer`: it bounds what a member may have in
-    /// flight to the server); 0: the default (512 KiB).
+    /// flight to the server); 0: the default (4 MiB).
     #[arg(long, default_value_t = 0)]
     sctp_receive_buffer: u32,
     /// Most bytes the server keeps queued in SCTP (in flight and unsent)
     /// towards one member (`HubConfig::uplink_buffer`, the egress budget's
-    /// ceiling: about this much per round trip); 0: the default (256 KiB).
+    /// ceiling: about this much per round trip); 0: the default (4 MiB).
     #[arg(long, default_value_t = 0)]
     uplink_buffer: usize,
+    /// With several workers: bytes of one member's messages relayed to the
+    /// worker its call lives on and not yet taken there, past which the
+    /// member's reads are held until that worker catches up
+    /// (`HubConfig::relay_backlog`); 0: the default (512 KiB).
+    #[arg(long, default_value_t = 0)]
+    relay_backlog: usize,
+    /// Durable bytes a paused sender may still send before it is closed
+    /// (`HubConfig::pause_overrun`; must exceed a client's sender queue,
+    /// uplink buffer and a message plus the SCTP receive buffer); 0: the
+    /// default (12 MiB).
+    #[arg(long, default_value_t = 0)]
+    pause_overrun: usize,
+    /// Durable bytes that may wait for one member before it is a slow
+    /// consumer (`HubConfig::slow_consumer_buffer`; must exceed the member
+    /// pause backlog plus the pause overrun); 0: the default (16 MiB).
+    #[arg(long, default_value_t = 0)]
+    slow_consumer_buffer: usize,
     /// Worker threads, each pinned to a core with its own socket on the
     /// port (SO_REUSEPORT) and its own hub; 0: one per core.
     #[arg(long, default_value_t = 0)]
@@ -217,6 +234,17 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), String> {
     if args.uplink_buffer > 0 {
         hub = hub.uplink_buffer(args.uplink_buffer);
     }
+    if args.relay_backlog > 0 {
+        hub = hub.relay_backlog(args.relay_backlog);
+    }
+    if args.pause_overrun > 0 {
+        hub = hub.pause_overrun(args.pause_overrun);
+    }
+    if args.slow_consumer_buffer > 0 {
+        hub = hub.slow_consumer_buffer(args.slow_consumer_buffer);
+    }
+    hub.check()
+        .map_err(|e| format!("{e} (--pause-overrun, --slow-consumer-buffer)"))?;
     if args.insecure_plaintext {
         tracing::warn!(
             "--insecure-plaintext: plain SCTP over UDP; anyone on the path reads every message and join token"

@@ -787,6 +787,7 @@ impl From<DcSctpOptions> for bridge::Options {
         // Destructure value to catch when fields are added to it.
         let DcSctpOptions {
             random_seed: _,
+            congestion_control: _,
             local_port,
             remote_port,
             announced_maximum_incoming_streams,
@@ -916,6 +917,7 @@ impl From<&bridge::Options> for DcSctpOptions {
             disable_checksum_verification: val.disable_checksum_verification,
             enable_handover_with_outstanding_data: val.enable_handover_with_outstanding_data,
             random_seed: None,
+            congestion_control: crate::api::CongestionControl::Rfc9260,
         }
     }
 }

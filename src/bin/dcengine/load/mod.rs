@@ -134,13 +134,13 @@ pub(crate) struct LoadArgs {
     low_threshold: usize,
     /// SCTP receive buffer of every embedded engine's associations, in
     /// bytes (`NodeConfig::receive_buffer`; it bounds what a peer may have
-    /// in flight); 0: the default (512 KiB).
+    /// in flight); 0: the default (4 MiB).
     #[arg(long, default_value_t = 0)]
     sctp_receive_buffer: u32,
     /// Most bytes every embedded engine keeps queued in SCTP (in flight
     /// and unsent) per association (`HubConfig::uplink_buffer`, the egress
     /// budget's ceiling: about this much per round trip); 0: the default
-    /// (256 KiB).
+    /// (4 MiB).
     #[arg(long, default_value_t = 0)]
     uplink_buffer: usize,
     /// Run every association over ICE and DTLS (each engine with its own
@@ -674,6 +674,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
             "lossy_dropped_slow": s.lossy_dropped_slow,
             "slow_consumers": s.slow_consumers,
             "senders_paused": s.senders_paused,
+            "relay_holds": s.relay_holds,
             "policed": s.policed,
             "datagrams_received": s.datagrams_received,
             "datagrams_sent": s.datagrams_sent,

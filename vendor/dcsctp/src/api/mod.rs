@@ -438,7 +438,44 @@ pub struct Options {
     /// secret and different for every socket: verification tags protect an
     /// association from blind injection.
     pub random_seed: Option<u64>,
+
+    /// The congestion control: RFC 9260 § 7.2 by default (the standard, for interoperability's
+    /// sake); [`CongestionControl::LossTolerant`] for long paths with random loss.
+    pub congestion_control: CongestionControl,
 }
+
+/// Which congestion control a socket runs ([`Options::congestion_control`]). Either is a sender's
+/// own choice: nothing on the wire changes, and the peer needs no support.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CongestionControl {
+    /// RFC 9260 § 7.2: slow start, then Reno's additive increase; the congestion window halves on
+    /// every loss (once per Fast Recovery). Its rate under random loss `p` is at most about
+    /// `1.22 × MTU ÷ (RTT × √p)` (Mathis et al.): 0.93 MB/s at 50 ms and 0.1 % loss.
+    #[default]
+    Rfc9260,
+    /// For long paths with random loss. Growth is CUBIC's (RFC 9438: `C = 0.4`, `β = 0.7`, with
+    /// its Reno-friendly region and fast convergence); slow start ends when the round trip grows
+    /// (HyStart++, RFC 9406, after a round's first 8 samples) or on congestion. Congestion is
+    /// judged per round trip (from sending a TSN until it, or a later one, is acknowledged), as
+    /// BBRv2 judges loss: as soon as a round has lost more than [`LOSS_THRESHOLD_PERCENT`] of a
+    /// window (and more than two MTUs: one random loss on a small window is no evidence), or when
+    /// a round's smallest round trip shows a standing queue of half the path's minimum round trip
+    /// (at least 5 ms), the window shrinks by `β`, once: the next round, sent before the decrease,
+    /// is neither judged nor grows the window. Losses below the threshold are repaired (Fast
+    /// Retransmit, as RFC 9260) and change nothing. A miss indication counts only from a SACK
+    /// whose highest newly acknowledged chunk was sent after the missing one (RACK's rule,
+    /// RFC 8985), so a retransmitted chunk is not declared lost again by the SACKs for what was
+    /// sent before it. A retransmission timeout still resets the window to one MTU as RFC 9260
+    /// does. So a random 0.1 % costs a long path nothing, while a bottleneck that overflows
+    /// (losses above the threshold) or fills (the round trip) pushes the window down, and two such
+    /// flows share a bottleneck.
+    LossTolerant,
+}
+
+/// The loss rate per round, in percent of what the round delivered, above which
+/// [`CongestionControl::LossTolerant`] takes losses for congestion (BBRv2's `loss_thresh`).
+pub const LOSS_THRESHOLD_PERCENT: usize = 2;
 
 impl Default for Options {
     fn default() -> Self {
@@ -495,6 +532,7 @@ impl Default for Options {
                 ZERO_CHECKSUM_ALTERNATE_ERROR_DETECTION_METHOD_NONE,
             enable_handover_with_outstanding_data: false,
             random_seed: None,
+            congestion_control: CongestionControl::Rfc9260,
         }
     }
 }

@@ -13,8 +13,10 @@
 // limitations under the License.
 
 // CRC-32C polynomial in reversed bit order.
+#[cfg(test)]
 const CRC32C_POLY: u32 = 0x82F63B78;
 
+#[cfg(test)]
 const fn generate_tables() -> [[u32; 256]; 8] {
     let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
@@ -49,6 +51,7 @@ const fn generate_tables() -> [[u32; 256]; 8] {
     tables
 }
 
+#[cfg(test)]
 const CRC32C_LOOKUP_TABLE: [[u32; 256]; 8] = generate_tables();
 
 /// CRC-32C (Castagnoli) checksum algorithm.
@@ -62,31 +65,12 @@ impl Crc32c {
         Self(0xffffffff)
     }
 
+    /// dcengine change 13: the `crc32c` crate, which uses the CPU's CRC32C instructions where
+    /// there are some (SSE 4.2, ARMv8 CRC) and a table otherwise: the table here cost 7-16 % of
+    /// a bulk transfer's CPU time, once per packet sent and once per packet received.
     pub fn digest(&mut self, data: &[u8]) {
-        let mut crc = self.0;
-        let (chunks, remainder) = data.as_chunks::<8>();
-
-        // Process 8 bytes at a time.
-        for &chunk in chunks {
-            let current_chunk = u64::from_le_bytes(chunk);
-            let idx = (crc as u64) ^ current_chunk;
-
-            crc = CRC32C_LOOKUP_TABLE[7][(idx as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[6][((idx >> 8) as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[5][((idx >> 16) as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[4][((idx >> 24) as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[3][((idx >> 32) as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[2][((idx >> 40) as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[1][((idx >> 48) as u8) as usize]
-                ^ CRC32C_LOOKUP_TABLE[0][((idx >> 56) as u8) as usize];
-        }
-
-        // Process remaining bytes.
-        for &byte in remainder {
-            crc = (crc >> 8) ^ CRC32C_LOOKUP_TABLE[0][((crc ^ byte as u32) & 0xff) as usize];
-        }
-
-        self.0 = crc;
+        // The crate's running value is the finished one (inverted); ours is not.
+        self.0 = !crc32c::crc32c_append(!self.0, data);
     }
 
     pub fn value(&self) -> u32 {
@@ -130,6 +114,33 @@ mod tests {
         let mut crc = Crc32c::new();
         crc.digest(b"12345678");
         assert_eq!(crc.value(), 0x6087809a);
+    }
+
+    #[test]
+    fn packet_sized_and_split_inputs_match_the_reference() {
+        fn reference_crc32c(data: &[u8]) -> u32 {
+            let mut crc: u32 = 0xffffffff;
+            for &byte in data {
+                crc = (crc >> 8) ^ CRC32C_LOOKUP_TABLE[0][((crc ^ byte as u32) & 0xff) as usize];
+            }
+            !crc
+        }
+        let data: Vec<u8> = (0..9010u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 1191, 1232, 4096, 8999] {
+            for start in [0, 1, 3] {
+                let slice = &data[start..start + len];
+                let whole = reference_crc32c(slice);
+                let mut crc = Crc32c::new();
+                crc.digest(slice);
+                assert_eq!(crc.value(), whole, "len {len} at {start}");
+                // In pieces, as the packet parser does (header, zeroed checksum, the rest).
+                let mut crc = Crc32c::new();
+                let cut = len.min(8);
+                crc.digest(&slice[..cut]);
+                crc.digest(&slice[cut..]);
+                assert_eq!(crc.value(), whole, "len {len} at {start}, in two");
+            }
+        }
     }
 
     #[test]

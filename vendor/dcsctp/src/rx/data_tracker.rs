@@ -77,6 +77,8 @@ pub struct DataTracker {
     duplicates: Vec<Tsn>,
     delayed_ack_timer: Timer,
     delayed_ack_max_timeout: Duration,
+    /// The receiver window of the last SACK created.
+    advertised_rwnd: u32,
 }
 
 impl DataTracker {
@@ -86,6 +88,7 @@ impl DataTracker {
             last_cumulative_acked_tsn: peer_initial_tsn - 1,
             additional_tsn_blocks: vec![],
             duplicates: vec![],
+            advertised_rwnd: u32::MAX,
             delayed_ack_timer: Timer::new(
                 options.delayed_ack_max_timeout,
                 crate::timer::BackoffAlgorithm::Exponential,
@@ -311,6 +314,7 @@ impl DataTracker {
         // is an RFC draft at
         // <https://datatracker.ietf.org/doc/html/draft-tuexen-tsvwg-sctp-multipath>.
         let cumulative_tsn_ack = self.last_cumulative_acked_tsn;
+        self.advertised_rwnd = a_rwnd;
 
         let gap_ack_blocks: Vec<GapAckBlock> = self
             .additional_tsn_blocks
@@ -348,6 +352,11 @@ impl DataTracker {
         }
 
         false
+    }
+
+    /// The receiver window the last SACK advertised.
+    pub fn advertised_rwnd(&self) -> u32 {
+        self.advertised_rwnd
     }
 
     pub fn will_increase_cum_ack_tsn(&self, tsn: Tsn) -> bool {

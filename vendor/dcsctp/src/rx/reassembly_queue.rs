@@ -73,6 +73,8 @@ pub struct ReassemblyQueue {
     deferred_reset_streams: Option<DeferredResetStreams>,
     rx_messages_count: usize,
     reassembled_messages: VecDeque<Message>,
+    /// Payload bytes of `reassembled_messages`: what waits for the reader.
+    ready_bytes: usize,
 }
 
 impl ReassemblyQueue {
@@ -91,6 +93,7 @@ impl ReassemblyQueue {
             deferred_reset_streams: None,
             rx_messages_count: 0,
             reassembled_messages: VecDeque::new(),
+            ready_bytes: 0,
         }
     }
 
@@ -99,7 +102,14 @@ impl ReassemblyQueue {
     }
 
     pub fn get_next_message(&mut self) -> Option<Message> {
-        self.reassembled_messages.pop_front()
+        let message = self.reassembled_messages.pop_front()?;
+        self.ready_bytes -= message.payload.len();
+        Some(message)
+    }
+
+    /// Payload bytes of the messages reassembled and waiting for the reader.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
     }
 
     pub fn rx_messages_count(&self) -> usize {
@@ -122,14 +132,23 @@ impl ReassemblyQueue {
 
         self.streams.add(tsn, data, &mut |message| {
             self.rx_messages_count += 1;
+            self.ready_bytes += message.payload.len();
             self.reassembled_messages.push_back(message);
         });
     }
 
     pub fn queued_bytes(&self) -> usize {
-        let ready_messages_bytes: usize =
-            self.reassembled_messages.iter().map(|m| m.payload.len()).sum();
-        ready_messages_bytes + self.streams.queued_bytes() + self.deferred_bytes
+        self.ready_bytes + self.streams.queued_bytes() + self.deferred_bytes
+    }
+
+    /// The most bytes the queue holds.
+    pub fn max_size_bytes(&self) -> usize {
+        self.max_size_bytes
+    }
+
+    /// The queued bytes above which only data that moves the cumulative TSN ack is taken.
+    pub fn watermark_bytes(&self) -> usize {
+        self.watermark_bytes
     }
 
     pub fn is_above_watermark(&self) -> bool {
@@ -161,6 +180,7 @@ impl ReassemblyQueue {
 
         self.streams.handle_forward_tsn(new_cumulative_ack, &skipped_streams, &mut |message| {
             self.rx_messages_count += 1;
+            self.ready_bytes += message.payload.len();
             self.reassembled_messages.push_back(message);
         });
     }

@@ -84,7 +84,7 @@ pub(crate) struct Context {
     /// ([`crate::api::Options::random_seed`]).
     pub rng: fastrand::Rng,
 
-    /// dcengine change 10: payload bytes of new DATA the socket may still send, when the user
+    /// dcengine change 14: payload bytes of new DATA the socket may still send, when the user
     /// paces it (`None`: no limit). New data goes while it is positive; each new chunk's payload
     /// is taken from it, so it may end up to one chunk below zero.
     pub send_credit: Option<isize>,
@@ -93,11 +93,15 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn send_buffered_packets(&mut self, state: &mut State, now: SocketTime) {
+    /// Sends what is buffered, as the congestion window allows, in at most
+    /// [`Options::max_burst`] packets; returns how many packets were sent.
+    pub fn send_buffered_packets(&mut self, state: &mut State, now: SocketTime) -> usize {
+        let before = self.tx_packets_count;
         if let Some(tcb) = &state.tcb_mut() {
             let mut packet = tcb.new_packet();
             self.send_buffered_packets_with(state, now, &mut packet);
         }
+        self.tx_packets_count - before
     }
 
     /// Given a builder that is either empty, or only contains control chunks, add more control
@@ -160,7 +164,7 @@ impl Context {
                         for (stream_id, message_id) in discard {
                             self.send_queue.discard(*stream_id, *message_id);
                         }
-                        // dcengine change 10: no new data past the user's pacing credit.
+                        // dcengine change 14: no new data past the user's pacing credit.
                         if self.send_credit.is_some_and(|c| c <= 0) {
                             self.paced_out |= self.send_queue.has_data_to_send();
                             return None;

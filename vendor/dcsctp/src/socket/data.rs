@@ -12,6 +12,8 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+use std::cmp::min;
+
 use crate::api::ErrorKind;
 use crate::api::Message;
 use crate::api::SendError;
@@ -67,7 +69,21 @@ pub(crate) fn handle_data(
         ));
         return;
     };
-    if tcb.reassembly_queue.is_full() {
+    let queue = &tcb.reassembly_queue;
+    let slow_reader = queue.ready_bytes() >= queue.watermark_bytes();
+    if slow_reader
+        && (!tcb.data_tracker.will_increase_cum_ack_tsn(tsn)
+            || queue.queued_bytes() + data.payload.len() > queue.max_size_bytes())
+    {
+        // Complete messages the reader has not taken fill the watermark by themselves: nothing
+        // is held back by a gap, the window is closed because the reader is slow (or holds its
+        // reads). In-order data (a zero window probe) is still taken while it fits, so the
+        // probe is acknowledged and the sender goes on as soon as the window opens; past that
+        // it is refused, not a reason to abort (the reader will read), and the peer told at once.
+        tcb.data_tracker.force_immediate_sack(now);
+        return;
+    }
+    if !slow_reader && tcb.reassembly_queue.is_full() {
         // If the reassembly queue is full, there is nothing that can be done. The specification
         // only allows dropping gap-ack-blocks, and that's not likely to help as the socket has
         // been trying to fill gaps since the watermark was reached. As the C++ dcSCTP does, the
@@ -91,11 +107,17 @@ pub(crate) fn handle_data(
         );
         return;
     }
-    if tcb.reassembly_queue.is_above_watermark() && !tcb.data_tracker.will_increase_cum_ack_tsn(tsn)
+    if tcb.reassembly_queue.is_above_watermark()
+        && (!tcb.data_tracker.will_increase_cum_ack_tsn(tsn)
+            || tcb.reassembly_queue.ready_bytes() >= tcb.reassembly_queue.watermark_bytes())
     {
         // Above its high watermark, the reassembly queue only accepts data that moves the
         // cumulative TSN ack, to fill the gaps that hold messages back (as the C++ dcSCTP
-        // does); the rest is refused, and the peer told at once.
+        // does); the rest is refused, and the peer told at once. When complete messages the
+        // reader has not taken fill the queue up to the watermark by themselves, nothing is
+        // held back by a gap: the window is closed because the reader is slow (or holds its
+        // reads), and in-order data is refused too (it is zero window probing; taking it would
+        // fill the queue to its limit and abort the association).
         tcb.data_tracker.force_immediate_sack(now);
         return;
     }
@@ -182,6 +204,33 @@ pub(crate) fn maybe_send_sack(state: &mut State, ctx: &mut Context, now: SocketT
             ctx.send_buffered_packets_with(state, now, &mut b);
         }
     }
+}
+
+/// After the reader took a message: if the last SACK said the window was closed (under one
+/// MTU) and it has opened by at least half the receive buffer's watermark (at most 16 MTUs:
+/// no silly window), a SACK says so at once. Without it the peer learns of the window only
+/// from its next zero window probe, a retransmission timeout later (and backed off, after a
+/// long hold).
+///
+/// From <https://datatracker.ietf.org/doc/html/rfc9260#section-6.2>:
+///
+///   An SCTP receiver MUST NOT generate more than one SACK chunk for every incoming packet,
+///   other than to update the offered window as the receiving application consumes new data.
+pub(crate) fn maybe_send_window_update(state: &mut State, ctx: &mut Context, now: SocketTime) {
+    let Some(tcb) = state.tcb_mut() else {
+        return;
+    };
+    let mtu = ctx.options.mtu;
+    if tcb.data_tracker.advertised_rwnd() as usize >= mtu {
+        return;
+    }
+    let opened = tcb.reassembly_queue.remaining_bytes();
+    if opened < min(tcb.reassembly_queue.watermark_bytes() / 2, 16 * mtu) {
+        return;
+    }
+    let mut b = tcb.new_packet();
+    b.add(&Chunk::Sack(tcb.data_tracker.create_selective_ack(opened as u32)));
+    ctx.send_buffered_packets_with(state, now, &mut b);
 }
 
 fn maybe_send_fast_retransmit(state: &mut State, ctx: &mut Context, now: SocketTime) {

@@ -68,6 +68,7 @@ use crate::socket::data::handle_data;
 use crate::socket::data::handle_forward_tsn;
 use crate::socket::data::handle_sack;
 use crate::socket::data::maybe_send_sack;
+use crate::socket::data::maybe_send_window_update;
 use crate::socket::data::validate_send;
 use crate::socket::heartbeat::handle_heartbeat_ack;
 use crate::socket::heartbeat::handle_heartbeat_req;
@@ -554,7 +555,10 @@ impl DcSctpSocket for Socket {
     }
 
     fn get_next_message(&mut self) -> Option<Message> {
-        self.state.tcb_mut()?.reassembly_queue.get_next_message()
+        let message = self.state.tcb_mut()?.reassembly_queue.get_next_message()?;
+        let now = *self.now.borrow();
+        maybe_send_window_update(&mut self.state, &mut self.ctx, now);
+        Some(message)
     }
 
     fn connect(&mut self) {
@@ -840,11 +844,13 @@ impl DcSctpSocket for Socket {
     ) -> Result<(), BatchSendError> {
         let now = *self.now.borrow();
         let mut errors = Vec::new();
+        let mut enqueued = 0usize;
         for (idx, message) in messages.into_iter().enumerate() {
             match validate_send(&mut self.state, &mut self.ctx, &message, send_options) {
                 Ok(()) => {
                     self.ctx.tx_messages_count += 1;
                     self.ctx.send_queue.add(now, message, send_options);
+                    enqueued += 1;
                 }
                 Err(e) => {
                     errors.push((idx, e));
@@ -852,7 +858,15 @@ impl DcSctpSocket for Socket {
             }
         }
 
-        self.ctx.send_buffered_packets(&mut self.state, now);
+        // dcengine change 12: as many bursts as `send` would have sent for these messages one by
+        // one (each call sends up to `max_burst` packets), so that batching never sends less than
+        // the same messages sent singly; packets are filled across message boundaries.
+        let max_burst = usize::try_from(self.ctx.options.max_burst).unwrap_or(0);
+        for _ in 0..enqueued.max(1) {
+            if self.ctx.send_buffered_packets(&mut self.state, now) < max_burst {
+                break;
+            }
+        }
         if errors.is_empty() { Ok(()) } else { Err(BatchSendError(errors)) }
     }
 

@@ -248,6 +248,38 @@ mod tests {
     }
 
     #[test]
+    fn send_many_fills_packets_beyond_one_burst() {
+        // dcengine change 12: messages a little larger than a packet, sent together, leave in
+        // full packets (one message's tail beside the next one's head), all at once when the
+        // congestion window allows, not only the first `max_burst` packets.
+        let options = Options { cwnd_mtus_initial: 100, ..default_options() };
+        let mut socket_a = Socket::new("A", &options);
+        let mut socket_z = Socket::new("Z", &options);
+        connect_sockets(&mut socket_a, &mut socket_z);
+
+        let messages = (0..8u8)
+            .map(|i| Message::new(StreamId(1), PpId(53), vec![i; options.mtu + 10]))
+            .collect();
+        socket_a.send_many(messages, &SendOptions::default()).unwrap();
+        let mut packets = Vec::new();
+        while let Some(e) = socket_a.poll_event() {
+            if let SocketEvent::SendPacket(p) = e {
+                packets.push(p);
+            }
+        }
+        // One by one, each message would take two packets.
+        assert!(packets.len() > options.max_burst as usize, "{}", packets.len());
+        assert!(packets.len() <= 10, "{}", packets.len());
+        for p in &packets {
+            socket_z.handle_input(p);
+        }
+        for i in 0..8u8 {
+            let m = socket_z.get_next_message().expect("every message arrived");
+            assert_eq!(m.payload, vec![i; options.mtu + 10]);
+        }
+    }
+
+    #[test]
     fn establish_connection_with_setup_collision() {
         let options = default_options();
         let mut socket_a = Socket::new("A", &options);
@@ -4945,7 +4977,7 @@ mod tests {
         assert!(packet.len() > 1, "{packet:?}");
     }
 
-    /// dcengine change 10: with a send credit, new data goes while the credit is positive, a
+    /// dcengine change 14: with a send credit, new data goes while the credit is positive, a
     /// packet at a time, and waits for more; retransmissions are not paced.
     #[test]
     fn send_credit_paces_new_data() {
@@ -4996,5 +5028,115 @@ mod tests {
                 _ => 0,
             })
             .sum()
+    }
+
+    /// Exchanges packets between the sockets and runs their timers until `until`, collecting
+    /// their other events (unlike `exchange_packets`, it stops at a time: a closed window keeps
+    /// the probe timer running).
+    fn exchange_until(
+        a: &mut Socket,
+        z: &mut Socket,
+        until: SocketTime,
+        events: &mut Vec<SocketEvent>,
+    ) {
+        loop {
+            let mut again = false;
+            while let Some(e) = a.poll_event() {
+                match e {
+                    SocketEvent::SendPacket(p) => z.handle_input(&p),
+                    other => events.push(other),
+                }
+                again = true;
+            }
+            while let Some(e) = z.poll_event() {
+                match e {
+                    SocketEvent::SendPacket(p) => a.handle_input(&p),
+                    other => events.push(other),
+                }
+                again = true;
+            }
+            if !again {
+                let timeout = min(a.poll_timeout(), z.poll_timeout());
+                if timeout > until {
+                    a.advance_time(until);
+                    z.advance_time(until);
+                    return;
+                }
+                a.advance_time(timeout);
+                z.advance_time(timeout);
+            }
+        }
+    }
+
+    /// A reader that holds its reads (a driver with somewhere else to catch up) closes the
+    /// window: the sender stops, probes with one packet at a time, and neither side gives up
+    /// however long the window stays closed (RFC 9260 6.1: the refused probes do not count as
+    /// errors while SACKs come), and the queue never takes more than it may. When the reader
+    /// reads, its window update goes at once and the sender resends its refused probe at once.
+    /// Before, the receiver took every in-order chunk above its watermark until the queue was
+    /// full and aborted the association ("Reassembly queue is exhausted"); with that fixed, the
+    /// sender gave up after ten refused probes ("Too many retransmissions"), and without the
+    /// update it went on only at its next retransmission timeout.
+    #[test]
+    fn a_reader_that_holds_its_reads_closes_the_window_without_an_abort() {
+        let options = Options {
+            max_receiver_window_buffer_size: 20_000,
+            max_timer_backoff_duration: Some(Duration::from_millis(100)),
+            ..default_options()
+        };
+        let mut a = Socket::new("A", &options);
+        let mut z = Socket::new("Z", &options);
+        connect_sockets(&mut a, &mut z);
+        let payload = |i: u32| {
+            let mut v = vec![i as u8; 1_000];
+            v[..4].copy_from_slice(&i.to_be_bytes());
+            v
+        };
+        for i in 0..100u32 {
+            a.send(Message::new(StreamId(1), PpId(53), payload(i)), &SendOptions::default())
+                .unwrap();
+        }
+        // Thirty seconds (300 of the tests' 100 ms retransmission timeouts) without a read.
+        let mut events = Vec::new();
+        let mut now = SocketTime::zero();
+        for _ in 0..300 {
+            now = now + Duration::from_millis(100);
+            exchange_until(&mut a, &mut z, now, &mut events);
+            assert!(z.messages_ready_count() * 1_000 <= 20_000, "{}", z.messages_ready_count());
+        }
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(a.state(), SocketState::Connected);
+        assert_eq!(z.state(), SocketState::Connected);
+        let held = z.messages_ready_count();
+        assert!(held >= 15, "the window was used: {held}");
+        // The reader takes what is there: its window update goes at once, and everything
+        // follows, in order, without waiting for the next probe.
+        let mut got = Vec::new();
+        while let Some(m) = z.get_next_message() {
+            got.push(m.payload);
+        }
+        let update = expect_sent_packet!(z.poll_event());
+        let sack = SctpPacket::from_bytes(&update, &options).unwrap();
+        assert!(
+            matches!(&sack.chunks[..], [Chunk::Sack(s)] if s.a_rwnd >= 9_000),
+            "{:?}",
+            sack.chunks
+        );
+        a.handle_input(&update);
+        let resumed = expect_sent_packet!(a.poll_event());
+        assert!(!data_chunk_ppids(&resumed, &options).is_empty());
+        z.handle_input(&resumed);
+        for _ in 0..300 {
+            while let Some(m) = z.get_next_message() {
+                got.push(m.payload);
+            }
+            if got.len() == 100 {
+                break;
+            }
+            now = now + Duration::from_millis(100);
+            exchange_until(&mut a, &mut z, now, &mut events);
+        }
+        assert_eq!(got, (0..100).map(payload).collect::<Vec<_>>());
+        assert!(events.is_empty(), "{events:?}");
     }
 }

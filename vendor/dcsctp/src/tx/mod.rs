@@ -12,6 +12,7 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+pub(crate) mod loss_tolerant;
 pub(crate) mod outstanding_data;
 pub(crate) mod retransmission_queue;
 pub(crate) mod retransmission_timeout;

@@ -106,6 +106,18 @@ pub(crate) struct AckInfo {
     /// Highest TSN Newly Acknowledged, an SCTP variable.
     pub highest_tsn_acked: Tsn,
 
+    /// Bytes (including DATA headers and padding) of the chunks this SACK declared lost: marked
+    /// for retransmission or abandoned.
+    pub packet_bytes_lost: usize,
+
+    /// The shortest round trip of the chunks this SACK newly acknowledged (by the cumulative TSN
+    /// ack or by gap ack blocks) that were sent only once (Karn's algorithm): unlike the RTO's
+    /// sample, it is taken also while there are gaps, as a congestion controller needs.
+    pub min_rtt_sample: Option<Duration>,
+
+    /// When the highest TSN this SACK newly acknowledged was (last) sent.
+    pub highest_acked_sent: Option<SocketTime>,
+
     /// The set of lifecycle IDs that were acked using cumulative_tsn_ack.
     pub acked_lifecycle_ids: Vec<LifecycleId>,
 
@@ -308,9 +320,20 @@ pub(crate) struct OutstandingData {
     to_be_retransmitted: BTreeSet<OrderedTsn>,
     stream_reset_breakpoint_tsns: BTreeSet<OrderedTsn>,
     unsent_messages_to_discard: Vec<(StreamId, OutgoingMessageId)>,
+    /// See [`Self::set_time_ordered_nacks`].
+    time_ordered_nacks: bool,
 }
 
 impl OutstandingData {
+    /// Counts a miss indication for a chunk only from a SACK whose highest newly acknowledged
+    /// chunk was sent after it (RACK's rule, RFC 8985 § 6.2: only a later send that arrived says
+    /// a packet is missing). Otherwise a retransmitted chunk is reported missing again by every
+    /// SACK for what was sent before its retransmission, which arrive during the retransmission's
+    /// round trip, and is "lost" and sent again every three of them.
+    pub fn set_time_ordered_nacks(&mut self, on: bool) {
+        self.time_ordered_nacks = on;
+    }
+
     pub fn new(data_chunk_header_size: usize, last_cumulative_tsn_ack: Tsn) -> Self {
         OutstandingData {
             data_chunk_header_size,
@@ -323,6 +346,7 @@ impl OutstandingData {
             to_be_retransmitted: BTreeSet::new(),
             stream_reset_breakpoint_tsns: BTreeSet::new(),
             unsent_messages_to_discard: Vec::new(),
+            time_ordered_nacks: false,
         }
     }
 
@@ -342,15 +366,18 @@ impl OutstandingData {
             packet_bytes_acked: 0,
             payload_bytes_acked: 0,
             has_packet_loss: false,
+            packet_bytes_lost: 0,
+            min_rtt_sample: None,
+            highest_acked_sent: None,
             acked_lifecycle_ids: vec![],
             abandoned_lifecycle_ids: vec![],
         };
 
         // Erase all items up to cumulative_tsn_ack.
-        self.remove_acked(cumulative_tsn_ack, &mut ack_info);
+        self.remove_acked(now, cumulative_tsn_ack, &mut ack_info);
 
         // ACK packets reported in the gap ack blocks
-        self.ack_gap_blocks(cumulative_tsn_ack, gap_ack_blocks, &mut ack_info);
+        self.ack_gap_blocks(now, cumulative_tsn_ack, gap_ack_blocks, &mut ack_info);
 
         // NACK and possibly mark for retransmit chunks that weren't acked.
         self.nack_between_ack_blocks(
@@ -364,12 +391,12 @@ impl OutstandingData {
         ack_info
     }
 
-    fn remove_acked(&mut self, cumulative_tsn_ack: Tsn, ack_info: &mut AckInfo) {
+    fn remove_acked(&mut self, now: SocketTime, cumulative_tsn_ack: Tsn, ack_info: &mut AckInfo) {
         while !self.outstanding_data.is_empty()
             && self.last_cumulative_tsn_ack.less_than(cumulative_tsn_ack)
         {
             let tsn = self.last_cumulative_tsn_ack + 1;
-            self.ack_chunk(tsn, ack_info);
+            self.ack_chunk(now, tsn, ack_info);
 
             let index = tsn.distance_to(self.last_cumulative_tsn_ack) - 1;
             let item = self.outstanding_data.get_mut(index as usize).unwrap();
@@ -390,6 +417,7 @@ impl OutstandingData {
 
     fn ack_gap_blocks(
         &mut self,
+        now: SocketTime,
         cumulative_tsn_ack: Tsn,
         gap_ack_blocks: &[GapAckBlock],
         ack_info: &mut AckInfo,
@@ -411,7 +439,7 @@ impl OutstandingData {
             };
             let mut tsn = start;
             while tsn.less_than_or_equal(end) && tsn.less_than(self.next_tsn()) {
-                self.ack_chunk(tsn, ack_info);
+                self.ack_chunk(now, tsn, ack_info);
                 tsn += 1;
             }
         }
@@ -465,7 +493,24 @@ impl OutstandingData {
                 && tsn.less_than_or_equal(max_tsn_to_nack)
                 && tsn.less_than(limit)
             {
-                ack_info.has_packet_loss |= self.nack_chunk(now, tsn, false, !is_in_fast_recovery);
+                let index = tsn.distance_to(self.last_cumulative_tsn_ack) - 1;
+                let (size, sent) =
+                    self.outstanding_data.get(index as usize).map_or((0, None), |item| {
+                        (
+                            round_up_to_4!(self.data_chunk_header_size + item.data.payload.len()),
+                            item.state.time_sent(),
+                        )
+                    });
+                let stale = self.time_ordered_nacks
+                    && matches!((sent, ack_info.highest_acked_sent), (Some(s), Some(h)) if s > h);
+                if stale {
+                    tsn += 1;
+                    continue;
+                }
+                if self.nack_chunk(now, tsn, false, !is_in_fast_recovery) {
+                    ack_info.has_packet_loss = true;
+                    ack_info.packet_bytes_lost += size;
+                }
                 tsn += 1;
             }
             prev_block_last_acked = cumulative_tsn_ack.add_to(block.end as u32);
@@ -517,10 +562,16 @@ impl OutstandingData {
         }
     }
 
-    fn ack_chunk(&mut self, tsn: Tsn, ack_info: &mut AckInfo) {
+    fn ack_chunk(&mut self, now: SocketTime, tsn: Tsn, ack_info: &mut AckInfo) {
         let index = tsn.distance_to(self.last_cumulative_tsn_ack) - 1;
         let item = self.outstanding_data.get_mut(index as usize).unwrap();
         if !item.is_acked() {
+            if let Some(rtt) = item.get_rtt_from(now) {
+                ack_info.min_rtt_sample = Some(ack_info.min_rtt_sample.map_or(rtt, |m| m.min(rtt)));
+            }
+            if tsn.greater_than_or_equal(ack_info.highest_tsn_acked) {
+                ack_info.highest_acked_sent = item.state.time_sent();
+            }
             let serialized_size =
                 round_up_to_4!(self.data_chunk_header_size + item.data.payload.len());
             ack_info.packet_bytes_acked += serialized_size;

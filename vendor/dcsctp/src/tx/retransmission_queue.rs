@@ -12,6 +12,7 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 use crate::EventSink;
+use crate::api::CongestionControl;
 use crate::api::Options;
 use crate::api::SocketEvent;
 use crate::api::SocketTime;
@@ -28,6 +29,8 @@ use crate::packet::idata_chunk;
 use crate::packet::sack_chunk::SackChunk;
 use crate::timer::Timer;
 use crate::timer::{self};
+use crate::tx::loss_tolerant::LossTolerant;
+use crate::tx::loss_tolerant::SackSummary;
 use crate::tx::outstanding_data::ChunkState;
 use crate::tx::outstanding_data::OutstandingData;
 use crate::tx::send_queue::DataToSend;
@@ -99,6 +102,9 @@ pub struct RetransmissionQueue {
 
     enable_handover_with_outstanding_data: bool,
 
+    /// The controller of [`CongestionControl::LossTolerant`]; `None`: RFC 9260's.
+    loss_tolerant: Option<LossTolerant>,
+
     t3_rtx: Timer,
 
     events: Rc<RefCell<dyn EventSink>>,
@@ -128,13 +134,33 @@ impl RetransmissionQueue {
             cwnd: options.cwnd_mtus_initial * options.mtu,
             max_outstanding: None,
             a_rwnd: a_rwnd as usize,
-            ssthresh: a_rwnd as usize,
+            // RFC 9260 § 7.2.1: the initial ssthresh may be arbitrarily high; loss-tolerant
+            // leaves slow start by HyStart++ or congestion, not at the peer's first window.
+            ssthresh: match options.congestion_control {
+                CongestionControl::LossTolerant => usize::MAX,
+                _ => a_rwnd as usize,
+            },
             partial_bytes_acked: 0,
             rtx_packets_count: 0,
             rtx_bytes_count: 0,
             fast_recovery_exit_tsn: None,
-            outstanding_data: OutstandingData::new(data_chunk_header_size, my_initial_tsn - 1),
+            outstanding_data: {
+                let mut data = OutstandingData::new(data_chunk_header_size, my_initial_tsn - 1);
+                data.set_time_ordered_nacks(matches!(
+                    options.congestion_control,
+                    CongestionControl::LossTolerant
+                ));
+                data
+            },
             enable_handover_with_outstanding_data: options.enable_handover_with_outstanding_data,
+            loss_tolerant: match options.congestion_control {
+                CongestionControl::LossTolerant => Some(LossTolerant::new(
+                    options.mtu,
+                    options.cwnd_mtus_min * options.mtu,
+                    my_initial_tsn,
+                )),
+                _ => None,
+            },
             t3_rtx: Timer::new(
                 options.rto_initial,
                 timer::BackoffAlgorithm::Exponential,
@@ -340,6 +366,7 @@ impl RetransmissionQueue {
         let old_unacked_packet_bytes = self.outstanding_data.unacked_packet_bytes();
         let old_unacked_payload_bytes = self.outstanding_data.unacked_payload_bytes();
         let old_rwnd = self.rwnd();
+        let old_a_rwnd = self.a_rwnd;
 
         let rtt = if sack.gap_ack_blocks.is_empty() {
             self.outstanding_data.measure_rtt(now, sack.cumulative_tsn_ack)
@@ -371,6 +398,18 @@ impl RetransmissionQueue {
         // Update of outstanding_data_ is now done. Congestion control remains.
         self.a_rwnd = sack.a_rwnd as usize;
 
+        // A window update (the peer's reader took data) after the window was closed, acking
+        // nothing: what is outstanding was refused as a zero window probe, not lost on the path.
+        // It goes again now, not after the (backed off) retransmission timeout.
+        if old_a_rwnd == 0
+            && self.a_rwnd >= self.mtu
+            && ack_info.payload_bytes_acked == 0
+            && !self.outstanding_data.is_empty()
+        {
+            self.outstanding_data.nack_all(now);
+            self.t3_rtx.stop();
+        }
+
         log::debug!(
             "Received SACK, cum_tsn_ack={} ({}), unacked_payload_bytes={} ({}), rwnd={} ({})",
             sack.cumulative_tsn_ack,
@@ -380,6 +419,30 @@ impl RetransmissionQueue {
             self.rwnd(),
             old_rwnd
         );
+
+        if let Some(controller) = &mut self.loss_tolerant {
+            if sack.cumulative_tsn_ack.greater_than(old_last_cumulative_tsn_ack) {
+                // RFC 9260 § 6.3.2, as below.
+                self.t3_rtx.stop();
+            }
+            if ack_info.has_packet_loss && self.fast_recovery_exit_tsn.is_none() {
+                // Fast Recovery as RFC 9260 § 7.2.4 (its miss indications), without its window
+                // change: the controller judges the round's losses as a whole.
+                self.fast_recovery_exit_tsn = Some(self.outstanding_data.highest_outstanding_tsn());
+            }
+            let summary = SackSummary {
+                acked: ack_info.packet_bytes_acked,
+                lost: ack_info.packet_bytes_lost,
+                rtt: ack_info.min_rtt_sample,
+                highest_acked: ack_info.highest_tsn_acked,
+                next_tsn: self.outstanding_data.next_tsn(),
+                fully_utilized: old_unacked_packet_bytes + self.mtu >= self.cwnd,
+            };
+            controller.on_sack(now, summary, &mut self.cwnd, &mut self.ssthresh);
+            let reset_error_counter = ack_info.payload_bytes_acked > 0;
+            self.start_t3_rtx_if_outstanding_data(now);
+            return HandleSackResult::Valid { rtt, reset_error_counter };
+        }
 
         if sack.cumulative_tsn_ack.greater_than(old_last_cumulative_tsn_ack) {
             // From <https://datatracker.ietf.org/doc/html/rfc9260#section-6.3.2-2.3.1>:
@@ -405,7 +468,13 @@ impl RetransmissionQueue {
         //
         //   When an outstanding TSN is acknowledged [...] the endpoint SHOULD clear the error
         //   counter [...].
-        let reset_error_counter = ack_info.payload_bytes_acked > 0;
+        //
+        // And from <https://datatracker.ietf.org/doc/html/rfc9260#section-6.1> (rule A): "If
+        // the sender continues to receive SACKs from the peer while doing zero window probing,
+        // the unacknowledged window probes SHOULD NOT increment the error counter [...]. This is
+        // because the receiver could keep its window closed for an indefinite time." A SACK that
+        // says the window is closed shows the peer alive: the probes it refused do not count.
+        let reset_error_counter = ack_info.payload_bytes_acked > 0 || sack.a_rwnd == 0;
 
         self.start_t3_rtx_if_outstanding_data(now);
 
@@ -429,12 +498,21 @@ impl RetransmissionQueue {
         //
         //   E1)  For the destination address for which the timer expires, adjust its ssthresh with
         //        rules defined in Section 7.2.3 and set cwnd = PMDCS.
-        self.ssthresh = max(self.cwnd / 2, 4 * self.mtu);
+        //
+        // Unless the peer's window is closed: then what timed out is a zero window probe the
+        // peer refused (its SACKs said so), which says nothing about congestion; the window it
+        // probes opens when the peer's reader reads, and the path is as it was.
+        if self.a_rwnd > 0 {
+            self.ssthresh = max(self.cwnd / 2, 4 * self.mtu);
 
-        self.cwnd = self.mtu;
+            self.cwnd = self.mtu;
+            if let Some(controller) = &mut self.loss_tolerant {
+                controller.on_timeout(old_cwnd, self.outstanding_data.next_tsn());
+            }
 
-        // Errata: <https://datatracker.ietf.org/doc/html/rfc8540#section-3.11>
-        self.partial_bytes_acked = 0;
+            // Errata: <https://datatracker.ietf.org/doc/html/rfc8540#section-3.11>
+            self.partial_bytes_acked = 0;
+        }
 
         // From <https://datatracker.ietf.org/doc/html/rfc9260#section-6.3.3>:
         //
@@ -1702,6 +1780,59 @@ mod tests {
         // TODO: Continue migrating this test case.
     }
 
+    /// Sends 1,000-byte chunks until a window of `cwnd` is in flight, then reports the first one
+    /// missing in three SACKs; returns the window before and after.
+    fn cwnd_around_one_fast_retransmit(congestion_control: CongestionControl) -> (usize, usize) {
+        let now = START_TIME;
+        let events = make_events();
+        let events_clone = Rc::clone(&events) as Rc<RefCell<dyn EventSink>>;
+        let options = Options { congestion_control, ..Options::default() };
+        let mut sq = SendQueue::new(MTU, &options, events_clone);
+        let mut rtx = create_queue_with_options(&options, false, false, events);
+        rtx.set_cwnd(80_000);
+        let mut sent = 0;
+        loop {
+            sq.add(
+                now,
+                Message::new(StreamId(1), PpId(53), vec![0; 1000]),
+                &SendOptions::default(),
+            );
+            let chunks = rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
+            if chunks.is_empty() {
+                break;
+            }
+            sent += chunks.len();
+        }
+        assert!(sent > 70, "{sent}");
+        let before = rtx.cwnd();
+        for end in 2..5 {
+            rtx.handle_sack(
+                now + Duration::from_millis(50),
+                &SackChunk {
+                    cumulative_tsn_ack: Tsn(9),
+                    a_rwnd: A_RWND,
+                    gap_ack_blocks: vec![GapAckBlock::new(2, end)],
+                    duplicate_tsns: vec![],
+                },
+            );
+        }
+        assert!(rtx.has_data_to_be_fast_retransmitted());
+        (before, rtx.cwnd())
+    }
+
+    #[test]
+    fn rfc9260_halves_the_window_on_a_loss() {
+        let (before, after) = cwnd_around_one_fast_retransmit(CongestionControl::Rfc9260);
+        assert_eq!(after, before / 2);
+    }
+
+    #[test]
+    fn loss_tolerant_keeps_the_window_on_one_loss_in_a_window() {
+        // One chunk of about 78 in flight: 1.3 %, under the 2 % threshold.
+        let (before, after) = cwnd_around_one_fast_retransmit(CongestionControl::LossTolerant);
+        assert!(after >= before, "{after} < {before}");
+    }
+
     #[test]
     fn measure_rtt() {
         let mut now = START_TIME;
@@ -2840,6 +2971,41 @@ mod tests {
         let chunks = rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
 
         assert_eq!(get_tsns(&chunks), vec![Tsn(10)]);
+    }
+
+    /// A zero window probe that times out (the peer's window closed: its reader is slow, the
+    /// probe refused) is no sign of congestion: the congestion window stays, so the sender goes
+    /// on at its pace once the window opens. A timeout with the window open still collapses it.
+    #[test]
+    fn a_timed_out_zero_window_probe_keeps_the_congestion_window() {
+        let mut now = START_TIME;
+        let events = Rc::new(RefCell::new(Events::new()));
+        let events_clone = Rc::clone(&events) as Rc<RefCell<dyn EventSink>>;
+        let mut sq = SendQueue::new(MTU, &Options::default(), events_clone);
+        let mut rtx =
+            RetransmissionQueue::new(events, Tsn(10), 0, &Options::default(), false, false);
+        let cwnd = rtx.cwnd();
+        assert!(cwnd > MTU);
+        add_message(&mut sq, now);
+        let probe = rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
+        assert_eq!(get_tsns(&probe), vec![Tsn(10)]);
+        now = rtx.next_timeout().unwrap();
+        assert!(rtx.handle_timeout(now));
+        assert_eq!(rtx.cwnd(), cwnd);
+        // The window opens (the probe still unacknowledged), then the probe times out again.
+        rtx.handle_sack(
+            now,
+            &SackChunk {
+                cumulative_tsn_ack: Tsn(9),
+                a_rwnd: A_RWND,
+                gap_ack_blocks: vec![],
+                duplicate_tsns: vec![],
+            },
+        );
+        rtx.get_chunks_to_send(now, MTU, |bytes, _| sq.produce(now, bytes));
+        now = rtx.next_timeout().unwrap();
+        assert!(rtx.handle_timeout(now));
+        assert_eq!(rtx.cwnd(), Options::default().mtu);
     }
 
     #[test]
