@@ -352,6 +352,61 @@ struct Assoc {
     interleaving: bool,
     /// The SCTP streams the engine's two channels use.
     streams: Streams,
+    /// The rate new DATA is released at, if the driver paces it (see
+    /// [`Node::set_pacing_rate`]).
+    pacing: Option<Pacing>,
+}
+
+/// An association's pacer: new DATA goes into the path at `rate`, the
+/// socket's send credit (payload bytes) refilled as time passes.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    /// Bytes a second.
+    rate: f64,
+    /// When the credit was last refilled.
+    refilled: Instant,
+    /// Credit earned below a whole byte.
+    fraction: f64,
+}
+
+/// Most pacing credit an association saves up: a quarter of a packet. A
+/// packet that starts with credit left goes whole, so after a pause at most
+/// a packet and a quarter leave back to back (what queues at the
+/// bottleneck), while a timer that fires a little late (by up to a quarter
+/// of a packet's time) costs no rate.
+const PACING_BURST: isize = MAX_PACKET_MESSAGE as isize / 4;
+
+impl Pacing {
+    /// Adds the credit earned since the last refill to `a`'s socket (up to
+    /// [`PACING_BURST`]); the socket sends what waited for it.
+    fn refill(a: &mut Assoc, now: Instant) {
+        let Some(p) = &mut a.pacing else {
+            return;
+        };
+        let earned = now.saturating_duration_since(p.refilled).as_secs_f64() * p.rate;
+        p.refilled = now;
+        let credit = a.sock.send_credit().unwrap_or(0) as f64 + p.fraction + earned;
+        let whole = credit.floor().min(PACING_BURST as f64);
+        // The fraction of a byte earned is kept for the next refill (refills
+        // may come microseconds apart); credit over the burst is not.
+        p.fraction = (credit - whole).clamp(0.0, 1.0);
+        a.sock.set_send_credit(Some(whole as isize));
+    }
+
+    /// When `a` has earned enough credit to send the new data that waits
+    /// for it, if any does.
+    fn deadline(a: &Assoc) -> Option<Instant> {
+        let p = a.pacing.as_ref()?;
+        if !a.sock.paced_out() {
+            return None;
+        }
+        let missing = (1 - a.sock.send_credit().unwrap_or(0)) as f64 - p.fraction;
+        // A microsecond more, so the refill then has the whole byte.
+        let wait = Duration::try_from_secs_f64(missing.max(0.0) / p.rate.max(1.0))
+            .map_or(Duration::from_secs(1), |w| w + Duration::from_micros(1))
+            .min(Duration::from_secs(1));
+        Some(p.refilled + wait)
+    }
 }
 
 /// Which SCTP streams carry the engine's reliable and Lossy channels: 0 and
@@ -625,6 +680,62 @@ impl Node {
         }
     }
 
+    /// Paces the new DATA `assoc` sends at `rate` bytes a second of
+    /// payload (`None`: SCTP's congestion window alone, the default). A
+    /// driver that knows the path's bottleneck rate (the hub's egress
+    /// budget measures it) releases data at about that rate, so the
+    /// bottleneck's queue stays near empty while the link stays busy: a
+    /// message handed over later then waits for the packet on the wire, not
+    /// for a standing queue. What waits for the pacer waits in SCTP's send
+    /// queue, where the Lossy stream passes the Durable one; retransmissions
+    /// are not paced. [`Node::poll_timeout`] includes when the pacer
+    /// releases the next packet.
+    pub fn set_pacing_rate(&mut self, now: Instant, assoc: AssocId, rate: Option<f64>) {
+        let now = self.advance(now);
+        let Some(a) = self.assocs.get_mut(&assoc) else {
+            return;
+        };
+        let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
+        match (rate, &mut a.pacing) {
+            (Some(rate), Some(_)) => {
+                // Credit earned so far counts at the old rate.
+                let waited = a.sock.paced_out();
+                Pacing::refill(a, now);
+                if let Some(p) = &mut a.pacing {
+                    p.rate = rate;
+                }
+                if !waited {
+                    return;
+                }
+                // What waited may have gone: gather it.
+            }
+            (Some(rate), None) => {
+                a.pacing = Some(Pacing {
+                    rate,
+                    refilled: now,
+                    fraction: 0.0,
+                });
+                a.sock.set_send_credit(Some(PACING_BURST));
+            }
+            (None, Some(_)) => {
+                a.pacing = None;
+                a.sock.set_send_credit(None);
+            }
+            (None, None) => return,
+        }
+        if !a.dirty {
+            a.dirty = true;
+            self.dirty.push(assoc);
+        }
+    }
+
+    /// Bytes `assoc` has sent and not yet had acknowledged (payload).
+    pub fn in_flight(&self, assoc: AssocId) -> usize {
+        self.assocs
+            .get(&assoc)
+            .map_or(0, |a| a.sock.in_flight_bytes())
+    }
+
     /// Bytes of Lossy messages handed to `assoc` and not yet sent.
     pub fn lossy_unsent(&self, assoc: AssocId) -> usize {
         self.assocs
@@ -714,6 +825,7 @@ impl Node {
             a.shutdown_sends.1 = 0;
         }
         a.sock.advance_time(at);
+        Pacing::refill(a, now);
         a.sock.handle_input(datagram);
         self.mark_progressed(id);
         self.drive(id, now);
@@ -883,6 +995,7 @@ impl Node {
             }
             a.scheduled = None;
             a.sock.advance_time(at);
+            Pacing::refill(a, now);
             let cfg = &self.config;
             if let Some(since) = a.closing_since
                 && close_due(a, since, now, cfg)
@@ -989,6 +1102,7 @@ impl Node {
             });
         }
         a.sock.advance_time(at);
+        Pacing::refill(a, now);
         write(a, delivery, encoded, lifetime)?;
         self.stats.messages_sent += 1;
         if !a.dirty {
@@ -1031,6 +1145,7 @@ impl Node {
             return Err(SendError::Closing);
         }
         a.sock.advance_time(at);
+        Pacing::refill(a, now);
         let mut result = Ok(());
         let mut sent = 0;
         let mut run = Vec::new();
@@ -1394,6 +1509,7 @@ impl Node {
                 timer_fired: false,
                 interleaving: false,
                 streams: Streams::PREAGREED,
+                pacing: None,
             },
         );
         self.by_tag.insert((remote, tag), id);
@@ -1656,6 +1772,7 @@ impl Node {
             (a.connected && a.closing_since.is_none())
                 .then(|| a.last_rx.max(a.last_keepalive) + config.keepalive_interval),
             a.closing_since.map(|since| close_deadline(a, since, config)),
+            Pacing::deadline(a),
         ]
         .into_iter()
         .flatten()
@@ -2086,4 +2203,3 @@ impl LogBudget {
         }
     }
 }
-

@@ -764,6 +764,34 @@ fn a_dcep_open_of_anything_else_is_refused_with_a_stream_reset() {
     assert!(net.host(server).is_connected(s));
 }
 
+/// Paced (`Node::set_pacing_rate`), new DATA leaves at the rate, a packet
+/// at a time on the node's own timer, however much is queued; unpaced again,
+/// SCTP's congestion window alone decides.
+#[test]
+fn a_paced_association_sends_at_its_rate() {
+    let (mut net, server, client, _, c) = pair(NodeConfig::server());
+    let now = net.now();
+    let node = net.host_mut(client);
+    // 12,000 bytes a second: a full packet every 100 ms.
+    node.set_pacing_rate(now, c, Some(12_000.0));
+    for _ in 0..40 {
+        node.send_encoded(now, c, Delivery::Reliable, Bytes::from(vec![0u8; 1000]))
+            .expect("send");
+    }
+    let sent = |net: &Network| net.link_stats(client, server).sent;
+    let before = sent(&net);
+    net.run_for(Duration::from_millis(1050));
+    // A packet at once, then one each 100 ms (and the odd packet that is
+    // not new data: acknowledgements of the server's control messages).
+    let paced = sent(&net) - before;
+    assert!((10..=13).contains(&paced), "{paced} packets in 1.05 s");
+    let now = net.now();
+    net.host_mut(client).set_pacing_rate(now, c, None);
+    let before = sent(&net);
+    net.run_for(Duration::from_millis(500));
+    assert!(sent(&net) - before > 2 * 5, "unpaced: {}", sent(&net) - before);
+}
+
 /// A message of `i` for the hold test: 1,000 bytes, its index first.
 fn numbered(i: u32) -> Message {
     let mut payload = vec![(i % 251) as u8; 1_000];

@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::Pacer;
+
 /// How long a base round trip stays valid before it is measured again.
 const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// How long the budget stays at its minimum to measure the base round trip.
@@ -88,6 +90,12 @@ pub struct EgressBudget {
     /// The delivery rate of the last round the budget held the sender
     /// back, bytes a second.
     rate: Option<f64>,
+    /// The sender was held back since the last [`EgressBudget::on_progress`].
+    held: bool,
+    /// The pacing rate, from the delivery rates measured here.
+    pacer: Pacer,
+    /// The last [`EgressBudget::pacing_rate`] paced.
+    paced: bool,
 }
 
 /// Which round trip a mark samples.
@@ -131,6 +139,9 @@ impl EgressBudget {
             round: None,
             startup: true,
             rate: None,
+            held: false,
+            pacer: Pacer::default(),
+            paced: false,
         }
     }
 
@@ -154,6 +165,7 @@ impl EgressBudget {
     /// The budget held the sender back: it had more to send than the
     /// budget's room.
     pub fn on_limited(&mut self) {
+        self.held = true;
         if let Some(r) = &mut self.round {
             r.limited = true;
         }
@@ -177,6 +189,10 @@ impl EgressBudget {
             .saturating_sub(buffered as u64)
             .max(self.delivered);
         self.delivered = delivered;
+        if let Some((base, _)) = self.base {
+            self.pacer.on_progress(delivered, now, self.held, base);
+        }
+        self.held = false;
         while let Some(&(upto, at, kind)) = self.marks.front() {
             if upto > delivered {
                 break;
@@ -316,6 +332,39 @@ impl EgressBudget {
             }
             _ => Duration::ZERO,
         }
+    }
+
+    /// The rate to release data into the path at now, with `in_flight()`
+    /// bytes sent and not yet acknowledged (asked only on a slow path),
+    /// bytes a second (`None`: not
+    /// paced; see [`Pacer`]): about the bottleneck's rate on a slow path
+    /// once startup has found it, nothing elsewhere.
+    pub fn pacing_rate(
+        &mut self,
+        now: Instant,
+        in_flight: impl FnOnce() -> usize,
+    ) -> Option<f64> {
+        let rate = match self.base {
+            Some((base, _)) if !self.startup && self.probe.is_none() => {
+                self.pacer.rate(now, base, in_flight)
+            }
+            _ => None,
+        };
+        self.paced = rate.is_some();
+        rate
+    }
+
+    /// Whether the last [`EgressBudget::pacing_rate`] paced.
+    pub fn is_paced(&self) -> bool {
+        self.paced
+    }
+
+    /// The path's bandwidth-delay product by the pacer's bottleneck rate
+    /// and the base round trip, bytes (none before both are measured).
+    pub fn bandwidth_delay(&self) -> Option<usize> {
+        let (base, _) = self.base?;
+        let rate = self.pacer.bottleneck_rate()?;
+        Some((rate * base.as_secs_f64()) as usize)
     }
 
     /// The measured base round trip, if any.

@@ -9,11 +9,13 @@
 mod bucket;
 mod budget;
 mod egress;
+mod pacer;
 mod policy;
 
 pub use bucket::{AtomicTokenBucket, TokenBucket};
 pub use budget::EgressBudget;
 pub use egress::{FlowSpec, Head, Pick, Scheduler};
+pub use pacer::Pacer;
 pub use policy::{TrafficLimiter, TrafficPolicy};
 
 use std::sync::Arc;

@@ -83,6 +83,13 @@ pub(crate) struct Context {
     /// Verification tags, initial TSNs and tie tags come from here
     /// ([`crate::api::Options::random_seed`]).
     pub rng: fastrand::Rng,
+
+    /// dcengine change 14: payload bytes of new DATA the socket may still send, when the user
+    /// paces it (`None`: no limit). New data goes while it is positive; each new chunk's payload
+    /// is taken from it, so it may end up to one chunk below zero.
+    pub send_credit: Option<isize>,
+    /// New data waits for credit.
+    pub paced_out: bool,
 }
 
 impl Context {
@@ -157,12 +164,20 @@ impl Context {
                         for (stream_id, message_id) in discard {
                             self.send_queue.discard(*stream_id, *message_id);
                         }
+                        // dcengine change 14: no new data past the user's pacing credit.
+                        if self.send_credit.is_some_and(|c| c <= 0) {
+                            self.paced_out |= self.send_queue.has_data_to_send();
+                            return None;
+                        }
                         if unordered_in_packet
                             && self.send_queue.next_is_unordered(max_size) == Some(false)
                         {
                             return None;
                         }
                         let chunk = self.send_queue.produce(now, max_size);
+                        if let (Some(credit), Some(c)) = (&mut self.send_credit, &chunk) {
+                            *credit -= c.data.payload.len() as isize;
+                        }
                         if paced && chunk.as_ref().is_some_and(|c| c.data.stream_key.is_unordered())
                         {
                             unordered_in_packet = true;

@@ -242,6 +242,8 @@ impl Socket {
             peer_implementation: SctpImplementation::Unknown,
             tx_error_counter: TxErrorCounter::new(options.max_retransmissions),
             rng: options.random_seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            send_credit: None,
+            paced_out: false,
         };
         Socket { name: name.into(), now, state: State::Closed, ctx }
     }
@@ -345,6 +347,39 @@ impl Socket {
         if let Some(tcb) = self.state.tcb_mut() {
             tcb.retransmission_queue.set_max_outstanding(bytes);
         }
+    }
+
+    /// Paces new DATA (`None`: no pacing, the default): the socket sends new data while `credit`
+    /// (payload bytes) is positive and takes each new chunk's payload from it, so a packet that
+    /// starts with credit left goes whole and the credit may end up to one chunk below zero.
+    /// Retransmissions and control chunks are not paced. A user that releases data into the
+    /// path at its own estimate of the bottleneck rate adds to the credit as time passes; if new
+    /// data waited for credit ([`Socket::paced_out`]) and `credit` is positive, it goes now.
+    pub fn set_send_credit(&mut self, credit: Option<isize>) {
+        let resume = self.ctx.paced_out && credit.is_none_or(|c| c > 0);
+        self.ctx.send_credit = credit;
+        if resume || credit.is_none() {
+            self.ctx.paced_out = false;
+        }
+        if resume && !matches!(self.state, State::CookieEchoed(_)) {
+            let now = *self.now.borrow();
+            self.ctx.send_buffered_packets(&mut self.state, now);
+        }
+    }
+
+    /// The pacing credit left (see [`Socket::set_send_credit`]).
+    pub fn send_credit(&self) -> Option<isize> {
+        self.ctx.send_credit
+    }
+
+    /// Whether new data waits for pacing credit.
+    pub fn paced_out(&self) -> bool {
+        self.ctx.paced_out
+    }
+
+    /// Payload bytes sent and not yet acknowledged by the peer (what is in flight).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.state.tcb().map_or(0, |tcb| tcb.retransmission_queue.unacked_payload_bytes())
     }
 
     /// Payload bytes handed to the socket and not yet acknowledged by the

@@ -4977,6 +4977,59 @@ mod tests {
         assert!(packet.len() > 1, "{packet:?}");
     }
 
+    /// dcengine change 14: with a send credit, new data goes while the credit is positive, a
+    /// packet at a time, and waits for more; retransmissions are not paced.
+    #[test]
+    fn send_credit_paces_new_data() {
+        let options = default_options();
+        let mut socket_a = Socket::new("A", &options);
+        let mut socket_z = Socket::new("Z", &options);
+        connect_sockets(&mut socket_a, &mut socket_z);
+        socket_a.set_send_credit(Some(1));
+        socket_a
+            .send(Message::new(StreamId(0), PpId(53), vec![0; 10_000]), &SendOptions::default())
+            .unwrap();
+        let packets = |socket: &mut Socket| {
+            std::iter::from_fn(|| socket.poll_event())
+                .filter_map(|e| match e {
+                    SocketEvent::SendPacket(p) => Some(p),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        // One packet started with credit left: it goes whole.
+        let first = packets(&mut socket_a);
+        assert_eq!(first.len(), 1);
+        let sent = idata_or_data_len(&first[0], &options);
+        assert!(sent > 1000, "{sent}");
+        assert_eq!(socket_a.send_credit(), Some(1 - sent as isize));
+        assert!(socket_a.paced_out());
+        // Credit still not positive: nothing more.
+        socket_a.set_send_credit(Some(0));
+        assert!(packets(&mut socket_a).is_empty());
+        // Two more packets' worth: they go now, without another input.
+        socket_a.set_send_credit(Some(2 * sent as isize));
+        assert_eq!(packets(&mut socket_a).len(), 2);
+        // Unpaced again: the congestion window alone decides.
+        socket_a.set_send_credit(None);
+        assert!(!packets(&mut socket_a).is_empty());
+        assert_eq!(socket_a.send_credit(), None);
+    }
+
+    /// The payload bytes of a packet's DATA or I-DATA chunks.
+    fn idata_or_data_len(packet: &[u8], options: &Options) -> usize {
+        SctpPacket::from_bytes(packet, options)
+            .unwrap()
+            .chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::IData(d) => d.data.payload.len(),
+                Chunk::Data(d) => d.data.payload.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Exchanges packets between the sockets and runs their timers until `until`, collecting
     /// their other events (unlike `exchange_packets`, it stops at a time: a closed window keeps
     /// the probe timer running).

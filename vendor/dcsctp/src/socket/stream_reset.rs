@@ -410,6 +410,8 @@ mod tests {
             peer_implementation: SctpImplementation::Unknown,
             tx_error_counter: TxErrorCounter::new(Some(10)),
             rng: fastrand::Rng::with_seed(1),
+            send_credit: None,
+            paced_out: false,
         };
 
         (state, context, events)
