@@ -129,11 +129,30 @@ fn durable(call: &Call) -> DataChannelSender {
 /// Returns the sequence numbers bob got, in order. Any send error but a
 /// full queue fails the test: a closed sender is what must not happen.
 fn full_speed(s: &mut Setup, sender: &DataChannelSender, n: u32) -> Vec<u32> {
+    full_speed_then(s, sender, n, false).0
+}
+
+/// [`full_speed`]; with `leave`, alice leaves the call as soon as her last
+/// message is accepted, and bob reads until his receiver closes (which it
+/// returns).
+fn full_speed_then(
+    s: &mut Setup,
+    sender: &DataChannelSender,
+    n: u32,
+    leave: bool,
+) -> (Vec<u32>, Option<DataChannelReceiver>) {
     let mut rx: Option<DataChannelReceiver> = None;
     let mut got = Vec::new();
     let mut sent = 0u32;
+    let mut left = false;
     let end = s.net.now() + Duration::from_secs(60);
-    while s.net.now() < end && got.len() < n as usize {
+    while s.net.now() < end
+        && (got.len() < n as usize || (leave && !rx.as_ref().is_some_and(|r| r.is_closed())))
+    {
+        if leave && sent == n && !left {
+            s.alice.leave();
+            left = true;
+        }
         while sent < n {
             let mut m = vec![0x5a; 1000];
             m[..4].copy_from_slice(&(sent + 1).to_be_bytes());
@@ -158,7 +177,7 @@ fn full_speed(s: &mut Setup, sender: &DataChannelSender, n: u32) -> Vec<u32> {
             }));
         }
     }
-    got
+    (got, rx)
 }
 
 /// The fast honest sender is paused and never closed, and bob gets every
@@ -207,8 +226,8 @@ fn what_an_honest_sender_sends_past_its_pause_is_within_its_uplink_buffer() {
 /// (`HubConfig::relay_backlog`), so her transport and sender slow down
 /// and bob, an honest receiver, is never cut as a slow consumer; every
 /// message arrives, in order. (Before, the owner relayed whatever alice
-/// sent, tens of megabytes in 300 ms, and the burst passed bob's 8 MiB
-/// bound at the call's worker: bob was cut, `slow_consumers` 1.)
+/// sent, tens of megabytes in 300 ms, and the burst passed bob's hard bound
+/// (8 MiB then) at the call's worker: bob was cut, `slow_consumers` 1.)
 #[test]
 fn a_worker_far_behind_slows_the_sender_not_cuts_the_receiver() {
     let mut s = setup_with(93, 2, Duration::from_millis(300), |c| c);
@@ -220,4 +239,27 @@ fn a_worker_far_behind_slows_the_sender_not_cuts_the_receiver() {
     assert_eq!(got, (1..=n).collect::<Vec<_>>(), "bob got all, in order");
     assert!(stats.relay_holds >= 1, "alice's reads were held: {stats:?}");
     assert_eq!(stats.policed, 0, "nothing policed: {stats:?}");
+}
+
+/// A leave while the owner holds alice's reads (the call's worker 300 ms
+/// behind): what she sent before it, waiting unread in the server's SCTP
+/// receive buffer, is still read and delivered, and then bob's receiver
+/// closes because she left. (Before, her SHUTDOWN-COMPLETE took the unread
+/// messages with the association: bob got a prefix and `SenderLost`.)
+#[test]
+fn a_leave_while_reads_are_held_delivers_everything() {
+    let mut s = setup_with(94, 2, Duration::from_millis(300), |c| c);
+    let sender = durable(&s.alice);
+    let n = 3_000;
+    let (got, rx) = full_speed_then(&mut s, &sender, n, true);
+    let stats = s.net.host(s.server).stats();
+    assert!(stats.relay_holds >= 1, "alice's reads were held: {stats:?}");
+    assert_eq!(got.len(), n as usize, "bob got all");
+    assert!(got == (1..=n).collect::<Vec<_>>(), "in order");
+    let rx = rx.expect("a receiver");
+    assert_eq!(
+        rx.close_reason(),
+        Some(dcengine::ReceiverCloseReason::SenderLeft),
+        "{stats:?}"
+    );
 }

@@ -529,8 +529,10 @@ impl Drop for WakeBatch {
             return;
         };
         for r in list.drain(..) {
-            r.wake_deferred.store(false, Ordering::Release);
-            r.wake_reader();
+            // Not again for a receiver whose close already announced them.
+            if r.wake_deferred.swap(false, Ordering::AcqRel) {
+                r.wake_reader();
+            }
         }
     }
 }
@@ -578,7 +580,7 @@ impl ReceiverShared {
         if !self.closed.swap(true, Ordering::AcqRel) {
             // Messages whose wake-up waits for the end of a batch are
             // announced before the close, as without the batch.
-            if self.wake_deferred.load(Ordering::Acquire) {
+            if self.wake_deferred.swap(false, Ordering::AcqRel) {
                 self.wake_reader();
             }
             self.waker.wake();

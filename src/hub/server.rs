@@ -595,6 +595,9 @@ impl Hub {
     /// Shutting down: a member is sent what its egress holds, then
     /// `Leave`.
     pub(super) fn close_member(&mut self, now: Instant, assoc: AssocId) {
+        // What the member sent is read and relayed, held or not: its own
+        // close drains it.
+        self.forget_relayed(now, assoc);
         if let Some(mut e) = self.egress.remove(assoc) {
             let mut out = Vec::new();
             e.pump(now, usize::MAX, 0, &mut out);

@@ -33,7 +33,8 @@ pub enum CongestionControl {
     /// The default: CUBIC's growth (RFC 9438), HyStart++ (RFC 9406), and
     /// congestion judged once per round trip, as BBRv2 judges loss: a round
     /// that lost more than 2 % of a window, or whose smallest round trip
-    /// shows a standing queue of the path's minimum round trip, shrinks the
+    /// shows a standing queue of half the path's minimum round trip (5 ms at
+    /// least), shrinks the
     /// window by 0.7; random losses below that are repaired without it
     /// (vendored dcsctp, change 11 in `vendor/README.md`).
     LossTolerant,
@@ -183,9 +184,12 @@ impl NodeConfig {
     /// arrived and is not yet delivered (out of order behind a lost packet,
     /// or a message not yet whole), so an idle one costs nothing and the
     /// window a peer uses follows what its path carries; a hostile peer can
-    /// make the node hold this much. On a long path it must hold about
-    /// two in-flight windows (one behind a loss while the next arrives).
-    /// Default 4 MiB.
+    /// make the node hold this much (out of order data it never completes):
+    /// the worst case is this times the associations, 40 GiB for 10,000 at
+    /// the default, so a server that takes many untrusted peers sizes it to
+    /// its memory (`dcengine serve --sctp-receive-buffer`). On a long path it
+    /// must hold about two in-flight windows (one behind a loss while the
+    /// next arrives). Default 4 MiB.
     pub fn receive_buffer(mut self, bytes: u32) -> Self {
         self.receive_buffer = bytes;
         self

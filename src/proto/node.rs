@@ -1377,7 +1377,8 @@ impl Node {
     /// probes are refused without an abort, and SCTP's acknowledgements,
     /// keep-alives and timers go on). Let go, what waited is read at once
     /// ([`Event::Frame`]s follow, in order) and a window update tells the
-    /// peer to go on.
+    /// peer to go on. A close (the peer's or this node's) reads whatever
+    /// waits, held or not: nothing is lost with the association.
     pub fn hold_reads(&mut self, now: Instant, assoc: AssocId, held: bool) {
         let Some(a) = self.assocs.get_mut(&assoc) else {
             return;
@@ -1385,6 +1386,15 @@ impl Node {
         if std::mem::replace(&mut a.reads_held, held) && !held {
             let now = self.advance(now);
             self.drive(assoc, now);
+            // Reading may have reopened a closed window: SCTP's window update
+            // goes out with the next transmit (the drive gathers output before
+            // it reads).
+            if let Some(a) = self.assocs.get_mut(&assoc)
+                && !a.dirty
+            {
+                a.dirty = true;
+                self.dirty.push(assoc);
+            }
         }
     }
 
@@ -1690,7 +1700,10 @@ impl Node {
         }
         // Messages that arrived (unless the driver holds them back: they
         // wait in SCTP's receive buffer, whose window closes as it fills).
-        while !a.reads_held
+        // Not once the association is closing: the peer's SHUTDOWN means it
+        // sends nothing more, and its SHUTDOWN-COMPLETE would take what waits
+        // unread with the association.
+        while (!a.reads_held || a.peer_shutdown || a.closing_since.is_some())
             && let Some(m) = a.sock.get_next_message()
         {
             if !read_message(a, id, m, events, stats, config, log, now) {

@@ -842,6 +842,18 @@ fn held_reads_stop_the_peer_and_lose_nothing() {
     let mut got = frames(&mut net);
     assert!(!got.is_empty(), "what waited is read at once");
     let start = net.now();
+    // The window update goes at once: new data follows within a few round
+    // trips (20 ms each), not at the peer's next zero window probe.
+    let waited = got.len();
+    net.run_until(Duration::from_secs(10), |net| {
+        got.extend(frames(net));
+        got.len() > waited
+    });
+    assert!(
+        net.now() - start < Duration::from_millis(100),
+        "went on after {:?}",
+        net.now() - start
+    );
     net.run_until(Duration::from_secs(60), |net| {
         got.extend(frames(net));
         got.len() == 2_000

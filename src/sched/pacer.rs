@@ -10,8 +10,8 @@ const PACKET: f64 = crate::proto::MAX_PACKET_MESSAGE as f64;
 /// the pacer stays out of the way.
 const MIN_PACKET_TIME: Duration = Duration::from_millis(1);
 /// The pacing gain of each phase of a cycle (each phase one base round
-/// trip), as BBR's ProbeBW: a round a quarter over the estimate to find
-/// more bandwidth, one a quarter under to drain what that queued, then six
+/// trip), as BBR's ProbeBW: a round an eighth over the estimate to find
+/// more bandwidth, one an eighth under to drain what that queued, then six
 /// at the estimate.
 const GAINS: [f64; 8] = [1.125, 0.875, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// The pacing gain while a queue shows at the bottleneck.
@@ -48,9 +48,9 @@ const MAX_SNAPSHOTS: usize = 256;
 ///   the link carried, and samples while the sender was not held back
 ///   (application-limited) are not taken.
 /// - The rate cycles through [`GAINS`], a phase a base round trip: the
-///   phase at 1.25 finds bandwidth the path gained (its samples show it,
-///   and the estimate takes the largest), the one at 0.75 drains the queue
-///   the probe built, which is a quarter of a bandwidth-delay product (less
+///   phase at 1.125 finds bandwidth the path gained (its samples show it,
+///   and the estimate takes the largest), the one at 0.875 drains the queue
+///   the probe built, which is an eighth of a bandwidth-delay product (less
 ///   than a packet on a slow path).
 /// - Only on slow paths, where a packet takes at least
 ///   [`MIN_PACKET_TIME`] at the estimate: elsewhere [`Pacer::rate`] is

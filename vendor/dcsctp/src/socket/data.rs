@@ -107,17 +107,11 @@ pub(crate) fn handle_data(
         );
         return;
     }
-    if tcb.reassembly_queue.is_above_watermark()
-        && (!tcb.data_tracker.will_increase_cum_ack_tsn(tsn)
-            || tcb.reassembly_queue.ready_bytes() >= tcb.reassembly_queue.watermark_bytes())
+    if tcb.reassembly_queue.is_above_watermark() && !tcb.data_tracker.will_increase_cum_ack_tsn(tsn)
     {
         // Above its high watermark, the reassembly queue only accepts data that moves the
         // cumulative TSN ack, to fill the gaps that hold messages back (as the C++ dcSCTP
-        // does); the rest is refused, and the peer told at once. When complete messages the
-        // reader has not taken fill the queue up to the watermark by themselves, nothing is
-        // held back by a gap: the window is closed because the reader is slow (or holds its
-        // reads), and in-order data is refused too (it is zero window probing; taking it would
-        // fill the queue to its limit and abort the association).
+        // does); the rest is refused, and the peer told at once.
         tcb.data_tracker.force_immediate_sack(now);
         return;
     }

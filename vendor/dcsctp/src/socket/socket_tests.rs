@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod tests {
+    use crate::api::CongestionControl;
     use crate::api::DcSctpSocket;
     use crate::api::ErrorKind;
     use crate::api::HandoverReadiness;
@@ -5079,9 +5080,15 @@ mod tests {
     /// update it went on only at its next retransmission timeout.
     #[test]
     fn a_reader_that_holds_its_reads_closes_the_window_without_an_abort() {
+        reader_holding_its_reads(CongestionControl::Rfc9260);
+        reader_holding_its_reads(CongestionControl::LossTolerant);
+    }
+
+    fn reader_holding_its_reads(congestion_control: CongestionControl) {
         let options = Options {
             max_receiver_window_buffer_size: 20_000,
             max_timer_backoff_duration: Some(Duration::from_millis(100)),
+            congestion_control,
             ..default_options()
         };
         let mut a = Socket::new("A", &options);

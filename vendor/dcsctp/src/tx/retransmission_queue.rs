@@ -439,7 +439,8 @@ impl RetransmissionQueue {
                 fully_utilized: old_unacked_packet_bytes + self.mtu >= self.cwnd,
             };
             controller.on_sack(now, summary, &mut self.cwnd, &mut self.ssthresh);
-            let reset_error_counter = ack_info.payload_bytes_acked > 0;
+            // As below (RFC 9260 8.2 and 6.1 rule A): refused zero window probes do not count.
+            let reset_error_counter = ack_info.payload_bytes_acked > 0 || sack.a_rwnd == 0;
             self.start_t3_rtx_if_outstanding_data(now);
             return HandleSackResult::Valid { rtt, reset_error_counter };
         }
