@@ -114,10 +114,14 @@ fn unix_now() -> Duration {
 /// Over UDP, alice sends 2,000 Durable messages as fast as `send` takes
 /// them, then `end` ends her part (a leave, a shutdown); bob gets all of
 /// them, in order.
-fn delivered_over_udp_after(end: impl FnOnce(Engine, &dcengine::Call)) {
-    let unlimited = || ChannelConfig::default().traffic(TrafficPolicy::unlimited());
+fn unlimited() -> ChannelConfig {
+    ChannelConfig::default().traffic(TrafficPolicy::unlimited())
+}
+
+/// A one-worker server over loopback UDP, without traffic rules.
+fn udp_server() -> Engine {
     let clock = WallClock::new(Instant::now(), unix_now());
-    let server = Engine::builder()
+    Engine::builder()
         .workers(1)
         .hub(
             HubConfig::server(Arc::new(
@@ -126,21 +130,26 @@ fn delivered_over_udp_after(end: impl FnOnce(Engine, &dcengine::Call)) {
             .channel(unlimited()),
         )
         .start()
-        .expect("server");
-    let join = |who: &str| {
-        let engine = Engine::builder()
-            .hub(HubConfig::client().channel(unlimited()))
-            .start()
-            .expect("client");
-        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
-        let call = engine
-            .join_remote(server.local_addr(), "call", who, token)
-            .expect("join");
-        assert!(call.wait_ready(Duration::from_secs(10)), "{who} joined");
-        (engine, call)
-    };
-    let (alice_engine, alice) = join("alice");
-    let (_bob_engine, bob) = join("bob");
+        .expect("server")
+}
+
+/// `who` joins "call" from an engine of its own, through `via` (the
+/// server's address, or a path to it), without traffic rules.
+fn udp_join(via: std::net::SocketAddr, who: &str) -> (Engine, dcengine::Call) {
+    let engine = Engine::builder()
+        .hub(HubConfig::client().channel(unlimited()))
+        .start()
+        .expect("client");
+    let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
+    let call = engine.join_remote(via, "call", who, token).expect("join");
+    assert!(call.wait_ready(udp_common::LIMIT), "{who} joined");
+    (engine, call)
+}
+
+fn delivered_over_udp_after(end: impl FnOnce(Engine, &dcengine::Call)) {
+    let server = udp_server();
+    let (alice_engine, alice) = udp_join(server.local_addr(), "alice");
+    let (_bob_engine, bob) = udp_join(server.local_addr(), "bob");
     let sender = alice
         .data_channel()
         .create_sender(durable(3))
@@ -613,31 +622,10 @@ fn leave_behind_a_slow_udp_path() -> (
     dcengine::Call,
     dcengine::DataChannelReceiver,
 ) {
-    let unlimited = || ChannelConfig::default().traffic(TrafficPolicy::unlimited());
-    let clock = WallClock::new(Instant::now(), unix_now());
-    let server = Engine::builder()
-        .workers(1)
-        .hub(
-            HubConfig::server(Arc::new(
-                HmacVerifier::new(SECRET, clock).expect("a secret"),
-            ))
-            .channel(unlimited()),
-        )
-        .start()
-        .expect("server");
+    let server = udp_server();
     let path = udp_common::SlowPath::start(server.local_addr(), 400_000, 256 * 1024);
-    let join = |who: &str, via: std::net::SocketAddr| {
-        let engine = Engine::builder()
-            .hub(HubConfig::client().channel(unlimited()))
-            .start()
-            .expect("client");
-        let token = mint_token(SECRET, "call", who, unix_now().as_secs() + 600).expect("token");
-        let call = engine.join_remote(via, "call", who, token).expect("join");
-        assert!(call.wait_ready(udp_common::LIMIT), "{who} joined");
-        (engine, call)
-    };
-    let (alice_engine, alice) = join("alice", path.addr());
-    let (bob_engine, bob) = join("bob", server.local_addr());
+    let (alice_engine, alice) = udp_join(path.addr(), "alice");
+    let (bob_engine, bob) = udp_join(server.local_addr(), "bob");
     let sender = alice
         .data_channel()
         .create_sender(durable(5))

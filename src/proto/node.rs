@@ -1085,16 +1085,7 @@ impl Node {
         let at = self.socket_time(now);
         let limit = self.config.max_sctp_message_size as usize;
         let lifetime = self.config.lossy_lifetime;
-        let a = self
-            .assocs
-            .get_mut(&assoc)
-            .ok_or(SendError::UnknownAssociation)?;
-        if !a.connected {
-            return Err(SendError::NotConnected);
-        }
-        if a.closing_since.is_some() || a.close_reason.is_some() {
-            return Err(SendError::Closing);
-        }
+        let a = sendable(&mut self.assocs, assoc)?;
         if encoded.len() > limit {
             return Err(SendError::TooLarge {
                 size: encoded.len(),
@@ -1134,16 +1125,7 @@ impl Node {
         let at = self.socket_time(now);
         let limit = self.config.max_sctp_message_size as usize;
         let lifetime = self.config.lossy_lifetime;
-        let a = self
-            .assocs
-            .get_mut(&assoc)
-            .ok_or(SendError::UnknownAssociation)?;
-        if !a.connected {
-            return Err(SendError::NotConnected);
-        }
-        if a.closing_since.is_some() || a.close_reason.is_some() {
-            return Err(SendError::Closing);
-        }
+        let a = sendable(&mut self.assocs, assoc)?;
         a.sock.advance_time(at);
         Pacing::refill(a, now);
         let mut result = Ok(());
@@ -1990,6 +1972,20 @@ fn send_error(e: SctpSendError) -> SendError {
 fn start_closing(a: &mut Assoc, now: Instant) {
     a.closing_since = Some(now);
     a.close_progress = (now, a.sock.unacknowledged_bytes());
+}
+
+/// `assoc`, if it takes messages: connected, and not closing.
+fn sendable(assocs: &mut HashMap<AssocId, Assoc>, assoc: AssocId) -> Result<&mut Assoc, SendError> {
+    let a = assocs
+        .get_mut(&assoc)
+        .ok_or(SendError::UnknownAssociation)?;
+    if !a.connected {
+        return Err(SendError::NotConnected);
+    }
+    if a.closing_since.is_some() || a.close_reason.is_some() {
+        return Err(SendError::Closing);
+    }
+    Ok(a)
 }
 
 /// When a close that started at `since` is forced: after
