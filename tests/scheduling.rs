@@ -354,6 +354,7 @@ fn probe_latencies_with(
     loaded: bool,
     bottleneck: Bottleneck,
     bulk_size: usize,
+    burst_bytes: usize,
 ) -> (Vec<f64>, f64) {
     let mut w = World::new(seed, LinkConfig::default());
     let (alice_host, alice) = w.join("call", "alice");
@@ -369,6 +370,7 @@ fn probe_latencies_with(
         to,
         LinkConfig {
             rate_bps: Some(1_000_000),
+            burst_bytes,
             ..LinkConfig::default()
         },
     );
@@ -488,15 +490,41 @@ fn high_priority_does_not_wait_behind_a_32_kib_normal_message() {
     check_high_priority_with(36, Bottleneck::Uplink, 20.0, 32 * 1024);
 }
 
+#[test]
+fn high_priority_through_a_token_bucket_shaper() {
+    // The 1 Mbit/s uplink shapes as Linux's tbf does (`perf/run.sh
+    // priority-under-saturation` uses `tbf rate 1mbit burst 1600`): after a
+    // pause, 1,600 bytes pass at once. The pacer's delivery-rate samples
+    // span two packets, and a sample whose first packet passed on the
+    // bucket's tokens reads up to three times the rate: the estimate (the
+    // largest sample) runs 5-45 % over the link, and the link's queue holds
+    // a packet more than through a serializing link of the same rate
+    // (above: 14 ms). Measured p99 26 ms (p50 11), the bulk at 973 kbit/s
+    // of payload; samples spanning eight packets give 15 ms here but cost a
+    // serializing link 6 % of its throughput (894 kbit/s), so they are not
+    // taken yet (perf/README.md, P4).
+    check_high_priority_through(36, Bottleneck::Uplink, 30.0, 32 * 1024, 1600);
+}
+
 fn check_high_priority(seed: u64, bottleneck: Bottleneck, bound_ms: f64) {
     check_high_priority_with(seed, bottleneck, bound_ms, 1000);
 }
 
 fn check_high_priority_with(seed: u64, bottleneck: Bottleneck, bound_ms: f64, bulk_size: usize) {
-    let (idle, _) = probe_latencies_with(seed, false, false, bottleneck, bulk_size);
+    check_high_priority_through(seed, bottleneck, bound_ms, bulk_size, 0);
+}
+
+fn check_high_priority_through(
+    seed: u64,
+    bottleneck: Bottleneck,
+    bound_ms: f64,
+    bulk_size: usize,
+    burst_bytes: usize,
+) {
+    let (idle, _) = probe_latencies_with(seed, false, false, bottleneck, bulk_size, burst_bytes);
     let base = idle[idle.len() / 2];
-    let (high, used) = probe_latencies_with(seed, false, true, bottleneck, bulk_size);
-    let (fifo, _) = probe_latencies_with(seed, true, true, bottleneck, bulk_size);
+    let (high, used) = probe_latencies_with(seed, false, true, bottleneck, bulk_size, burst_bytes);
+    let (fifo, _) = probe_latencies_with(seed, true, true, bottleneck, bulk_size, burst_bytes);
     let pct = |v: &[f64], p: usize| v[(v.len() * p / 100).min(v.len() - 1)] - base;
     eprintln!(
         "base {base:.1} ms; High queueing p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",

@@ -109,6 +109,13 @@ pub struct LinkConfig {
     /// With a rate, most bytes that may wait in the link's queue; beyond it
     /// datagrams are dropped (tail drop).
     pub queue_bytes: usize,
+    /// With a rate: 0 models a serializing link (a datagram leaves when its
+    /// last bit has crossed it, `len / rate` after the one before); above
+    /// 0, a token bucket of this many bytes as Linux's `tbf` qdisc shapes
+    /// (a datagram leaves at once when the bucket holds its length, which
+    /// fills at the rate up to `burst_bytes`). Must be at least the largest
+    /// datagram; a larger one waits for a full bucket.
+    pub burst_bytes: usize,
 }
 
 impl Default for LinkConfig {
@@ -123,6 +130,7 @@ impl Default for LinkConfig {
             reorder_delay: Duration::from_millis(20),
             rate_bps: None,
             queue_bytes: 256 * 1024,
+            burst_bytes: 0,
         }
     }
 }
@@ -162,6 +170,9 @@ struct LinkState {
     config: Option<LinkConfig>,
     /// When the rate-limited link finishes sending what is queued.
     busy_until: Option<Instant>,
+    /// A token-bucket link ([`LinkConfig::burst_bytes`]): the bytes the
+    /// bucket held when the last datagram left at `busy_until`.
+    tokens: f64,
     stats: LinkStats,
 }
 
@@ -464,8 +475,22 @@ impl<H: Host> Network<H> {
                 link.stats.queue_dropped += 1;
                 return;
             }
-            let tx = Duration::from_secs_f64(t.payload.len() as f64 * 8.0 / rate as f64);
-            depart = start + tx;
+            let len = t.payload.len() as f64;
+            let bytes_per_s = rate as f64 / 8.0;
+            if config.burst_bytes == 0 {
+                depart = start + Duration::from_secs_f64(len / bytes_per_s);
+            } else {
+                // Tokens refill at the rate from the last departure, up to
+                // the bucket; the datagram leaves once they cover it.
+                let burst = config.burst_bytes as f64;
+                let since = link.busy_until.map_or(f64::INFINITY, |last| {
+                    start.saturating_duration_since(last).as_secs_f64()
+                });
+                let tokens = (link.tokens + since * bytes_per_s).min(burst);
+                let need = len.min(burst);
+                depart = start + Duration::from_secs_f64((need - tokens).max(0.0) / bytes_per_s);
+                link.tokens = (tokens - len).max(0.0).min(burst);
+            }
             link.busy_until = Some(depart);
         }
         let copies = if self.rng.random_bool(config.duplicate.clamp(0.0, 1.0)) {
@@ -496,5 +521,79 @@ impl<H: Host> Network<H> {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Sends what it is given; records when datagrams arrive.
+    #[derive(Default)]
+    struct Probe {
+        out: VecDeque<Transmit>,
+        arrived: Vec<Instant>,
+    }
+
+    impl Host for Probe {
+        fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, _datagram: Bytes) {
+            self.arrived.push(now);
+        }
+        fn handle_timeout(&mut self, _now: Instant) {}
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.out.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    /// Four 1,000-byte datagrams at once over 1 Mbit/s (125 bytes a ms),
+    /// no latency: when each arrives, in ms after the start.
+    fn arrivals(burst_bytes: usize) -> Vec<f64> {
+        let link = LinkConfig {
+            rate_bps: Some(1_000_000),
+            burst_bytes,
+            ..LinkConfig::with_latency(Duration::ZERO)
+        };
+        let mut net: Network<Probe> = Network::new(1, link);
+        let a = net.add_host(Probe::default());
+        let b = net.add_host(Probe::default());
+        let to = net.addr(b);
+        let start = net.now();
+        for _ in 0..4 {
+            net.host_mut(a).out.push_back(Transmit {
+                destination: to,
+                payload: Bytes::from(vec![0u8; 1000]),
+            });
+        }
+        net.collect_transmits();
+        net.run_for(Duration::from_millis(100));
+        net.host(b)
+            .arrived
+            .iter()
+            .map(|t| (*t - start).as_secs_f64() * 1000.0)
+            .collect()
+    }
+
+    fn close(got: &[f64], want: &[f64]) -> bool {
+        got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() < 0.01)
+    }
+
+    #[test]
+    fn a_serializing_link_delivers_each_datagram_after_its_last_bit() {
+        let got = arrivals(0);
+        assert!(close(&got, &[8.0, 16.0, 24.0, 32.0]), "{got:?}");
+    }
+
+    #[test]
+    fn a_token_bucket_lets_its_burst_through_then_holds_the_rate() {
+        // 1,600 bytes of tokens: the first datagram leaves at once, the
+        // second when 400 more bytes of tokens came (3.2 ms), then one each
+        // 8 ms.
+        let got = arrivals(1600);
+        assert!(close(&got, &[0.0, 3.2, 11.2, 19.2]), "{got:?}");
     }
 }
