@@ -160,8 +160,11 @@ shaped_up() {
   ip netns exec "$NS" ip addr add 10.77.0.2/24 dev "$NS-b"
   ip netns exec "$NS" ip link set "$NS-b" up
   ip netns exec "$NS" ip link set lo up
-  tc qdisc add dev "$NS-a" root tbf rate 1mbit burst 1600 latency 200ms
   ip netns exec "$NS" tc qdisc add dev "$NS-b" root tbf rate 1mbit burst 1600 latency 200ms
+  # Both ways unless told "uplink": then only the namespace's uplink (the
+  # sender's hop to the server) is shaped, and the server's egress to the
+  # receiver runs at veth speed.
+  [ "${1:-both}" = uplink ] || tc qdisc add dev "$NS-a" root tbf rate 1mbit burst 1600 latency 200ms
 }
 shaped_down() {
   ip link del "$NS-a" 2>/dev/null || true
@@ -176,8 +179,10 @@ ours_shaped() {
     --log-level warn > /dev/null &
   local srv=$!
   sleep 0.3
+  # A drain of 30 s: at 1 Mbit/s an open-loop sender's queue (1 MiB)
+  # takes 8 s to cross, more on a loaded machine.
   DCENGINE_SECRET=$SECRET ip netns exec "$NS" "$DC" load --server 10.77.0.1:$PORT --server-pid $srv \
-    --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
+    --duration "$DURATION" --warmup "$WARMUP" --drain 30 --json "$@" || true
   kill -TERM "$srv" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
 }
@@ -368,12 +373,18 @@ for sc in "${scenarios[@]}"; do
         # messages/s of 100 B, to one receiver in the same namespace: both
         # legs cross the 1 Mbit/s link. The Normal class's latency is what
         # a FIFO would give the High messages.
+        # Then the same with only the uplink shaped: one 1 Mbit/s link, as
+        # P4 states it.
         trap 'shaped_down; wan_down' EXIT
-        shaped_down; shaped_up
-        for bulk in 1000 32768; do
-          j=$(ours_shaped --participants 2 --sending-participants 1 --senders 2 --high 50 --high-lossy \
-                --high-rate 20 --high-size 100 --size "$bulk" --window 0 --no-progress)
-          show "ours/$bulk" "$j"; record "$sc" ours "$r" "bulk-$bulk" "$j"
+        for hops in both uplink; do
+          shaped_down; shaped_up "$hops"
+          for bulk in 1000 32768; do
+            j=$(ours_shaped --participants 2 --sending-participants 1 --senders 2 --high 50 --high-lossy \
+                  --high-rate 20 --high-size 100 --size "$bulk" --window 0 --no-progress)
+            kind=bulk-$bulk
+            [ "$hops" = uplink ] && kind=$kind-one-hop
+            show "ours/$kind" "$j"; record "$sc" ours "$r" "$kind" "$j"
+          done
         done
         shaped_down
         ;;

@@ -316,7 +316,9 @@ fn run() -> Result<(), String> {
                 table,
                 "\n| {sc}: Normal message | class | p50 | p99 | max | delivered / sent | payload kbit/s |\n|---|---|---:|---:|---:|---:|---:|"
             );
-            let mut high_p99 = Vec::new();
+            // High p99 behind 32 KiB Normal messages: over one shaped link
+            // (P4 as stated) and over two (the sender's and the receiver's).
+            let (mut one_hop, mut two_hops) = (Vec::new(), Vec::new());
             for r in &bulk {
                 let rate = r
                     .result
@@ -344,12 +346,17 @@ fn run() -> Result<(), String> {
                         c.get("reliability").and_then(Value::as_str).unwrap_or("?")
                     );
                     if class.starts_with("high") && r.kind == "bulk-32768" {
-                        high_p99.push(g("p99"));
+                        two_hops.push(g("p99"));
+                    }
+                    if class.starts_with("high") && r.kind == "bulk-32768-one-hop" {
+                        one_hop.push(g("p99"));
                     }
                     let _ = writeln!(
                         table,
                         "| {} B | {class} | {:.1} ms | {:.1} ms | {:.1} ms | {} / {} | {rate:.0} |",
-                        r.kind.trim_start_matches("bulk-"),
+                        r.kind
+                            .trim_start_matches("bulk-")
+                            .replace("-one-hop", " (one hop)"),
                         g("p50") / 1e3,
                         g("p99") / 1e3,
                         g("max") / 1e3,
@@ -359,11 +366,19 @@ fn run() -> Result<(), String> {
                 }
             }
             let _ = writeln!(table);
-            if let Some((_, med, _)) = stats(high_p99) {
+            let two = stats(two_hops).map(|(_, med, _)| med / 1e3);
+            if let Some((_, med, _)) = stats(one_hop) {
                 let t = format!(
-                    "P4: High p99 ≤ 20 ms while Normal saturates 1 Mbit/s ({:.1} ms behind 32 KiB Normal messages, two shaped hops: {})",
+                    "P4: High p99 ≤ 20 ms while Normal saturates 1 Mbit/s ({:.1} ms behind 32 KiB Normal messages over one shaped link: {}; over two: {})",
                     med / 1e3,
-                    if med <= 20_000.0 { "met" } else { "SHORT" }
+                    if med <= 20_000.0 { "met" } else { "SHORT" },
+                    two.map_or("-".into(), |t| format!("{t:.1} ms")),
+                );
+                targets.push(format!("- {sc}: {t}"));
+                sc_summary.insert("target".into(), json!(t));
+            } else if let Some(two) = two {
+                let t = format!(
+                    "P4: High p99 ≤ 20 ms while Normal saturates 1 Mbit/s ({two:.1} ms behind 32 KiB Normal messages over two shaped hops; no one-hop run)"
                 );
                 targets.push(format!("- {sc}: {t}"));
                 sc_summary.insert("target".into(), json!(t));
