@@ -402,8 +402,9 @@ fn spawn_worker(
 /// user, whichever engine (or process) holds it, so a peer hashed to
 /// another engine's socket never reaches this one. And Linux, asked for
 /// port 0 by a socket with `SO_REUSEPORT` set, may pick a port that other
-/// such sockets hold (it skips only the ports it could not share: about
-/// one bind in 200 on a host with 150 engines' ports held). So on Linux
+/// such sockets hold (it skips only the ports it could not share: with k
+/// such ports held, k in the 28,232 of the default range; 3,000 binds on
+/// 127.0.0.1 gave 136 shared ports). So on Linux
 /// the first socket binds without the option (port 0 picks a port no
 /// socket holds; a given port that any socket holds is `AddrInUse`), then
 /// sets it, and the others join it: the group forms when the second
@@ -962,7 +963,14 @@ mod tests {
 
     use super::{bind_workers, set_reuse_port, socket};
 
-    const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
+    /// 127.0.0.1, any port.
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    fn addr_of(s: &UdpSocket) -> SocketAddr {
+        s.local_addr().expect("a bound socket")
+    }
 
     /// Binds `n` sockets the way engines did before `bind_workers`: each
     /// with `SO_REUSEPORT` set before its bind.
@@ -986,8 +994,8 @@ mod tests {
     /// `SO_REUSEPORT` sockets is refused, not joined.
     #[test]
     fn a_port_other_reuse_port_sockets_hold_is_refused() {
-        let other = reuse_port_group(LOOPBACK_ANY_PORT.parse().unwrap(), 2);
-        let addr = other[0].local_addr().unwrap();
+        let other = reuse_port_group(loopback(), 2);
+        let addr = addr_of(&other[0]);
         for n in [1, 2, 3] {
             match bind_workers(addr, n, 1 << 16) {
                 Err(e) => assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{n} workers: {e}"),
@@ -999,23 +1007,20 @@ mod tests {
         }
     }
 
-    /// Port 0 never picks a port that any socket holds. Before, Linux
-    /// picked one that other `SO_REUSEPORT` sockets of the same user held
-    /// about once per 200 binds with 150 such ports held (3,000 binds on
-    /// a quiet host: 136 shared ports): here 150 groups are held and 1,000
-    /// engines' worth of sockets bind, and none shares a port.
+    /// Port 0 never picks a port that any socket holds. Before, with 150
+    /// ports held by other `SO_REUSEPORT` sockets of the same user, a bind
+    /// picked one of them about once in 190 (150 of the default range's
+    /// 28,232 ports): these 1,000 binds would have expected 5, and passed
+    /// once in 200. Now the kernel excludes every held port: none does.
     #[test]
     fn port_0_picks_a_port_no_socket_holds() {
-        let any: SocketAddr = LOOPBACK_ANY_PORT.parse().unwrap();
+        let any: SocketAddr = loopback();
         let held: Vec<Vec<UdpSocket>> = (0..150).map(|_| reuse_port_group(any, 2)).collect();
-        let held_ports: HashSet<u16> = held
-            .iter()
-            .map(|g| g[0].local_addr().unwrap().port())
-            .collect();
+        let held_ports: HashSet<u16> = held.iter().map(|g| addr_of(&g[0]).port()).collect();
         for _ in 0..1000 {
             let ours = bind_workers(any, 2, 1 << 16).expect("bound");
-            let port = ours[0].local_addr().unwrap().port();
-            assert!(ours.iter().all(|s| s.local_addr().unwrap().port() == port));
+            let port = addr_of(&ours[0]).port();
+            assert!(ours.iter().all(|s| addr_of(s).port() == port));
             assert!(
                 !held_ports.contains(&port),
                 "picked {port}, which another group holds"
@@ -1028,17 +1033,18 @@ mod tests {
     /// and no other.
     #[test]
     fn the_workers_sockets_share_their_port() {
-        let ours = bind_workers(LOOPBACK_ANY_PORT.parse().unwrap(), 2, 1 << 16).expect("bound");
-        let to = ours[0].local_addr().unwrap();
-        assert_eq!(ours[1].local_addr().unwrap(), to);
+        let ours = bind_workers(loopback(), 2, 1 << 16).expect("bound");
+        let to = addr_of(&ours[0]);
+        assert_eq!(addr_of(&ours[1]), to);
         let sources = 64;
         for i in 0..sources {
-            let s = UdpSocket::bind(LOOPBACK_ANY_PORT).unwrap();
-            s.send_to(&[i as u8], to).unwrap();
+            let s = UdpSocket::bind(loopback()).expect("a source");
+            s.send_to(&[i as u8], to).expect("sent");
         }
         // Only a guard against a hang: loopback delivers them all.
         for s in &ours {
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("a read timeout");
         }
         let mut per_socket = [0usize; 2];
         let deadline = Instant::now() + Duration::from_secs(60);
