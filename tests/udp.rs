@@ -536,6 +536,40 @@ fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
     assert_eq!(unpinned.workers(), 3);
 }
 
+/// A several-worker engine's port is its own: another one bound to it
+/// (here given it; Linux may also pick it for port 0, see
+/// `bind_workers` in `src/runtime/mod.rs`) would take part of the
+/// first one's peers (the kernel spreads a port's datagrams over every
+/// `SO_REUSEPORT` socket on it): its start fails instead. Both backends
+/// bind the same way.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_second_engine_cannot_take_a_several_worker_engines_port() {
+    let first = server_with(Backend::Portable, 2);
+    let taken = Engine::builder()
+        .backend(Backend::Portable)
+        .bind(first.local_addr())
+        .workers(2)
+        .start();
+    match taken {
+        Err(EngineError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}"),
+        Err(e) => panic!("the second engine fails with AddrInUse, not {e}"),
+        Ok(e) => panic!(
+            "a second engine shares {} with the first ({} workers)",
+            e.local_addr(),
+            e.workers()
+        ),
+    }
+    // A one-worker engine never shared its port.
+    let single = Engine::builder()
+        .backend(Backend::Portable)
+        .bind(first.local_addr())
+        .start();
+    assert!(
+        matches!(single, Err(EngineError::Io(ref e)) if e.kind() == std::io::ErrorKind::AddrInUse)
+    );
+}
+
 /// A sender as a receiver sees it: (participant, channel).
 type Key = (String, u16);
 

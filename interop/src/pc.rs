@@ -24,8 +24,7 @@ use dcengine::wire::{
 };
 use dcengine::{
     Call, Certificate, DataChannelReceiver, DataChannelReliability, DataChannelSender,
-    DataChannelSenderOptions,
-    ErrorCode, ParticipantId,
+    DataChannelSenderOptions, ErrorCode, ParticipantId,
 };
 
 use crate::peer::{Cmd, Ev, LIMIT, Peer};
@@ -309,7 +308,11 @@ impl PcCell {
 }
 
 /// A sender of the host's on `channel`.
-pub(crate) fn host_sender(host: &Call, channel: u16, reliability: DataChannelReliability) -> DataChannelSender {
+pub(crate) fn host_sender(
+    host: &Call,
+    channel: u16,
+    reliability: DataChannelReliability,
+) -> DataChannelSender {
     host.data_channel()
         .create_sender(DataChannelSenderOptions {
             channel_id: Some(channel),

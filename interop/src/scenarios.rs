@@ -13,10 +13,7 @@ use dcengine::wire::{
     Batch, Codec, Data, Frame, Join, JoinAccepted, Message, PROTOCOL_VERSION, Priority,
     Reliability, SenderOpened, ShortStr,
 };
-use dcengine::{
-    Call, DataChannelReceiver, DataChannelReliability, NodeConfig,
-    ParticipantId,
-};
+use dcengine::{Call, DataChannelReceiver, DataChannelReliability, NodeConfig, ParticipantId};
 
 use crate::peer::{Cmd, Ev, LIMIT, Peer};
 use crate::server::{CALL, Server};

@@ -226,14 +226,8 @@ impl EngineBuilder {
             payload = payload.min(crate::hub::payload_within(crate::hub::WEBRTC_MAX_MESSAGE));
         }
         let largest_message = crate::hub::largest_data(payload);
-        let reuse_port = n > 1;
-        let first = bind(self.bind, self.socket_buffer, reuse_port)?;
-        // The first socket turns port 0 into a real port; the others join it.
-        let local_addr = first.local_addr()?;
-        let mut sockets = vec![first];
-        for _ in 1..n {
-            sockets.push(bind(local_addr, self.socket_buffer, true)?);
-        }
+        let sockets = bind_workers(self.bind, n, self.socket_buffer)?;
+        let local_addr = sockets[0].local_addr()?;
         let pin = self.pin_workers.unwrap_or(n > 1);
         let cpus = if pin {
             affinity::allowed_cpus()
@@ -399,22 +393,57 @@ fn spawn_worker(
     })
 }
 
-/// Asks for bigger kernel buffers, and with `reuse_port` lets the
-/// engine's other workers bind the same address (one socket each); each
-/// backend sets the blocking mode and options it needs. A single worker's
-/// socket does not set `SO_REUSEPORT`, so that another process cannot
-/// silently share its port.
-fn bind(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+/// Binds the workers' `n` sockets to `addr`: one socket each, sharing the
+/// address with `SO_REUSEPORT` when there are several (a single worker's
+/// socket does not set it, so that nobody can silently share its port).
+///
+/// The port must be the engine's alone: the kernel spreads the datagrams
+/// to a port over every `SO_REUSEPORT` socket bound to it by the same
+/// user, whichever engine (or process) holds it, so a peer hashed to
+/// another engine's socket never reaches this one. And Linux, asked for
+/// port 0 by a socket with `SO_REUSEPORT` set, may pick a port that other
+/// such sockets hold (it skips only the ports it could not share: with k
+/// such ports held, k in the 28,232 of the default range; 3,000 binds on
+/// 127.0.0.1 gave 136 shared ports). So on Linux
+/// the first socket binds without the option (port 0 picks a port no
+/// socket holds; a given port that any socket holds is `AddrInUse`), then
+/// sets it, and the others join it: the group forms when the second
+/// binds. Elsewhere every socket sets it before binding, as the BSDs
+/// require.
+fn bind_workers(addr: SocketAddr, n: usize, buffer: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let shared = n > 1;
+    let first = socket(addr, buffer)?;
+    if shared && !cfg!(target_os = "linux") {
+        set_reuse_port(&first)?;
+    }
+    first.bind(&addr.into())?;
+    if shared && cfg!(target_os = "linux") {
+        set_reuse_port(&first)?;
+    }
+    // The first socket turns port 0 into a real port; the others join it.
+    let local_addr = first
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a UDP socket without an IP address"))?;
+    let mut sockets = vec![first.into()];
+    for _ in 1..n {
+        let s = socket(local_addr, buffer)?;
+        set_reuse_port(&s)?;
+        s.bind(&local_addr.into())?;
+        sockets.push(s.into());
+    }
+    Ok(sockets)
+}
+
+/// An unbound UDP socket for `addr`'s family that asked for bigger kernel
+/// buffers; each backend sets the blocking mode and options it needs.
+fn socket(addr: SocketAddr, buffer: usize) -> io::Result<socket2::Socket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // The kernel caps these at its limits; smaller is not an error.
     let _ = s.set_recv_buffer_size(buffer);
     let _ = s.set_send_buffer_size(buffer);
-    if reuse_port {
-        set_reuse_port(&s)?;
-    }
-    s.bind(&addr.into())?;
-    Ok(s.into())
+    Ok(s)
 }
 
 #[cfg(unix)]
@@ -923,4 +952,112 @@ trait Io {
 
     /// Nothing handed to the kernel is still waiting to be sent.
     fn sent_all(&self) -> bool;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::collections::HashSet;
+    use std::io;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use super::{bind_workers, set_reuse_port, socket};
+
+    /// 127.0.0.1, any port.
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    fn addr_of(s: &UdpSocket) -> SocketAddr {
+        s.local_addr().expect("a bound socket")
+    }
+
+    /// Binds `n` sockets the way engines did before `bind_workers`: each
+    /// with `SO_REUSEPORT` set before its bind.
+    fn reuse_port_group(addr: SocketAddr, n: usize) -> Vec<UdpSocket> {
+        let mut out: Vec<UdpSocket> = Vec::new();
+        let mut at = addr;
+        for _ in 0..n {
+            let s = socket(at, 1 << 16).expect("a socket");
+            set_reuse_port(&s).expect("SO_REUSEPORT");
+            s.bind(&at.into()).expect("bound");
+            let s: UdpSocket = s.into();
+            at = s.local_addr().expect("an address");
+            out.push(s);
+        }
+        out
+    }
+
+    /// The flake this fixes (interop `peer_connection`: a webrtc-rs peer
+    /// whose checks the kernel gave another engine's socket, "failed"
+    /// before any data): a port held by another process's (or engine's)
+    /// `SO_REUSEPORT` sockets is refused, not joined.
+    #[test]
+    fn a_port_other_reuse_port_sockets_hold_is_refused() {
+        let other = reuse_port_group(loopback(), 2);
+        let addr = addr_of(&other[0]);
+        for n in [1, 2, 3] {
+            match bind_workers(addr, n, 1 << 16) {
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{n} workers: {e}"),
+                Ok(s) => panic!(
+                    "{n} workers joined {addr}, held by others ({} sockets)",
+                    s.len()
+                ),
+            }
+        }
+    }
+
+    /// Port 0 never picks a port that any socket holds. Before, with 150
+    /// ports held by other `SO_REUSEPORT` sockets of the same user, a bind
+    /// picked one of them about once in 190 (150 of the default range's
+    /// 28,232 ports): these 1,000 binds would have expected 5, and passed
+    /// once in 200. Now the kernel excludes every held port: none does.
+    #[test]
+    fn port_0_picks_a_port_no_socket_holds() {
+        let any: SocketAddr = loopback();
+        let held: Vec<Vec<UdpSocket>> = (0..150).map(|_| reuse_port_group(any, 2)).collect();
+        let held_ports: HashSet<u16> = held.iter().map(|g| addr_of(&g[0]).port()).collect();
+        for _ in 0..1000 {
+            let ours = bind_workers(any, 2, 1 << 16).expect("bound");
+            let port = addr_of(&ours[0]).port();
+            assert!(ours.iter().all(|s| addr_of(s).port() == port));
+            assert!(
+                !held_ports.contains(&port),
+                "picked {port}, which another group holds"
+            );
+        }
+    }
+
+    /// The first socket, bound before it set `SO_REUSEPORT`, still takes
+    /// its share: datagrams from many sources reach both workers' sockets,
+    /// and no other.
+    #[test]
+    fn the_workers_sockets_share_their_port() {
+        let ours = bind_workers(loopback(), 2, 1 << 16).expect("bound");
+        let to = addr_of(&ours[0]);
+        assert_eq!(addr_of(&ours[1]), to);
+        let sources = 64;
+        for i in 0..sources {
+            let s = UdpSocket::bind(loopback()).expect("a source");
+            s.send_to(&[i as u8], to).expect("sent");
+        }
+        // Only a guard against a hang: loopback delivers them all.
+        for s in &ours {
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("a read timeout");
+        }
+        let mut per_socket = [0usize; 2];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while per_socket.iter().sum::<usize>() < sources && Instant::now() < deadline {
+            for (k, s) in ours.iter().enumerate() {
+                let mut buf = [0u8; 8];
+                if s.recv_from(&mut buf).is_ok() {
+                    per_socket[k] += 1;
+                }
+            }
+        }
+        assert_eq!(per_socket.iter().sum::<usize>(), sources, "{per_socket:?}");
+        // 64 random source ports all hashed to one socket: 2^-63.
+        assert!(per_socket.iter().all(|&n| n > 0), "{per_socket:?}");
+    }
 }
