@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use dcengine::{JoinRejection, JoinRequest, JoinVerifier};
 use dcengine::hub::{HubCluster, HubConfig, home_worker};
-use dcengine::sim::Host;
 use dcengine::proto::{Delivery, Node, NodeConfig};
+use dcengine::sim::Host;
 use dcengine::wire::{Codec, Join, Message, PROTOCOL_VERSION, ShortStr};
+use dcengine::{JoinRejection, JoinRequest, JoinVerifier};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_ASSOCIATIONS: usize = 4;
@@ -31,18 +31,35 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 struct SaysOk;
 impl JoinVerifier for SaysOk {
     fn verify(&self, r: &JoinRequest<'_>, _: Instant) -> Result<(), JoinRejection> {
-        if r.token == b"ok" { Ok(()) } else { Err(JoinRejection::bad_token()) }
+        if r.token == b"ok" {
+            Ok(())
+        } else {
+            Err(JoinRejection::bad_token())
+        }
     }
 }
 
 #[derive(Debug, Arbitrary)]
 enum Op {
     /// Raw bytes from one of a few remotes.
-    Raw { remote: u8, patch_crc: bool, bytes: Vec<u8> },
+    Raw {
+        remote: u8,
+        patch_crc: bool,
+        bytes: Vec<u8>,
+    },
     /// Replay the `index`th captured client datagram with a byte changed.
-    Mutate { index: u8, at: u16, xor: u8, patch_crc: bool },
+    Mutate {
+        index: u8,
+        at: u16,
+        xor: u8,
+        patch_crc: bool,
+    },
     /// Replay a captured client datagram cut short.
-    Truncate { index: u8, len: u16, patch_crc: bool },
+    Truncate {
+        index: u8,
+        len: u16,
+        patch_crc: bool,
+    },
     /// The joined client sends these bytes as one engine message.
     SendRaw { lossy: bool, bytes: Vec<u8> },
     /// The joined client sends this engine message.
@@ -85,12 +102,15 @@ impl Rig {
                 if self.captured.len() < 256 {
                     self.captured.push(t.payload.clone());
                 }
-                self.server.handle_datagram(self.now, addr(CLIENT), t.payload);
+                self.server
+                    .handle_datagram(self.now, addr(CLIENT), t.payload);
                 moved = true;
             }
             while let Some(t) = self.server.poll_transmit() {
                 if t.destination == addr(CLIENT) {
-                    let _ = self.client.handle_datagram(self.now, addr(SERVER), t.payload);
+                    let _ = self
+                        .client
+                        .handle_datagram(self.now, addr(SERVER), t.payload);
                 }
                 moved = true;
             }
@@ -104,7 +124,8 @@ impl Rig {
 
     fn inject(&mut self, from: SocketAddr, bytes: Vec<u8>, patch_crc: bool) {
         let bytes = if patch_crc { patch(bytes) } else { bytes };
-        self.server.handle_datagram(self.now, from, Bytes::from(bytes));
+        self.server
+            .handle_datagram(self.now, from, Bytes::from(bytes));
     }
 
     fn captured(&self, index: u8) -> Option<Vec<u8>> {
@@ -132,7 +153,10 @@ fuzz_target!(|ops: Vec<Op>| {
         .find(|c| home_worker(c, 2) != mine)
         .expect("some call is homed elsewhere");
     // A hosted participant, so forwarded messages have somewhere to go.
-    let local = rig.server.join_local(now, &rig.call, "host").expect("local");
+    let local = rig
+        .server
+        .join_local(now, &rig.call, "host")
+        .expect("local");
     let assoc = rig.client.connect(now, addr(SERVER)).expect("connect");
     rig.exchange();
     let join = Join {
@@ -141,15 +165,26 @@ fuzz_target!(|ops: Vec<Op>| {
         participant_id: ShortStr::truncated("fuzzer"),
         token: Bytes::from_static(b"ok"),
     };
-    let _ = rig.client.send(now, assoc, Delivery::Reliable, &Message::Frame(join.into()));
+    let _ = rig
+        .client
+        .send(now, assoc, Delivery::Reliable, &Message::Frame(join.into()));
     rig.exchange();
 
     for op in ops.into_iter().take(256) {
         match op {
-            Op::Raw { remote, patch_crc, bytes } => {
+            Op::Raw {
+                remote,
+                patch_crc,
+                bytes,
+            } => {
                 rig.inject(addr(7000 + u16::from(remote % 8)), bytes, patch_crc);
             }
-            Op::Mutate { index, at, xor, patch_crc } => {
+            Op::Mutate {
+                index,
+                at,
+                xor,
+                patch_crc,
+            } => {
                 if let Some(mut bytes) = rig.captured(index) {
                     if !bytes.is_empty() {
                         let i = usize::from(at) % bytes.len();
@@ -158,19 +193,35 @@ fuzz_target!(|ops: Vec<Op>| {
                     rig.inject(addr(CLIENT), bytes, patch_crc);
                 }
             }
-            Op::Truncate { index, len, patch_crc } => {
+            Op::Truncate {
+                index,
+                len,
+                patch_crc,
+            } => {
                 if let Some(mut bytes) = rig.captured(index) {
                     bytes.truncate(usize::from(len));
                     rig.inject(addr(CLIENT), bytes, patch_crc);
                 }
             }
             Op::SendRaw { lossy, bytes } => {
-                let d = if lossy { Delivery::Lossy } else { Delivery::Reliable };
-                let _ = rig.client.send_encoded(rig.now, assoc, d, Bytes::from(bytes));
+                let d = if lossy {
+                    Delivery::Lossy
+                } else {
+                    Delivery::Reliable
+                };
+                let _ = rig
+                    .client
+                    .send_encoded(rig.now, assoc, d, Bytes::from(bytes));
             }
             Op::Send { lossy, message } => {
-                let d = if lossy { Delivery::Lossy } else { Delivery::Reliable };
-                let _ = rig.client.send_encoded(rig.now, assoc, d, message.to_bytes());
+                let d = if lossy {
+                    Delivery::Lossy
+                } else {
+                    Delivery::Reliable
+                };
+                let _ = rig
+                    .client
+                    .send_encoded(rig.now, assoc, d, message.to_bytes());
             }
             Op::Advance { ms } => {
                 rig.now += Duration::from_millis(u64::from(ms));

@@ -41,7 +41,9 @@ fn rss_kib() -> u64 {
 }
 
 fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// A real SCTP INIT, as a client node sends it.
