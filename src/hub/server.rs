@@ -12,7 +12,8 @@
 //! pumped.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use crate::idhash::IdMap;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -55,7 +56,7 @@ pub(super) enum Home {
 /// The egress of every member association this hub owns.
 #[derive(Debug)]
 pub(super) struct Egresses {
-    by_assoc: HashMap<AssocId, MemberEgress>,
+    by_assoc: IdMap<AssocId, MemberEgress>,
     /// Member associations with egress work.
     pub(super) ready: BTreeSet<AssocId>,
     /// Those of `ready` worth pumping after this input: new work, or their
@@ -81,7 +82,7 @@ pub(super) struct Egresses {
 impl Egresses {
     pub(super) fn new(config: &HubConfig) -> Self {
         Self {
-            by_assoc: HashMap::new(),
+            by_assoc: IdMap::default(),
             ready: BTreeSet::new(),
             to_pump: BTreeSet::new(),
             #[cfg(test)]
