@@ -466,6 +466,11 @@ impl DataChannelSender {
                 }
             };
         }
+        if !s.timed() {
+            // No rule to check, no latency budget: no clock read.
+            s.push(SenderOp::Data(data, None));
+            return Ok(());
+        }
         let now = s.call.hub.now();
         let broadcast = s.broadcast.load(Ordering::Relaxed);
         // The sender's rules, then the member's (all its senders together).
@@ -482,7 +487,7 @@ impl DataChannelSender {
             s.release(cost);
             return Err(DataChannelError::MessageFailureForTrafficLimit);
         }
-        s.push(SenderOp::Data(data, now));
+        s.push(SenderOp::Data(data, Some(now)));
         Ok(())
     }
 
@@ -649,6 +654,10 @@ impl DataChannelSender {
                     // threshold: `writable_wake_mark`).
                     return Poll::Pending;
                 }
+            }
+            if s.limiter.is_unlimited() && s.call.member_limiter().is_none_or(|m| m.is_unlimited())
+            {
+                return Poll::Ready(Ok(())); // No rule to wait for.
             }
             let now = s.call.hub.now();
             let broadcast = s.broadcast.load(Ordering::Relaxed);

@@ -300,7 +300,8 @@ impl ParticipantCore {
                     SenderOp::Data(..) if f.paused => return None,
                     SenderOp::Data(data, at) => Head {
                         len: data.len().max(1),
-                        queued_at: *at,
+                        // Untimed (Durable, no rules): the instant is unused.
+                        queued_at: at.unwrap_or(now),
                     },
                     _ => Head {
                         len: 0,
