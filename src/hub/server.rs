@@ -244,7 +244,8 @@ impl Hub {
 
     /// Does what the rooms decided ([`Outputs`]), in order.
     fn carry_out(&mut self, now: Instant) {
-        let mut out = std::mem::take(&mut self.outputs);
+        let spare = self.spare_outputs.pop().unwrap_or_default();
+        let mut out = std::mem::replace(&mut self.outputs, spare);
         self.stats += std::mem::take(&mut out.stats);
         self.events.extend(out.events.drain(..));
         let mut items = std::mem::take(&mut out.items);
@@ -313,7 +314,13 @@ impl Hub {
         }
         out.items = items;
         out.clear();
-        self.outputs = out;
+        let mut spare = std::mem::replace(&mut self.outputs, out);
+        // As a fresh one: whatever was decided meanwhile was carried out
+        // by the nested call that decided it.
+        spare.clear();
+        spare.events.clear();
+        spare.stats = Default::default();
+        self.spare_outputs.push(spare);
     }
 
     /// Gives frame `frame` of `out` to each of `targets`: the encoded bytes
