@@ -27,7 +27,7 @@ use crate::proto::{AssocId, Delivery};
 use crate::sched::{TokenBucket, TrafficLimiter};
 use crate::wire::{
     CloseReason, Codec, Data, ErrorCode, ErrorFrame, FlowControl, Frame, JoinAccepted, KeepAlive, Leave,
-    MemberId, Message, PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Priority, Reliability,
+    MemberId, PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Priority, Reliability,
     SenderClosed, SenderOpened, ShortStr,
 };
 
@@ -112,8 +112,11 @@ impl Outputs {
     /// Frame number `i`, encoded as one message (once, however many ask).
     pub(super) fn encoded(&mut self, i: usize) -> Bytes {
         let frames = &self.frames;
+        // A lone frame's message is the frame's encoding: encoded from the
+        // reference (cloning the frame to wrap it cloned its payload's
+        // `Bytes`, an allocation for a payload that still owned its `Vec`).
         self.encoded[i]
-            .get_or_insert_with(|| Message::Frame(frames[i].clone()).to_bytes())
+            .get_or_insert_with(|| frames[i].to_bytes())
             .clone()
     }
 
