@@ -188,7 +188,12 @@ impl Hub {
             return;
         };
         room.handle_frame(now, &self.config, call_id, from, frame, &mut self.outputs);
-        self.room_done(now, call_id);
+        // As `room_done`, without looking the room up again (a SipHash of
+        // the call id per frame: call ids are the clients' choice).
+        if room.is_empty() {
+            self.rooms.remove(call_id);
+        }
+        self.carry_out(now);
     }
 
     /// Removes member `member` from `call_id`'s room.
