@@ -161,6 +161,8 @@ pub struct Hub {
     outputs: Box<Outputs>,
     /// Empty `Outputs` to swap in while one is carried out (one per
     /// level of nesting: carrying out can make a room decide again).
+    /// Boxed so that a swap moves a pointer, not the struct.
+    #[allow(clippy::vec_box)]
     spare_outputs: Vec<Box<Outputs>>,
     /// Peers that moved to a new address, for the runtime
     /// ([`Hub::poll_moved_peer`]); at most [`MAX_MOVED_NOTES`].
