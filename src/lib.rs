@@ -121,6 +121,7 @@
 // The product: re-exported at the root, the modules stay private.
 mod auth;
 mod datachannel;
+mod idhash;
 mod runtime;
 
 // The engine's internals: public with the `_internal` feature (hidden from

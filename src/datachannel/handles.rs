@@ -466,6 +466,11 @@ impl DataChannelSender {
                 }
             };
         }
+        if !s.timed() {
+            // No rule to check, no latency budget: no clock read.
+            s.push(SenderOp::Data(data, None));
+            return Ok(());
+        }
         let now = s.call.hub.now();
         let broadcast = s.broadcast.load(Ordering::Relaxed);
         // The sender's rules, then the member's (all its senders together).
@@ -482,7 +487,7 @@ impl DataChannelSender {
             s.release(cost);
             return Err(DataChannelError::MessageFailureForTrafficLimit);
         }
-        s.push(SenderOp::Data(data, now));
+        s.push(SenderOp::Data(data, Some(now)));
         Ok(())
     }
 
@@ -616,7 +621,11 @@ impl DataChannelSender {
 
     /// Waits until a message of `len` bytes may be sent: the buffered
     /// amount is at or below the low threshold and the traffic rules have
-    /// the tokens for it. Fails with [`DataChannelError::SenderClosed`]
+    /// the tokens for it. Polled at or below the threshold it is ready at
+    /// once; a task that has to wait for the queue is woken when the
+    /// buffered amount has fallen to half the threshold, so it finds room
+    /// for a run of sends rather than one (one wake-up per half a
+    /// threshold of messages, not per message). Fails with [`DataChannelError::SenderClosed`]
     /// once the sender is closed, and with
     /// [`DataChannelError::MessageSizeOverLimit`] for a message no wait
     /// makes sendable.
@@ -626,13 +635,29 @@ impl DataChannelSender {
             return Err(DataChannelError::MessageSizeOverLimit { size: len, limit });
         }
         let s = self.shared();
+        let over =
+            || s.queued_bytes.load(Ordering::SeqCst) > s.low_threshold.load(Ordering::Relaxed);
         poll_fn(|cx| {
-            s.writable_wakers.register(cx.waker());
             if s.is_closed() {
                 return Poll::Ready(Err(DataChannelError::SenderClosed));
             }
-            if s.queued_bytes.load(Ordering::SeqCst) > s.low_threshold.load(Ordering::Relaxed) {
-                return Poll::Pending; // Woken as the hub takes messages.
+            if over() {
+                // Registered only to wait (not on every poll: a lock per
+                // send), then checked again: the hub may have taken the
+                // queue down, or the sender closed, in between.
+                s.writable_wakers.register(cx.waker());
+                if s.is_closed() {
+                    return Poll::Ready(Err(DataChannelError::SenderClosed));
+                }
+                if over() {
+                    // Woken as the hub takes messages (at half the
+                    // threshold: `writable_wake_mark`).
+                    return Poll::Pending;
+                }
+            }
+            if s.limiter.is_unlimited() && s.call.member_limiter().is_none_or(|m| m.is_unlimited())
+            {
+                return Poll::Ready(Ok(())); // No rule to wait for.
             }
             let now = s.call.hub.now();
             let broadcast = s.broadcast.load(Ordering::Relaxed);
@@ -645,6 +670,7 @@ impl DataChannelSender {
                 Some(wait) if wait.is_zero() => Poll::Ready(Ok(())),
                 Some(wait) => {
                     // The engine wakes the waiters when the tokens are in.
+                    s.writable_wakers.register(cx.waker());
                     if !s.token_wait.swap(true, Ordering::SeqCst) {
                         s.call.hub.push(Work::WakeAt(s.clone(), now + wait));
                     }

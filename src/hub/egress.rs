@@ -34,7 +34,8 @@
 //! client closes that participant's receivers when it reads it.
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use crate::idhash::IdMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -179,12 +180,12 @@ pub(super) struct MemberEgress {
     sched: Scheduler<FlowKey>,
     /// Non-empty flows only (a flow is removed when it drains, which is
     /// also when deficit round robin forgets its deficit).
-    flows: HashMap<FlowKey, FlowQueue>,
+    flows: IdMap<FlowKey, FlowQueue>,
     control: VecDeque<(Delivery, Bytes)>,
     /// `ParticipantLeft` frames waiting for their participant's flows.
     left: Vec<(MemberId, Bytes)>,
     /// Non-empty flows per origin.
-    origins: HashMap<MemberId, u32>,
+    origins: IdMap<MemberId, u32>,
     durable_bytes: usize,
     lossy_bytes: usize,
     /// How much the association's SCTP queue may hold.
@@ -201,10 +202,10 @@ impl MemberEgress {
     pub(super) fn new(lossy_budget: Duration, budget: EgressBudget, pause: Pause) -> Self {
         Self {
             sched: Scheduler::new(lossy_budget),
-            flows: HashMap::new(),
+            flows: IdMap::default(),
             control: VecDeque::new(),
             left: Vec::new(),
-            origins: HashMap::new(),
+            origins: IdMap::default(),
             durable_bytes: 0,
             lossy_bytes: 0,
             budget,

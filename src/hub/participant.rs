@@ -4,7 +4,7 @@
 //! for participants hosted inside a hub alike (see [`super::client`]).
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use crate::idhash::IdMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -162,10 +162,10 @@ fn flow_spec(
 
 pub(super) struct ParticipantCore {
     pub(super) shared: Arc<CallShared>,
-    flows: HashMap<u32, Flow>,
+    flows: IdMap<u32, Flow>,
     sched: Scheduler<u32>,
-    senders: HashMap<u16, SenderEntry>,
-    receivers: HashMap<(MemberId, u16), ReceiverEntry>,
+    senders: IdMap<u16, SenderEntry>,
+    receivers: IdMap<(MemberId, u16), ReceiverEntry>,
     orphans: Orphans,
     /// Frames for the server that receiving produced: receivers closed
     /// here, which the server stops sending to (see [`Self::take_notices`]).
@@ -178,7 +178,7 @@ pub(super) struct ParticipantCore {
     /// session, sequence numbers going on) instead of being dropped.
     /// Forgotten when the sender closes or leaves; at most
     /// `max_receivers`.
-    idled: HashMap<(MemberId, u16), (u32, Reliability, Priority)>,
+    idled: IdMap<(MemberId, u16), (u32, Reliability, Priority)>,
     /// The server's `JoinAccepted` (its max message size), until
     /// [`ParticipantCore::complete_join`] makes the call joined.
     accepted: Option<crate::wire::JoinAccepted>,
@@ -197,14 +197,14 @@ impl ParticipantCore {
         Self {
             accepted: None,
             ended: false,
-            idled: HashMap::new(),
+            idled: IdMap::default(),
             idle_timeout: shared.config.receiver_idle_timeout,
             keepalive_interval: shared.config.keepalive_interval,
             shared,
-            flows: HashMap::new(),
+            flows: IdMap::default(),
             sched: Scheduler::new(budget),
-            senders: HashMap::new(),
-            receivers: HashMap::new(),
+            senders: IdMap::default(),
+            receivers: IdMap::default(),
             orphans: Orphans::default(),
             notices: Vec::new(),
             stats: ParticipantStats::default(),
@@ -300,7 +300,8 @@ impl ParticipantCore {
                     SenderOp::Data(..) if f.paused => return None,
                     SenderOp::Data(data, at) => Head {
                         len: data.len().max(1),
-                        queued_at: *at,
+                        // Untimed (Durable, no rules): the instant is unused.
+                        queued_at: at.unwrap_or(now),
                     },
                     _ => Head {
                         len: 0,

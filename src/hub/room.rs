@@ -10,7 +10,8 @@
 //! targets and policing are unit-tested here without a single association.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::idhash::IdMap;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use crate::proto::{AssocId, Delivery};
 use crate::sched::{TokenBucket, TrafficLimiter};
 use crate::wire::{
     CloseReason, Codec, Data, ErrorCode, ErrorFrame, FlowControl, Frame, JoinAccepted, KeepAlive, Leave,
-    MemberId, Message, PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Priority, Reliability,
+    MemberId, PROTOCOL_VERSION, ParticipantJoined, ParticipantLeft, Priority, Reliability,
     SenderClosed, SenderOpened, ShortStr,
 };
 
@@ -111,8 +112,11 @@ impl Outputs {
     /// Frame number `i`, encoded as one message (once, however many ask).
     pub(super) fn encoded(&mut self, i: usize) -> Bytes {
         let frames = &self.frames;
+        // A lone frame's message is the frame's encoding: encoded from the
+        // reference (cloning the frame to wrap it cloned its payload's
+        // `Bytes`, an allocation for a payload that still owned its `Vec`).
         self.encoded[i]
-            .get_or_insert_with(|| Message::Frame(frames[i].clone()).to_bytes())
+            .get_or_insert_with(|| frames[i].to_bytes())
             .clone()
     }
 
@@ -154,7 +158,7 @@ struct Member {
     /// The traffic rules' state of each of its channels and kinds, kept
     /// across sessions (a new session brings no fresh allowance); one
     /// whose buckets are full is as good as new and may be forgotten.
-    rules: HashMap<RuleKey, TrafficLimiter>,
+    rules: IdMap<RuleKey, TrafficLimiter>,
     /// The member rules: all its senders together (see
     /// [`crate::TrafficPolicy::member_kbps`]).
     aggregate: TrafficLimiter,
@@ -242,18 +246,18 @@ impl Route {
 pub(super) struct Room {
     members: BTreeMap<MemberId, Member>,
     next_member: u32,
-    routes: HashMap<(MemberId, u16), Route>,
+    routes: IdMap<(MemberId, u16), Route>,
     /// Backpressure: for each (origin, channel), the members whose egress
     /// holds too much of its Durable data. Kept per channel, not per
     /// session: a replacing session's data waits behind the old one's.
-    pressure: HashMap<(MemberId, u16), BTreeSet<MemberId>>,
+    pressure: IdMap<(MemberId, u16), BTreeSet<MemberId>>,
     /// Lossy `Data` that arrived before what it depends on: the
     /// `SenderOpened` of its session, or the `SetParticipants` of its epoch
     /// (both travel ordered on stream 0, Lossy data unordered on stream 1,
     /// so it may overtake them: a WebRTC stack sends unordered data at
     /// once). Held briefly per sending member, then forwarded when the
     /// frame it waits for comes, or dropped as stale.
-    early: HashMap<MemberId, VecDeque<(Instant, Data)>>,
+    early: IdMap<MemberId, VecDeque<(Instant, Data)>>,
 }
 
 /// Lossy `Data` frames held per member until their session or epoch
@@ -411,7 +415,7 @@ impl Room {
                 at,
                 strikes: TokenBucket::new(rate, burst, now),
                 opens: TokenBucket::new(opens, opens_burst, now),
-                rules: HashMap::new(),
+                rules: IdMap::default(),
                 aggregate: config.channel.traffic.member_limiter(
                     config.channel.max_message_size,
                     config.channel.traffic.server_slack,

@@ -12,7 +12,8 @@
 //! pumped.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use crate::idhash::IdMap;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -55,7 +56,7 @@ pub(super) enum Home {
 /// The egress of every member association this hub owns.
 #[derive(Debug)]
 pub(super) struct Egresses {
-    by_assoc: HashMap<AssocId, MemberEgress>,
+    by_assoc: IdMap<AssocId, MemberEgress>,
     /// Member associations with egress work.
     pub(super) ready: BTreeSet<AssocId>,
     /// Those of `ready` worth pumping after this input: new work, or their
@@ -81,7 +82,7 @@ pub(super) struct Egresses {
 impl Egresses {
     pub(super) fn new(config: &HubConfig) -> Self {
         Self {
-            by_assoc: HashMap::new(),
+            by_assoc: IdMap::default(),
             ready: BTreeSet::new(),
             to_pump: BTreeSet::new(),
             #[cfg(test)]
@@ -187,7 +188,12 @@ impl Hub {
             return;
         };
         room.handle_frame(now, &self.config, call_id, from, frame, &mut self.outputs);
-        self.room_done(now, call_id);
+        // As `room_done`, without looking the room up again (a SipHash of
+        // the call id per frame: call ids are the clients' choice).
+        if room.is_empty() {
+            self.rooms.remove(call_id);
+        }
+        self.carry_out(now);
     }
 
     /// Removes member `member` from `call_id`'s room.
@@ -243,7 +249,8 @@ impl Hub {
 
     /// Does what the rooms decided ([`Outputs`]), in order.
     fn carry_out(&mut self, now: Instant) {
-        let mut out = std::mem::take(&mut self.outputs);
+        let spare = self.spare_outputs.pop().unwrap_or_default();
+        let mut out = std::mem::replace(&mut self.outputs, spare);
         self.stats += std::mem::take(&mut out.stats);
         self.events.extend(out.events.drain(..));
         let mut items = std::mem::take(&mut out.items);
@@ -312,7 +319,13 @@ impl Hub {
         }
         out.items = items;
         out.clear();
-        self.outputs = out;
+        let mut spare = std::mem::replace(&mut self.outputs, out);
+        // As a fresh one: whatever was decided meanwhile was carried out
+        // by the nested call that decided it.
+        spare.clear();
+        spare.events.clear();
+        spare.stats = Default::default();
+        self.spare_outputs.push(spare);
     }
 
     /// Gives frame `frame` of `out` to each of `targets`: the encoded bytes

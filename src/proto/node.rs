@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use crate::idhash::IdMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -499,7 +500,7 @@ pub struct Node {
     rng: ChaCha8Rng,
     /// Set by [`Node::close_all`]: INITs are answered with an ABORT.
     refusing: bool,
-    assocs: HashMap<AssocId, Assoc>,
+    assocs: IdMap<AssocId, Assoc>,
     /// Associations by peer address and this end's verification tag.
     by_tag: HashMap<(SocketAddr, u32), AssocId>,
     /// Associations by peer address (several associations may share one:
@@ -555,7 +556,7 @@ impl Node {
             listener,
             rng,
             config,
-            assocs: HashMap::new(),
+            assocs: IdMap::default(),
             by_tag: HashMap::new(),
             by_remote: HashMap::new(),
             handshaking: 0,
@@ -1975,7 +1976,7 @@ fn start_closing(a: &mut Assoc, now: Instant) {
 }
 
 /// `assoc`, if it takes messages: connected, and not closing.
-fn sendable(assocs: &mut HashMap<AssocId, Assoc>, assoc: AssocId) -> Result<&mut Assoc, SendError> {
+fn sendable(assocs: &mut IdMap<AssocId, Assoc>, assoc: AssocId) -> Result<&mut Assoc, SendError> {
     let a = assocs
         .get_mut(&assoc)
         .ok_or(SendError::UnknownAssociation)?;

@@ -1,7 +1,8 @@
 //! Which channel of an association sends next.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+use crate::idhash::IdMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -85,7 +86,7 @@ struct Flow {
 /// [`Scheduler::poll_timeout`] is when a parked flow becomes eligible.
 #[derive(Debug)]
 pub struct Scheduler<K> {
-    flows: HashMap<K, Flow>,
+    flows: IdMap<K, Flow>,
     /// Round-robin lists: `[High, Normal]`, of (flow, generation). A flow
     /// removed leaves its entry behind (removal is O(1), so dropping many
     /// senders at once costs no quadratic time); entries whose flow is
@@ -116,7 +117,7 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
     /// A scheduler dropping Lossy messages older than `lossy_budget`.
     pub fn new(lossy_budget: Duration) -> Self {
         Self {
-            flows: HashMap::new(),
+            flows: IdMap::default(),
             active: [VecDeque::new(), VecDeque::new()],
             stale: [0, 0],
             next_generation: 0,
@@ -313,6 +314,7 @@ impl<K: Copy + Eq + Hash + Ord> Scheduler<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn spec(priority: Priority) -> FlowSpec {
         FlowSpec {

@@ -360,9 +360,8 @@ impl TrafficLimiter {
             .all(|b| b.is_full(now))
     }
 
-    /// Whether no rule applies.
-    #[cfg(test)]
-    fn is_unlimited(&self) -> bool {
+    /// Whether no rule applies (then nothing it does needs the time).
+    pub fn is_unlimited(&self) -> bool {
         self.bytes.is_none() && self.packets.is_none()
     }
 }
