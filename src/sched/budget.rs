@@ -367,9 +367,27 @@ impl EgressBudget {
         Some((rate * base.as_secs_f64()) as usize)
     }
 
-    /// The measured base round trip, if any.
+    /// A budget of `budget` bytes that has measured a delivery rate of
+    /// `rate` bytes a second and a base round trip of `base` (for tests of
+    /// what sizes itself by them).
     #[cfg(test)]
-    fn rtt_min(&self) -> Option<Duration> {
+    pub(crate) fn measured(budget: usize, rate: f64, base: Duration, now: Instant) -> Self {
+        let mut b = Self::new(2400, budget.max(2400), Duration::from_millis(5));
+        b.budget = budget;
+        b.rate = Some(rate);
+        b.base = Some((base, now));
+        b.startup = false;
+        b
+    }
+
+    /// The delivery rate of the last round in which the budget held the
+    /// sender back, bytes a second (none before one).
+    pub fn delivery_rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// The measured base round trip (the windowed minimum), if any.
+    pub fn base_rtt(&self) -> Option<Duration> {
         self.base.map(|(r, _)| r)
     }
 }
@@ -535,20 +553,20 @@ mod tests {
         // A tiny hand-over crosses fast; it does not set the base.
         b.on_sent(100, t0);
         b.on_progress(0, t0 + Duration::from_millis(20));
-        assert_eq!(b.rtt_min(), None);
+        assert_eq!(b.base_rtt(), None);
         // A packet does.
         let t1 = t0 + Duration::from_millis(30);
         b.on_sent(1000, t1);
         b.on_progress(0, t1 + Duration::from_millis(28));
-        assert_eq!(b.rtt_min(), Some(Duration::from_millis(28)));
+        assert_eq!(b.base_rtt(), Some(Duration::from_millis(28)));
         // Three packets at once: their first byte's round trip is the
         // path's; the last waited behind the others.
         let t2 = t1 + Duration::from_millis(100);
         b.on_sent(3000, t2);
         b.on_progress(2000, t2 + Duration::from_millis(27));
-        assert_eq!(b.rtt_min(), Some(Duration::from_millis(27)));
+        assert_eq!(b.base_rtt(), Some(Duration::from_millis(27)));
         b.on_progress(0, t2 + Duration::from_millis(44));
-        assert_eq!(b.rtt_min(), Some(Duration::from_millis(27)));
+        assert_eq!(b.base_rtt(), Some(Duration::from_millis(27)));
         assert_eq!(b.drain_time(1000), Duration::ZERO, "no rate yet");
     }
 
