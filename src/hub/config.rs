@@ -259,7 +259,12 @@ impl HubConfig {
     }
 
     /// How much standing queue the egress budget (uplinks, and the server's
-    /// per-member egress) allows on top of the path's round trip.
+    /// per-member egress) allows on top of the path's round trip, on a
+    /// path fast enough that this is more than a packet (a slower one
+    /// keeps about a packet): at least a quarter of the measured base
+    /// round trip, and a queue must show in two rounds in a row before the
+    /// budget shrinks for it (a loaded host's jitter of a few
+    /// milliseconds held a 50 ms path to a fraction of what it carries).
     /// Default 5 ms.
     pub fn queue_target(mut self, target: Duration) -> Self {
         self.queue_target = target;
