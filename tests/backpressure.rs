@@ -303,8 +303,8 @@ fn a_hosted_sender_is_slowed_to_its_remote_receiver() {
 /// were sized to the path), alice is resumed when 32 KiB wait for bob and
 /// her data comes a round trip later, so bob's link idles each time the
 /// congestion control has shrunk what she keeps in flight. Sized to the
-/// path (four of the sender's bandwidth-delay products plus the member's
-/// budget) it does not: about a third less time (2.7 against 4.0 s of
+/// path (the sender's bandwidth-delay product plus the member's budget)
+/// it does not: about a third less time (2.7 against 4.0 s of
 /// virtual time, on one worker and across three). Every message
 /// arrives in order either way and nobody is cut.
 #[test]

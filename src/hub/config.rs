@@ -156,13 +156,13 @@ impl HubConfig {
             uplink_buffer: 4 * 1024 * 1024,
             queue_target: Duration::from_millis(5),
             lossy_drop_buffer: 256 * 1024,
-            slow_consumer_buffer: 32 * 1024 * 1024,
+            slow_consumer_buffer: 24 * 1024 * 1024,
             slow_consumer_min_kbps: 64,
             slow_consumer_grace: Duration::from_secs(10),
             pause_route_backlog: 128 * 1024,
             pause_member_backlog: 1024 * 1024,
-            pause_route_backlog_max: 8 * 1024 * 1024,
-            pause_member_backlog_max: 16 * 1024 * 1024,
+            pause_route_backlog_max: 4 * 1024 * 1024,
+            pause_member_backlog_max: 8 * 1024 * 1024,
             pause_overrun: 12 * 1024 * 1024,
             relay_backlog: 512 * 1024,
             max_senders_per_member: 1024,
@@ -291,7 +291,7 @@ impl HubConfig {
     /// Must exceed the member's pause bound at its largest
     /// ([`HubConfig::pause_backlog_max()`]) plus what senders have on the
     /// way (a paused sender's [`HubConfig::pause_overrun()`];
-    /// [`HubConfig::check()`]). Default 32 MiB (16 MiB + 12 MiB, and some
+    /// [`HubConfig::check()`]). Default 24 MiB (8 MiB + 12 MiB, and some
     /// room).
     pub fn slow_consumer_buffer(mut self, bytes: usize) -> Self {
         self.slow_consumer_buffer = bytes;
@@ -336,11 +336,11 @@ impl HubConfig {
     /// [`HubConfig::pause_backlog()`] grow with the path. A sender paused
     /// for a member is resumed when its backlog there is down to a
     /// quarter, and its data arrives a round trip of its own path later;
-    /// with a fixed 128 KiB, a sender on a 50 ms path gets about 96 KiB a
-    /// round trip through, 2 MB/s whatever the path carries. So each
-    /// member's egress sizes the bounds from its egress budget's estimates:
-    /// a route's bound is at least four times the sender's bandwidth-delay
-    /// product (the member's measured delivery rate, at which the paused
+    /// with a fixed 128 KiB, what a sender on a 50 ms path gets through
+    /// per round trip is 96 KiB and what it had in flight, whatever the
+    /// path carries. So each member's egress sizes the bounds from its
+    /// egress budget's estimates: a route's bound is at least the sender's
+    /// bandwidth-delay product (the member's measured delivery rate, at which the paused
     /// sender goes, times the sender's round trip as the server's SCTP
     /// measured it, or the member's own where the sender's association
     /// lives on another worker) plus the member's egress budget (its own
@@ -348,15 +348,14 @@ impl HubConfig {
     /// [`HubConfig::pause_backlog()`] nor above `route` and `member`
     /// bytes. Memory: what an honest member may have waiting is its
     /// member bound; it reaches the cap only on a path that carries it
-    /// (about 33 MB/s with 50 ms round trips: a resume's quarter of the
-    /// route cap still covers 40 MB/s for one round trip), so what a
+    /// (about 37 MB/s with 50 ms round trips), so what a
     /// server holds grows with the bandwidth it serves times the round
     /// trip, not with its members; a member that acknowledges slowly gets a
     /// lower rate, not a larger bound; past the caps only
     /// [`HubConfig::pause_overrun()`] and
     /// [`HubConfig::slow_consumer_buffer()`] (which must exceed `member`
     /// plus the overrun: [`HubConfig::check()`]) bound it. A cap at or
-    /// under its floor turns the sizing off. Defaults 8 MiB and 16 MiB.
+    /// under its floor turns the sizing off. Defaults 4 MiB and 8 MiB.
     pub fn pause_backlog_max(mut self, route: usize, member: usize) -> Self {
         self.pause_route_backlog_max = route;
         self.pause_member_backlog_max = member;
@@ -828,7 +827,7 @@ mod tests {
         assert_eq!(d.check(), Ok(()));
         assert_eq!(
             (d.uplink_buffer, d.pause_overrun, d.slow_consumer_buffer),
-            (4 << 20, 12 << 20, 32 << 20)
+            (4 << 20, 12 << 20, 24 << 20)
         );
         // The `wan` failure: an 8 MiB uplink buffer against a 2 MiB overrun.
         let needed = (1 << 20) + (8 << 20) + 257 * 1024 + (4 << 20);
@@ -853,7 +852,7 @@ mod tests {
             d.clone().slow_consumer_buffer(20 << 20).check(),
             Err(ConfigError::SlowConsumerBufferTooSmall {
                 slow_consumer_buffer: 20 << 20,
-                needed: (16 << 20) + (12 << 20)
+                needed: (8 << 20) + (12 << 20)
             })
         );
         // With the sizing off (caps at the floors), the floors count.

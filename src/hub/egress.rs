@@ -128,14 +128,16 @@ pub(super) struct Limits {
 /// sender is resumed when its backlog is down to a quarter, and its data
 /// arrives a round trip of its own path later, during which the member
 /// takes what its rate allows. So a route's bound is at least
-/// `4 × rate × sender_rtt + budget`: four of the sender's bandwidth-delay
-/// products (at the member's measured delivery rate, the sender's pace
-/// while paused by it; the sender's round trip as the server measured it,
-/// or the member's own where unknown) plus the member's egress budget (its
-/// own product and standing queue). The member's bound is twice that. On
-/// a short or slow path both are the floors; on a long fast one (the
-/// `wan` path: 1 Gbit/s, 50 ms) they grow to a few megabytes, never past
-/// the caps.
+/// `rate × sender_rtt + budget`: the sender's bandwidth-delay product (at
+/// the member's measured delivery rate, the sender's pace while paused by
+/// it; the sender's round trip as the server measured it, or the member's
+/// own where unknown) plus the member's egress budget (its own product and
+/// standing queue). The member's bound is twice that. On a short or slow
+/// path both are the floors; on a long fast one (the `wan` path: 1 Gbit/s,
+/// 50 ms) they grow to a few megabytes, never past the caps. (Four of the
+/// sender's products were tried first: an unpaused sender ran megabytes
+/// ahead in bursts that delayed the receiver's acknowledgements on a
+/// shared link, and the `wan` figure halved.)
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pause {
     /// Durable data bytes of one route waiting: the floor.
@@ -157,7 +159,7 @@ impl Pause {
             return 0;
         };
         let rtt = sender_rtt.or(budget.base_rtt()).unwrap_or_default();
-        let sender = (4.0 * rate * rtt.as_secs_f64()).round().min(usize::MAX as f64 / 4.0) as usize;
+        let sender = (rate * rtt.as_secs_f64()).round().min(usize::MAX as f64 / 4.0) as usize;
         sender.saturating_add(budget.steady_budget())
     }
 
@@ -758,9 +760,9 @@ mod tests {
         assert_eq!(e.take_pressure().count(), 0);
     }
 
-    /// The pause bounds follow the path: four of the sender's
-    /// bandwidth-delay products (the member's delivery rate times the
-    /// sender's round trip, the member's own where unknown) plus the
+    /// The pause bounds follow the path: the sender's bandwidth-delay
+    /// product (the member's delivery rate times the sender's round trip,
+    /// the member's own where unknown) plus the
     /// member's budget, the member's bound twice that; never under the
     /// floors nor over the caps. Each flow is judged by its own sender's
     /// round trip, and is free again at a quarter of its bound.
@@ -776,8 +778,8 @@ mod tests {
         };
         // 1 MB/s, 20 ms: the member's product is 20 kB (its budget).
         let budget = EgressBudget::measured(20_000, 1e6, ms(20), t);
-        assert_eq!(pause.bounds(&budget, None), (100_000, 200_000));
-        assert_eq!(pause.bounds(&budget, Some(ms(100))), (420_000, 840_000));
+        assert_eq!(pause.bounds(&budget, None), (40_000, 80_000));
+        assert_eq!(pause.bounds(&budget, Some(ms(100))), (120_000, 240_000));
         assert_eq!(pause.bounds(&budget, Some(ms(1000))), (1_000_000, 2_000_000));
         // A slow member: the floors.
         let slow = EgressBudget::measured(2_400, 10_000.0, ms(20), t);
@@ -805,9 +807,9 @@ mod tests {
             }
             assert_eq!(e.push(op, t, limits), Pushed::Queued);
         };
-        // A sender 100 ms away: 420 kB wait before it is paused (the floor
+        // A sender 100 ms away: 120 kB wait before it is paused (the floor
         // would have paused it at 8 kB).
-        for _ in 0..420 {
+        for _ in 0..120 {
             push(&mut e, 1, Some(ms(100)));
         }
         assert_eq!(e.take_pressure().count(), 0);
@@ -816,10 +818,10 @@ mod tests {
             e.take_pressure().collect::<Vec<_>>(),
             vec![(MemberId(1), 7, true)]
         );
-        // Free again at a quarter: 105 kB.
+        // Free again at a quarter: 30 kB.
         let mut out = Vec::new();
-        e.pump(t, 315_000, 0, &mut out);
-        assert_eq!(e.take_pressure().count(), 0, "106 kB left");
+        e.pump(t, 90_000, 0, &mut out);
+        assert_eq!(e.take_pressure().count(), 0, "31 kB left");
         e.pump(t, 1_000, 0, &mut out);
         assert_eq!(
             e.take_pressure().collect::<Vec<_>>(),

@@ -89,8 +89,8 @@ pub(crate) struct ServeArgs {
     pause_overrun: usize,
     /// Durable bytes that may wait for one member before it is a slow
     /// consumer (`HubConfig::slow_consumer_buffer`; must exceed the largest
-    /// member pause backlog, 16 MiB, plus the pause overrun); 0: the
-    /// default (32 MiB).
+    /// member pause backlog, 8 MiB, plus the pause overrun); 0: the
+    /// default (24 MiB).
     #[arg(long, default_value_t = 0)]
     slow_consumer_buffer: usize,
     /// Worker threads, each pinned to a core with its own socket on the
