@@ -292,7 +292,7 @@ ours_wan() {
   if [ "$1" = big ]; then
     shift
     big=(--uplink-buffer 8388608 --sctp-receive-buffer 16777216)
-    srv_big=("${big[@]}" --pause-overrun 33554432 --slow-consumer-buffer 50331648)
+    srv_big=("${big[@]}" --pause-overrun 33554432 --slow-consumer-buffer 67108864)
     set -- "$@" "${big[@]}"
   elif [ "$1" = before ]; then
     shift

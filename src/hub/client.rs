@@ -337,7 +337,7 @@ impl Hub {
             Via::Hosted { call_id, member } => {
                 let (call_id, member) = (call_id.clone(), *member);
                 for (_, frame) in out {
-                    self.on_member_frame(now, &call_id, member, frame);
+                    self.on_member_frame(now, &call_id, member, frame, Some(Duration::ZERO));
                 }
                 self.remove_member(now, &call_id, member, CloseReason::LEFT, None);
             }
@@ -390,7 +390,7 @@ impl Hub {
                     let more = core.has_work();
                     let (call_id, member) = (call_id.clone(), *member);
                     for (_, frame) in out {
-                        self.on_member_frame(now, &call_id, member, frame);
+                        self.on_member_frame(now, &call_id, member, frame, Some(Duration::ZERO));
                     }
                     more
                 }
@@ -421,7 +421,7 @@ impl Hub {
                 Via::Hosted { call_id, member } => {
                     let (call_id, member) = (call_id.clone(), *member);
                     for (_, frame) in out {
-                        self.on_member_frame(now, &call_id, member, frame);
+                        self.on_member_frame(now, &call_id, member, frame, Some(Duration::ZERO));
                     }
                 }
             }

@@ -81,6 +81,12 @@ pub struct HubConfig {
     /// Server role: Durable bytes waiting for one member past which every
     /// sender feeding it is paused; see [`HubConfig::pause_backlog()`].
     pub pause_member_backlog: usize,
+    /// Server role: the most [`HubConfig::pause_route_backlog`] grows to
+    /// on a long fast path; see [`HubConfig::pause_backlog_max()`].
+    pub pause_route_backlog_max: usize,
+    /// Server role: the most [`HubConfig::pause_member_backlog`] grows to
+    /// on a long fast path; see [`HubConfig::pause_backlog_max()`].
+    pub pause_member_backlog_max: usize,
     /// Server role: Durable bytes a paused sender may still send before
     /// the server closes it; see [`HubConfig::pause_overrun()`].
     pub pause_overrun: usize,
@@ -150,11 +156,13 @@ impl HubConfig {
             uplink_buffer: 4 * 1024 * 1024,
             queue_target: Duration::from_millis(5),
             lossy_drop_buffer: 256 * 1024,
-            slow_consumer_buffer: 16 * 1024 * 1024,
+            slow_consumer_buffer: 24 * 1024 * 1024,
             slow_consumer_min_kbps: 64,
             slow_consumer_grace: Duration::from_secs(10),
             pause_route_backlog: 128 * 1024,
             pause_member_backlog: 1024 * 1024,
+            pause_route_backlog_max: 4 * 1024 * 1024,
+            pause_member_backlog_max: 8 * 1024 * 1024,
             pause_overrun: 12 * 1024 * 1024,
             relay_backlog: 512 * 1024,
             max_senders_per_member: 1024,
@@ -251,7 +259,12 @@ impl HubConfig {
     }
 
     /// How much standing queue the egress budget (uplinks, and the server's
-    /// per-member egress) allows on top of the path's round trip.
+    /// per-member egress) allows on top of the path's round trip, on a
+    /// path fast enough that this is more than a packet (a slower one
+    /// keeps about a packet): at least a quarter of the measured base
+    /// round trip, and a queue must show in two rounds in a row before the
+    /// budget shrinks for it (a loaded host's jitter of a few
+    /// milliseconds held a 50 ms path to a fraction of what it carries).
     /// Default 5 ms.
     pub fn queue_target(mut self, target: Duration) -> Self {
         self.queue_target = target;
@@ -275,10 +288,11 @@ impl HubConfig {
     /// without bound). A bound on memory, not the policy: honest senders
     /// are paused long before it ([`HubConfig::pause_backlog()`]), and
     /// slowness is judged by rate ([`HubConfig::slow_consumer_rate()`]).
-    /// Must exceed [`HubConfig::pause_backlog()`]'s member bound plus what
-    /// senders have on the way (a paused sender's
-    /// [`HubConfig::pause_overrun()`]; [`HubConfig::check()`]). Default
-    /// 16 MiB.
+    /// Must exceed the member's pause bound at its largest
+    /// ([`HubConfig::pause_backlog_max()`]) plus what senders have on the
+    /// way (a paused sender's [`HubConfig::pause_overrun()`];
+    /// [`HubConfig::check()`]). Default 24 MiB (8 MiB + 12 MiB, and some
+    /// room).
     pub fn slow_consumer_buffer(mut self, bytes: usize) -> Self {
         self.slow_consumer_buffer = bytes;
         self
@@ -309,9 +323,42 @@ impl HubConfig {
     /// sender's backlog at every member is down to a quarter of `route`
     /// (and the member's to half of `member`) it goes on. Defaults
     /// 128 KiB and 1 MiB.
+    ///
+    /// These are floors: on a long fast path both grow with what the path
+    /// holds, up to [`HubConfig::pause_backlog_max()`].
     pub fn pause_backlog(mut self, route: usize, member: usize) -> Self {
         self.pause_route_backlog = route;
         self.pause_member_backlog = member;
+        self
+    }
+
+    /// Server role: how far the pause backlogs of
+    /// [`HubConfig::pause_backlog()`] grow with the path. A sender paused
+    /// for a member is resumed when its backlog there is down to a
+    /// quarter, and its data arrives a round trip of its own path later;
+    /// with a fixed 128 KiB, what a sender on a 50 ms path gets through
+    /// per round trip is 96 KiB and what it had in flight, whatever the
+    /// path carries. So each member's egress sizes the bounds from its
+    /// egress budget's estimates: a route's bound is at least the sender's
+    /// bandwidth-delay product (the member's measured delivery rate, at which the paused
+    /// sender goes, times the sender's round trip as the server's SCTP
+    /// measured it, or the member's own where the sender's association
+    /// lives on another worker) plus the member's egress budget (its own
+    /// product); the member's bound twice that. Neither goes below
+    /// [`HubConfig::pause_backlog()`] nor above `route` and `member`
+    /// bytes. Memory: what an honest member may have waiting is its
+    /// member bound; it reaches the cap only on a path that carries it
+    /// (about 37 MB/s with 50 ms round trips), so what a
+    /// server holds grows with the bandwidth it serves times the round
+    /// trip, not with its members; a member that acknowledges slowly gets a
+    /// lower rate, not a larger bound; past the caps only
+    /// [`HubConfig::pause_overrun()`] and
+    /// [`HubConfig::slow_consumer_buffer()`] (which must exceed `member`
+    /// plus the overrun: [`HubConfig::check()`]) bound it. A cap at or
+    /// under its floor turns the sizing off. Defaults 4 MiB and 8 MiB.
+    pub fn pause_backlog_max(mut self, route: usize, member: usize) -> Self {
+        self.pause_route_backlog_max = route;
+        self.pause_member_backlog_max = member;
         self
     }
 
@@ -353,9 +400,11 @@ impl HubConfig {
     /// [`HubConfig::pause_overrun()`] must exceed what an honest client
     /// (with this configuration's sender queue and uplink buffer) may still
     /// send after a pause, plus what this server's SCTP receive buffer
-    /// holds past a lost packet; and its
+    /// holds past a lost packet; its
     /// [`HubConfig::slow_consumer_buffer()`] must exceed the member backlog
-    /// at which senders are paused plus one sender's overrun. Otherwise an
+    /// at which senders are paused (at its largest,
+    /// [`HubConfig::pause_backlog_max()`]) plus one sender's overrun; and a
+    /// route's cap must not exceed the member's. Otherwise an
     /// honest fast sender on a long path is closed for overrunning a pause
     /// (`TRAFFIC_LIMIT`), or a member for the data a pause could not stop
     /// (`SLOW_CONSUMER`). [`Hub::new`] takes any configuration; the `dcengine`
@@ -371,7 +420,14 @@ impl HubConfig {
                 needed,
             });
         }
-        let needed = self.pause_member_backlog + self.pause_overrun;
+        let (route_max, member_max) = self.pause_backlog_bounds();
+        if route_max > member_max {
+            return Err(ConfigError::PauseBacklogCaps {
+                route: route_max,
+                member: member_max,
+            });
+        }
+        let needed = member_max + self.pause_overrun;
         if self.slow_consumer_buffer <= needed {
             return Err(ConfigError::SlowConsumerBufferTooSmall {
                 slow_consumer_buffer: self.slow_consumer_buffer,
@@ -379,6 +435,16 @@ impl HubConfig {
             });
         }
         Ok(())
+    }
+
+    /// The largest pause backlogs, per route and per member: the caps of
+    /// [`HubConfig::pause_backlog_max()`], or the floors of
+    /// [`HubConfig::pause_backlog()`] where those are larger.
+    pub fn pause_backlog_bounds(&self) -> (usize, usize) {
+        (
+            self.pause_route_backlog_max.max(self.pause_route_backlog),
+            self.pause_member_backlog_max.max(self.pause_member_backlog),
+        )
     }
 
     /// Server role: most open senders one member may have. Default 1,024.
@@ -496,14 +562,25 @@ pub enum ConfigError {
     /// A member's queue may outgrow the slow-consumer bound with data a
     /// pause could not stop.
     #[error(
-        "slow_consumer_buffer ({slow_consumer_buffer} bytes) must exceed the member pause backlog \
-         plus one sender's pause_overrun = {needed} bytes"
+        "slow_consumer_buffer ({slow_consumer_buffer} bytes) must exceed the largest member pause \
+         backlog plus one sender's pause_overrun = {needed} bytes"
     )]
     SlowConsumerBufferTooSmall {
         /// The configured bound.
         slow_consumer_buffer: usize,
         /// What it must exceed.
         needed: usize,
+    },
+    /// A route's pause backlog may grow past its member's.
+    #[error(
+        "the largest route pause backlog ({route} bytes) must not exceed the largest member \
+         pause backlog ({member} bytes)"
+    )]
+    PauseBacklogCaps {
+        /// The largest route backlog.
+        route: usize,
+        /// The largest member backlog.
+        member: usize,
     },
 }
 
@@ -719,6 +796,7 @@ mod tests {
             .slow_consumer_rate(11, ms(12))
             .pause_backlog(13, 14)
             .pause_overrun(15)
+            .pause_backlog_max(16, 17)
             .clock(clock);
         assert_eq!(c.node.max_associations, 1);
         assert_eq!(c.channel.traffic, TrafficPolicy::unlimited());
@@ -734,6 +812,10 @@ mod tests {
             (c.pause_route_backlog, c.pause_member_backlog, c.pause_overrun),
             (13, 14, 15)
         );
+        assert_eq!(
+            (c.pause_route_backlog_max, c.pause_member_backlog_max),
+            (16, 17)
+        );
         assert!(!c.clock.is_system());
         assert!(c.verifier.is_none() && !c.node.accept_incoming);
         assert_eq!((c.workers, c.worker), (1, 0));
@@ -745,7 +827,7 @@ mod tests {
         assert_eq!(d.check(), Ok(()));
         assert_eq!(
             (d.uplink_buffer, d.pause_overrun, d.slow_consumer_buffer),
-            (4 << 20, 12 << 20, 16 << 20)
+            (4 << 20, 12 << 20, 24 << 20)
         );
         // The `wan` failure: an 8 MiB uplink buffer against a 2 MiB overrun.
         let needed = (1 << 20) + (8 << 20) + 257 * 1024 + (4 << 20);
@@ -764,11 +846,30 @@ mod tests {
                 .check()
                 .is_ok()
         );
+        // The slow-consumer bound is judged against the largest member
+        // backlog the path may size the pause to.
         assert_eq!(
-            d.slow_consumer_buffer(12 << 20).check(),
+            d.clone().slow_consumer_buffer(20 << 20).check(),
+            Err(ConfigError::SlowConsumerBufferTooSmall {
+                slow_consumer_buffer: 20 << 20,
+                needed: (8 << 20) + (12 << 20)
+            })
+        );
+        // With the sizing off (caps at the floors), the floors count.
+        let fixed = d.clone().pause_backlog_max(0, 0);
+        assert_eq!(fixed.pause_backlog_bounds(), (128 << 10, 1 << 20));
+        assert_eq!(
+            fixed.slow_consumer_buffer(12 << 20).check(),
             Err(ConfigError::SlowConsumerBufferTooSmall {
                 slow_consumer_buffer: 12 << 20,
                 needed: (1 << 20) + (12 << 20)
+            })
+        );
+        assert_eq!(
+            d.pause_backlog_max(32 << 20, 16 << 20).check(),
+            Err(ConfigError::PauseBacklogCaps {
+                route: 32 << 20,
+                member: 16 << 20
             })
         );
     }

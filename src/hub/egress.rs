@@ -83,6 +83,10 @@ pub(super) enum Lane {
         keepalive: bool,
         /// When the server received it.
         queued_at: Instant,
+        /// The round trip of the sender's path to the server, if measured:
+        /// what its data takes to arrive after a resume (see
+        /// [`Pause`]).
+        sender_rtt: Option<Duration>,
     },
     /// `ParticipantLeft` of a member: after that member's flows.
     AfterFlowsOf(MemberId),
@@ -120,12 +124,56 @@ pub(super) struct Limits {
 }
 
 /// When a member's egress asks for the senders feeding it to pause.
+///
+/// The bounds are sized to the path, between a floor and a cap: a paused
+/// sender is resumed when its backlog is down to a quarter, and its data
+/// arrives a round trip of its own path later, during which the member
+/// takes what its rate allows. So a route's bound is at least
+/// `rate × sender_rtt + budget`: the sender's bandwidth-delay product (at
+/// the member's measured delivery rate, the sender's pace while paused by
+/// it; the sender's round trip as the server measured it, or the member's
+/// own where unknown) plus the member's egress budget (its own product and
+/// standing queue). The member's bound is twice that. On a short or slow
+/// path both are the floors; on a long fast one (the `wan` path: 1 Gbit/s,
+/// 50 ms) they grow to a few megabytes, never past the caps. (Four of the
+/// sender's products were tried first: an unpaused sender ran megabytes
+/// ahead in bursts that delayed the receiver's acknowledgements on a
+/// shared link, and the `wan` figure halved.)
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pause {
-    /// Durable data bytes of one route waiting.
+    /// Durable data bytes of one route waiting: the floor.
     pub flow: usize,
-    /// Durable data and control bytes of the member waiting.
+    /// Durable data and control bytes of the member waiting: the floor.
     pub member: usize,
+    /// The most a route's bound grows to with the path.
+    pub flow_max: usize,
+    /// The most the member's bound grows to with the path.
+    pub member_max: usize,
+}
+
+impl Pause {
+    /// What the path asks to let wait for a route whose sender's round
+    /// trip is `sender_rtt`, by `budget`'s estimates (0 before it has a
+    /// delivery rate).
+    fn path(budget: &EgressBudget, sender_rtt: Option<Duration>) -> usize {
+        let Some(rate) = budget.delivery_rate() else {
+            return 0;
+        };
+        let rtt = sender_rtt.or(budget.base_rtt()).unwrap_or_default();
+        let sender = (rate * rtt.as_secs_f64()).round().min(usize::MAX as f64 / 4.0) as usize;
+        sender.saturating_add(budget.steady_budget())
+    }
+
+    /// The bound of a route whose sender's round trip is `sender_rtt`, and
+    /// the member's bound alongside it.
+    fn bounds(&self, budget: &EgressBudget, sender_rtt: Option<Duration>) -> (usize, usize) {
+        let path = Self::path(budget, sender_rtt);
+        (
+            path.clamp(self.flow, self.flow_max.max(self.flow)),
+            path.saturating_mul(2)
+                .clamp(self.member, self.member_max.max(self.member)),
+        )
+    }
 }
 
 /// A change in whether route (origin, channel) presses on its sender.
@@ -137,6 +185,8 @@ struct FlowQueue {
     items: VecDeque<Item>,
     /// Durable data bytes in `items`.
     durable: usize,
+    /// The round trip of its sender's path, as its latest data said.
+    sender_rtt: Option<Duration>,
     /// It reported itself pressing (and has not reported free since).
     pressing: bool,
 }
@@ -301,6 +351,7 @@ impl MemberEgress {
                 len,
                 keepalive,
                 queued_at,
+                sender_rtt,
             } => {
                 let k = flow_key(origin, channel);
                 let class = if keepalive {
@@ -325,7 +376,6 @@ impl MemberEgress {
                     Class::Durable
                 };
                 let data = class == Class::Durable && len > 0;
-                let member_over = self.durable_bytes > self.pause.member;
                 let queue = self.flows.entry(k).or_insert_with(|| {
                     // A new flow. (A replacing session of the same channel
                     // with another priority joins the old session's flow
@@ -344,7 +394,12 @@ impl MemberEgress {
                 });
                 if data {
                     queue.durable += bytes.len();
-                    if !queue.pressing && (queue.durable > self.pause.flow || member_over) {
+                    if sender_rtt.is_some() {
+                        queue.sender_rtt = sender_rtt;
+                    }
+                    let (flow, member) = self.pause.bounds(&self.budget, queue.sender_rtt);
+                    let member_over = self.durable_bytes > member;
+                    if !queue.pressing && (queue.durable > flow || member_over) {
                         queue.pressing = true;
                         self.pressure.push((origin, channel, true));
                     }
@@ -438,9 +493,9 @@ impl Scheduled for MemberEgress {
                 Class::Durable => self.durable_bytes - item.bytes.len(),
                 _ => self.durable_bytes,
             };
-            let member_low = member_after <= self.pause.member / 2;
-            let freed = queue.pressing
-                && (drained || queue.durable <= self.pause.flow / 4 && member_low);
+            let (flow, member) = self.pause.bounds(&self.budget, queue.sender_rtt);
+            let member_low = member_after <= member / 2;
+            let freed = queue.pressing && (drained || queue.durable <= flow / 4 && member_low);
             if freed {
                 queue.pressing = false;
                 self.pressure.push((origin_of(k), channel_of(k), false));
@@ -479,6 +534,8 @@ mod tests {
     const PAUSE: Pause = Pause {
         flow: 8_000,
         member: 16_000,
+        flow_max: 8_000,
+        member_max: 16_000,
     };
 
     fn egress() -> MemberEgress {
@@ -505,6 +562,7 @@ mod tests {
             len,
             keepalive: false,
             queued_at: at,
+            sender_rtt: None,
         };
         let delivery = if lossy {
             Delivery::Lossy
@@ -628,6 +686,7 @@ mod tests {
             len: 0,
             keepalive: true,
             queued_at: t,
+            sender_rtt: None,
         };
         for _ in 0..100_000 {
             let op = keep_alive.op(Delivery::Lossy, Bytes::from_static(&[5; 12]));
@@ -700,6 +759,75 @@ mod tests {
             e.push(route(2, Priority::Normal, true, 2, 1000, t), t, LIMITS);
         }
         assert_eq!(e.take_pressure().count(), 0);
+    }
+
+    /// The pause bounds follow the path: the sender's bandwidth-delay
+    /// product (the member's delivery rate times the sender's round trip,
+    /// the member's own where unknown) plus the
+    /// member's budget, the member's bound twice that; never under the
+    /// floors nor over the caps. Each flow is judged by its own sender's
+    /// round trip, and is free again at a quarter of its bound.
+    #[test]
+    fn the_pause_bounds_are_sized_to_the_path_between_floor_and_cap() {
+        let t = crate::sim::start_instant();
+        let ms = Duration::from_millis;
+        let pause = Pause {
+            flow: 8_000,
+            member: 16_000,
+            flow_max: 1_000_000,
+            member_max: 2_000_000,
+        };
+        // 1 MB/s, 20 ms: the member's product is 20 kB (its budget).
+        let budget = EgressBudget::measured(20_000, 1e6, ms(20), t);
+        assert_eq!(pause.bounds(&budget, None), (40_000, 80_000));
+        assert_eq!(pause.bounds(&budget, Some(ms(100))), (120_000, 240_000));
+        assert_eq!(pause.bounds(&budget, Some(ms(1000))), (1_000_000, 2_000_000));
+        // A slow member: the floors.
+        let slow = EgressBudget::measured(2_400, 10_000.0, ms(20), t);
+        assert_eq!(pause.bounds(&slow, Some(ms(50))), (8_000, 16_000));
+        // No estimate yet: the floors.
+        let new = EgressBudget::new(2_400, 1 << 20, ms(5));
+        assert_eq!(pause.bounds(&new, Some(ms(50))), (8_000, 16_000));
+        // Caps at or under the floors: fixed at the floors.
+        let fixed = Pause {
+            flow_max: 0,
+            member_max: 0,
+            ..pause
+        };
+        assert_eq!(fixed.bounds(&budget, Some(ms(100))), (8_000, 16_000));
+
+        let mut e = MemberEgress::new(ms(100), budget, pause);
+        let limits = Limits {
+            lossy: 10_000,
+            durable: 4_000_000,
+        };
+        let push = |e: &mut MemberEgress, origin: u32, rtt: Option<Duration>| {
+            let mut op = route(origin, Priority::Normal, false, 1, 1000, t);
+            if let Lane::Route { sender_rtt, .. } = &mut op.lane {
+                *sender_rtt = rtt;
+            }
+            assert_eq!(e.push(op, t, limits), Pushed::Queued);
+        };
+        // A sender 100 ms away: 120 kB wait before it is paused (the floor
+        // would have paused it at 8 kB).
+        for _ in 0..120 {
+            push(&mut e, 1, Some(ms(100)));
+        }
+        assert_eq!(e.take_pressure().count(), 0);
+        push(&mut e, 1, Some(ms(100)));
+        assert_eq!(
+            e.take_pressure().collect::<Vec<_>>(),
+            vec![(MemberId(1), 7, true)]
+        );
+        // Free again at a quarter: 30 kB.
+        let mut out = Vec::new();
+        e.pump(t, 90_000, 0, &mut out);
+        assert_eq!(e.take_pressure().count(), 0, "31 kB left");
+        e.pump(t, 1_000, 0, &mut out);
+        assert_eq!(
+            e.take_pressure().collect::<Vec<_>>(),
+            vec![(MemberId(1), 7, false)]
+        );
     }
 
     /// The rate rule: Durable data waiting the whole `grace` while the

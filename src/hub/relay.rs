@@ -65,11 +65,13 @@ pub(super) enum RelayMsg {
         call_id: String,
         participant_id: ParticipantId,
     },
-    /// Owner → home: a frame from that member.
+    /// Owner → home: a frame from that member, with the round trip the
+    /// owner measured on its association (Durable data only).
     Frame {
         worker: usize,
         assoc: AssocId,
         frame: Frame,
+        rtt: Option<std::time::Duration>,
     },
     /// Owner → home: that member is gone (left, lost, too slow).
     Detach {
@@ -193,10 +195,11 @@ impl Hub {
                 worker,
                 assoc,
                 frame,
+                rtt,
             } => {
                 *self.relay_taken.entry((worker, assoc)).or_default() += relay_cost(&frame);
                 if let Some((call_id, member)) = self.relayed.get(&(worker, assoc)).cloned() {
-                    self.on_member_frame(now, &call_id, member, frame);
+                    self.on_member_frame(now, &call_id, member, frame, rtt);
                 }
             }
             RelayMsg::Taken { assoc, bytes } => {

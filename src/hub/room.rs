@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::idhash::IdMap;
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -162,6 +162,10 @@ struct Member {
     /// The member rules: all its senders together (see
     /// [`crate::TrafficPolicy::member_kbps`]).
     aggregate: TrafficLimiter,
+    /// The round trip of its path to the server, as the server last
+    /// measured it ([`Room::note_round_trip`]): its Durable data carries it
+    /// to its receivers' egresses, which size their pause backlog by it.
+    round_trip: Option<Duration>,
 }
 
 /// Which rule state a sender uses: its member's, for its channel and kind.
@@ -225,6 +229,7 @@ impl Route {
             len,
             keepalive: false,
             queued_at,
+            sender_rtt: None,
         }
     }
 
@@ -421,6 +426,7 @@ impl Room {
                     config.channel.traffic.server_slack,
                     now,
                 ),
+                round_trip: None,
             },
         );
         out.events.push(HubEvent::ParticipantJoined {
@@ -580,6 +586,15 @@ impl Room {
         let at = x.at;
         if self.strike(now, call_id, from, true, out) {
             out.items.push(Output::Violation { at, what });
+        }
+    }
+
+    /// The server measured `rtt` as the round trip of member `member`'s
+    /// path; its Durable data carries the latest to the
+    /// receivers' egresses (see [`HubConfig::pause_backlog_max`]).
+    pub(super) fn note_round_trip(&mut self, member: MemberId, rtt: Duration) {
+        if let Some(m) = self.members.get_mut(&member) {
+            m.round_trip = Some(rtt);
         }
     }
 
@@ -1005,7 +1020,10 @@ impl Room {
         let route = &self.routes[&(from, d.channel)];
         let len = d.payload.len().max(1);
         let control = route.lane(from, d.channel, 0, now);
-        let lane = route.lane(from, d.channel, len, now);
+        let mut lane = route.lane(from, d.channel, len, now);
+        if let Lane::Route { sender_rtt, .. } = &mut lane {
+            *sender_rtt = self.members.get(&from).and_then(|m| m.round_trip);
+        }
         let addressed = |m: &MemberId, x: &Member| {
             *m != from
                 && !route.declined.contains(m)

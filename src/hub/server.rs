@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use crate::idhash::IdMap;
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::egress::{Lane, Limits, MemberEgress, Pause, Pressure, Pushed};
 use super::pump::{self, Pumped, Scheduled};
@@ -95,6 +95,8 @@ impl Egresses {
             pause: Pause {
                 flow: config.pause_route_backlog,
                 member: config.pause_member_backlog,
+                flow_max: config.pause_route_backlog_max,
+                member_max: config.pause_member_backlog_max,
             },
             pressure: Vec::new(),
             lossy_dropped: 0,
@@ -150,7 +152,8 @@ impl Hub {
             },
             Some(Link::Member(Home::Here { call_id, member })) => {
                 let (call_id, member) = (call_id.clone(), *member);
-                self.on_member_frame(now, &call_id, member, frame);
+                let rtt = self.sender_round_trip(assoc, &frame);
+                self.on_member_frame(now, &call_id, member, frame, rtt);
             }
             Some(Link::Member(Home::Worker(home))) => {
                 let home = *home;
@@ -160,12 +163,14 @@ impl Hub {
                 } else {
                     let worker = self.config.worker;
                     let cost = super::relay::relay_cost(&frame);
+                    let rtt = self.sender_round_trip(assoc, &frame);
                     self.relay.push(
                         home,
                         Relay::new(RelayMsg::Frame {
                             worker,
                             assoc,
                             frame,
+                            rtt,
                         }),
                     );
                     self.note_relayed(now, assoc, cost);
@@ -175,18 +180,33 @@ impl Hub {
         }
     }
 
+    /// The round trip of member association `assoc`'s path, for `frame`
+    /// from it: read for data only (the receivers' egresses size their
+    /// pause backlog by it; see [`HubConfig::pause_backlog_max`]).
+    fn sender_round_trip(&self, assoc: AssocId, frame: &Frame) -> Option<Duration> {
+        match frame {
+            Frame::Data(_) => self.node.round_trip(assoc),
+            _ => None,
+        }
+    }
+
     /// A frame from member `from` of `call_id` (remote, relayed from
-    /// another worker, or hosted): the room decides, the hub carries out.
+    /// another worker, or hosted), with the round trip of its path if
+    /// measured (`rtt`): the room decides, the hub carries out.
     pub(super) fn on_member_frame(
         &mut self,
         now: Instant,
         call_id: &str,
         from: MemberId,
         frame: Frame,
+        rtt: Option<Duration>,
     ) {
         let Some(room) = self.rooms.get_mut(call_id) else {
             return;
         };
+        if let Some(rtt) = rtt {
+            room.note_round_trip(from, rtt);
+        }
         room.handle_frame(now, &self.config, call_id, from, frame, &mut self.outputs);
         // As `room_done`, without looking the room up again (a SipHash of
         // the call id per frame: call ids are the clients' choice).

@@ -737,6 +737,15 @@ impl Node {
             .map_or(0, |a| a.sock.in_flight_bytes())
     }
 
+    /// The smoothed round trip SCTP measured on `assoc` (RFC 9260 § 6.3.1:
+    /// from DATA this end sent and the peer acknowledged; before the first
+    /// such measurement, the initial retransmission timeout). `None` for
+    /// an association not established.
+    pub fn round_trip(&self, assoc: AssocId) -> Option<Duration> {
+        let a = self.assocs.get(&assoc)?;
+        a.sock.get_metrics().map(|m| m.srtt)
+    }
+
     /// Bytes of Lossy messages handed to `assoc` and not yet sent.
     pub fn lossy_unsent(&self, assoc: AssocId) -> usize {
         self.assocs

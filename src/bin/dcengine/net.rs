@@ -88,8 +88,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pause_overrun: usize,
     /// Durable bytes that may wait for one member before it is a slow
-    /// consumer (`HubConfig::slow_consumer_buffer`; must exceed the member
-    /// pause backlog plus the pause overrun); 0: the default (16 MiB).
+    /// consumer (`HubConfig::slow_consumer_buffer`; must exceed the largest
+    /// member pause backlog, 8 MiB, plus the pause overrun); 0: the
+    /// default (24 MiB).
     #[arg(long, default_value_t = 0)]
     slow_consumer_buffer: usize,
     /// Worker threads, each pinned to a core with its own socket on the
