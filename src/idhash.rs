@@ -1,16 +1,22 @@
 //! A fast hasher for maps keyed by ids this engine assigns (association
-//! ids, member numbers, session and call keys, flow keys): std's SipHash
-//! resists keys an attacker picks to collide, which these are not, and was
+//! ids, member numbers, session and call keys, flow keys), some with a
+//! peer's channel id beside them: std's SipHash resists keys an attacker
+//! picks to collide, and was
 //! 10–12 % of a p2p 100 B profile (perf/README.md), a few lookups per
 //! message. Maps keyed by what the network chooses (addresses, call ids,
 //! ICE credentials) keep std's `RandomState`.
 //!
 //! The hash is rustc's FxHash (the `rustc-hash` crate): add the word,
-//! multiply by an odd constant, rotate at the end so the high bits the
-//! multiply mixes best reach the low bits hashbrown picks buckets with.
-//! Where a peer picks part of a key (a channel id beside a member number),
-//! distinct values of that part still land in distinct buckets: an odd
-//! multiply is a bijection on the low bits.
+//! multiply by an odd constant, rotate at the end. It does not resist
+//! chosen keys: where a peer picks part of a key (a channel id beside a
+//! member number, in the rooms' routes, the egress flows and a client's
+//! receivers), 65,536 channel ids of one member fill a 2,048-bucket table
+//! up to 34 to a bucket, whatever the member number (a review measured it
+//! with rustc-hash 2.1.3), and a lookup with the worst 1,024 of them took
+//! 16 ns against 2 ns for sequential ids and 13 ns for SipHash. That is
+//! accepted there: the counts are capped (`max_senders_per_member`,
+//! 1,024), so a peer can cancel the gain, not flood a chain. A key a peer
+//! picks whole (a member's traffic-rule state) keeps std's `RandomState`.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -23,8 +29,6 @@ mod tests {
     use std::collections::HashSet;
     use std::hash::BuildHasher;
 
-    use super::*;
-
     #[test]
     fn dense_ids_spread_over_buckets() {
         // Consecutive ids land in distinct low bits (hashbrown's bucket
@@ -32,11 +36,5 @@ mod tests {
         let hash = |i: u32| rustc_hash::FxBuildHasher.hash_one(i);
         let low: HashSet<u64> = (0..1024).map(|i| hash(i) & 1023).collect();
         assert!(low.len() > 600, "{} of 1024 buckets", low.len());
-        let mut m: IdMap<(u32, u16), u32> = IdMap::default();
-        for i in 0..10_000u32 {
-            m.insert((i / 7, (i % 7) as u16), i);
-        }
-        assert_eq!(m.len(), 10_000);
-        assert_eq!(m[&(3, 2)], 23);
     }
 }

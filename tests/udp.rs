@@ -540,8 +540,9 @@ fn a_server_runs_a_worker_per_core_by_default_and_a_client_one() {
 /// (here given it; Linux may also pick it for port 0, see
 /// `bind_workers` in `src/runtime/mod.rs`) would take part of the
 /// first one's peers (the kernel spreads a port's datagrams over every
-/// `SO_REUSEPORT` socket on it): its start fails instead. Both backends
-/// bind the same way.
+/// `SO_REUSEPORT` socket on it): its start fails instead. Run on the
+/// portable backend; the sockets are bound before a backend is chosen, so
+/// io_uring's engines bind the same way.
 #[test]
 #[cfg(target_os = "linux")]
 fn a_second_engine_cannot_take_a_several_worker_engines_port() {

@@ -453,9 +453,17 @@ impl DataChannelSender {
         }
         let cap = s.call.config.sender_queue_bytes;
         let cost = message_cost(data.len());
-        let before = s.queued_bytes.fetch_add(cost, Ordering::SeqCst);
-        if before + cost > cap && before > 0 {
-            s.queued_bytes.fetch_sub(cost, Ordering::SeqCst);
+        // Reserve only what fits (an empty queue takes any one message): a
+        // refused send never touches the count, so no release that the
+        // writer's wake-up and the low-threshold event watch for is undone
+        // behind their back (an add and a take-back around another
+        // thread's release would hide its crossing).
+        let reserved = s
+            .queued_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q == 0 || q + cost <= cap).then_some(q + cost)
+            });
+        if reserved.is_err() {
             return match s.reliability {
                 DataChannelReliability::Durable => {
                     Err(DataChannelError::MessageFailureForBandwidth)
@@ -570,7 +578,11 @@ impl DataChannelSender {
 
     /// Sets the buffered amount at or below which
     /// [`DataChannelSender::on_buffered_amount_low`] fires and
-    /// [`DataChannelSender::writable`] returns. Default 0 (empty).
+    /// [`DataChannelSender::writable`] is ready when polled (a task already
+    /// waiting in it is woken at half the threshold). Default 0 (empty).
+    /// Keep it under the queue's bound (`ChannelConfig::sender_queue_bytes`)
+    /// less a message's cost: above that, `writable()` can be ready while
+    /// the message does not fit.
     pub fn set_buffered_amount_low_threshold(&self, bytes: usize) {
         self.shared().low_threshold.store(bytes, Ordering::Relaxed);
         // Waiters re-check against the new threshold.
@@ -602,7 +614,8 @@ impl DataChannelSender {
     /// A loop that awaits `writable()` before each `send` of at most a
     /// packet goes as fast as the channel allows and never sees
     /// `MessageFailureForBandwidth` or `MessageFailureForTrafficLimit`
-    /// (unless other threads send on the same sender meanwhile).
+    /// (unless other threads send on the same sender meanwhile, or the low
+    /// threshold is within a message of the queue's bound).
     ///
     /// ```
     /// # use dcengine::*;

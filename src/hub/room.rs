@@ -158,7 +158,8 @@ struct Member {
     /// The traffic rules' state of each of its channels and kinds, kept
     /// across sessions (a new session brings no fresh allowance); one
     /// whose buckets are full is as good as new and may be forgotten.
-    rules: IdMap<RuleKey, TrafficLimiter>,
+    /// Keyed by what the member picks (its channel ids): std's hasher.
+    rules: std::collections::HashMap<RuleKey, TrafficLimiter>,
     /// The member rules: all its senders together (see
     /// [`crate::TrafficPolicy::member_kbps`]).
     aggregate: TrafficLimiter,
@@ -420,7 +421,7 @@ impl Room {
                 at,
                 strikes: TokenBucket::new(rate, burst, now),
                 opens: TokenBucket::new(opens, opens_burst, now),
-                rules: IdMap::default(),
+                rules: std::collections::HashMap::new(),
                 aggregate: config.channel.traffic.member_limiter(
                     config.channel.max_message_size,
                     config.channel.traffic.server_slack,

@@ -124,6 +124,9 @@ impl Default for EngineBuilder {
 
 impl EngineBuilder {
     /// The UDP address to bind. Default `127.0.0.1:0` (any free port).
+    /// A given port that any socket holds (another engine still draining,
+    /// another process) fails [`EngineBuilder::start`] with
+    /// [`EngineError::Io`] of kind `AddrInUse`.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
         self
@@ -397,7 +400,7 @@ fn spawn_worker(
 /// address with `SO_REUSEPORT` when there are several (a single worker's
 /// socket does not set it, so that nobody can silently share its port).
 ///
-/// The port must be the engine's alone: the kernel spreads the datagrams
+/// The port should be the engine's alone: the kernel spreads the datagrams
 /// to a port over every `SO_REUSEPORT` socket bound to it by the same
 /// user, whichever engine (or process) holds it, so a peer hashed to
 /// another engine's socket never reaches this one. And Linux, asked for
@@ -409,7 +412,8 @@ fn spawn_worker(
 /// socket holds; a given port that any socket holds is `AddrInUse`), then
 /// sets it, and the others join it: the group forms when the second
 /// binds. Elsewhere every socket sets it before binding, as the BSDs
-/// require.
+/// require. Not stopped: a later socket of the same user that sets the
+/// option before asking for port 0 may still be given this port.
 fn bind_workers(addr: SocketAddr, n: usize, buffer: usize) -> io::Result<Vec<std::net::UdpSocket>> {
     let shared = n > 1;
     let first = socket(addr, buffer)?;
