@@ -201,7 +201,7 @@ WAN_A=dcw-a-$$
 WAN_B=dcw-b-$$
 WAN_BRIDGE_PID=
 wan_up() {
-  local max=$((ROUNDS * (3 * (WAN_DURATION + WARMUP) + 60) + 60))
+  local max=$((ROUNDS * (3 * (WAN_DURATION + WARMUP + 30) + 60) + 60))
   "$BRIDGE" --tap-a "dcwa$$" --tap-b "dcwb$$" --delay-ms "$WAN_DELAY_MS" --loss "$WAN_LOSS" \
     --rate-mbit "$WAN_RATE_MBIT" --seed "$WAN_SEED" --max-seconds "$max" > "$OUT/wan-bridge.json" &
   WAN_BRIDGE_PID=$!
@@ -286,6 +286,8 @@ usrsctp_wan() {
 # server's pause overrun and slow-consumer bound raised to match
 # (`HubConfig::check`). ours_wan before ARGS...: $WAN_BEFORE (another
 # dcengine binary, e.g. the one before a change) with its own defaults.
+# Up to 30 s of drain: with the large buffers seconds of messages can be
+# queued when the sending stops (the default 5 s counted them lost).
 ours_wan() {
   next_port
   local big=() srv_big=() dc=$DC
@@ -303,8 +305,9 @@ ours_wan() {
     --log-level warn "${srv_big[@]}" > /dev/null &
   local srv=$!
   sleep 0.3
-  DCENGINE_SECRET=$SECRET ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 30)) "$dc" load \
-    --server 10.77.0.2:$PORT --server-pid $srv --duration "$WAN_DURATION" --warmup "$WARMUP" --json "$@" || true
+  DCENGINE_SECRET=$SECRET ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 60)) "$dc" load \
+    --server 10.77.0.2:$PORT --server-pid $srv --duration "$WAN_DURATION" --warmup "$WARMUP" --drain 30 \
+    --json "$@" || true
   kill -TERM "$srv" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
 }

@@ -301,12 +301,15 @@ fn a_hosted_sender_is_slowed_to_its_remote_receiver() {
 /// downlink 200 Mbit/s. With the pause backlogs fixed at their floors (128
 /// KiB per route: `pause_backlog_max` at the floors, the engine before they
 /// were sized to the path), alice is resumed when 32 KiB wait for bob and
-/// her data comes a round trip later, so bob's link idles each time the
-/// congestion control has shrunk what she keeps in flight. Sized to the
-/// path (the sender's bandwidth-delay product plus the member's budget)
-/// it does not: about a third less time (2.7 against 4.0 s of
-/// virtual time, on one worker and across three). Every message
-/// arrives in order either way and nobody is cut.
+/// her data comes a round trip later, so bob's link idles whenever what
+/// she keeps in flight is small. Sized to the path (the sender's
+/// bandwidth-delay product plus the member's budget) it does not. How much
+/// that saves depends on the congestion control: 4.0 against 2.7 s of
+/// virtual time while slow start ended at the first late round trip, 2.78
+/// against 2.62 s since Conservative Slow Start keeps the windows near the
+/// path (over seeds 66–69: 2.29–2.78 against 2.19–2.62). The link alone
+/// takes 1.2 s. Every message arrives in order either way and nobody is
+/// cut.
 #[test]
 fn a_long_fast_path_is_not_held_to_the_pause_floor() {
     let run = |sized: bool| {
@@ -349,8 +352,6 @@ fn a_long_fast_path_is_not_held_to_the_pause_floor() {
     };
     let (fixed, sized) = (run(false), run(true));
     eprintln!("30 MB over 50 ms round trips: fixed floors {fixed:?}, sized {sized:?}");
-    assert!(
-        sized.as_secs_f64() < 0.8 * fixed.as_secs_f64(),
-        "sized {sized:?} against fixed {fixed:?}"
-    );
+    assert!(sized < fixed, "sized {sized:?} against fixed {fixed:?}");
+    assert!(sized < Duration::from_millis(2700), "sized {sized:?}");
 }
