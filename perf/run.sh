@@ -67,6 +67,10 @@ case " ${scenarios[*]} " in
       say "installing iperf3"
       DEBIAN_FRONTEND=noninteractive apt-get install -y iperf3 >&2
     fi
+    if ! command -v socat > /dev/null; then
+      say "installing socat"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y socat >&2
+    fi
     (cd perf/wan-bridge && CARGO_TARGET_DIR=$TARGET/perf-wan-bridge cargo build --release --locked >&2)
     ;;
 esac
@@ -239,17 +243,39 @@ wan_down() {
 # TCP on the wan path: one iperf3 stream from $WAN_A to $WAN_B, the first
 # WARMUP seconds omitted (slow start), as {"bytes_per_s", ...}; with an
 # argument, that congestion control (iperf3 -C) instead of the system's.
+# tcp_wan relay: the system's TCP the way ours goes, across the path twice:
+# iperf3's client in $WAN_A to socat in $WAN_B, which relays each
+# connection (a second TCP connection, back across the path) to iperf3's
+# server in $WAN_A: two 50 ms connections in series through the same
+# bridge, and a user-space relay on the same 2 cores, as our server is.
 tcp_wan() {
-  local cc=()
-  [ -n "${1:-}" ] && cc=(-C "$1")
+  local cc=() relay=
+  if [ "${1:-}" = relay ]; then
+    relay=1
+  elif [ -n "${1:-}" ]; then
+    cc=(-C "$1")
+  fi
   next_port
-  ip netns exec "$WAN_B" timeout $((WAN_DURATION + WARMUP + 20)) iperf3 -s -1 -B 10.77.0.2 -p "$PORT" > /dev/null 2>&1 &
+  local srv_ns=$WAN_B srv_addr=10.77.0.2 sock=
+  [ -n "$relay" ] && { srv_ns=$WAN_A; srv_addr=10.77.0.1; }
+  ip netns exec "$srv_ns" timeout $((WAN_DURATION + WARMUP + 20)) iperf3 -s -1 -B "$srv_addr" -p "$PORT" > /dev/null 2>&1 &
   local srv=$!
+  if [ -n "$relay" ]; then
+    ip netns exec "$WAN_B" timeout $((WAN_DURATION + WARMUP + 20)) socat \
+      "TCP-LISTEN:$((PORT + 1)),bind=10.77.0.2,reuseaddr,fork" "TCP:10.77.0.1:$PORT" > /dev/null 2>&1 &
+    sock=$!
+  fi
   sleep 0.5
   local out; out=$(mktemp)
-  ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 15)) iperf3 -c 10.77.0.2 -p "$PORT" \
+  local to_port=$PORT
+  [ -n "$relay" ] && to_port=$((PORT + 1))
+  ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 15)) iperf3 -c 10.77.0.2 -p "$to_port" \
     -t "$WAN_DURATION" -O "$WARMUP" "${cc[@]}" -J > "$out" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
+  if [ -n "$sock" ]; then
+    kill -TERM "$sock" 2>/dev/null || true
+    wait "$sock" 2>/dev/null || true
+  fi
   python3 -c '
 import json,sys
 try:
@@ -407,6 +433,7 @@ for sc in "${scenarios[@]}"; do
         j=$(ours_wan big --sending-participants 1 --size 1200 --window 0 --no-progress)
         show ours/big-buffers "$j"; record "$sc" ours "$r" big-buffers "$j"
         j=$(tcp_wan); show tcp "$j"; record "$sc" tcp "$r" ab "$j"
+        j=$(tcp_wan relay); show tcp-relayed "$j"; record "$sc" tcp-relayed "$r" ab "$j"
         # SCTP's congestion control is TCP Reno's (RFC 9260 7.2): the same
         # algorithm over TCP, and CUBIC, beside the system's default.
         j=$(tcp_wan reno); show tcp-reno "$j"; record "$sc" tcp-reno "$r" ab "$j"
