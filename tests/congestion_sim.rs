@@ -124,13 +124,6 @@ fn bulk(
         let now = net.now();
         let since = now - t0;
         if since >= measure_from {
-            if backlog.is_empty() {
-                let st = net.link_stats(client, server);
-                eprintln!(
-                    "at measure_from: dropped {} sent {}",
-                    st.queue_dropped, st.sent
-                );
-            }
             backlog.push(net.link_backlog(client, server));
         }
         if let Some((at, extra)) = path.stretch {
@@ -314,10 +307,11 @@ fn two_associations_share_a_bottleneck() {
     // client node, two associations), with 0.1 % random loss. How the share
     // comes out of the second's slow start into the first's standing queue
     // (its base round trip includes that queue) depends on the losses'
-    // draw, so four seeds: none is starved, and most share fairly (the
-    // controller before HyStart++'s Conservative Slow Start: 0.52/0.41,
-    // 0.51/0.41, 0.19/0.74, 0.54/0.37; with it: 0.33/0.46, 0.45/0.47,
-    // 0.45/0.49, 0.49/0.43).
+    // draw, so four seeds: none is starved in any, and they share fairly at
+    // the median. The controller before Conservative Slow Start and the
+    // timeout recovery (vendored dcsctp change 15): 0.52/0.41, 0.51/0.41,
+    // 0.19/0.74, 0.54/0.37 (together 0.92 at the median, fairness 0.74);
+    // with them: 0.42/0.49, 0.45/0.47, 0.27/0.67, 0.49/0.43 (0.92, 0.87).
     let mut together = Vec::new();
     let mut fairness = Vec::new();
     for seed in [4, 14, 24, 34] {
@@ -340,31 +334,37 @@ fn two_associations_share_a_bottleneck() {
     fairness.sort_by(f64::total_cmp);
     let median = |v: &[f64]| (v[1] + v[2]) / 2.0;
     assert!(median(&together) > 0.85, "together {together:?}");
-    assert!(median(&fairness) > 0.6, "min/max {fairness:?}");
+    assert!(median(&fairness) > 0.8, "min/max {fairness:?}");
 }
+
 #[test]
 fn one_stretched_round_trip_early_in_slow_start_does_not_end_it() {
-    // No random loss; 0.3 s in, with the window about ten packets, the
-    // SACKs' way takes 15 ms longer for one round trip (over an eighth of
-    // it: HyStart++'s threshold), as on the `wan` path when both hosts were
-    // busy starting the run. Slow start goes on (HyStart++'s Conservative
-    // Slow Start holds the window for a round and sees the round trip fall
+    // No random loss; early in slow start, with the window ten to twenty
+    // packets, the SACKs' way takes 15 ms longer for one round trip (over an
+    // eighth of it: HyStart++'s threshold), as on the `wan` path when both
+    // hosts were busy starting the run. Slow start goes on (HyStart++'s
+    // Conservative Slow Start holds the window and sees the round trip fall
     // back) instead of ending there and leaving the window to CUBIC's growth
-    // from a twentieth of the path (16 % of the bottleneck before).
-    let path = Path {
-        loss: 0.0,
-        queue_bytes: 2 * BDP,
-        stretch: Some((Duration::from_millis(300), Duration::from_millis(15))),
-    };
-    let r = bulk(
-        5,
-        CongestionControl::LossTolerant,
-        path,
-        &[Duration::ZERO],
-        Duration::from_secs(6),
-        Duration::from_secs(2),
-    );
-    let share = r.flows[0].share(r.over);
-    eprintln!("a stretched round trip in slow start: {share:.3} of the bottleneck");
-    assert!(share > 0.8, "{share:.3}");
+    // from a twentieth of the path (16 % of the bottleneck before). Stretched
+    // at 450 ms instead, slow start also resumes, but with a SACK a packet it
+    // doubles the window each round and overshoots twice the product into a
+    // timeout (35 % of the bottleneck): a weakness of its own, not this one.
+    for at in [300] {
+        let path = Path {
+            loss: 0.0,
+            queue_bytes: 2 * BDP,
+            stretch: Some((Duration::from_millis(at), Duration::from_millis(15))),
+        };
+        let r = bulk(
+            5,
+            CongestionControl::LossTolerant,
+            path,
+            &[Duration::ZERO],
+            Duration::from_secs(6),
+            Duration::from_secs(2),
+        );
+        let share = r.flows[0].share(r.over);
+        eprintln!("a round trip stretched at {at} ms in slow start: {share:.3} of the bottleneck");
+        assert!(share > 0.8, "stretched at {at} ms: {share:.3}");
+    }
 }

@@ -455,8 +455,10 @@ pub enum CongestionControl {
     #[default]
     Rfc9260,
     /// For long paths with random loss. Growth is CUBIC's (RFC 9438: `C = 0.4`, `β = 0.7`, with
-    /// its Reno-friendly region and fast convergence); slow start ends when the round trip grows
-    /// (HyStart++, RFC 9406, after a round's first 8 samples) or on congestion. Congestion is
+    /// its Reno-friendly region and fast convergence); slow start ends on congestion or when the
+    /// round trip grows (HyStart++, RFC 9406: a round whose first 8 samples are an eighth over the
+    /// base; in the first slow start through Conservative Slow Start, which holds the window and
+    /// resumes slow start if the round trip falls back, else ends it at the second round end). Congestion is
     /// judged per round trip (from sending a TSN until it, or a later one, is acknowledged), as
     /// BBRv2 judges loss: as soon as a round has lost more than [`LOSS_THRESHOLD_PERCENT`] of a
     /// window (and more than two MTUs: one random loss on a small window is no evidence), or when

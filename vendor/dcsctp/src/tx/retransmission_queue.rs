@@ -504,11 +504,17 @@ impl RetransmissionQueue {
         // peer refused (its SACKs said so), which says nothing about congestion; the window it
         // probes opens when the peer's reader reads, and the path is as it was.
         if self.a_rwnd > 0 {
+            let old_ssthresh = self.ssthresh;
             self.ssthresh = max(self.cwnd / 2, 4 * self.mtu);
 
             self.cwnd = self.mtu;
             if let Some(controller) = &mut self.loss_tolerant {
-                controller.on_timeout(old_cwnd, self.outstanding_data.next_tsn());
+                controller.on_timeout(
+                    old_cwnd,
+                    old_ssthresh,
+                    &mut self.ssthresh,
+                    self.outstanding_data.next_tsn(),
+                );
             }
 
             // Errata: <https://datatracker.ietf.org/doc/html/rfc8540#section-3.11>
