@@ -157,19 +157,20 @@ impl LossTolerant {
             }
         }
         self.round_acked += sack.acked;
-        self.round_lost += sack.lost;
         if self.timeout_recovery.is_some_and(|end| sack.highest_acked.greater_than_or_equal(end)) {
             self.timeout_recovery = None;
         }
+        // While a timeout is being recovered from, what is declared lost was sent before it,
+        // and the timeout already took the window down: those losses are not the round's.
+        if self.timeout_recovery.is_none() {
+            self.round_lost += sack.lost;
+        }
 
-        // Loss is judged as it comes (BBRv2's `IsInflightTooHigh`), except while a timeout is
-        // being recovered from (what is declared lost then was sent before it, and the timeout
-        // already took the window down): once the round has lost more
+        // Loss is judged as it comes (BBRv2's `IsInflightTooHigh`): once the round has lost more
         // than the threshold's share of a window (of what it sent, if more), the bottleneck
         // overflows; waiting for the round to end would let it overflow for a round longer.
         let sent = max(self.round_acked + self.round_lost, *cwnd);
         if !self.skip_round
-            && self.timeout_recovery.is_none()
             && self.round_lost > MIN_LOST_MTUS * self.mtu
             && self.round_lost * 100 > LOSS_THRESHOLD_PERCENT * sent
         {
@@ -610,6 +611,19 @@ mod tests {
         }
         assert_eq!(path.ssthresh, old_cwnd / 2, "no decrease for losses before the timeout");
         assert!(path.cwnd > 8 * MTU, "slow start goes on");
+        // Recovered (what was sent after the timeout is acknowledged): the losses declared
+        // during the recovery are not carried into the round.
+        path.acked = next;
+        let sack = SackSummary {
+            acked: 2 * MTU,
+            lost: 0,
+            rtt: None,
+            highest_acked: next,
+            next_tsn: next.add_to(8),
+            fully_utilized: true,
+        };
+        path.cc.on_sack(path.now, sack, &mut path.cwnd, &mut path.ssthresh);
+        assert_eq!(path.ssthresh, old_cwnd / 2, "no decrease for them after it either");
     }
 
     #[test]
