@@ -8,8 +8,9 @@
 # latency-under-load scale-10k priority-under-saturation (root: a network
 # namespace, a veth pair and tbf at 1 Mbit/s each way) wan (root: two
 # namespaces joined by perf/wan-bridge, a userspace path of 1 Gbit/s, 50 ms
-# round trip and 0.1 % loss each way; Durable bulk against iperf3's TCP and
-# usrsctp on the same path), or all.
+# round trip and 0.1 % loss each way; Durable bulk, relayed through a
+# server and point to point, against iperf3's TCP and usrsctp on the same
+# path), or all.
 # Knobs (environment): ROUNDS (3), DURATION (seconds measured, 3), WARMUP (1),
 # CARGO_TARGET_DIR (target); for wan: WAN_DURATION (10), WAN_RATE_MBIT
 # (1000), WAN_DELAY_MS (one way, 25), WAN_LOSS (each way, 0.001), WAN_SEED (1),
@@ -338,6 +339,17 @@ ours_wan() {
   wait "$srv" 2>/dev/null || true
 }
 
+# dcengine point to point on the wan path, the way TCP goes: one process
+# in $WAN_A whose embedded server (10.77.0.1, one worker as `serve` above)
+# hosts the sender (--p2p) and whose client engine starts in $WAN_B
+# (--client-netns): every message crosses the path once, over one
+# association, from $WAN_A to $WAN_B as iperf3's bytes do.
+ours_wan_p2p() {
+  ip netns exec "$WAN_A" timeout $((WAN_DURATION + WARMUP + 60)) "$DC" load \
+    --bind 10.77.0.1:0 --client-netns "$WAN_B" --p2p --server-workers 1 \
+    --duration "$WAN_DURATION" --warmup "$WARMUP" --drain 30 --json "$@" || true
+}
+
 ours_p2p() {
   "$DC" load --embedded --p2p --duration "$DURATION" --warmup "$WARMUP" --json "$@" || true
 }
@@ -432,6 +444,8 @@ for sc in "${scenarios[@]}"; do
         fi
         j=$(ours_wan big --sending-participants 1 --size 1200 --window 0 --no-progress)
         show ours/big-buffers "$j"; record "$sc" ours "$r" big-buffers "$j"
+        j=$(ours_wan_p2p --sending-participants 1 --size 1200 --window 0 --no-progress)
+        show ours-p2p "$j"; record "$sc" ours-p2p "$r" ab "$j"
         j=$(tcp_wan); show tcp "$j"; record "$sc" tcp "$r" ab "$j"
         j=$(tcp_wan relay); show tcp-relayed "$j"; record "$sc" tcp-relayed "$r" ab "$j"
         # SCTP's congestion control is TCP Reno's (RFC 9260 7.2): the same

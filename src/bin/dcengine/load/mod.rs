@@ -43,6 +43,15 @@ pub(crate) struct LoadArgs {
     /// (`--durable-kbps 0 …`) unless `--traffic-rules`.
     #[arg(long)]
     server: Option<SocketAddr>,
+    /// The embedded server's address (default 127.0.0.1:0; port 0: any).
+    #[arg(long, conflicts_with = "server")]
+    bind: Option<SocketAddr>,
+    /// Linux: start the client engines inside this network namespace (a
+    /// name `ip netns add` made; needs CAP_SYS_ADMIN), so that with
+    /// `--bind` the embedded server and the clients talk across a path
+    /// between namespaces (`perf/run.sh wan`'s point-to-point side).
+    #[arg(long)]
+    client_netns: Option<String>,
     /// The server's token secret (or set DCENGINE_SECRET).
     #[arg(long, env = "DCENGINE_SECRET", hide_env_values = true)]
     secret: Option<String>,
@@ -211,6 +220,8 @@ impl LoadArgs {
             "server": self.server.map_or("embedded".to_string(), |a| a.to_string()),
             "server_workers": self.server_workers,
             "p2p": self.p2p,
+            "bind": self.bind.map(|a| a.to_string()),
+            "client_netns": self.client_netns,
             "clients": self.clients,
             "calls": s.calls,
             "participants": s.participants,
@@ -382,7 +393,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
                 hub = hub.dtls(new_certificate()?);
             }
             let mut b = Engine::builder()
-                .bind(([127, 0, 0, 1], 0).into())
+                .bind(args.bind.unwrap_or(([127, 0, 0, 1], 0).into()))
                 .backend(backend)
                 .hub(with_node(
                     hub,
@@ -418,17 +429,23 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), String> {
         if args.dtls {
             hub = hub.dtls(new_certificate()?);
         }
-        let engine = Engine::builder()
-            .bind(client_bind(server_addr))
-            .backend(backend)
-            .hub(with_node(
-                hub,
-                NodeConfig::client(),
-                args.sctp_receive_buffer,
-                args.uplink_buffer,
-            ))
-            .start()
-            .map_err(|e| format!("a client engine cannot start: {e}"))?;
+        let start = move || {
+            Engine::builder()
+                .bind(client_bind(server_addr))
+                .backend(backend)
+                .hub(with_node(
+                    hub,
+                    NodeConfig::client(),
+                    args.sctp_receive_buffer,
+                    args.uplink_buffer,
+                ))
+                .start()
+                .map_err(|e| format!("a client engine cannot start: {e}"))
+        };
+        let engine = match &args.client_netns {
+            Some(ns) => sys::in_netns(ns, start)?,
+            None => start()?,
+        };
 
         groups.push(Group {
             engine: Some(engine),
@@ -1144,6 +1161,16 @@ mod tests {
         assert!(parse(&["--server", "127.0.0.1:5000", "--secret", "s"]).is_ok());
         assert!(parse(&["--server", "127.0.0.1:5000", "--secret", "s", "--p2p"]).is_err());
         assert!(parse(&["--embedded", "--server", "127.0.0.1:5000"]).is_err());
+        let bind = [
+            "--server",
+            "127.0.0.1:5000",
+            "--secret",
+            "s",
+            "--bind",
+            "127.0.0.1:0",
+        ];
+        assert!(parse(&bind).is_err(), "--bind is the embedded server's");
+        assert!(parse(&["--bind", "127.0.0.2:0", "--client-netns", "x"]).is_ok());
         assert!(parse(&["--server-pid", "1"]).is_err(), "needs --server");
         assert!(parse(&["--size", "8"]).is_err());
         assert!(parse(&["--clients", "0"]).is_err());

@@ -69,6 +69,52 @@ pub(crate) fn threads_cpu(tids: &BTreeSet<u32>) -> f64 {
     ticks as f64 / ticks_per_second()
 }
 
+/// Runs `f` on a thread of its own that first entered the network
+/// namespace `name` (one `ip netns add NAME` made: `/run/netns/NAME`), and
+/// returns what `f` returned. What `f` creates stays in that namespace:
+/// sockets keep the namespace they were made in, and threads take their
+/// creator's, so an engine started there binds and runs there while this
+/// process lives in another (`dcengine load --client-netns`).
+#[cfg(target_os = "linux")]
+pub(crate) fn in_netns<T: Send>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    use std::os::fd::AsRawFd;
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("--client-netns {name:?}: not a namespace name"));
+    }
+    let path = format!("/run/netns/{name}");
+    let ns = std::fs::File::open(&path).map_err(|e| format!("--client-netns: {path}: {e}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                // SAFETY: `ns` is an open descriptor for the call's duration;
+                // setns(2) changes only the calling thread's namespace, and
+                // this thread is ours and ends when `f` does.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    return Err(format!(
+                        "--client-netns: cannot enter {path}: {} (it needs CAP_SYS_ADMIN)",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                f()
+            })
+            .join()
+            .map_err(|_| "--client-netns: the thread starting the clients panicked".to_string())?
+    })
+}
+
+/// Network namespaces are Linux's.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn in_netns<T: Send>(
+    _name: &str,
+    _f: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    Err("--client-netns needs Linux".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +135,16 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(12345));
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(9999));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn a_namespace_name_is_a_name() {
+        for bad in ["", "a/b", "..", "."] {
+            let r = in_netns(bad, || Ok(()));
+            assert!(r.is_err(), "{bad:?}");
+        }
+        let missing = in_netns("dcengine-no-such-namespace", || Ok(()));
+        assert!(missing.is_err_and(|e| e.contains("--client-netns")));
     }
 
     #[cfg(target_os = "linux")]
