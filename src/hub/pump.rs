@@ -158,6 +158,7 @@ pub(super) fn pump<S: Scheduled>(
     let mut reserve = high_reserve(budget, queued);
     let mut transit = budget.drain_time(queued);
     let mut cap = None;
+    let mut paced = false;
     if node.interleaves(assoc) {
         // SCTP puts Lossy messages ahead of the Durable stream's queue,
         // inside its messages even: High senders need not wait for that
@@ -175,6 +176,7 @@ pub(super) fn pump<S: Scheduled>(
         // the pacer's probes for more bandwidth.
         let was_paced = budget.is_paced();
         let rate = budget.pacing_rate(now, || node.in_flight(assoc));
+        paced = rate.is_some();
         let mut in_flight = budget.steady_budget() + MAX_PACKET_MESSAGE;
         if rate.is_some() {
             let bdp = budget.bandwidth_delay().unwrap_or(0);
@@ -239,6 +241,11 @@ pub(super) fn pump<S: Scheduled>(
     // back (work left for want of shaping tokens leaves room).
     if more && handed >= room {
         budget.on_limited();
+    } else if paced && sctp_queued(node, assoc) > node.in_flight(assoc) {
+        // Paced, SCTP holds data it has not sent: the pacer, not the
+        // application, is what limits the sender (see
+        // `EgressBudget::on_backlogged`).
+        budget.on_backlogged();
     }
     Pumped { dropped, more }
 }

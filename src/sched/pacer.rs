@@ -9,8 +9,8 @@ const PACKET: f64 = crate::proto::MAX_PACKET_MESSAGE as f64;
 /// bottleneck: on a faster path a packet of standing queue costs less, and
 /// the pacer stays out of the way.
 const MIN_PACKET_TIME: Duration = Duration::from_millis(1);
-/// The pacing gain of each phase of a cycle (each phase one base round
-/// trip), as BBR's ProbeBW: a round an eighth over the estimate to find
+/// The pacing gain of each phase of a cycle (each phase a base round
+/// trip, or two packets' time if longer), as BBR's ProbeBW: a round an eighth over the estimate to find
 /// more bandwidth, one an eighth under to drain what that queued, then six
 /// at the estimate.
 const GAINS: [f64; 8] = [1.125, 0.875, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
@@ -24,6 +24,17 @@ const WINDOW_CYCLES: u32 = 2;
 const SAMPLE_BYTES: u64 = 2 * crate::proto::MAX_PACKET_MESSAGE as u64;
 /// Most delivery snapshots kept.
 const MAX_SNAPSHOTS: usize = 256;
+/// A phase of the cycle lasts a base round trip, but at least this many
+/// packets' time at the estimate: a shorter phase (a host path of a 0.1 ms
+/// round trip measured slow) sent no packet more in its probe, samples of
+/// two packets averaged the gains to under 1, and the estimate never grew
+/// back (see [`Pacer::phase`]).
+const MIN_PHASE_PACKETS: f64 = 2.0;
+/// The bottleneck filter's window is at least this long: on a path of a
+/// 0.1 ms round trip its 16 round trips are 1.6 ms, and one stall of a busy
+/// host for a few milliseconds left a single low sample in it, which read
+/// as a slow path.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
 
 /// The pacing rate of one association (sans-IO): about the bottleneck's
 /// rate, so the bottleneck's queue stays near empty while the link stays
@@ -44,10 +55,14 @@ const MAX_SNAPSHOTS: usize = 256;
 ///   are departures from the bottleneck, so a busy link's rate comes out
 ///   exactly, whatever the packet sizes).
 /// - The estimate is the largest sample of the last [`WINDOW_CYCLES`]
-///   cycles (BBR's bottleneck bandwidth filter): a sample is at most what
-///   the link carried, and samples while the sender was not held back
-///   (application-limited) are not taken.
-/// - The rate cycles through [`GAINS`], a phase a base round trip: the
+///   cycles, and at least of the last [`MIN_WINDOW`] (BBR's bottleneck
+///   bandwidth filter): a sample is at most what the link carried, and
+///   samples while the sender was not held back (application-limited) are
+///   not taken. Held back means by the budget, or by the pacer itself: its
+///   owner reports data the transport has not sent yet
+///   ([`super::EgressBudget::on_backlogged`]).
+/// - The rate cycles through [`GAINS`], a phase a base round trip or
+///   [`MIN_PHASE_PACKETS`] packets' time at the estimate, if longer: the
 ///   phase at 1.125 finds bandwidth the path gained (its samples show it,
 ///   and the estimate takes the largest), the one at 0.875 drains the queue
 ///   the probe built, which is an eighth of a bandwidth-delay product (less
@@ -103,7 +118,7 @@ impl Pacer {
             }
             self.samples.push_back((now, rate));
         }
-        let window = base * GAINS.len() as u32 * WINDOW_CYCLES;
+        let window = (self.phase(base) * GAINS.len() as u32 * WINDOW_CYCLES).max(MIN_WINDOW);
         while self.samples.len() > 1
             && self
                 .samples
@@ -112,6 +127,18 @@ impl Pacer {
         {
             self.samples.pop_front();
         }
+    }
+
+    /// How long a phase of the cycle lasts: a base round trip, as BBR's, or
+    /// [`MIN_PHASE_PACKETS`] packets' time at the estimate if that is
+    /// longer, so that each phase's gain shows in the samples.
+    fn phase(&self, base: Duration) -> Duration {
+        let packets = self
+            .bottleneck_rate()
+            .filter(|&r| r > 0.0)
+            .and_then(|r| Duration::try_from_secs_f64(MIN_PHASE_PACKETS * PACKET / r).ok())
+            .unwrap_or_default();
+        base.max(packets.min(Duration::from_secs(1)))
     }
 
     /// The estimated bottleneck rate, bytes a second.
@@ -134,7 +161,8 @@ impl Pacer {
             return None;
         }
         let start = *self.cycle_start.get_or_insert(now);
-        let cycle = base * GAINS.len() as u32;
+        let phase = self.phase(base);
+        let cycle = phase * GAINS.len() as u32;
         let into = now.saturating_duration_since(start);
         let into = if into >= cycle {
             // A new cycle begins now (phases are not caught up on).
@@ -143,7 +171,7 @@ impl Pacer {
         } else {
             into
         };
-        let phase = (into.as_nanos() / base.as_nanos().max(1)) as usize;
+        let phase = (into.as_nanos() / phase.as_nanos().max(1)) as usize;
         let gain = GAINS[phase.min(GAINS.len() - 1)];
         // What is in flight beyond the path's bandwidth-delay product waits
         // in the bottleneck's queue (Vegas): over a packet of it, the
@@ -172,14 +200,30 @@ mod tests {
     /// link was booked ahead when a packet was sent), and the pacing rates
     /// seen.
     fn run(rate: impl Fn(Duration) -> f64, total: Duration) -> Vec<(usize, Duration, f64)> {
+        run_from(
+            (Pacer::default(), 0, crate::sim::start_instant()),
+            Duration::from_millis(20),
+            Duration::from_micros(100),
+            rate,
+            total,
+        )
+    }
+
+    /// [`run`] from `pacer` as it is at `t0` (with `delivered` bytes
+    /// acknowledged so far), over `prop` of propagation, in steps of
+    /// `step`.
+    fn run_from(
+        (mut pacer, mut delivered, t0): (Pacer, u64, Instant),
+        prop: Duration,
+        step: Duration,
+        rate: impl Fn(Duration) -> f64,
+        total: Duration,
+    ) -> Vec<(usize, Duration, f64)> {
         const SIZE: usize = 1200;
-        let t0 = crate::sim::start_instant();
-        let prop = Duration::from_millis(20);
-        let mut pacer = Pacer::default();
+        
         let mut acks: VecDeque<Instant> = VecDeque::new();
-        let (mut link_free, mut next_send, mut delivered) = (t0, t0, 0u64);
+        let (mut link_free, mut next_send) = (t0, t0);
         let mut out = vec![(0, Duration::ZERO, 0.0); (total.as_millis() / 100) as usize + 1];
-        let step = Duration::from_micros(100);
         let mut now = t0;
         while now < t0 + total {
             now += step;
@@ -254,5 +298,34 @@ mod tests {
     fn a_fast_path_is_not_paced() {
         let out = run(|_| 12_500_000.0, Duration::from_secs(2));
         assert!(out.iter().all(|s| s.2 == 0.0));
+    }
+
+    /// A stall on a fast path: at 100 MB/s over a 0.1 ms round trip, the
+    /// host stops for 5 ms, and two packets are acknowledged 5 ms apart (a
+    /// sample of 480 kB/s). The estimate keeps the path's rate: the
+    /// filter's window is [`MIN_WINDOW`], not 16 round trips (1.6 ms, when
+    /// the stall's sample was the only one left and read as a slow path,
+    /// which paced the association at 480 kB/s).
+    #[test]
+    fn a_stall_on_a_fast_path_does_not_read_as_a_slow_path() {
+        let t0 = crate::sim::start_instant();
+        let base = Duration::from_micros(100);
+        let mut pacer = Pacer::default();
+        let mut delivered = 0;
+        let mut now = t0;
+        // 10 ms at 100 MB/s: a 1,200-byte packet acknowledged each 12 µs.
+        for _ in 0..833 {
+            now += Duration::from_micros(12);
+            delivered += 1200;
+            pacer.on_progress(delivered, now, true, base);
+        }
+        for _ in 0..2 {
+            now += Duration::from_micros(2500);
+            delivered += 1200;
+            pacer.on_progress(delivered, now, true, base);
+        }
+        let estimate = pacer.bottleneck_rate().expect("samples");
+        assert!(estimate > 50e6, "{estimate}");
+        assert_eq!(pacer.rate(now, base, || 0), None);
     }
 }
