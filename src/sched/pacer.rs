@@ -54,9 +54,12 @@ const MIN_WINDOW: Duration = Duration::from_millis(100);
 ///   between the two acknowledgements over the time between them (both
 ///   are departures from the bottleneck, so a busy link's rate comes out
 ///   exactly, whatever the packet sizes).
-/// - The estimate is the largest sample of the last [`WINDOW_CYCLES`]
-///   cycles of base round trips, a fast path's samples kept at least
-///   [`MIN_WINDOW`] (BBR's bottleneck bandwidth filter): a sample is at most what the link carried, and
+/// - The estimate is the largest sample of the last [`WINDOW_CYCLES`] × 8
+///   base round trips (two cycles where a phase is a round trip), or of
+///   the last two phases if longer (the probe's and the drain's: what a
+///   probe found is the estimate when the phases at 1× begin), a fast
+///   path's samples kept at least [`MIN_WINDOW`] (BBR's bottleneck
+///   bandwidth filter): a sample is at most what the link carried, and
 ///   samples while the sender was not held back (application-limited) are
 ///   not taken. Held back means by the budget, or by the pacer itself: its
 ///   owner reports data the transport has not sent yet
@@ -80,8 +83,10 @@ pub struct Pacer {
     /// Delivery-rate samples of the window, `(when, bytes a second)`, each
     /// smaller than the one before (the front is the window's largest).
     samples: VecDeque<(Instant, f64)>,
-    /// When the current cycle began.
-    cycle_start: Option<Instant>,
+    /// When the current cycle began, and how long its phases last (fixed
+    /// for the cycle: an estimate that moves within it must not move the
+    /// phase boundaries, which could repeat the probe or skip the drain).
+    cycle_start: Option<(Instant, Duration)>,
 }
 
 impl Pacer {
@@ -118,7 +123,9 @@ impl Pacer {
             }
             self.samples.push_back((now, rate));
         }
-        let window = base * GAINS.len() as u32 * WINDOW_CYCLES;
+        // At least the probe's phase and the drain after it, so that what a
+        // probe found is still the estimate when the phases at 1× begin.
+        let window = (base * GAINS.len() as u32 * WINDOW_CYCLES).max(self.phase(base) * 2);
         // A sample of a fast path (one the pacer leaves alone) stays at
         // least MIN_WINDOW; a longer window on a slow path kept what a
         // token bucket's burst let through as its rate (High p99 through
@@ -141,9 +148,11 @@ impl Pacer {
         let packets = self
             .bottleneck_rate()
             .filter(|&r| r > 0.0)
-            .and_then(|r| Duration::try_from_secs_f64(MIN_PHASE_PACKETS * PACKET / r).ok())
-            .unwrap_or_default();
-        base.max(packets.min(Duration::from_secs(1)))
+            .map_or(Duration::ZERO, |r| {
+                Duration::try_from_secs_f64(MIN_PHASE_PACKETS * PACKET / r)
+                    .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
+            });
+        base.max(packets)
     }
 
     /// The estimated bottleneck rate, bytes a second.
@@ -165,16 +174,19 @@ impl Pacer {
             self.cycle_start = None;
             return None;
         }
-        let start = *self.cycle_start.get_or_insert(now);
-        let phase = self.phase(base);
+        let (start, phase) = match self.cycle_start {
+            Some(c) => c,
+            None => *self.cycle_start.insert((now, self.phase(base))),
+        };
         let cycle = phase * GAINS.len() as u32;
         let into = now.saturating_duration_since(start);
-        let into = if into >= cycle {
+        let (into, phase) = if into >= cycle {
             // A new cycle begins now (phases are not caught up on).
-            self.cycle_start = Some(now);
-            Duration::ZERO
+            let phase = self.phase(base);
+            self.cycle_start = Some((now, phase));
+            (Duration::ZERO, phase)
         } else {
-            into
+            (into, phase)
         };
         let phase = (into.as_nanos() / phase.as_nanos().max(1)) as usize;
         let gain = GAINS[phase.min(GAINS.len() - 1)];

@@ -208,6 +208,11 @@ impl LoadArgs {
         if self.server.is_some() && self.secret.is_none() {
             return Err("--server needs --secret (or DCENGINE_SECRET)".into());
         }
+        if self.bind.is_some_and(|a| a.ip().is_unspecified()) {
+            return Err(
+                "--bind needs a specific address: the client engines join the server there".into(),
+            );
+        }
         if !(0.0..=600.0).contains(&self.drain) {
             return Err("--drain must be from 0 to 600 seconds".into());
         }
@@ -1171,6 +1176,10 @@ mod tests {
         ];
         assert!(parse(&bind).is_err(), "--bind is the embedded server's");
         assert!(parse(&["--bind", "127.0.0.2:0", "--client-netns", "x"]).is_ok());
+        assert!(
+            parse(&["--bind", "0.0.0.0:0"]).is_err(),
+            "clients cannot join 0.0.0.0"
+        );
         assert!(parse(&["--server-pid", "1"]).is_err(), "needs --server");
         assert!(parse(&["--size", "8"]).is_err());
         assert!(parse(&["--clients", "0"]).is_err());
