@@ -217,27 +217,12 @@ mod tests {
     /// link was booked ahead when a packet was sent), and the pacing rates
     /// seen.
     fn run(rate: impl Fn(Duration) -> f64, total: Duration) -> Vec<(usize, Duration, f64)> {
-        run_from(
-            (Pacer::default(), 0, crate::sim::start_instant()),
-            Duration::from_millis(20),
-            Duration::from_micros(100),
-            rate,
-            total,
-        )
-    }
-
-    /// [`run`] from `pacer` as it is at `t0` (with `delivered` bytes
-    /// acknowledged so far), over `prop` of propagation, in steps of
-    /// `step`.
-    fn run_from(
-        (mut pacer, mut delivered, t0): (Pacer, u64, Instant),
-        prop: Duration,
-        step: Duration,
-        rate: impl Fn(Duration) -> f64,
-        total: Duration,
-    ) -> Vec<(usize, Duration, f64)> {
         const SIZE: usize = 1200;
-        
+        let t0 = crate::sim::start_instant();
+        let prop = Duration::from_millis(20);
+        let step = Duration::from_micros(100);
+        let mut pacer = Pacer::default();
+        let mut delivered = 0u64;
         let mut acks: VecDeque<Instant> = VecDeque::new();
         let (mut link_free, mut next_send) = (t0, t0);
         let mut out = vec![(0, Duration::ZERO, 0.0); (total.as_millis() / 100) as usize + 1];
